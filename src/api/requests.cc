@@ -1,0 +1,224 @@
+#include "api/requests.h"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace resident::api {
+namespace {
+
+using nlohmann::json;
+
+const char* KindName(const json& v) {
+  switch (v.type()) {
+    case json::value_t::boolean: return "bool";
+    case json::value_t::object: return "object";
+    case json::value_t::array: return "array";
+    case json::value_t::string: return "string";
+    case json::value_t::null: return "null";
+    default: return "number";
+  }
+}
+
+Result<json> ParseObject(std::string_view body) {
+  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    if (body.empty()) return Status::InvalidArgument("missing request body");
+    return Status::InvalidArgument("invalid JSON in request body");
+  }
+  if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
+  return j;
+}
+
+Status WrongType(const char* field, const char* want, const json& got) {
+  return Status::InvalidArgument(std::string("invalid value for \"") + field + "\": expected " + want + ", got " +
+                                 KindName(got));
+}
+
+Status GetString(const json& j, const char* field, std::string* out) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_string()) return WrongType(field, "a string", *it);
+  *out = it->get<std::string>();
+  return Status::Ok();
+}
+
+Status GetBool(const json& j, const char* field, bool* out) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_boolean()) return WrongType(field, "true or false", *it);
+  *out = it->get<bool>();
+  return Status::Ok();
+}
+
+Status GetModel(const json& j, std::string* out) {
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "model", out));
+  if (out->empty()) {
+    // Ollama also accepts the deprecated "name".
+    RESIDENT_RETURN_IF_ERROR(GetString(j, "name", out));
+  }
+  if (out->empty()) return Status::InvalidArgument("model is required");
+  return Status::Ok();
+}
+
+Status GetKeepAlive(const json& j, std::optional<KeepAlive>* out) {
+  auto it = j.find("keep_alive");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  KeepAliveInput in;
+  if (it->is_number()) {
+    in.kind = KeepAliveInput::Kind::kNumber;
+    in.number = it->get<double>();
+  } else if (it->is_string()) {
+    in.kind = KeepAliveInput::Kind::kString;
+    in.text = it->get<std::string>();
+  } else if (it->is_boolean()) {
+    in.kind = KeepAliveInput::Kind::kBool;
+  } else if (it->is_object()) {
+    in.kind = KeepAliveInput::Kind::kObject;
+  } else {
+    in.kind = KeepAliveInput::Kind::kArray;
+  }
+  auto ka = ParseKeepAlive(in);
+  if (!ka.ok()) return ka.status();
+  *out = *ka;
+  return Status::Ok();
+}
+
+template <typename T>
+Status GetNumber(const json& opts, const char* field, T* out, double min, double max) {
+  auto it = opts.find(field);
+  if (it == opts.end() || it->is_null()) return Status::Ok();
+  if (!it->is_number()) return WrongType(field, "a number", *it);
+  double v = it->get<double>();
+  if (!std::isfinite(v) || v < min || v > max) {
+    return Status::InvalidArgument(std::string("invalid value for option \"") + field + "\": " + it->dump() +
+                                   " is out of range");
+  }
+  if constexpr (std::is_integral_v<T>) {
+    if (v != std::floor(v)) {
+      return Status::InvalidArgument(std::string("invalid value for option \"") + field + "\": expected an integer");
+    }
+  }
+  *out = static_cast<T>(v);
+  return Status::Ok();
+}
+
+Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
+  o->load.n_ctx = d.num_ctx;
+  o->load.n_batch = d.num_batch;
+  o->load.n_threads = d.num_thread;
+  auto it = j.find("options");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return WrongType("options", "an object", *it);
+  const json& opts = *it;
+  constexpr double kInt32Max = std::numeric_limits<int32_t>::max();
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_ctx", &o->load.n_ctx, 1, 1 << 24));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_batch", &o->load.n_batch, 1, 1 << 20));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_thread", &o->load.n_threads, 0, 1024));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_gpu", &o->load.n_gpu_layers, -1, 100000));
+  RESIDENT_RETURN_IF_ERROR(GetBool(opts, "use_mmap", &o->load.use_mmap));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "temperature", &o->sampling.temperature, 0, 100));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_k", &o->sampling.top_k, 0, kInt32Max));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_p", &o->sampling.top_p, 0, 1));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "min_p", &o->sampling.min_p, 0, 1));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_penalty", &o->sampling.repeat_penalty, 0, 100));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_last_n", &o->sampling.repeat_last_n, -1, kInt32Max));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "presence_penalty", &o->sampling.presence_penalty, -100, 100));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "frequency_penalty", &o->sampling.frequency_penalty, -100, 100));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "seed", &o->sampling.seed, -1, 9.007199254740992e15));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_predict", &o->num_predict, -2, kInt32Max));
+  if (auto s = opts.find("stop"); s != opts.end() && !s->is_null()) {
+    if (s->is_string()) {
+      o->stop.push_back(s->get<std::string>());
+    } else if (s->is_array()) {
+      for (const auto& v : *s) {
+        if (!v.is_string()) return WrongType("stop", "strings", v);
+        o->stop.push_back(v.get<std::string>());
+      }
+    } else {
+      return WrongType("stop", "a string or an array of strings", *s);
+    }
+  }
+  if (o->num_predict == -2) o->num_predict = -1;  // "fill the context": the context bound applies anyway
+  return Status::Ok();
+}
+
+Status DecodeStream(const json& j, bool* stream) { return GetBool(j, "stream", stream); }
+
+}  // namespace
+
+Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults& defaults) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  GenerateCall c;
+  // keep_alive is checked first, as Ollama does while decoding, before the model is looked up.
+  RESIDENT_RETURN_IF_ERROR(GetKeepAlive(j, &c.keep_alive));
+  RESIDENT_RETURN_IF_ERROR(GetModel(j, &c.model));
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "prompt", &c.prompt));
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "system", &c.system));
+  RESIDENT_RETURN_IF_ERROR(GetBool(j, "raw", &c.raw));
+  RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
+  RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  if (auto it = j.find("context"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return WrongType("context", "an array of token ids", *it);
+    for (const auto& t : *it) {
+      if (!t.is_number_integer()) return WrongType("context", "integer token ids", t);
+      c.context.push_back(t.get<int32_t>());
+    }
+  }
+  return c;
+}
+
+Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaults) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  ChatCall c;
+  RESIDENT_RETURN_IF_ERROR(GetKeepAlive(j, &c.keep_alive));
+  RESIDENT_RETURN_IF_ERROR(GetModel(j, &c.model));
+  RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
+  RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  if (auto it = j.find("messages"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return WrongType("messages", "an array", *it);
+    for (const auto& m : *it) {
+      if (!m.is_object()) return WrongType("messages", "objects", m);
+      runner::ChatMessage msg;
+      RESIDENT_RETURN_IF_ERROR(GetString(m, "role", &msg.role));
+      RESIDENT_RETURN_IF_ERROR(GetString(m, "content", &msg.content));
+      if (msg.role.empty()) return Status::InvalidArgument("every message needs a role");
+      if (auto img = m.find("images"); img != m.end() && !img->is_null() && !img->empty()) {
+        return Status::InvalidArgument("images are not supported: this model has no vision projector");
+      }
+      c.messages.push_back(std::move(msg));
+    }
+  }
+  return c;
+}
+
+Result<EmbedCall> DecodeEmbed(std::string_view body, const RequestDefaults& defaults, bool legacy) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  EmbedCall c;
+  RESIDENT_RETURN_IF_ERROR(GetKeepAlive(j, &c.keep_alive));
+  RESIDENT_RETURN_IF_ERROR(GetModel(j, &c.model));
+  RESIDENT_RETURN_IF_ERROR(GetBool(j, "truncate", &c.truncate));
+  RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  const char* field = legacy ? "prompt" : "input";
+  if (auto it = j.find(field); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      c.inputs.push_back(it->get<std::string>());
+    } else if (it->is_array() && !legacy) {
+      for (const auto& v : *it) {
+        if (!v.is_string()) return WrongType(field, "strings", v);
+        c.inputs.push_back(v.get<std::string>());
+      }
+    } else {
+      return WrongType(field, legacy ? "a string" : "a string or an array of strings", *it);
+    }
+  }
+  return c;
+}
+
+}  // namespace resident::api

@@ -1,0 +1,354 @@
+#include "api/server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/bytes.h"
+#include "core/time_format.h"
+
+namespace resident::api {
+namespace {
+
+using nlohmann::json;
+using Ns = std::chrono::nanoseconds;
+
+std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka) {
+  if (!ka) return std::nullopt;
+  return ka->forever ? sched::kForever : ka->duration;
+}
+
+void SendError(httplib::Response& res, const Status& status) {
+  res.status = HttpStatusFor(status);
+  res.set_content(json{{"error", status.message()}}.dump(), "application/json; charset=utf-8");
+}
+
+void SendJson(httplib::Response& res, const json& body) {
+  res.status = 200;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json; charset=utf-8");
+}
+
+std::string Line(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// "20M", "1.6B": the parameter size as Ollama shows it.
+std::string ParameterSize(uint64_t n) {
+  if (n >= 1'000'000'000) return fmt::format("{:.1f}B", static_cast<double>(n) / 1e9);
+  if (n >= 1'000'000) return fmt::format("{:.0f}M", static_cast<double>(n) / 1e6);
+  return fmt::format("{:.0f}K", static_cast<double>(n) / 1e3);
+}
+
+json Details(const std::string& family, uint64_t n_params) {
+  json families = family.empty() ? json(nullptr) : json::array({family});
+  return json{{"parent_model", ""},
+              {"format", "gguf"},
+              {"family", family},
+              {"families", families},
+              {"parameter_size", n_params ? ParameterSize(n_params) : ""},
+              {"quantization_level", ""}};
+}
+
+// Final statistics shared by generate and chat; zero values are omitted, as Ollama does.
+void AddTimings(json& j, const runner::DoneEvent& d, Ns total, Ns load) {
+  auto put = [&](const char* k, int64_t v) {
+    if (v != 0) j[k] = v;
+  };
+  put("total_duration", total.count());
+  put("load_duration", load.count());
+  put("prompt_eval_count", d.prompt_eval_count);
+  put("prompt_eval_duration", d.prompt_eval_ns);
+  put("eval_count", d.eval_count);
+  put("eval_duration", d.eval_ns);
+}
+
+// One generation shared by /api/generate and /api/chat, streamed or not.
+struct Generation {
+  sched::Lease lease;
+  runner::GenerateRequest request;
+  std::string model;
+  bool chat = false;
+  TimePoint started;
+  const Clock* clock = nullptr;
+
+  json Chunk(std::string_view text, bool done) const {
+    json j{{"model", model}, {"created_at", FormatRfc3339(clock->WallNow())}};
+    if (chat) j["message"] = json{{"role", "assistant"}, {"content", text}};
+    else j["response"] = text;
+    j["done"] = done;
+    return j;
+  }
+  json Final(const runner::DoneEvent& d, std::string_view text) const {
+    json j = Chunk(text, true);
+    j["done_reason"] = d.done_reason;
+    if (!chat) j["context"] = d.context;
+    AddTimings(j, d, clock->Now() - started, lease.load_duration());
+    return j;
+  }
+};
+
+}  // namespace
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kCancelled: return 499;
+    case StatusCode::kResourceExhausted: return 503;
+    default: return 500;
+  }
+}
+
+ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
+                     const Clock& clock)
+    : options_(std::move(options)), scheduler_(scheduler), catalog_(catalog), clock_(clock),
+      http_(std::make_unique<httplib::Server>()) {
+  int threads = options_.threads;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  Routes();
+}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Status ApiServer::Bind() {
+  if (options_.port == 0) {
+    port_ = http_->bind_to_any_port(options_.host);
+    if (port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host);
+  } else {
+    if (!http_->bind_to_port(options_.host, options_.port)) {
+      return Status::Unavailable(fmt::format("cannot listen on {}:{}: the address is in use or not available",
+                                             options_.host, options_.port));
+    }
+    port_ = options_.port;
+  }
+  return Status::Ok();
+}
+
+void ApiServer::Serve() { http_->listen_after_bind(); }
+
+void ApiServer::Stop() { http_->stop(); }
+
+void ApiServer::Routes() {
+  auto running = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("resident is running", "text/plain; charset=utf-8");
+  };
+  http_->Get("/", running);
+  http_->Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, json{{"version", RESIDENT_VERSION}});
+  });
+  http_->Post("/api/generate", [this](const httplib::Request& req, httplib::Response& res) { HandleGenerate(req, res); });
+  http_->Post("/api/chat", [this](const httplib::Request& req, httplib::Response& res) { HandleChat(req, res); });
+  http_->Post("/api/embed", [this](const httplib::Request& req, httplib::Response& res) { HandleEmbed(req, res, false); });
+  http_->Post("/api/embeddings",
+              [this](const httplib::Request& req, httplib::Response& res) { HandleEmbed(req, res, true); });
+  http_->Get("/api/ps", [this](const httplib::Request&, httplib::Response& res) { HandlePs(res); });
+  http_->Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) { HandleTags(res); });
+  http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      std::string msg = res.status == 413 ? "request body too large" : res.status == 404 ? "404 page not found" : "error";
+      res.set_content(json{{"error", msg}}.dump(), "application/json; charset=utf-8");
+    }
+  });
+  http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("request failed: {}", what);
+    SendError(res, Status::Internal(what));
+  });
+}
+
+void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional<KeepAlive>& keep_alive,
+                                   const ModelOptions& options, bool chat, httplib::Response& res) {
+  bool unload = keep_alive && !keep_alive->forever && keep_alive->duration == Duration::zero();
+  auto entry = catalog_.Find(model);
+  if (!entry.ok()) {
+    if (unload && entry.status().code() == StatusCode::kNotFound) {
+      return SendError(res, Status::NotFound("model '" + model + "' not found"));
+    }
+    return SendError(res, entry.status());
+  }
+  std::string done_reason;
+  if (unload) {
+    scheduler_.Unload(entry->path);
+    done_reason = "unload";
+  } else {
+    runner::LoadRequest load = options.load;
+    load.model_path = entry->path;
+    auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(keep_alive));
+    if (!lease.ok()) return SendError(res, lease.status());
+    done_reason = "load";
+  }
+  json j{{"model", model}, {"created_at", FormatRfc3339(clock_.WallNow())}};
+  if (chat) j["message"] = json{{"role", "assistant"}, {"content", ""}};
+  else j["response"] = "";
+  j["done"] = true;
+  j["done_reason"] = done_reason;
+  SendJson(res, j);
+}
+
+namespace {
+
+// Runs a generation to the end, streaming NDJSON chunks or answering one object.
+void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Response& res) {
+  if (!stream) {
+    std::string text;
+    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
+      text += t;
+      return true;
+    });
+    gen->lease.Release();
+    if (!done.ok()) return SendError(res, done.status());
+    return SendJson(res, gen->Final(*done, text));
+  }
+  res.set_chunked_content_provider("application/x-ndjson", [gen](size_t, httplib::DataSink& sink) {
+    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
+      std::string line = Line(gen->Chunk(t, false));
+      return sink.write(line.data(), line.size());
+    });
+    gen->lease.Release();
+    std::string last;
+    if (done.ok()) {
+      last = Line(gen->Final(*done, ""));
+    } else if (done.status().code() != StatusCode::kCancelled) {
+      spdlog::warn("generation for {} failed: {}", gen->model, done.status().message());
+      last = Line(json{{"error", done.status().message()}});
+    }
+    if (!last.empty()) sink.write(last.data(), last.size());
+    sink.done();
+    return true;
+  });
+}
+
+}  // namespace
+
+void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& res) {
+  TimePoint started = clock_.Now();
+  auto call = DecodeGenerate(req.body, options_.defaults);
+  if (!call.ok()) return SendError(res, call.status());
+  if (call->prompt.empty() && call->system.empty() && call->context.empty()) {
+    return HandleLoadOrUnload(call->model, call->keep_alive, call->options, false, res);
+  }
+  auto entry = catalog_.Find(call->model);
+  if (!entry.ok()) return SendError(res, entry.status());
+  runner::LoadRequest load = call->options.load;
+  load.model_path = entry->path;
+  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  if (!lease.ok()) return SendError(res, lease.status());
+
+  auto gen = std::make_shared<Generation>();
+  gen->lease = std::move(lease).value();
+  gen->model = call->model;
+  gen->started = started;
+  gen->clock = &clock_;
+  runner::GenerateRequest& r = gen->request;
+  if (call->raw) {
+    r.prompt = call->prompt;
+  } else {
+    if (!call->system.empty()) r.messages.push_back({"system", call->system});
+    r.messages.push_back({"user", call->prompt});
+  }
+  r.context = call->context;
+  r.num_predict = call->options.num_predict;
+  r.stop = call->options.stop;
+  r.sampling = call->options.sampling;
+  r.return_context = true;
+  RunGeneration(gen, call->stream, res);
+}
+
+void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) {
+  TimePoint started = clock_.Now();
+  auto call = DecodeChat(req.body, options_.defaults);
+  if (!call.ok()) return SendError(res, call.status());
+  if (call->messages.empty()) {
+    return HandleLoadOrUnload(call->model, call->keep_alive, call->options, true, res);
+  }
+  auto entry = catalog_.Find(call->model);
+  if (!entry.ok()) return SendError(res, entry.status());
+  runner::LoadRequest load = call->options.load;
+  load.model_path = entry->path;
+  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  if (!lease.ok()) return SendError(res, lease.status());
+
+  auto gen = std::make_shared<Generation>();
+  gen->lease = std::move(lease).value();
+  gen->model = call->model;
+  gen->chat = true;
+  gen->started = started;
+  gen->clock = &clock_;
+  gen->request.messages = call->messages;
+  gen->request.num_predict = call->options.num_predict;
+  gen->request.stop = call->options.stop;
+  gen->request.sampling = call->options.sampling;
+  RunGeneration(gen, call->stream, res);
+}
+
+void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res, bool legacy) {
+  TimePoint started = clock_.Now();
+  auto call = DecodeEmbed(req.body, options_.defaults, legacy);
+  if (!call.ok()) return SendError(res, call.status());
+  auto entry = catalog_.Find(call->model);
+  if (!entry.ok()) return SendError(res, entry.status());
+  runner::LoadRequest load = call->options.load;
+  load.model_path = entry->path;
+  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  if (!lease.ok()) return SendError(res, lease.status());
+  if (call->inputs.empty()) {
+    if (legacy) return SendJson(res, json{{"embedding", json::array()}});
+    return SendJson(res, json{{"model", call->model}, {"embeddings", json::array()}});
+  }
+  runner::EmbedRequest er;
+  er.inputs = call->inputs;
+  er.truncate = call->truncate;
+  er.normalize = !legacy;  // the legacy endpoint returns raw vectors, as Ollama's does
+  auto result = lease->runner().Embed(er);
+  Ns load_ns = lease->load_duration();
+  lease->Release();
+  if (!result.ok()) return SendError(res, result.status());
+  if (legacy) return SendJson(res, json{{"embedding", result->embeddings.front()}});
+  json j{{"model", call->model}, {"embeddings", result->embeddings}};
+  AddTimings(j, runner::DoneEvent{.prompt_eval_count = result->prompt_eval_count}, clock_.Now() - started, load_ns);
+  SendJson(res, j);
+}
+
+void ApiServer::HandlePs(httplib::Response& res) {
+  json models = json::array();
+  // "Forever" reads as a date far in the future, as Ollama reports it.
+  const WallTime far_future = clock_.WallNow() + std::chrono::hours(24 * 365 * 200);
+  for (const sched::LoadedModel& m : scheduler_.Snapshot()) {
+    auto entry = catalog_.Find(m.name);
+    WallTime expires = m.forever ? far_future : m.expires_at.value_or(clock_.WallNow() + m.keep_alive);
+    models.push_back(json{{"name", m.name},
+                          {"model", m.name},
+                          {"size", m.facts.rss_bytes},
+                          {"digest", entry.ok() ? entry->digest : ""},
+                          {"details", Details(m.facts.architecture, m.facts.n_params)},
+                          {"expires_at", FormatRfc3339(expires)},
+                          {"size_vram", m.facts.vram_bytes},
+                          {"context_length", m.facts.n_ctx}});
+  }
+  SendJson(res, json{{"models", models}});
+}
+
+void ApiServer::HandleTags(httplib::Response& res) {
+  json models = json::array();
+  for (const store::ModelEntry& e : catalog_.List()) {
+    models.push_back(json{{"name", e.name},
+                          {"model", e.name},
+                          {"modified_at", FormatRfc3339(e.modified)},
+                          {"size", e.size},
+                          {"digest", e.digest},
+                          {"details", Details("", 0)}});
+  }
+  SendJson(res, json{{"models", models}});
+}
+
+}  // namespace resident::api

@@ -1,0 +1,66 @@
+// ApiServer: the HTTP adapter. Decodes requests into native structs (api/requests.h), asks the
+// catalog for the weights file and the scheduler for a lease, drives the runner, and writes
+// Ollama-shaped JSON or NDJSON streams. It holds no model state of its own.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/requests.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "sched/scheduler.h"
+#include "store/model_catalog.h"
+
+namespace httplib {
+class Server;
+class Request;
+class Response;
+}  // namespace httplib
+
+namespace resident::api {
+
+class ApiServer {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    int port = 11434;  // 0: any free port (tests)
+    RequestDefaults defaults;
+    size_t max_body_bytes = 32u << 20;
+    int threads = 64;  // connections served at once
+  };
+
+  ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);
+  ~ApiServer();
+
+  // Binds the listening socket. Errors: kUnavailable when the address cannot be bound.
+  Status Bind();
+  int port() const { return port_; }
+  // Serves until Stop(). Call after Bind().
+  void Serve();
+  // Stops accepting; returns at once. Safe from any thread.
+  void Stop();
+
+ private:
+  void Routes();
+  void HandleGenerate(const httplib::Request& req, httplib::Response& res);
+  void HandleChat(const httplib::Request& req, httplib::Response& res);
+  void HandleEmbed(const httplib::Request& req, httplib::Response& res, bool legacy);
+  void HandlePs(httplib::Response& res);
+  void HandleTags(httplib::Response& res);
+  // The empty-prompt forms of generate/chat: load, or unload with keep_alive 0.
+  void HandleLoadOrUnload(const std::string& model, const std::optional<KeepAlive>& keep_alive,
+                          const ModelOptions& options, bool chat, httplib::Response& res);
+
+  Options options_;
+  sched::Scheduler& scheduler_;
+  const store::ModelCatalog& catalog_;
+  const Clock& clock_;
+  std::unique_ptr<httplib::Server> http_;
+  int port_ = 0;
+};
+
+// HTTP status for a Status code (400, 404, 499, 503, 500).
+int HttpStatusFor(const Status& status);
+
+}  // namespace resident::api

@@ -1,0 +1,77 @@
+// keep_alive: how long a model stays loaded after its last request.
+//
+// Matches Ollama (api/types.go Duration.UnmarshalJSON, envconfig.KeepAlive, Go's
+// time.ParseDuration and Duration.String) byte for byte in values and error messages; see
+// shared/reference/ollama-behaviour.md §1. Nothing here depends on a JSON library.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/clock.h"
+#include "core/status.h"
+
+namespace resident {
+
+// A keep_alive value: a duration, or forever.
+struct KeepAlive {
+  Duration duration{0};  // meaningful only when !forever; never negative
+  bool forever = false;
+
+  static KeepAlive Forever();
+  // A negative duration means forever (as in Ollama), and so does Duration::max()
+  // (Ollama's forever is math.MaxInt64 nanoseconds).
+  static KeepAlive Of(Duration d);
+
+  bool operator==(const KeepAlive&) const = default;
+  // Go's Duration.String() ("5m0s", "1.5s", "300ms", "0s"), or "forever".
+  std::string ToString() const;
+};
+
+// Go's Duration.String(): "0s", "1.5s", "5m0s", "1h30m0s", "300ms", "2µs" (U+00B5), "-1m0s".
+std::string FormatGoDuration(Duration d);
+
+// Go's time.ParseDuration, exactly: [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+ with units ns, us,
+// µs (U+00B5), μs (U+03BC), ms, s, m, h; "0", "-0", "+0" alone need no unit. Out-of-range
+// values are errors (never wrap). Errors are InvalidArgument with Go's messages:
+//   time: invalid duration "<s>"
+//   time: missing unit in duration "<s>"
+//   time: unknown unit "<u>" in duration "<s>"
+// quoted as Go's time package quotes (`"` and `\` escaped with a backslash; every byte below
+// 0x20 or above 0x7f written as \xHH).
+Result<Duration> ParseGoDuration(std::string_view s);
+
+// The keep_alive of a request body, as the already-parsed JSON kind (absent/null is the
+// caller's business: it means "unset").
+struct KeepAliveInput {
+  enum class Kind { kNumber, kString, kBool, kObject, kArray } kind;
+  double number = 0;  // kNumber
+  std::string text;   // kString
+};
+
+// number: seconds, fractions allowed (truncated to whole nanoseconds); negative = forever;
+//   0 = zero; too large for int64 nanoseconds = forever. NaN (not JSON) is an error.
+// string: ParseGoDuration; a negative duration = forever; its errors as they are, e.g.
+//   "300" → time: missing unit in duration "300".
+// bool/object/array → Go's reflect.TypeOf text, as Ollama answers:
+//   Unsupported type: 'bool' / Unsupported type: 'map[string]interface {}' /
+//   Unsupported type: '[]interface {}'.
+// All errors are InvalidArgument (HTTP 400).
+Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in);
+
+// An OLLAMA_KEEP_ALIVE-style value, as Ollama reads it: white space trimmed, then any leading
+// and trailing ' and " characters; parsed as a Go duration, or else as base-10 integer seconds
+// ("60" = 60 s, "-1" = forever, "0" = zero; seconds beyond int64 nanoseconds = forever).
+// Negative = forever. Empty (after trimming) or invalid → nullopt.
+std::optional<KeepAlive> ParseKeepAliveEnv(std::string_view value);
+
+// The default keep_alive: RESIDENT_KEEP_ALIVE if set and non-empty after trimming, else
+// OLLAMA_KEEP_ALIVE likewise, else 5 minutes. The first variable that is set decides: an invalid
+// value gives 5 minutes and a message in *warning (left empty otherwise; warning may be null).
+KeepAlive DefaultKeepAliveFromEnv(std::string* warning);
+
+// 5 minutes, Ollama's default.
+inline constexpr Duration kDefaultKeepAlive = std::chrono::minutes(5);
+
+}  // namespace resident

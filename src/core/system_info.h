@@ -1,0 +1,20 @@
+// Facts about this machine and process, read from /proc and /sys.
+#pragma once
+
+#include <cstdint>
+#include <sys/types.h>
+
+namespace resident {
+
+// Physical cores (unique (package, core) pairs in /sys); falls back to the logical CPU count.
+int PhysicalCores();
+
+// Resident set size of a process in bytes (/proc/PID/statm); 0 when it cannot be read.
+uint64_t ProcessRssBytes(pid_t pid);
+
+// Physical memory of the machine in bytes, and the cgroup (v2 or v1) limit when one is set
+// and lower; 0 when unknown.
+uint64_t PhysicalMemoryBytes();
+uint64_t CgroupMemoryLimitBytes();
+
+}  // namespace resident

@@ -1,0 +1,400 @@
+#include "runner/engine.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "core/system_info.h"
+#include "ggml-backend.h"
+#include "llama.h"
+#include "runner/chat_template.h"
+
+namespace resident::runner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NanosSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+}
+
+// llama.cpp's own log goes to the runner's stderr (the server's log); chatter below WARN is
+// dropped unless RESIDENT_DEBUG is set.
+void LogCallback(ggml_log_level level, const char* text, void*) {
+  static const bool debug = std::getenv("RESIDENT_DEBUG") != nullptr;
+  if (debug || level >= GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
+}
+
+// The prebuilt libraries carry no backend: load the CPU (and any GPU) backends that lie beside
+// libllama, wherever the dynamic linker found it.
+void InitBackendsOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(LogCallback, nullptr);
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&llama_backend_init), &info) && info.dli_fname) {
+      std::string dir = std::filesystem::path(info.dli_fname).parent_path().string();
+      ggml_backend_load_all_from_path(dir.c_str());
+    } else {
+      ggml_backend_load_all();
+    }
+    llama_backend_init();
+  });
+}
+
+bool AbortCallback(void* data) {
+  auto* flag = static_cast<const std::atomic<bool>* const*>(data);
+  return *flag != nullptr && (*flag)->load(std::memory_order_relaxed);
+}
+
+std::string MetaString(const llama_model* model, const char* key) {
+  char buf[256];
+  int n = llama_model_meta_val_str(model, key, buf, sizeof buf);
+  return n < 0 ? std::string() : std::string(buf);
+}
+
+Status CheckGgufFile(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("model file \"" + path + "\" does not exist");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("model file \"" + path + "\" is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  if (!in.read(magic, 4) || std::string_view(magic, 4) != "GGUF") {
+    return Status::InvalidArgument("\"" + path + "\" is not a GGUF model file");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+size_t CompleteUtf8Prefix(std::string_view text) {
+  size_t n = text.size();
+  // Look back at most 3 bytes for the lead byte of the last character.
+  for (size_t back = 1; back <= std::min<size_t>(4, n); ++back) {
+    unsigned char c = static_cast<unsigned char>(text[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte
+    size_t need = (c & 0x80) == 0 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    return back >= need ? n : n - back;
+  }
+  return n;  // only continuation bytes: invalid anyway, let them through
+}
+
+std::pair<size_t, bool> StopScan(std::string_view held, const std::vector<std::string>& stop) {
+  size_t first = std::string_view::npos;
+  for (const std::string& s : stop) {
+    if (s.empty()) continue;
+    size_t pos = held.find(s);
+    if (pos != std::string_view::npos) first = std::min(first, pos);
+  }
+  if (first != std::string_view::npos) return {first, true};
+  size_t keep = 0;  // longest suffix of held that is a proper prefix of some stop string
+  for (const std::string& s : stop) {
+    for (size_t len = std::min(s.size() - (s.empty() ? 0 : 1), held.size()); len > keep; --len) {
+      if (held.substr(held.size() - len) == std::string_view(s).substr(0, len)) {
+        keep = len;
+        break;
+      }
+    }
+  }
+  return {held.size() - keep, false};
+}
+
+Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
+                                             const std::function<bool(float)>& progress) {
+  RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path));
+  InitBackendsOnce();
+  auto start = Clock::now();
+  std::unique_ptr<Engine> engine(new Engine());
+
+  llama_model_params mparams = llama_model_default_params();
+  mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  mparams.n_gpu_layers = request.n_gpu_layers;
+  struct ProgressData { const std::function<bool(float)>* fn; };
+  ProgressData pd{&progress};
+  if (progress) {
+    mparams.progress_callback = [](float p, void* data) -> bool {
+      return (*static_cast<ProgressData*>(data)->fn)(p);
+    };
+    mparams.progress_callback_user_data = &pd;
+  }
+  engine->model_ = llama_model_load_from_file(request.model_path.c_str(), mparams);
+  if (engine->model_ == nullptr) {
+    return Status::InvalidArgument("llama.cpp could not load \"" + request.model_path +
+                                   "\": the file is truncated, corrupt or of an unsupported architecture");
+  }
+  engine->vocab_ = llama_model_get_vocab(engine->model_);
+
+  int threads = request.n_threads > 0 ? request.n_threads : PhysicalCores();
+  llama_context_params cparams = llama_context_default_params();
+  int32_t n_ctx_train = llama_model_n_ctx_train(engine->model_);
+  cparams.n_ctx = static_cast<uint32_t>(request.n_ctx > 0 ? request.n_ctx : std::min(n_ctx_train, 4096));
+  cparams.n_batch = cparams.n_ubatch = static_cast<uint32_t>(std::max(1, request.n_batch));
+  cparams.n_seq_max = static_cast<uint32_t>(std::max(1, request.n_parallel));
+  cparams.n_threads = cparams.n_threads_batch = threads;
+  cparams.no_perf = true;
+  cparams.abort_callback = AbortCallback;
+  cparams.abort_callback_data = &engine->abort_flag_;
+  engine->ctx_ = llama_init_from_model(engine->model_, cparams);
+  if (engine->ctx_ == nullptr) {
+    return Status::ResourceExhausted("could not create a context of " + std::to_string(cparams.n_ctx) +
+                                     " tokens for \"" + request.model_path + "\" (out of memory?)");
+  }
+  engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
+
+  ModelFacts& f = engine->facts_;
+  f.size_bytes = llama_model_size(engine->model_);
+  f.n_params = llama_model_n_params(engine->model_);
+  f.n_ctx = static_cast<int32_t>(llama_n_ctx(engine->ctx_));
+  f.n_ctx_train = n_ctx_train;
+  f.n_embd = llama_model_n_embd(engine->model_);
+  f.n_threads = threads;
+  f.architecture = MetaString(engine->model_, "general.architecture");
+  if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
+  f.rss_bytes = ProcessRssBytes(getpid());
+  f.load_ns = NanosSince(start);
+  return engine;
+}
+
+Engine::~Engine() {
+  if (ctx_) llama_free(ctx_);
+  if (model_) llama_model_free(model_);
+}
+
+Result<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool add_special) const {
+  std::vector<int32_t> tokens(text.size() + 8);
+  int32_t n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                             static_cast<int32_t>(tokens.size()), add_special, /*parse_special=*/true);
+  if (n < 0) {
+    tokens.resize(static_cast<size_t>(-n));
+    n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                       static_cast<int32_t>(tokens.size()), add_special, true);
+  }
+  if (n < 0) return Status::InvalidArgument("the text cannot be tokenized");
+  tokens.resize(static_cast<size_t>(n));
+  return tokens;
+}
+
+Result<std::string> Engine::ApplyChatTemplate(const std::vector<ChatMessage>& messages) {
+  if (!chat_template_) {
+    auto tmpl = ChatTemplate::Create(model_);
+    if (!tmpl.ok()) return tmpl.status();
+    chat_template_ = std::move(tmpl).value();
+  }
+  return chat_template_->Render(messages, /*add_generation_prompt=*/true);
+}
+
+std::string Engine::TokenText(int32_t token) const {
+  char buf[256];
+  int n = llama_token_to_piece(vocab_, token, buf, sizeof buf, 0, /*special=*/false);
+  if (n >= 0) return std::string(buf, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(-n), '\0');
+  n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, false);
+  return n < 0 ? std::string() : big.substr(0, static_cast<size_t>(n));
+}
+
+Status Engine::DecodePrompt(const std::vector<int32_t>& tokens, const std::atomic<bool>& cancel) {
+  llama_memory_t mem = llama_get_memory(ctx_);
+  // Reuse the KV entries of the longest common prefix with the previous request; at least the
+  // last token is decoded again so that its logits exist.
+  size_t keep = 0;
+  while (keep < cached_.size() && keep < tokens.size() && cached_[keep] == tokens[keep]) ++keep;
+  if (keep == tokens.size()) --keep;
+  if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(keep), -1)) {
+    llama_memory_clear(mem, true);
+    keep = 0;
+  }
+  cached_.resize(keep);
+  abort_flag_ = &cancel;
+  for (size_t i = keep; i < tokens.size(); i += static_cast<size_t>(n_batch_)) {
+    if (cancel.load()) return Status::Cancelled("request cancelled");
+    int32_t n = static_cast<int32_t>(std::min<size_t>(static_cast<size_t>(n_batch_), tokens.size() - i));
+    int rc = llama_decode(ctx_, llama_batch_get_one(const_cast<int32_t*>(tokens.data() + i), n));
+    if (rc == 2) return Status::Cancelled("request cancelled");
+    if (rc != 0) {
+      llama_memory_clear(mem, true);
+      cached_.clear();
+      return Status::Internal("llama_decode failed with code " + std::to_string(rc));
+    }
+    cached_.insert(cached_.end(), tokens.begin() + static_cast<long>(i), tokens.begin() + static_cast<long>(i + static_cast<size_t>(n)));
+  }
+  return Status::Ok();
+}
+
+Result<DoneEvent> Engine::Generate(const GenerateRequest& request,
+                                   const std::function<void(std::string_view)>& on_text,
+                                   const std::atomic<bool>& cancel) {
+  std::string prompt = request.prompt;
+  if (!request.messages.empty()) {
+    auto rendered = ApplyChatTemplate(request.messages);
+    if (!rendered.ok()) return rendered.status();
+    prompt = std::move(rendered).value() + request.prompt;
+  }
+  std::vector<int32_t> tokens = request.context;
+  auto prompt_tokens = Tokenize(prompt, request.add_special && request.context.empty());
+  if (!prompt_tokens.ok()) return prompt_tokens.status();
+  tokens.insert(tokens.end(), prompt_tokens->begin(), prompt_tokens->end());
+  if (tokens.empty()) return Status::InvalidArgument("the prompt is empty");
+  const int32_t n_ctx = facts_.n_ctx;
+  if (static_cast<int32_t>(tokens.size()) >= n_ctx) {
+    return Status::InvalidArgument("the prompt is " + std::to_string(tokens.size()) +
+                                   " tokens, more than the context of " + std::to_string(n_ctx) +
+                                   " tokens can hold (raise num_ctx or shorten the prompt)");
+  }
+
+  DoneEvent done;
+  done.id = request.id;
+  auto t0 = Clock::now();
+  Status st = DecodePrompt(tokens, cancel);
+  abort_flag_ = nullptr;
+  if (!st.ok()) return st;
+  done.prompt_eval_count = static_cast<int32_t>(tokens.size());
+  done.prompt_eval_ns = NanosSince(t0);
+
+  const SamplingOptions& so = request.sampling;
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  struct ChainFree { void operator()(llama_sampler* s) const { llama_sampler_free(s); } };
+  std::unique_ptr<llama_sampler, ChainFree> chain_owner(chain);
+  if (!request.grammar.empty()) {
+    llama_sampler* g = llama_sampler_init_grammar(vocab_, request.grammar.c_str(), "root");
+    if (g == nullptr) return Status::InvalidArgument("the output format's grammar is invalid");
+    llama_sampler_chain_add(chain, g);
+  }
+  if (so.repeat_penalty != 1.0f || so.frequency_penalty != 0.0f || so.presence_penalty != 0.0f) {
+    int32_t last_n = so.repeat_last_n < 0 ? n_ctx : so.repeat_last_n;
+    llama_sampler_chain_add(chain, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_), last_n, so.repeat_penalty,
+                                                                so.frequency_penalty, so.presence_penalty));
+  }
+  if (so.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+  } else {
+    if (so.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(so.top_k));
+    if (so.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(so.top_p, 1));
+    if (so.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(so.min_p, 1));
+    llama_sampler_chain_add(chain, llama_sampler_init_temp(so.temperature));
+    uint32_t seed = so.seed < 0 ? LLAMA_DEFAULT_SEED : static_cast<uint32_t>(so.seed);
+    llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+  }
+
+  std::string held;  // generated text not yet emitted (a partial character or a possible stop)
+  std::vector<int32_t> generated;
+  done.done_reason = "stop";
+  auto t1 = Clock::now();
+  bool stopped = false;
+  while (true) {
+    if (cancel.load()) return Status::Cancelled("request cancelled");
+    int32_t token = llama_sampler_sample(chain, ctx_, -1);
+    if (llama_vocab_is_eog(vocab_, token)) break;
+    generated.push_back(token);
+    ++done.eval_count;
+    held += TokenText(token);
+    auto [emit, hit] = StopScan(held, request.stop);
+    if (hit) {
+      held.resize(emit);
+      stopped = true;
+    }
+    size_t ready = hit ? held.size() : CompleteUtf8Prefix(held.substr(0, emit));
+    if (ready > 0) {
+      on_text(std::string_view(held).substr(0, ready));
+      held.erase(0, ready);
+    }
+    if (stopped) break;
+    if (request.num_predict >= 0 && done.eval_count >= request.num_predict) {
+      done.done_reason = "length";
+      break;
+    }
+    if (static_cast<int32_t>(cached_.size()) + 1 >= n_ctx) {
+      done.done_reason = "length";
+      break;
+    }
+    abort_flag_ = &cancel;
+    int rc = llama_decode(ctx_, llama_batch_get_one(&token, 1));
+    abort_flag_ = nullptr;
+    if (rc == 2) return Status::Cancelled("request cancelled");
+    if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));
+    cached_.push_back(token);
+  }
+  if (!stopped && !held.empty()) on_text(held);  // the tail, even if it was a partial stop
+  done.eval_ns = NanosSince(t1);
+  if (request.return_context) {
+    done.context = tokens;
+    done.context.insert(done.context.end(), generated.begin(), generated.end());
+  }
+  return done;
+}
+
+Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic<bool>& cancel) {
+  EmbedResult result;
+  result.id = request.id;
+  const int32_t n_embd = facts_.n_embd;
+  llama_memory_t mem = llama_get_memory(ctx_);
+  llama_set_embeddings(ctx_, true);
+  struct Restore {
+    Engine* e;
+    ~Restore() {
+      llama_set_embeddings(e->ctx_, false);
+      llama_memory_clear(llama_get_memory(e->ctx_), true);
+      e->cached_.clear();
+      e->abort_flag_ = nullptr;
+    }
+  } restore{this};
+  abort_flag_ = &cancel;
+  llama_batch batch = llama_batch_init(n_batch_, 0, 1);
+  struct BatchFree { llama_batch* b; ~BatchFree() { llama_batch_free(*b); } } batch_free{&batch};
+
+  for (const std::string& input : request.inputs) {
+    auto tokens = Tokenize(input, true);
+    if (!tokens.ok()) return tokens.status();
+    if (tokens->empty()) return Status::InvalidArgument("cannot embed an empty input");
+    if (static_cast<int32_t>(tokens->size()) > facts_.n_ctx) {
+      if (!request.truncate) {
+        return Status::InvalidArgument("the input is " + std::to_string(tokens->size()) +
+                                       " tokens, longer than the context of " + std::to_string(facts_.n_ctx));
+      }
+      tokens->resize(static_cast<size_t>(facts_.n_ctx));
+    }
+    llama_memory_clear(mem, true);
+    std::vector<double> sum(static_cast<size_t>(n_embd), 0.0);
+    for (size_t i = 0; i < tokens->size(); i += static_cast<size_t>(n_batch_)) {
+      if (cancel.load()) return Status::Cancelled("request cancelled");
+      int32_t n = static_cast<int32_t>(std::min<size_t>(static_cast<size_t>(n_batch_), tokens->size() - i));
+      batch.n_tokens = n;
+      for (int32_t j = 0; j < n; ++j) {
+        batch.token[j] = (*tokens)[i + static_cast<size_t>(j)];
+        batch.pos[j] = static_cast<llama_pos>(i) + j;
+        batch.n_seq_id[j] = 1;
+        batch.seq_id[j][0] = 0;
+        batch.logits[j] = 1;
+      }
+      int rc = llama_decode(ctx_, batch);
+      if (rc == 2) return Status::Cancelled("request cancelled");
+      if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));
+      for (int32_t j = 0; j < n; ++j) {
+        const float* e = llama_get_embeddings_ith(ctx_, j);
+        if (e == nullptr) return Status::Internal("the model returned no embeddings");
+        for (int32_t k = 0; k < n_embd; ++k) sum[static_cast<size_t>(k)] += e[k];
+      }
+    }
+    std::vector<float> out(static_cast<size_t>(n_embd));
+    double norm = 0;
+    for (int32_t k = 0; k < n_embd; ++k) {
+      out[static_cast<size_t>(k)] = static_cast<float>(sum[static_cast<size_t>(k)] / static_cast<double>(tokens->size()));
+      norm += static_cast<double>(out[static_cast<size_t>(k)]) * out[static_cast<size_t>(k)];
+    }
+    if (request.normalize && norm > 0) {
+      float inv = static_cast<float>(1.0 / std::sqrt(norm));
+      for (float& v : out) v *= inv;
+    }
+    result.embeddings.push_back(std::move(out));
+    result.prompt_eval_count += static_cast<int32_t>(tokens->size());
+  }
+  return result;
+}
+
+}  // namespace resident::runner

@@ -1,0 +1,48 @@
+// ModelRunner: a loaded model as the scheduler and the API see it. The real one is a child
+// process (RunnerProcess); tests use fakes. Every call is thread-safe; calls block.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "runner/protocol.h"
+
+namespace resident::runner {
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+
+  // Streams generated text to on_text; when on_text returns false the generation is cancelled
+  // (within one token) and the call returns kCancelled. kUnavailable when the runner died.
+  virtual Result<DoneEvent> Generate(const GenerateRequest& request,
+                                     const std::function<bool(std::string_view)>& on_text) = 0;
+  virtual Result<EmbedResult> Embed(const EmbedRequest& request) = 0;
+  virtual Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) = 0;
+  // The runner's measured memory right now.
+  virtual Result<MemoryResult> Memory() = 0;
+  // Answers within `timeout` or fails with kDeadlineExceeded / kUnavailable.
+  virtual Status Health(std::chrono::milliseconds timeout) = 0;
+
+  virtual const ModelFacts& facts() const = 0;
+  virtual pid_t pid() const = 0;
+  virtual bool alive() const = 0;
+  // Stops the runner and waits until its process is gone (its memory returned). Idempotent.
+  virtual void Close() = 0;
+};
+
+// Starts runners. progress(0..1) reports load progress.
+class RunnerFactory {
+ public:
+  virtual ~RunnerFactory() = default;
+  virtual Result<std::unique_ptr<ModelRunner>> Start(const LoadRequest& request,
+                                                     const std::function<void(float)>& progress) = 0;
+};
+
+}  // namespace resident::runner

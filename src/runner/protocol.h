@@ -1,0 +1,169 @@
+// The runner protocol: how the server and a runner child process talk.
+//
+// Transport: a Unix stream socket (socketpair) inherited by the runner. Each message is a frame:
+//   4 bytes  little-endian payload length N (1 <= N <= kMaxFrameBytes)
+//   N bytes  MessagePack object {"t": <MessageType>, ...fields}
+// Both ends work on the native structs below; JSON/MessagePack never leaves protocol.cc.
+//
+// Requests carry an id chosen by the server; every answer names the id it answers. A generate
+// request is answered by zero or more TokenEvent frames then exactly one DoneEvent or ErrorEvent.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/status.h"
+
+namespace resident::runner {
+
+inline constexpr uint32_t kMaxFrameBytes = 64u << 20;  // embeddings of long inputs fit; more is an attack
+
+// ---- server -> runner --------------------------------------------------------------------------
+
+struct LoadRequest {
+  std::string model_path;
+  int32_t n_ctx = 2048;
+  int32_t n_batch = 512;
+  int32_t n_threads = 0;      // 0: physical cores
+  int32_t n_gpu_layers = -1;  // -1: as many as fit (no-op without a GPU backend)
+  int32_t n_parallel = 1;
+  bool use_mmap = true;
+};
+
+struct SamplingOptions {
+  float temperature = 0.8f;
+  int32_t top_k = 40;
+  float top_p = 0.9f;
+  float min_p = 0.0f;
+  float repeat_penalty = 1.1f;
+  int32_t repeat_last_n = 64;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int64_t seed = -1;  // -1: random
+};
+
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+struct GenerateRequest {
+  uint64_t id = 0;
+  // Either messages, rendered with the model's own chat template (tokenizer.chat_template) and
+  // followed by the assistant's turn, or a prompt used as it is.
+  std::vector<ChatMessage> messages;
+  std::string prompt;                    // text; tokenized by the runner
+  std::vector<int32_t> context;          // tokens of an earlier exchange, prepended (Ollama's `context`)
+  bool add_special = true;               // BOS etc.; false for raw prompts that carry their own
+  int32_t num_predict = -1;              // -1: until end of sequence or context full
+  std::vector<std::string> stop;
+  SamplingOptions sampling;
+  std::string grammar;                   // GBNF; empty: unconstrained
+  bool return_context = false;           // fill DoneEvent::context
+};
+
+struct TokenizeRequest {
+  uint64_t id = 0;
+  std::string text;
+  bool add_special = true;
+};
+
+struct EmbedRequest {
+  uint64_t id = 0;
+  std::vector<std::string> inputs;
+  bool normalize = true;
+  bool truncate = true;
+};
+
+struct CancelRequest { uint64_t id = 0; };   // the request with this id stops within one token
+struct HealthRequest { uint64_t id = 0; };
+struct MemoryRequest { uint64_t id = 0; };
+struct ShutdownRequest {};
+
+// ---- runner -> server --------------------------------------------------------------------------
+
+struct ModelFacts {
+  uint64_t size_bytes = 0;      // llama_model_size: bytes of the weights
+  uint64_t n_params = 0;
+  int32_t n_ctx = 0;            // the context actually allocated
+  int32_t n_ctx_train = 0;
+  int32_t n_embd = 0;
+  int32_t n_threads = 0;
+  std::string architecture;
+  std::string chat_template;    // empty when the model has none
+  uint64_t rss_bytes = 0;       // measured resident memory of the runner right after the load
+  uint64_t vram_bytes = 0;      // bytes placed on a GPU device (0 on CPU)
+  int64_t load_ns = 0;          // model + context, measured in the runner
+};
+
+struct LoadedEvent { ModelFacts facts; };
+struct LoadProgressEvent { float progress = 0; };
+struct LoadFailedEvent {
+  StatusCode code = StatusCode::kInternal;
+  std::string message;
+};
+
+struct TokenEvent {
+  uint64_t id = 0;
+  std::string text;  // whole UTF-8 characters; pieces that split one are held back
+};
+
+struct DoneEvent {
+  uint64_t id = 0;
+  std::string done_reason;  // "stop" | "length"
+  int32_t prompt_eval_count = 0;
+  int64_t prompt_eval_ns = 0;
+  int32_t eval_count = 0;
+  int64_t eval_ns = 0;
+  std::vector<int32_t> context;  // prompt + generated tokens when asked for
+};
+
+struct ErrorEvent {
+  uint64_t id = 0;
+  StatusCode code = StatusCode::kInternal;
+  std::string message;
+};
+
+struct TokenizeResult { uint64_t id = 0; std::vector<int32_t> tokens; };
+struct EmbedResult {
+  uint64_t id = 0;
+  std::vector<std::vector<float>> embeddings;
+  int32_t prompt_eval_count = 0;
+};
+struct HealthResult { uint64_t id = 0; bool busy = false; };
+struct MemoryResult { uint64_t id = 0; uint64_t rss_bytes = 0; uint64_t vram_bytes = 0; };
+
+using Message = std::variant<LoadRequest, GenerateRequest, TokenizeRequest,
+                             EmbedRequest, CancelRequest, HealthRequest, MemoryRequest,
+                             ShutdownRequest, LoadedEvent, LoadProgressEvent, LoadFailedEvent,
+                             TokenEvent, DoneEvent, ErrorEvent, TokenizeResult,
+                             EmbedResult, HealthResult, MemoryResult>;
+
+// Serializes a message into one frame (length prefix included).
+std::string EncodeFrame(const Message& message);
+
+// Decodes one frame's payload (without the length prefix). Fails on malformed MessagePack,
+// an unknown type, or fields of the wrong type.
+Result<Message> DecodePayload(std::string_view payload);
+
+// Reads frames from a file descriptor, handling short reads. Not thread-safe: one reader per fd.
+class FrameReader {
+ public:
+  explicit FrameReader(int fd) : fd_(fd) {}
+  // Blocks until a whole frame arrived. Errors: kUnavailable at end of stream (the peer closed or
+  // died), kInvalidArgument for a zero or oversized length or a malformed payload.
+  Result<Message> Next();
+
+ private:
+  Status ReadExactly(char* out, size_t n);
+  int fd_;
+};
+
+// Writes one whole frame, handling short writes and EINTR. Callers serialize concurrent writers.
+// Fails with kUnavailable when the peer is gone (EPIPE; SIGPIPE is never raised: MSG_NOSIGNAL).
+Status WriteFrame(int fd, const Message& message);
+
+}  // namespace resident::runner

@@ -1,0 +1,344 @@
+#include "runner/runner_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+namespace resident::runner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* name = strsignal(sig);
+    return "killed by signal " + std::to_string(sig) + " (" + (name ? name : "?") + ")";
+  }
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "stopped";
+}
+
+// Waits for the child up to `grace`, then kills it. Returns the wait status.
+int ReapWithin(pid_t pid, std::chrono::milliseconds grace) {
+  int status = 0;
+  auto deadline = Clock::now() + grace;
+  while (true) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return 0;  // already reaped elsewhere
+    if (Clock::now() >= deadline) break;
+    ::usleep(2000);
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+bool IsTerminal(const Message& m) {
+  return std::holds_alternative<DoneEvent>(m) || std::holds_alternative<ErrorEvent>(m) ||
+         std::holds_alternative<EmbedResult>(m) || std::holds_alternative<TokenizeResult>(m) ||
+         std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m);
+}
+
+uint64_t EventId(const Message& m) {
+  return std::visit(
+      [](const auto& e) -> uint64_t {
+        if constexpr (requires { e.id; }) return e.id;
+        else return 0;
+      },
+      m);
+}
+
+Status ErrorOf(const Message& m) {
+  if (auto* e = std::get_if<ErrorEvent>(&m)) return Status(e->code, e->message);
+  return Status::Internal("runner protocol: unexpected answer (type " + std::to_string(m.index()) + ")");
+}
+
+}  // namespace
+
+std::string SelfExecutable() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : p.string();
+}
+
+RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path)
+    : pid_(pid), fd_(fd), model_path_(std::move(model_path)) {}
+
+Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& options, const LoadRequest& request,
+                                                            const std::function<void(float)>& progress) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
+  }
+  // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
+  std::string exe = options.executable;
+  std::string fd_arg = "3";
+  const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), nullptr};
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return Status::Internal(std::string("fork failed: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(0);
+    ::dup2(sv[1], 3);  // the duplicate does not carry FD_CLOEXEC
+    ::syscall(SYS_close_range, 4u, ~0u, 0u);  // no listening socket or client fd leaks in
+    ::signal(SIGPIPE, SIG_IGN);
+    ::execv(exe.c_str(), const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(sv[1]);
+  std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, sv[0], request.model_path));
+
+  if (Status st = WriteFrame(proc->fd_, request); !st.ok()) {
+    proc->Close();
+    return Status::Unavailable("could not start the runner for \"" + request.model_path + "\": " + st.message());
+  }
+  FrameReader reader(proc->fd_);
+  auto stall_deadline = Clock::now() + options.load_timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stall_deadline - Clock::now());
+    if (options.load_timeout.count() > 0 && left.count() <= 0) {
+      proc->Close();
+      return Status::DeadlineExceeded("loading \"" + request.model_path + "\" made no progress for " +
+                                      std::to_string(options.load_timeout.count() / 1000.0) + " s");
+    }
+    pollfd pfd{proc->fd_, POLLIN, 0};
+    int pr = ::poll(&pfd, 1, options.load_timeout.count() > 0 ? static_cast<int>(left.count()) : -1);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr == 0) continue;
+    auto msg = reader.Next();
+    if (!msg.ok()) {
+      int status = ReapWithin(pid, std::chrono::milliseconds(2000));
+      {
+        std::lock_guard<std::mutex> lock(proc->mu_);
+        proc->reaped_ = true;
+      }
+      proc->Close();
+      return Status::Unavailable("the runner for \"" + request.model_path + "\" stopped while loading: " +
+                                 DescribeWaitStatus(status));
+    }
+    if (auto* p = std::get_if<LoadProgressEvent>(&*msg)) {
+      stall_deadline = Clock::now() + options.load_timeout;
+      if (progress) progress(p->progress);
+    } else if (auto* loaded = std::get_if<LoadedEvent>(&*msg)) {
+      proc->facts_ = loaded->facts;
+      break;
+    } else if (auto* failed = std::get_if<LoadFailedEvent>(&*msg)) {
+      proc->Close();
+      return Status(failed->code, failed->message);
+    }
+  }
+  proc->reader_ = std::thread([p = proc.get()] { p->ReadLoop(); });
+  return proc;
+}
+
+RunnerProcess::~RunnerProcess() { Close(); }
+
+void RunnerProcess::ReadLoop() {
+  FrameReader reader(fd_);
+  while (true) {
+    auto msg = reader.Next();
+    if (!msg.ok()) {
+      if (closed_.load()) {
+        MarkDead("the runner was stopped");
+      } else {
+        MarkDead(msg.status().code() == StatusCode::kUnavailable ? DeathReason()
+                                                                  : "runner protocol error: " + msg.status().message());
+      }
+      return;
+    }
+    uint64_t id = EventId(*msg);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) continue;  // an answer nobody waits for any more
+    if (IsTerminal(*msg)) it->second->finished = true;
+    it->second->events.push_back(std::move(*msg));
+    cv_.notify_all();
+  }
+}
+
+std::string RunnerProcess::DeathReason() {
+  int status = 0;
+  bool reap = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reap = !reaped_;
+    reaped_ = true;
+  }
+  if (reap) {
+    status = ReapWithin(pid_, std::chrono::milliseconds(1000));
+    std::lock_guard<std::mutex> lock(mu_);
+    wait_status_ = status;
+  }
+  std::string name = std::filesystem::path(model_path_).filename().string();
+  return "the runner for " + name + " (pid " + std::to_string(pid_) + ") stopped unexpectedly: " +
+         DescribeWaitStatus(status);
+}
+
+void RunnerProcess::MarkDead(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (death_.empty()) death_ = why;  // the first reason is the true one
+  dead_ = true;
+  cv_.notify_all();
+}
+
+Result<std::shared_ptr<RunnerProcess::Pending>> RunnerProcess::Send(uint64_t id, const Message& request) {
+  auto pending = std::make_shared<Pending>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dead_) return Status::Unavailable(death_);
+    pending_[id] = pending;
+  }
+  Status st;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    st = WriteFrame(fd_, request);
+  }
+  if (!st.ok()) {
+    Forget(id);
+    std::lock_guard<std::mutex> lock(mu_);
+    return Status::Unavailable(death_.empty() ? "the runner is gone: " + st.message() : death_);
+  }
+  return pending;
+}
+
+Result<Message> RunnerProcess::NextEvent(uint64_t id, const std::shared_ptr<Pending>& pending,
+                                         Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto ready = [&] { return !pending->events.empty() || dead_; };
+  if (deadline == Clock::time_point::max()) {
+    cv_.wait(lock, ready);
+  } else if (!cv_.wait_until(lock, deadline, ready)) {
+    pending_.erase(id);
+    return Status::DeadlineExceeded("the runner did not answer in time");
+  }
+  if (!pending->events.empty()) {
+    Message m = std::move(pending->events.front());
+    pending->events.pop_front();
+    if (pending->events.empty() && pending->finished) pending_.erase(id);
+    return m;
+  }
+  pending_.erase(id);
+  return Status::Unavailable(death_);
+}
+
+void RunnerProcess::Forget(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  pending_.erase(id);
+}
+
+Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
+                                          const std::function<bool(std::string_view)>& on_text) {
+  GenerateRequest r = request;
+  r.id = NextId();
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  bool cancelled = false;
+  while (true) {
+    auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+    if (!ev.ok()) return ev.status();
+    if (auto* t = std::get_if<TokenEvent>(&*ev)) {
+      if (!cancelled && !on_text(t->text)) {
+        cancelled = true;
+        std::lock_guard<std::mutex> lock(write_mu_);
+        (void)WriteFrame(fd_, CancelRequest{r.id});  // a dead runner is noticed by the reader
+      }
+    } else if (auto* d = std::get_if<DoneEvent>(&*ev)) {
+      if (cancelled) return Status::Cancelled("request cancelled");
+      return std::move(*d);
+    } else {
+      return ErrorOf(*ev);
+    }
+  }
+}
+
+Result<EmbedResult> RunnerProcess::Embed(const EmbedRequest& request) {
+  EmbedRequest r = request;
+  r.id = NextId();
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* e = std::get_if<EmbedResult>(&*ev)) return std::move(*e);
+  return ErrorOf(*ev);
+}
+
+Result<std::vector<int32_t>> RunnerProcess::Tokenize(std::string_view text, bool add_special) {
+  TokenizeRequest r{NextId(), std::string(text), add_special};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* t = std::get_if<TokenizeResult>(&*ev)) return std::move(t->tokens);
+  return ErrorOf(*ev);
+}
+
+Result<MemoryResult> RunnerProcess::Memory() {
+  MemoryRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::now() + std::chrono::seconds(5));
+  if (!ev.ok()) return ev.status();
+  if (auto* m = std::get_if<MemoryResult>(&*ev)) return *m;
+  return ErrorOf(*ev);
+}
+
+Status RunnerProcess::Health(std::chrono::milliseconds timeout) {
+  HealthRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::now() + timeout);
+  if (!ev.ok()) return ev.status();
+  if (std::holds_alternative<HealthResult>(*ev)) return Status::Ok();
+  return ErrorOf(*ev);
+}
+
+void RunnerProcess::Close() {
+  if (closed_.exchange(true)) {
+    if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
+    return;
+  }
+  bool reap = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reap = !reaped_;
+    reaped_ = true;
+  }
+  if (reap) {
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      (void)WriteFrame(fd_, ShutdownRequest{});
+    }
+    int status = ReapWithin(pid_, std::chrono::milliseconds(2000));
+    std::lock_guard<std::mutex> lock(mu_);
+    wait_status_ = status;
+  }
+  ::shutdown(fd_, SHUT_RDWR);
+  if (reader_.joinable()) reader_.join();
+  ::close(fd_);
+  MarkDead("the runner was stopped");
+}
+
+Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadRequest& request,
+                                                                 const std::function<void(float)>& progress) {
+  auto proc = RunnerProcess::Start(options_, request, progress);
+  if (!proc.ok()) return proc.status();
+  return std::unique_ptr<ModelRunner>(std::move(proc).value());
+}
+
+}  // namespace resident::runner

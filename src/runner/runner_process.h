@@ -1,0 +1,98 @@
+// RunnerProcess: the server's handle on one runner child process (`resident runner --fd 3`),
+// speaking the runner protocol over a socketpair. A crash, abort() or kill of the child fails the
+// requests in flight with kUnavailable and a message naming the signal; the server lives on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "runner/model_runner.h"
+
+namespace resident::runner {
+
+class RunnerProcess final : public ModelRunner {
+ public:
+  struct Options {
+    std::string executable;                          // the resident binary
+    std::chrono::milliseconds load_timeout{300000};  // a stall timer, reset by load progress
+  };
+
+  // Spawns the child, sends the load request and waits for the model to load. Errors: the load
+  // failure as the runner reported it (kNotFound, kInvalidArgument...), kDeadlineExceeded when
+  // the load stalled longer than load_timeout, kUnavailable when the child died while loading.
+  static Result<std::unique_ptr<RunnerProcess>> Start(const Options& options, const LoadRequest& request,
+                                                      const std::function<void(float)>& progress);
+  ~RunnerProcess() override;
+
+  Result<DoneEvent> Generate(const GenerateRequest& request,
+                             const std::function<bool(std::string_view)>& on_text) override;
+  Result<EmbedResult> Embed(const EmbedRequest& request) override;
+  Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) override;
+  Result<MemoryResult> Memory() override;
+  Status Health(std::chrono::milliseconds timeout) override;
+
+  const ModelFacts& facts() const override { return facts_; }
+  pid_t pid() const override { return pid_; }
+  bool alive() const override { return !dead_.load(); }
+  void Close() override;
+
+ private:
+  struct Pending {
+    std::deque<Message> events;  // guarded by RunnerProcess::mu_
+    bool finished = false;       // guarded by mu_: a terminal event arrived
+  };
+
+  RunnerProcess(pid_t pid, int fd, std::string model_path);
+  void ReadLoop();
+  void MarkDead(const std::string& why);
+  std::string DeathReason();
+  uint64_t NextId() { return next_id_.fetch_add(1); }
+  // Registers a pending request and sends it. On failure the pending entry is removed.
+  Result<std::shared_ptr<Pending>> Send(uint64_t id, const Message& request);
+  // Waits for the next event of a pending request. nullopt with *error set when the runner died
+  // or the deadline passed.
+  Result<Message> NextEvent(uint64_t id, const std::shared_ptr<Pending>& pending,
+                            std::chrono::steady_clock::time_point deadline);
+  void Forget(uint64_t id);
+
+  const pid_t pid_;
+  const int fd_;
+  const std::string model_path_;
+  ModelFacts facts_;  // constant after Start
+
+  std::mutex write_mu_;  // serializes frames on fd_
+  std::thread reader_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> dead_{false};
+  std::atomic<bool> closed_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, std::shared_ptr<Pending>> pending_;  // guarded by mu_
+  std::string death_;                                      // guarded by mu_
+  bool reaped_ = false;                                    // guarded by mu_
+  int wait_status_ = 0;                                    // guarded by mu_
+};
+
+class ProcessRunnerFactory final : public RunnerFactory {
+ public:
+  explicit ProcessRunnerFactory(RunnerProcess::Options options) : options_(std::move(options)) {}
+  Result<std::unique_ptr<ModelRunner>> Start(const LoadRequest& request,
+                                             const std::function<void(float)>& progress) override;
+
+ private:
+  RunnerProcess::Options options_;
+};
+
+// Path of the running executable (/proc/self/exe).
+std::string SelfExecutable();
+
+}  // namespace resident::runner

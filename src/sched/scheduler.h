@@ -1,0 +1,145 @@
+// Scheduler: owns the map of loaded models (one runner process each) and decides when they load
+// and unload. Requests take a move-only Lease on a model; the keep-alive timer starts when the
+// last lease is dropped; a model is unloaded only while no lease is held.
+//
+// Rules (Ollama's, see shared/reference/ollama-behaviour.md §2):
+// - A model is identified by its weights file; two names for one file share one runner.
+// - Acquire on a loaded model takes a lease (at most num_parallel at once; the rest wait), stops
+//   its expiry timer and, when keep_alive is given, replaces the model's duration.
+// - When the last lease is dropped: duration 0 unloads now, a negative ("forever") never
+//   expires, otherwise expires_at = now + duration.
+// - A model loads once however many requests wait for it; a failed load reaches every waiter.
+// - One load at a time. When max_loaded models are loaded, the least recently used idle model
+//   is unloaded to make room; if none is idle the request waits.
+// - Requests waiting beyond max_queue get kResourceExhausted ("server busy").
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/status.h"
+#include "runner/model_runner.h"
+
+namespace resident::sched {
+
+// keep_alive: a duration, or kForever.
+inline constexpr Duration kForever = Duration::max();
+
+struct ModelSpec {
+  std::string name;            // as the user wrote it, for reports
+  runner::LoadRequest load;    // load.model_path identifies the model
+};
+
+struct LoadedModel {
+  std::string name;
+  std::string path;
+  runner::ModelFacts facts;
+  pid_t pid = 0;
+  int active_requests = 0;
+  Duration keep_alive{0};
+  std::optional<WallTime> expires_at;  // nullopt: in use, or forever
+  bool forever = false;
+};
+
+class Scheduler;
+
+// A request's hold on a loaded model. Dropping it releases the model (and may start its timer).
+class Lease {
+ public:
+  Lease() = default;
+  Lease(Lease&& other) noexcept { *this = std::move(other); }
+  Lease& operator=(Lease&& other) noexcept;
+  ~Lease() { Release(); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  runner::ModelRunner& runner() const { return *runner_; }
+  // Time this request spent waiting for and loading the model (0 when it was loaded).
+  Duration load_duration() const { return load_duration_; }
+  void Release();
+
+ private:
+  friend class Scheduler;
+  Scheduler* sched_ = nullptr;
+  std::string key_;
+  runner::ModelRunner* runner_ = nullptr;
+  Duration load_duration_{0};
+};
+
+class Scheduler {
+ public:
+  struct Options {
+    int max_loaded = 3;
+    int num_parallel = 1;
+    int max_queue = 512;
+    Duration default_keep_alive = std::chrono::minutes(5);
+    bool timer_thread = true;  // false in tests: call Tick() instead
+  };
+
+  Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
+  ~Scheduler();  // unloads every model
+
+  // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
+  // current duration (the default on a fresh load). Errors: the load's error, kUnavailable if
+  // the scheduler is shutting down, kResourceExhausted when the queue is full.
+  Result<Lease> Acquire(const ModelSpec& spec, std::optional<Duration> keep_alive);
+
+  // Sets the model's keep_alive to 0: unloads it now if idle, else when its last lease drops.
+  // Returns once it is unloaded (or at once, if it was not loaded).
+  void Unload(const std::string& model_path);
+
+  // Loaded models, newest expiry first.
+  std::vector<LoadedModel> Snapshot() const;
+
+  // Unloads models whose timer has expired. The timer thread calls it; tests call it directly.
+  void Tick();
+
+  // Unloads everything and refuses new requests. Idempotent.
+  void Shutdown();
+
+ private:
+  friend class Lease;
+  enum class State { kLoading, kReady, kFailed };
+  struct Entry {
+    ModelSpec spec;
+    State state = State::kLoading;
+    std::unique_ptr<runner::ModelRunner> runner;
+    Status load_error;
+    int refs = 0;
+    Duration keep_alive{0};
+    std::optional<TimePoint> expires_at;
+    TimePoint last_used{};
+  };
+
+  void Release(const std::string& key);
+  // Removes the entry from the map; the runner is closed by the caller after unlocking.
+  std::unique_ptr<runner::ModelRunner> Detach(const std::string& key);
+  void CloseDetached(std::vector<std::unique_ptr<runner::ModelRunner>> runners);
+  bool SameLoadOptions(const runner::LoadRequest& a, const runner::LoadRequest& b) const;
+  void TimerLoop();
+
+  const Options options_;
+  runner::RunnerFactory& factory_;
+  const Clock& clock_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;        // entry state, refs, loads and unloads changed
+  std::condition_variable timer_cv_;  // a timer was armed, or shutdown
+  // By model path; guarded by mu_. Shared because requests waiting on a load keep the entry to
+  // read its outcome after a failed load has removed it from the map.
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
+  int waiting_ = 0;                   // requests inside Acquire; guarded by mu_
+  int unloading_ = 0;                 // runners being closed outside the lock; guarded by mu_
+  bool loading_ = false;              // one load at a time; guarded by mu_
+  bool shutdown_ = false;             // guarded by mu_
+  std::thread timer_;
+};
+
+}  // namespace resident::sched

@@ -1,0 +1,48 @@
+// ModelCatalog: turns a model name into a weights file. Implementations: a plain folder of
+// .gguf files (GgufFolderCatalog); the Ollama-format store comes with its own issue.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/status.h"
+
+namespace resident::store {
+
+struct ModelEntry {
+  std::string name;        // display name, "demo:latest"
+  std::string path;        // the GGUF weights file
+  uint64_t size = 0;       // bytes of the file
+  WallTime modified{};
+  std::string digest;      // hex, may be empty when not known cheaply
+};
+
+class ModelCatalog {
+ public:
+  virtual ~ModelCatalog() = default;
+  // Errors: kInvalidArgument for a malformed name, kNotFound when no model has it.
+  virtual Result<ModelEntry> Find(std::string_view name) const = 0;
+  virtual std::vector<ModelEntry> List() const = 0;
+};
+
+// Normalizes "Demo" to "demo:latest"; rejects names that could reach outside a folder
+// (slashes, "..", control characters, NUL) or are empty or longer than 256 bytes.
+Result<std::string> NormalizeModelName(std::string_view name);
+
+// A folder of .gguf files, each a model named after its file ("demo.gguf" is "demo:latest";
+// "llama-3b.q4.gguf" is "llama-3b.q4:latest"). Only regular files directly in the folder count.
+class GgufFolderCatalog final : public ModelCatalog {
+ public:
+  explicit GgufFolderCatalog(std::string dir) : dir_(std::move(dir)) {}
+  Result<ModelEntry> Find(std::string_view name) const override;
+  std::vector<ModelEntry> List() const override;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace resident::store

@@ -1,0 +1,125 @@
+#include "runner/protocol.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+namespace resident::runner {
+namespace {
+
+struct SocketPair {
+  int fds[2] = {-1, -1};
+  SocketPair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0); }
+  ~SocketPair() {
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+  }
+  void CloseWriter() {
+    ::close(fds[0]);
+    fds[0] = -1;
+  }
+};
+
+TEST(Protocol, RoundTripsEveryFieldOfAGenerateRequest) {
+  GenerateRequest r;
+  r.id = 7;
+  r.messages = {{"system", "be brief"}, {"user", "héllo"}};
+  r.prompt = "raw";
+  r.context = {1, 2, 3};
+  r.num_predict = 12;
+  r.stop = {"\n\n", "User:"};
+  r.sampling.temperature = 0.25f;
+  r.sampling.seed = 1234;
+  r.grammar = "root ::= \"a\"";
+  auto decoded = DecodePayload(EncodeFrame(r).substr(4));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  const auto& g = std::get<GenerateRequest>(*decoded);
+  EXPECT_EQ(g.id, 7u);
+  ASSERT_EQ(g.messages.size(), 2u);
+  EXPECT_EQ(g.messages[1].content, "héllo");
+  EXPECT_EQ(g.context, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(g.num_predict, 12);
+  EXPECT_EQ(g.stop, r.stop);
+  EXPECT_FLOAT_EQ(g.sampling.temperature, 0.25f);
+  EXPECT_EQ(g.sampling.seed, 1234);
+  EXPECT_EQ(g.grammar, r.grammar);
+}
+
+TEST(Protocol, FramesSurviveOneByteWrites) {
+  SocketPair sp;
+  std::string a = EncodeFrame(TokenEvent{3, "tok"});
+  std::string b = EncodeFrame(ErrorEvent{4, StatusCode::kNotFound, "gone"});
+  std::string all = a + b;
+  std::thread writer([&] {
+    for (char c : all) ASSERT_EQ(::write(sp.fds[0], &c, 1), 1);
+  });
+  FrameReader reader(sp.fds[1]);
+  auto first = reader.Next();
+  auto second = reader.Next();
+  writer.join();
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(std::get<TokenEvent>(*first).text, "tok");
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(std::get<ErrorEvent>(*second).code, StatusCode::kNotFound);
+  EXPECT_EQ(std::get<ErrorEvent>(*second).message, "gone");
+}
+
+TEST(Protocol, WriteFrameThenReadBack) {
+  SocketPair sp;
+  ASSERT_TRUE(WriteFrame(sp.fds[0], MemoryResult{9, 123456789012ull, 0}).ok());
+  FrameReader reader(sp.fds[1]);
+  auto m = reader.Next();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(std::get<MemoryResult>(*m).rss_bytes, 123456789012ull);
+}
+
+TEST(Protocol, EndOfStreamIsUnavailable) {
+  SocketPair sp;
+  sp.CloseWriter();
+  FrameReader reader(sp.fds[1]);
+  auto m = reader.Next();
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kUnavailable);
+}
+
+TEST(Protocol, StreamEndingInsideAFrameIsAnError) {
+  SocketPair sp;
+  std::string frame = EncodeFrame(TokenEvent{1, "hello"});
+  ASSERT_EQ(::write(sp.fds[0], frame.data(), frame.size() - 2), static_cast<ssize_t>(frame.size() - 2));
+  sp.CloseWriter();
+  FrameReader reader(sp.fds[1]);
+  auto m = reader.Next();
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("inside a frame"), std::string::npos);
+}
+
+TEST(Protocol, OversizedAndZeroLengthFramesAreRejectedBeforeAllocating) {
+  for (uint32_t n : {0u, kMaxFrameBytes + 1, 0xffffffffu}) {
+    SocketPair sp;
+    char header[4];
+    for (int i = 0; i < 4; ++i) header[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+    ASSERT_EQ(::write(sp.fds[0], header, 4), 4);
+    FrameReader reader(sp.fds[1]);
+    auto m = reader.Next();
+    ASSERT_FALSE(m.ok()) << n;
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find("out of range"), std::string::npos);
+  }
+}
+
+TEST(Protocol, GarbagePayloadIsRejected) {
+  EXPECT_FALSE(DecodePayload("\xc1\xc1\xc1").ok());             // invalid MessagePack
+  EXPECT_FALSE(DecodePayload(std::string("\x91\x01", 2)).ok());  // an array, not an object
+  // {"t": 200}: an object whose type tag is unknown.
+  auto unknown = DecodePayload(std::string("\x81\xa1t\xcc\xc8", 5));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown message type"), std::string::npos);
+  // {"t": <TokenEvent>, "text": 5}: a field of the wrong type.
+  auto wrong = DecodePayload(std::string("\x82\xa1t\x0c\xa4text\x05", 10));
+  ASSERT_FALSE(wrong.ok());
+}
+
+}  // namespace
+}  // namespace resident::runner
