@@ -228,6 +228,11 @@ void Scheduler::Unload(const std::string& model_path) {
   CloseDetached(std::move(to_close));
 }
 
+int Scheduler::QueuedRequests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
+}
+
 std::vector<LoadedModel> Scheduler::Snapshot() const {
   std::vector<LoadedModel> out;
   std::lock_guard<std::mutex> lock(mu_);

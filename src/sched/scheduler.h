@@ -95,6 +95,9 @@ class Scheduler {
   // Returns once it is unloaded (or at once, if it was not loaded).
   void Unload(const std::string& model_path);
 
+  // Requests inside Acquire (waiting for a load, a slot or room), for metrics and tests.
+  int QueuedRequests() const;
+
   // Loaded models, newest expiry first.
   std::vector<LoadedModel> Snapshot() const;
 

@@ -116,8 +116,9 @@ TEST(Protocol, GarbagePayloadIsRejected) {
   auto unknown = DecodePayload(std::string("\x81\xa1t\xcc\xc8", 5));
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unknown message type"), std::string::npos);
-  // {"t": <TokenEvent>, "text": 5}: a field of the wrong type.
-  auto wrong = DecodePayload(std::string("\x82\xa1t\x0c\xa4text\x05", 10));
+  // {"t": 11, "text": 5}: a TokenEvent whose text is a number.
+  auto wrong = DecodePayload(std::string("\x82\xa1t\x0b\xa4text\x05", 10));
+  static_assert(std::is_same_v<std::variant_alternative_t<11, Message>, TokenEvent>);
   ASSERT_FALSE(wrong.ok());
 }
 

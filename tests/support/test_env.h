@@ -1,0 +1,58 @@
+// Helpers for integration tests: synthetic models made once per test run, and the real
+// `resident serve` binary started on a free loopback port.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace resident::testing {
+
+// A folder private to this test process (removed at exit).
+const std::string& TestDir();
+
+// Path of a synthetic model written by `resident synth` (cached for the whole run).
+std::string SynthModel(const std::string& params, int seed);
+
+// A running `resident serve`. Stops it (SIGTERM, then SIGKILL) on destruction.
+class ServerProcess {
+ public:
+  // models_dir: a folder of .gguf files. env: extra environment variables.
+  explicit ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env = {});
+  ~ServerProcess();
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  bool alive() const;
+  // Runner processes (children of the server).
+  std::vector<pid_t> Children() const;
+  // Sends SIGTERM and waits; returns the exit status (as from waitpid).
+  int Terminate();
+  const std::string& log_path() const { return log_path_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string log_path_;
+};
+
+struct HttpReply {
+  int status = 0;  // 0: no connection
+  std::string body;
+  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+  // Each NDJSON line parsed.
+  std::vector<nlohmann::json> lines() const;
+};
+
+HttpReply Post(int port, const std::string& path, const std::string& body);
+HttpReply Get(int port, const std::string& path);
+
+// Copies `src` to `dst` keeping only the first `bytes` bytes.
+void WriteTruncatedCopy(const std::string& src, const std::string& dst, size_t bytes);
+
+}  // namespace resident::testing

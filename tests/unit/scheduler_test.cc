@@ -1,0 +1,312 @@
+// Scheduler tests with a fake clock and fake runners: no processes, no sleeping.
+#include "sched/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <set>
+#include <thread>
+
+namespace resident::sched {
+namespace {
+
+using namespace std::chrono_literals;
+
+class FakeRunner final : public runner::ModelRunner {
+ public:
+  explicit FakeRunner(std::string path, std::atomic<int>* closes) : closes_(closes) {
+    facts_.rss_bytes = 1000;
+    facts_.architecture = path;
+  }
+  Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
+                                     const std::function<bool(std::string_view)>&) override {
+    return runner::DoneEvent{};
+  }
+  Result<runner::EmbedResult> Embed(const runner::EmbedRequest&) override { return runner::EmbedResult{}; }
+  Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
+  Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{}; }
+  Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
+  const runner::ModelFacts& facts() const override { return facts_; }
+  pid_t pid() const override { return 1; }
+  bool alive() const override { return alive_; }
+  void Close() override {
+    if (alive_.exchange(false) || !closed_) {
+      closed_ = true;
+      ++*closes_;
+    }
+  }
+  std::atomic<bool> alive_{true};
+
+ private:
+  bool closed_ = false;
+  std::atomic<int>* closes_;
+  runner::ModelFacts facts_;
+};
+
+// Loads succeed at once unless a gate is set, or fail for paths listed in `failing`.
+class FakeFactory final : public runner::RunnerFactory {
+ public:
+  Result<std::unique_ptr<runner::ModelRunner>> Start(const runner::LoadRequest& request,
+                                                     const std::function<void(float)>&) override {
+    std::unique_lock<std::mutex> lock(mu);
+    ++starts;
+    started_cv.notify_all();
+    gate_cv.wait(lock, [&] { return !gated; });
+    if (request.model_path == failing) return Status::InvalidArgument("bad file " + failing);
+    auto r = std::make_unique<FakeRunner>(request.model_path, &closes);
+    last = r.get();
+    return std::unique_ptr<runner::ModelRunner>(std::move(r));
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu);
+    gated = false;
+    gate_cv.notify_all();
+  }
+  void WaitForStarts(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    started_cv.wait(lock, [&] { return starts >= n; });
+  }
+
+  std::mutex mu;
+  std::condition_variable gate_cv, started_cv;
+  bool gated = false;
+  int starts = 0;
+  std::string failing;
+  std::atomic<int> closes{0};
+  FakeRunner* last = nullptr;
+};
+
+ModelSpec Spec(const std::string& path) {
+  ModelSpec s;
+  s.name = path;
+  s.load.model_path = path;
+  return s;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  Scheduler::Options Opts(int max_loaded = 3) {
+    Scheduler::Options o;
+    o.max_loaded = max_loaded;
+    o.timer_thread = false;
+    return o;
+  }
+  void WaitQueued(Scheduler& s, int n) {
+    while (s.QueuedRequests() < n) std::this_thread::yield();
+  }
+  FakeClock clock_;
+  FakeFactory factory_;
+};
+
+TEST_F(SchedulerTest, ConcurrentRequestsLoadAModelOnce) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  std::vector<std::future<bool>> results;
+  for (int i = 0; i < 4; ++i) {
+    results.push_back(std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); }));
+  }
+  factory_.WaitForStarts(1);
+  WaitQueued(s, 4);
+  factory_.Open();
+  for (auto& r : results) EXPECT_TRUE(r.get());
+  EXPECT_EQ(factory_.starts, 1);
+}
+
+TEST_F(SchedulerTest, AFailedLoadReachesEveryWaiterAndLeavesNothingLoaded) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  factory_.failing = "bad";
+  std::vector<std::future<Status>> results;
+  for (int i = 0; i < 3; ++i) {
+    results.push_back(std::async(std::launch::async, [&] { return s.Acquire(Spec("bad"), std::nullopt).status(); }));
+  }
+  factory_.WaitForStarts(1);
+  WaitQueued(s, 3);
+  factory_.Open();
+  for (auto& r : results) {
+    Status st = r.get();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(st.message(), "bad file bad");
+  }
+  EXPECT_EQ(factory_.starts, 1);
+  EXPECT_TRUE(s.Snapshot().empty());
+}
+
+TEST_F(SchedulerTest, TimerStartsWhenTheLastLeaseIsDroppedAndExpires) {
+  Scheduler s(Opts(), factory_, clock_);
+  {
+    auto lease = s.Acquire(Spec("a"), Duration(5min));
+    ASSERT_TRUE(lease.ok());
+    clock_.Advance(10min);  // time in use does not count
+    s.Tick();
+    ASSERT_EQ(s.Snapshot().size(), 1u);
+    EXPECT_FALSE(s.Snapshot()[0].expires_at.has_value());
+  }
+  ASSERT_TRUE(s.Snapshot()[0].expires_at.has_value());
+  EXPECT_EQ(*s.Snapshot()[0].expires_at, clock_.WallNow() + 5min);
+  clock_.Advance(4min + 59s);
+  s.Tick();
+  EXPECT_EQ(s.Snapshot().size(), 1u);
+  clock_.Advance(1s);
+  s.Tick();
+  EXPECT_TRUE(s.Snapshot().empty());
+  EXPECT_EQ(factory_.closes, 1);
+}
+
+TEST_F(SchedulerTest, ANewRequestCancelsTheTimer) {
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  clock_.Advance(50s);
+  {
+    auto lease = s.Acquire(Spec("a"), std::nullopt);
+    clock_.Advance(5min);
+    s.Tick();
+    EXPECT_EQ(s.Snapshot().size(), 1u);
+  }
+  clock_.Advance(59s);
+  s.Tick();
+  EXPECT_EQ(s.Snapshot().size(), 1u);  // the timer restarted from the end of the last request
+  clock_.Advance(1s);
+  s.Tick();
+  EXPECT_TRUE(s.Snapshot().empty());
+}
+
+TEST_F(SchedulerTest, KeepAliveZeroUnloadsWhenTheLastLeaseDrops) {
+  Scheduler s(Opts(), factory_, clock_);
+  auto first = s.Acquire(Spec("a"), Duration(5min));
+  ASSERT_TRUE(first.ok());
+  first->Release();
+  auto second = s.Acquire(Spec("a"), Duration::zero());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(factory_.closes, 0);
+  second->Release();
+  EXPECT_EQ(factory_.closes, 1);
+  EXPECT_TRUE(s.Snapshot().empty());
+}
+
+TEST_F(SchedulerTest, ARequestWithoutKeepAliveKeepsTheModelsDuration) {
+  Scheduler::Options o = Opts();
+  o.default_keep_alive = 5min;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), kForever).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  EXPECT_TRUE(s.Snapshot()[0].forever);
+  clock_.Advance(1000h);
+  s.Tick();
+  EXPECT_EQ(s.Snapshot().size(), 1u);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(2min)).ok());  // a request with keep_alive overwrites it
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(2min));
+}
+
+TEST_F(SchedulerTest, AFreshLoadWithoutKeepAliveUsesTheDefault) {
+  Scheduler::Options o = Opts();
+  o.default_keep_alive = 30s;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(30s));
+}
+
+TEST_F(SchedulerTest, TheLeastRecentlyUsedIdleModelMakesRoom) {
+  Scheduler s(Opts(/*max_loaded=*/2), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  clock_.Advance(1s);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  clock_.Advance(1s);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());  // a is now the most recent
+  clock_.Advance(1s);
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());
+  std::set<std::string> loaded;
+  for (auto& m : s.Snapshot()) loaded.insert(m.path);
+  EXPECT_EQ(loaded, (std::set<std::string>{"a", "c"}));
+}
+
+TEST_F(SchedulerTest, ABusyModelIsNeverEvictedTheNewLoadWaits) {
+  Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);
+  auto busy = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_TRUE(busy.ok());
+  auto waiter = std::async(std::launch::async, [&] { return s.Acquire(Spec("b"), std::nullopt).ok(); });
+  WaitQueued(s, 1);
+  EXPECT_EQ(factory_.starts, 1);
+  EXPECT_EQ(factory_.closes, 0);
+  busy->Release();
+  EXPECT_TRUE(waiter.get());
+  EXPECT_EQ(factory_.starts, 2);
+  EXPECT_EQ(factory_.closes, 1);
+}
+
+TEST_F(SchedulerTest, NumParallelLimitsRequestsPerModel) {
+  Scheduler s(Opts(), factory_, clock_);  // num_parallel 1
+  auto first = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_TRUE(first.ok());
+  std::atomic<bool> got{false};
+  auto second = std::async(std::launch::async, [&] {
+    auto l = s.Acquire(Spec("a"), std::nullopt);
+    got = true;
+    return l.ok();
+  });
+  WaitQueued(s, 1);
+  EXPECT_FALSE(got);
+  first->Release();
+  EXPECT_TRUE(second.get());
+}
+
+TEST_F(SchedulerTest, AFullQueueAnswersServerBusy) {
+  Scheduler::Options o = Opts();
+  o.max_queue = 1;
+  Scheduler s(o, factory_, clock_);
+  factory_.gated = true;
+  auto waiting = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  factory_.WaitForStarts(1);
+  auto refused = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(), "server busy, please try again.  maximum pending requests exceeded");
+  factory_.Open();
+  EXPECT_TRUE(waiting.get());
+}
+
+TEST_F(SchedulerTest, ADeadRunnerIsReplacedOnTheNextRequest) {
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  factory_.last->alive_ = false;
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  EXPECT_EQ(factory_.starts, 2);
+}
+
+TEST_F(SchedulerTest, ChangedLoadOptionsReloadTheModel) {
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  ModelSpec bigger = Spec("a");
+  bigger.load.n_ctx = 8192;
+  ASSERT_TRUE(s.Acquire(bigger, std::nullopt).ok());
+  EXPECT_EQ(factory_.starts, 2);
+  EXPECT_EQ(factory_.closes, 1);
+  EXPECT_EQ(s.Snapshot().size(), 1u);
+}
+
+TEST_F(SchedulerTest, UnloadWaitsForTheRequestInFlight) {
+  Scheduler s(Opts(), factory_, clock_);
+  auto lease = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_TRUE(lease.ok());
+  auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
+  EXPECT_EQ(unload.wait_for(0s), std::future_status::timeout);
+  EXPECT_EQ(factory_.closes, 0);
+  lease->Release();
+  unload.get();
+  EXPECT_EQ(factory_.closes, 1);
+  EXPECT_TRUE(s.Snapshot().empty());
+}
+
+TEST_F(SchedulerTest, ShutdownClosesEveryRunnerAndRefusesNewRequests) {
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  s.Shutdown();
+  EXPECT_EQ(factory_.closes, 2);
+  EXPECT_EQ(s.Acquire(Spec("a"), std::nullopt).status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace resident::sched
