@@ -33,20 +33,13 @@ std::string Line(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-// "20M", "1.6B": the parameter size as Ollama shows it.
-std::string ParameterSize(uint64_t n) {
-  if (n >= 1'000'000'000) return fmt::format("{:.1f}B", static_cast<double>(n) / 1e9);
-  if (n >= 1'000'000) return fmt::format("{:.0f}M", static_cast<double>(n) / 1e6);
-  return fmt::format("{:.0f}K", static_cast<double>(n) / 1e3);
-}
-
 json Details(const std::string& family, uint64_t n_params) {
   json families = family.empty() ? json(nullptr) : json::array({family});
   return json{{"parent_model", ""},
               {"format", "gguf"},
               {"family", family},
               {"families", families},
-              {"parameter_size", n_params ? ParameterSize(n_params) : ""},
+              {"parameter_size", n_params ? FormatCount(n_params) : ""},
               {"quantization_level", ""}};
 }
 

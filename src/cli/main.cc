@@ -204,7 +204,7 @@ int Synth(const SynthArgs& args) {
   if (tty) std::fputc('\n', stderr);
   if (!shape.ok()) return Fail(shape.status());
   std::printf("wrote %s: %s parameters (n_embd %u, %u layers, n_ff %u, vocab %u), %s\n", args.out.c_str(),
-              FormatBytes(shape->n_params).substr(0, FormatBytes(shape->n_params).size() - 2).c_str(),
+              FormatCount(shape->n_params).c_str(),
               shape->n_embd, shape->n_layer, shape->n_ff, shape->n_vocab,
               FormatBytes(std::filesystem::file_size(args.out)).c_str());
   return 0;

@@ -85,4 +85,12 @@ std::string FormatBytes(uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
+std::string FormatCount(uint64_t n) {
+  double v = static_cast<double>(n);
+  if (n >= 1'000'000'000) return fmt::format("{:.1f}B", v / 1e9);
+  if (n >= 1'000'000) return fmt::format("{:.0f}M", v / 1e6);
+  if (n >= 1'000) return fmt::format("{:.0f}K", v / 1e3);
+  return std::to_string(n);
+}
+
 }  // namespace resident

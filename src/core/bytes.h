@@ -20,4 +20,7 @@ Result<uint64_t> ParseBytes(std::string_view text);
 // "1.6 GB", "40 MB", "512 B": decimal units with one decimal, as ollama prints sizes.
 std::string FormatBytes(uint64_t bytes);
 
+// "20M", "1.6B", "850K": a parameter count as Ollama shows it.
+std::string FormatCount(uint64_t n);
+
 }  // namespace resident
