@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/http_util.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
 
@@ -13,25 +14,6 @@ namespace {
 
 using nlohmann::json;
 using Ns = std::chrono::nanoseconds;
-
-std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka) {
-  if (!ka) return std::nullopt;
-  return ka->forever ? sched::kForever : ka->duration;
-}
-
-void SendError(httplib::Response& res, const Status& status) {
-  res.status = HttpStatusFor(status);
-  res.set_content(json{{"error", status.message()}}.dump(), "application/json; charset=utf-8");
-}
-
-void SendJson(httplib::Response& res, const json& body) {
-  res.status = 200;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json; charset=utf-8");
-}
-
-std::string Line(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-}
 
 json Details(const std::string& family, uint64_t n_params) {
   json families = family.empty() ? json(nullptr) : json::array({family});
@@ -83,20 +65,9 @@ struct Generation {
 
 }  // namespace
 
-int HttpStatusFor(const Status& status) {
-  switch (status.code()) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kCancelled: return 499;
-    case StatusCode::kResourceExhausted: return 503;
-    default: return 500;
-  }
-}
-
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
-    : options_(std::move(options)), scheduler_(scheduler), catalog_(catalog), clock_(clock),
+    : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults},
       http_(std::make_unique<httplib::Server>()) {
   int threads = options_.threads;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
@@ -162,7 +133,7 @@ void ApiServer::Routes() {
 void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional<KeepAlive>& keep_alive,
                                    const ModelOptions& options, bool chat, httplib::Response& res) {
   bool unload = keep_alive && !keep_alive->forever && keep_alive->duration == Duration::zero();
-  auto entry = catalog_.Find(model);
+  auto entry = ctx_.catalog.Find(model);
   if (!entry.ok()) {
     if (unload && entry.status().code() == StatusCode::kNotFound) {
       return SendError(res, Status::NotFound("model '" + model + "' not found"));
@@ -171,16 +142,14 @@ void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional
   }
   std::string done_reason;
   if (unload) {
-    scheduler_.Unload(entry->path);
+    ctx_.scheduler.Unload(entry->path);
     done_reason = "unload";
   } else {
-    runner::LoadRequest load = options.load;
-    load.model_path = entry->path;
-    auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(keep_alive));
+    auto lease = AcquireModel(ctx_, model, options, keep_alive);
     if (!lease.ok()) return SendError(res, lease.status());
     done_reason = "load";
   }
-  json j{{"model", model}, {"created_at", FormatRfc3339(clock_.WallNow())}};
+  json j{{"model", model}, {"created_at", FormatRfc3339(ctx_.clock.WallNow())}};
   if (chat) j["message"] = json{{"role", "assistant"}, {"content", ""}};
   else j["response"] = "";
   j["done"] = true;
@@ -204,16 +173,16 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
   }
   res.set_chunked_content_provider("application/x-ndjson", [gen](size_t, httplib::DataSink& sink) {
     auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
-      std::string line = Line(gen->Chunk(t, false));
+      std::string line = JsonLine(gen->Chunk(t, false));
       return sink.write(line.data(), line.size());
     });
     gen->lease.Release();
     std::string last;
     if (done.ok()) {
-      last = Line(gen->Final(*done, ""));
+      last = JsonLine(gen->Final(*done, ""));
     } else if (done.status().code() != StatusCode::kCancelled) {
       spdlog::warn("generation for {} failed: {}", gen->model, done.status().message());
-      last = Line(json{{"error", done.status().message()}});
+      last = JsonLine(json{{"error", done.status().message()}});
     }
     if (!last.empty()) sink.write(last.data(), last.size());
     sink.done();
@@ -224,24 +193,20 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
 }  // namespace
 
 void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& res) {
-  TimePoint started = clock_.Now();
-  auto call = DecodeGenerate(req.body, options_.defaults);
+  TimePoint started = ctx_.clock.Now();
+  auto call = DecodeGenerate(req.body, ctx_.defaults);
   if (!call.ok()) return SendError(res, call.status());
   if (call->prompt.empty() && call->system.empty() && call->context.empty()) {
     return HandleLoadOrUnload(call->model, call->keep_alive, call->options, false, res);
   }
-  auto entry = catalog_.Find(call->model);
-  if (!entry.ok()) return SendError(res, entry.status());
-  runner::LoadRequest load = call->options.load;
-  load.model_path = entry->path;
-  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
 
   auto gen = std::make_shared<Generation>();
   gen->lease = std::move(lease).value();
   gen->model = call->model;
   gen->started = started;
-  gen->clock = &clock_;
+  gen->clock = &ctx_.clock;
   runner::GenerateRequest& r = gen->request;
   if (call->raw) {
     r.prompt = call->prompt;
@@ -258,17 +223,13 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
 }
 
 void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) {
-  TimePoint started = clock_.Now();
-  auto call = DecodeChat(req.body, options_.defaults);
+  TimePoint started = ctx_.clock.Now();
+  auto call = DecodeChat(req.body, ctx_.defaults);
   if (!call.ok()) return SendError(res, call.status());
   if (call->messages.empty()) {
     return HandleLoadOrUnload(call->model, call->keep_alive, call->options, true, res);
   }
-  auto entry = catalog_.Find(call->model);
-  if (!entry.ok()) return SendError(res, entry.status());
-  runner::LoadRequest load = call->options.load;
-  load.model_path = entry->path;
-  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
 
   auto gen = std::make_shared<Generation>();
@@ -276,7 +237,7 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   gen->model = call->model;
   gen->chat = true;
   gen->started = started;
-  gen->clock = &clock_;
+  gen->clock = &ctx_.clock;
   gen->request.messages = call->messages;
   gen->request.num_predict = call->options.num_predict;
   gen->request.stop = call->options.stop;
@@ -285,14 +246,10 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
 }
 
 void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res, bool legacy) {
-  TimePoint started = clock_.Now();
-  auto call = DecodeEmbed(req.body, options_.defaults, legacy);
+  TimePoint started = ctx_.clock.Now();
+  auto call = DecodeEmbed(req.body, ctx_.defaults, legacy);
   if (!call.ok()) return SendError(res, call.status());
-  auto entry = catalog_.Find(call->model);
-  if (!entry.ok()) return SendError(res, entry.status());
-  runner::LoadRequest load = call->options.load;
-  load.model_path = entry->path;
-  auto lease = scheduler_.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(call->keep_alive));
+  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
   if (call->inputs.empty()) {
     if (legacy) return SendJson(res, json{{"embedding", json::array()}});
@@ -308,17 +265,17 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
   if (!result.ok()) return SendError(res, result.status());
   if (legacy) return SendJson(res, json{{"embedding", result->embeddings.front()}});
   json j{{"model", call->model}, {"embeddings", result->embeddings}};
-  AddTimings(j, runner::DoneEvent{.prompt_eval_count = result->prompt_eval_count}, clock_.Now() - started, load_ns);
+  AddTimings(j, runner::DoneEvent{.prompt_eval_count = result->prompt_eval_count}, ctx_.clock.Now() - started, load_ns);
   SendJson(res, j);
 }
 
 void ApiServer::HandlePs(httplib::Response& res) {
   json models = json::array();
   // "Forever" reads as a date far in the future, as Ollama reports it.
-  const WallTime far_future = clock_.WallNow() + std::chrono::hours(24 * 365 * 200);
-  for (const sched::LoadedModel& m : scheduler_.Snapshot()) {
-    auto entry = catalog_.Find(m.name);
-    WallTime expires = m.forever ? far_future : m.expires_at.value_or(clock_.WallNow() + m.keep_alive);
+  const WallTime far_future = ctx_.clock.WallNow() + std::chrono::hours(24 * 365 * 200);
+  for (const sched::LoadedModel& m : ctx_.scheduler.Snapshot()) {
+    auto entry = ctx_.catalog.Find(m.name);
+    WallTime expires = m.forever ? far_future : m.expires_at.value_or(ctx_.clock.WallNow() + m.keep_alive);
     models.push_back(json{{"name", m.name},
                           {"model", m.name},
                           {"size", m.facts.rss_bytes},
@@ -333,7 +290,7 @@ void ApiServer::HandlePs(httplib::Response& res) {
 
 void ApiServer::HandleTags(httplib::Response& res) {
   json models = json::array();
-  for (const store::ModelEntry& e : catalog_.List()) {
+  for (const store::ModelEntry& e : ctx_.catalog.List()) {
     models.push_back(json{{"name", e.name},
                           {"model", e.name},
                           {"modified_at", FormatRfc3339(e.modified)},

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "api/http_util.h"
 #include "api/requests.h"
 #include "core/clock.h"
 #include "core/status.h"
@@ -53,14 +54,9 @@ class ApiServer {
                           const ModelOptions& options, bool chat, httplib::Response& res);
 
   Options options_;
-  sched::Scheduler& scheduler_;
-  const store::ModelCatalog& catalog_;
-  const Clock& clock_;
+  ApiContext ctx_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
 };
-
-// HTTP status for a Status code (400, 404, 499, 503, 500).
-int HttpStatusFor(const Status& status);
 
 }  // namespace resident::api

@@ -1,0 +1,48 @@
+#include "api/http_util.h"
+
+#include <httplib.h>
+
+namespace resident::api {
+
+using nlohmann::json;
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kCancelled: return 499;
+    case StatusCode::kResourceExhausted: return 503;
+    default: return 500;
+  }
+}
+
+std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string JsonLine(const json& j) { return DumpJson(j) + "\n"; }
+
+void SendError(httplib::Response& res, const Status& status) {
+  res.status = HttpStatusFor(status);
+  res.set_content(DumpJson(json{{"error", status.message()}}), "application/json; charset=utf-8");
+}
+
+void SendJson(httplib::Response& res, const json& body) {
+  res.status = 200;
+  res.set_content(DumpJson(body), "application/json; charset=utf-8");
+}
+
+std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka) {
+  if (!ka) return std::nullopt;
+  return ka->forever ? sched::kForever : ka->duration;
+}
+
+Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
+                                  const std::optional<KeepAlive>& keep_alive) {
+  auto entry = ctx.catalog.Find(model);
+  if (!entry.ok()) return entry.status();
+  runner::LoadRequest load = options.load;
+  load.model_path = entry->path;
+  return ctx.scheduler.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(keep_alive));
+}
+
+}  // namespace resident::api

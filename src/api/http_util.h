@@ -1,0 +1,48 @@
+// Small pieces shared by every route file: JSON answers, errors, NDJSON lines, and getting a
+// lease on a model by name.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "api/requests.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "sched/scheduler.h"
+#include "store/model_catalog.h"
+
+namespace httplib {
+class Response;
+}
+
+namespace resident::api {
+
+// What every route needs. Owned by ApiServer; route files get a reference.
+struct ApiContext {
+  sched::Scheduler& scheduler;
+  const store::ModelCatalog& catalog;
+  const Clock& clock;
+  RequestDefaults defaults;
+};
+
+// HTTP status for a Status code (400, 404, 499, 503, 500).
+int HttpStatusFor(const Status& status);
+
+// {"error": message} with the status's HTTP code, Ollama's error shape.
+void SendError(httplib::Response& res, const Status& status);
+void SendJson(httplib::Response& res, const nlohmann::json& body);
+// One NDJSON line (invalid UTF-8 replaced, never thrown).
+std::string JsonLine(const nlohmann::json& j);
+std::string DumpJson(const nlohmann::json& j);
+
+// keep_alive as the scheduler takes it.
+std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka);
+
+// Finds the model by name and takes a lease on it (loading it if needed). Errors: the catalog's
+// (400 bad name, 404 unknown) or the scheduler's (load failure, busy).
+Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
+                                  const std::optional<KeepAlive>& keep_alive);
+
+}  // namespace resident::api
