@@ -16,9 +16,24 @@ namespace resident::store {
 struct ModelEntry {
   std::string name;        // display name, "demo:latest"
   std::string path;        // the GGUF weights file
-  uint64_t size = 0;       // bytes of the file
+  uint64_t size = 0;       // bytes of the model (all its layers)
   WallTime modified{};
   std::string digest;      // hex, may be empty when not known cheaply
+
+  // What a Modelfile (or an Ollama manifest's layers) adds to the weights. Empty for a bare GGUF.
+  std::string system;                 // SYSTEM: the default system prompt
+  std::string template_text;          // TEMPLATE as written (Ollama's Go template syntax)
+  std::string license;                // LICENSE (all of them, joined by blank lines)
+  // PARAMETER lines in order, already validated: ("temperature", "0.7"), ("stop", "</s>")...
+  // Request options override them.
+  std::vector<std::pair<std::string, std::string>> parameters;
+  // MESSAGE lines in order: (role, content), prepended to chat conversations.
+  std::vector<std::pair<std::string, std::string>> messages;
+  // Details as /api/tags and /api/show report them.
+  std::string family;                 // general.architecture when known
+  std::string parameter_size;         // "8.0B"
+  std::string quantization_level;     // "Q4_K_M"
+  bool read_only = false;             // from an Ollama store served read-only, or a folder
 };
 
 class ModelCatalog {
