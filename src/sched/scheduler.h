@@ -9,9 +9,19 @@
 // - When the last lease is dropped: duration 0 unloads now, a negative ("forever") never
 //   expires, otherwise expires_at = now + duration.
 // - A model loads once however many requests wait for it; a failed load reaches every waiter.
-// - One load at a time. When max_loaded models are loaded, the least recently used idle model
-//   is unloaded to make room; if none is idle the request waits.
+// - One load at a time. Before a load the model's footprint is predicted (GGUF metadata: weights,
+//   KV cache, compute buffers); after it, the runner's measured resident memory replaces the
+//   prediction. A model predicted above the whole budget fails at once (never swaps the machine).
+// - When a load would exceed max_loaded or the memory budget, idle models are unloaded to make
+//   room, cheapest first (see EvictionCost). Never a pinned model, one with requests in flight or
+//   queued for it, or one still loading; when nothing can go, the request waits.
 // - Requests waiting beyond max_queue get kResourceExhausted ("server busy").
+//
+// Eviction cost: the expected time lost by evicting a model, per byte it frees:
+//     cost = reload_seconds × reuse_likelihood / bytes,   reuse_likelihood = 1 / (1 + idle_minutes)
+// where reload_seconds is the model's own measured load time. Models are evicted in increasing
+// cost until the new one fits: a big model that reloads fast and has been idle long goes first;
+// a small one in steady use stays.
 #pragma once
 
 #include <condition_variable>
@@ -26,6 +36,7 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "runner/model_runner.h"
+#include "sched/policy.h"
 
 namespace resident::sched {
 
@@ -33,9 +44,13 @@ namespace resident::sched {
 inline constexpr Duration kForever = Duration::max();
 
 struct ModelSpec {
-  std::string name;            // as the user wrote it, for reports
+  std::string name;            // the model's name ("demo:latest"): policy entries and reports
   runner::LoadRequest load;    // load.model_path identifies the model
 };
+
+// Predicts the bytes a model will use once loaded with these options. Errors (e.g. an
+// unreadable file) fail the request before any runner starts.
+using FootprintPredictor = std::function<Result<uint64_t>(const ModelSpec&)>;
 
 struct LoadedModel {
   std::string name;
@@ -46,6 +61,10 @@ struct LoadedModel {
   Duration keep_alive{0};
   std::optional<WallTime> expires_at;  // nullopt: in use, or forever
   bool forever = false;
+  bool pinned = false;
+  uint64_t predicted_bytes = 0;
+  uint64_t measured_bytes = 0;         // 0 until measured
+  Duration load_duration{0};           // how long its load took
 };
 
 class Scheduler;
@@ -79,8 +98,11 @@ class Scheduler {
     int max_loaded = 3;
     int num_parallel = 1;
     int max_queue = 512;
-    Duration default_keep_alive = std::chrono::minutes(5);
-    bool timer_thread = true;  // false in tests: call Tick() instead
+    Duration default_keep_alive = std::chrono::minutes(5);  // used when policy is unset
+    std::optional<Policy> policy;  // per-model keep_alive and pins, clamps
+    uint64_t memory_budget = 0;    // bytes; 0: no budget
+    FootprintPredictor predictor;  // unset: every model is predicted at 0 bytes
+    bool timer_thread = true;      // false in tests: call Tick() instead
   };
 
   Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
@@ -90,6 +112,10 @@ class Scheduler {
   // current duration (the default on a fresh load). Errors: the load's error, kUnavailable if
   // the scheduler is shutting down, kResourceExhausted when the queue is full.
   Result<Lease> Acquire(const ModelSpec& spec, std::optional<Duration> keep_alive);
+
+  // Bytes the loaded (and loading, and unloading) models count against the budget.
+  uint64_t MemoryInUse() const;
+  uint64_t memory_budget() const { return options_.memory_budget; }
 
   // Sets the model's keep_alive to 0: unloads it now if idle, else when its last lease drops.
   // Returns once it is unloaded (or at once, if it was not loaded).
@@ -119,12 +145,29 @@ class Scheduler {
     Duration keep_alive{0};
     std::optional<TimePoint> expires_at;
     TimePoint last_used{};
+    bool pinned = false;
+    int queued = 0;                 // requests waiting inside Acquire for this model
+    uint64_t predicted_bytes = 0;
+    uint64_t measured_bytes = 0;
+    TimePoint measured_at{};
+    Duration load_duration{0};
+    uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
   };
 
-  void Release(const std::string& key);
+  void Release(const std::string& key, runner::ModelRunner* runner);
+  // The keep_alive a request ends up with (request, else entry/default; clamped; pins).
+  Duration ResolveKeepAlive(const ModelSpec& spec, std::optional<Duration> requested, bool fresh) const;
+  // Picks models to unload so that a load of `bytes` fits; empty when it cannot fit now.
+  // *blocked_by_pins: it could never fit because of pinned models alone.
+  std::vector<std::shared_ptr<Entry>> ChooseVictims(uint64_t bytes, bool* never_fits) const;
+  uint64_t MemoryInUseLocked() const;
   // Removes the entry from the map; the runner is closed by the caller after unlocking.
-  std::unique_ptr<runner::ModelRunner> Detach(const std::string& key);
-  void CloseDetached(std::vector<std::unique_ptr<runner::ModelRunner>> runners);
+  struct Detached {
+    std::unique_ptr<runner::ModelRunner> runner;
+    uint64_t bytes = 0;
+  };
+  Detached Detach(const std::string& key);
+  void CloseDetached(std::vector<Detached> runners);
   bool SameLoadOptions(const runner::LoadRequest& a, const runner::LoadRequest& b) const;
   void TimerLoop();
 
@@ -140,6 +183,7 @@ class Scheduler {
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   int waiting_ = 0;                   // requests inside Acquire; guarded by mu_
   int unloading_ = 0;                 // runners being closed outside the lock; guarded by mu_
+  uint64_t unloading_bytes_ = 0;      // their bytes, still in use until closed; guarded by mu_
   bool loading_ = false;              // one load at a time; guarded by mu_
   bool shutdown_ = false;             // guarded by mu_
   std::thread timer_;

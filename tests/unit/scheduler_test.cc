@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -16,8 +17,8 @@ using namespace std::chrono_literals;
 
 class FakeRunner final : public runner::ModelRunner {
  public:
-  explicit FakeRunner(std::string path, std::atomic<int>* closes) : closes_(closes) {
-    facts_.rss_bytes = 1000;
+  FakeRunner(std::string path, std::atomic<int>* closes, uint64_t rss) : closes_(closes) {
+    facts_.rss_bytes = rss;
     facts_.architecture = path;
   }
   Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
@@ -26,7 +27,7 @@ class FakeRunner final : public runner::ModelRunner {
   }
   Result<runner::EmbedResult> Embed(const runner::EmbedRequest&) override { return runner::EmbedResult{}; }
   Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
-  Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{}; }
+  Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{0, facts_.rss_bytes, 0}; }
   Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
   const runner::ModelFacts& facts() const override { return facts_; }
   pid_t pid() const override { return 1; }
@@ -55,7 +56,8 @@ class FakeFactory final : public runner::RunnerFactory {
     started_cv.notify_all();
     gate_cv.wait(lock, [&] { return !gated; });
     if (request.model_path == failing) return Status::InvalidArgument("bad file " + failing);
-    auto r = std::make_unique<FakeRunner>(request.model_path, &closes);
+    auto size = sizes.find(request.model_path);
+    auto r = std::make_unique<FakeRunner>(request.model_path, &closes, size == sizes.end() ? 1000 : size->second);
     last = r.get();
     return std::unique_ptr<runner::ModelRunner>(std::move(r));
   }
@@ -76,6 +78,7 @@ class FakeFactory final : public runner::RunnerFactory {
   std::string failing;
   std::atomic<int> closes{0};
   FakeRunner* last = nullptr;
+  std::map<std::string, uint64_t> sizes;  // measured RSS of each model's runner
 };
 
 ModelSpec Spec(const std::string& path) {
@@ -306,6 +309,209 @@ TEST_F(SchedulerTest, ShutdownClosesEveryRunnerAndRefusesNewRequests) {
   s.Shutdown();
   EXPECT_EQ(factory_.closes, 2);
   EXPECT_EQ(s.Acquire(Spec("a"), std::nullopt).status().code(), StatusCode::kUnavailable);
+}
+
+
+// ---- memory budget, eviction cost, policy ------------------------------------------------------
+
+class BudgetTest : public SchedulerTest {
+ protected:
+  // Models a, b, c of 400, 400 and 300 bytes predicted and measured; a budget of 1000.
+  Scheduler::Options Budget(uint64_t budget = 1000) {
+    Scheduler::Options o = Opts(/*max_loaded=*/10);
+    o.memory_budget = budget;
+    factory_.sizes = {{"a", 400}, {"b", 400}, {"c", 300}, {"huge", 5000}};
+    o.predictor = [this](const ModelSpec& spec) -> Result<uint64_t> {
+      auto it = factory_.sizes.find(spec.load.model_path);
+      if (it == factory_.sizes.end()) return Status::NotFound("no such file " + spec.load.model_path);
+      return it->second;
+    };
+    return o;
+  }
+  std::set<std::string> Loaded(const Scheduler& s) {
+    std::set<std::string> out;
+    for (auto& m : s.Snapshot()) out.insert(m.path);
+    return out;
+  }
+};
+
+TEST_F(BudgetTest, ThreeModelsForABudgetOfTwo) {
+  Scheduler s(Budget(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  EXPECT_EQ(s.MemoryInUse(), 800u);
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());  // 800 + 300 > 1000: one must go
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"b", "c"}));  // a: idle longest, same reload cost
+  EXPECT_LE(s.MemoryInUse(), 1000u);
+}
+
+TEST_F(BudgetTest, TheVictimIsTheCheapestToReloadPerByteNotJustTheOldest) {
+  Scheduler s(Budget(), factory_, clock_);
+  // a takes 10 s to load (the fake clock moves while its runner starts); b loads at once.
+  factory_.gated = true;
+  auto slow = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  factory_.WaitForStarts(1);
+  clock_.Advance(10s);
+  factory_.Open();
+  ASSERT_TRUE(slow.get());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  clock_.Advance(1min);
+  // a is the least recently used, but reloading it costs 10 s: b goes instead.
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"a", "c"}));
+  for (auto& m : s.Snapshot()) {
+    if (m.path == "a") {
+      EXPECT_EQ(m.load_duration, Duration(10s));
+    }
+  }
+}
+
+TEST_F(BudgetTest, LeastRecentlyUsedBreaksEqualCosts) {
+  Scheduler s(Budget(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());  // a is fresh again
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"a", "c"}));
+}
+
+TEST_F(BudgetTest, AModelThatCanNeverFitFailsAtOnce) {
+  Scheduler s(Budget(), factory_, clock_);
+  auto r = s.Acquire(Spec("huge"), std::nullopt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("can never be loaded"), std::string::npos) << r.status().message();
+  EXPECT_EQ(factory_.starts, 0);  // no runner was started
+}
+
+TEST_F(BudgetTest, APredictionErrorFailsTheRequestBeforeAnyLoad) {
+  Scheduler s(Budget(), factory_, clock_);
+  auto r = s.Acquire(Spec("missing"), std::nullopt);
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(factory_.starts, 0);
+}
+
+TEST_F(BudgetTest, BusyModelsAreNotEvictedTheLoadWaitsForOneToBeIdle) {
+  Scheduler s(Budget(), factory_, clock_);
+  auto a = s.Acquire(Spec("a"), std::nullopt);
+  auto b = s.Acquire(Spec("b"), std::nullopt);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto c = std::async(std::launch::async, [&] { return s.Acquire(Spec("c"), std::nullopt).ok(); });
+  WaitQueued(s, 1);
+  EXPECT_EQ(factory_.closes, 0);
+  b->Release();
+  EXPECT_TRUE(c.get());
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"a", "c"}));
+}
+
+TEST_F(BudgetTest, AModelWithQueuedRequestsIsNotEvicted) {
+  Scheduler::Options o = Budget();
+  Scheduler s(o, factory_, clock_);
+  auto a = s.Acquire(Spec("a"), std::nullopt);  // a busy: the next request for a queues
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  clock_.Advance(1h);  // b idle a long time
+  auto queued_for_a = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  WaitQueued(s, 1);
+  a->Release();  // a idle, but a request is queued for it: only b may go
+  EXPECT_TRUE(queued_for_a.get());
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"a", "c"}));
+}
+
+TEST_F(BudgetTest, PinnedModelsStayAndOthersGo) {
+  Scheduler::Options o = Budget();
+  o.policy = Policy{};
+  o.policy->models[PolicyModelKey("a")].pin = true;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  clock_.Advance(1h);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());  // a idle for an hour, but pinned
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"a", "c"}));
+  EXPECT_TRUE(s.Snapshot().back().pinned || s.Snapshot().front().pinned);
+  clock_.Advance(1000h);
+  s.Tick();
+  EXPECT_TRUE(Loaded(s).count("a"));  // never expires
+  s.Unload("a");                      // an explicit stop unloads it
+  EXPECT_FALSE(Loaded(s).count("a"));
+}
+
+TEST_F(BudgetTest, PinnedModelsThatLeaveNoRoomGiveAClearError) {
+  Scheduler::Options o = Budget(700);
+  o.policy = Policy{};
+  o.policy->models[PolicyModelKey("a")].pin = true;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  auto r = s.Acquire(Spec("b"), std::nullopt);  // 400 + 400 > 700 and a is pinned
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("pinned"), std::string::npos);
+}
+
+TEST_F(BudgetTest, MeasuredMemoryReplacesThePrediction) {
+  Scheduler::Options o = Budget();
+  o.predictor = [](const ModelSpec&) -> Result<uint64_t> { return 900; };  // pessimistic
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  auto m = s.Snapshot()[0];
+  EXPECT_EQ(m.predicted_bytes, 900u);
+  EXPECT_EQ(m.measured_bytes, 400u);
+  EXPECT_EQ(s.MemoryInUse(), 400u);
+}
+
+TEST_F(SchedulerTest, PolicyEntriesAndClampsDecideTheKeepAlive) {
+  Scheduler::Options o = Opts();
+  o.policy = Policy{};
+  o.policy->default_keep_alive = KeepAlive::Of(5min);
+  o.policy->models[PolicyModelKey("chat")].keep_alive = KeepAlive::Of(24h);
+  o.policy->models[PolicyModelKey("rare")].keep_alive = KeepAlive::Of(Duration::zero());
+  o.policy->max_keep_alive = KeepAlive::Of(12h);
+  o.policy->min_keep_alive = KeepAlive::Of(10s);
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("chat:latest"), std::nullopt).ok());
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(12h));  // 24h entry clamped to the max
+  ASSERT_TRUE(s.Acquire(Spec("chat:latest"), kForever).ok());
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(12h));  // forever clamped too
+  ASSERT_TRUE(s.Acquire(Spec("other:latest"), Duration(1s)).ok());
+  for (auto& m : s.Snapshot()) {
+    if (m.name == "other:latest") {
+      EXPECT_EQ(m.keep_alive, Duration(10s));  // raised to the min
+    }
+  }
+  ASSERT_TRUE(s.Acquire(Spec("rare:latest"), std::nullopt).ok());
+  for (auto& m : s.Snapshot()) {
+    if (m.name == "rare:latest") {
+      EXPECT_EQ(m.keep_alive, Duration(10s));  // its 0 raised to the min
+    }
+  }
+}
+
+TEST_F(SchedulerTest, WithoutClampsAnEntryOfZeroReleasesAtOnce) {
+  Scheduler::Options o = Opts();
+  o.policy = Policy{};
+  o.policy->models[PolicyModelKey("rare")].keep_alive = KeepAlive::Of(Duration::zero());
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("rare:latest"), std::nullopt).ok());
+  EXPECT_TRUE(s.Snapshot().empty());
+  EXPECT_EQ(factory_.closes, 1);
+}
+
+TEST_F(SchedulerTest, ARequestAsTheTimerFiresLoadsTheModelAgainCleanly) {
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  clock_.Advance(1min);
+  std::thread ticker([&] { s.Tick(); });
+  auto lease = s.Acquire(Spec("a"), std::nullopt);
+  ticker.join();
+  ASSERT_TRUE(lease.ok());
+  EXPECT_TRUE(lease->runner().alive());  // either the old runner (timer lost) or a new one
+  EXPECT_EQ(s.Snapshot().size(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,65 @@
+// Residency policy: how long each model stays loaded and which ones are never evicted, from
+// one TOML file (RESIDENT_CONFIG or `resident serve --config FILE`):
+//
+//   min_keep_alive = "1m"        # clamp what requests (and entries below) ask for
+//   max_keep_alive = "2h"        # also caps "forever"
+//   memory_limit   = "12GiB"     # the memory budget (RESIDENT_MEMORY_LIMIT wins)
+//
+//   [models."llama3.2"]          # a model name, as requests write it ("llama3.2" = "llama3.2:latest")
+//   keep_alive = "24h"           # its default when a request gives none
+//   pin = true                   # never evicted to make room; only a stop or keep_alive 0 unloads it
+//
+//   [models.big-coder]
+//   keep_alive = 0               # release at once after each request
+//
+// keep_alive values take the API's forms: a number of seconds (negative = forever) or a
+// duration string ("5m", "1h30m", "-1m" = forever).
+//
+// Precedence for a request's keep_alive: the request's own, else the model's entry, else the
+// global default (RESIDENT_KEEP_ALIVE / OLLAMA_KEEP_ALIVE / 5m); then the clamp. A request
+// without keep_alive that reaches a loaded model keeps the model's current duration (Ollama's
+// rule). An explicit unload (keep_alive 0 with an empty prompt, `resident stop`) is never clamped.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/keep_alive.h"
+#include "core/status.h"
+
+namespace resident::sched {
+
+struct ModelPolicy {
+  std::optional<KeepAlive> keep_alive;
+  bool pin = false;
+};
+
+struct Policy {
+  KeepAlive default_keep_alive = KeepAlive::Of(kDefaultKeepAlive);
+  std::optional<KeepAlive> min_keep_alive;
+  std::optional<KeepAlive> max_keep_alive;
+  std::optional<uint64_t> memory_limit;
+  std::map<std::string, ModelPolicy> models;  // by normalized name ("llama3.2:latest")
+
+  // The entry for a model, if the file has one.
+  const ModelPolicy* Find(std::string_view model_name) const;
+  bool Pinned(std::string_view model_name) const;
+  // The model's entry, else the global default; clamped.
+  KeepAlive DefaultFor(std::string_view model_name) const;
+  // min_keep_alive <= k <= max_keep_alive (forever counts as the largest value).
+  KeepAlive Clamp(KeepAlive k) const;
+};
+
+// "Llama3.2" -> "llama3.2:latest", the form policy entries are keyed by.
+std::string PolicyModelKey(std::string_view model_name);
+
+// Parses a policy file. Errors: kInvalidArgument "FILE:LINE:COL: reason" for TOML syntax
+// errors, unknown keys, values of the wrong type or bad durations; kNotFound for a missing file.
+Result<Policy> LoadPolicyFile(const std::string& path, KeepAlive default_keep_alive);
+// The same from text (tests); `source` names it in errors.
+Result<Policy> ParsePolicy(std::string_view text, const std::string& source, KeepAlive default_keep_alive);
+
+}  // namespace resident::sched

@@ -1,0 +1,84 @@
+#include "sched/policy.h"
+
+#include <gtest/gtest.h>
+
+namespace resident::sched {
+namespace {
+
+using namespace std::chrono_literals;
+const KeepAlive k5m = KeepAlive::Of(5min);
+
+TEST(Policy, ParsesModelsPinsAndClamps) {
+  auto p = ParsePolicy(R"(
+min_keep_alive = "1m"
+max_keep_alive = 7200        # seconds
+memory_limit = "12GiB"
+
+[models."Llama3.2"]
+keep_alive = "24h"
+pin = true
+
+[models.big-coder]
+keep_alive = 0
+)", "resident.toml", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->min_keep_alive, KeepAlive::Of(1min));
+  EXPECT_EQ(p->max_keep_alive, KeepAlive::Of(2h));
+  EXPECT_EQ(p->memory_limit, 12ull << 30);
+  EXPECT_TRUE(p->Pinned("llama3.2:latest"));
+  EXPECT_TRUE(p->Pinned("LLAMA3.2"));
+  EXPECT_FALSE(p->Pinned("big-coder"));
+  EXPECT_EQ(p->DefaultFor("llama3.2"), KeepAlive::Of(2h));       // 24h clamped to the max
+  EXPECT_EQ(p->DefaultFor("big-coder:latest"), KeepAlive::Of(1min));  // 0 raised to the min
+  EXPECT_EQ(p->DefaultFor("anything"), k5m);
+  EXPECT_EQ(p->Clamp(KeepAlive::Forever()), KeepAlive::Of(2h));
+}
+
+TEST(Policy, ForeverFormsAndNoClamps) {
+  auto p = ParsePolicy("[models.a]\nkeep_alive = -1\n[models.b]\nkeep_alive = \"-1m\"\n", "f", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->DefaultFor("a"), KeepAlive::Forever());
+  EXPECT_EQ(p->DefaultFor("b"), KeepAlive::Forever());
+}
+
+TEST(Policy, ErrorsNameTheFileLineAndReason) {
+  auto syntax = ParsePolicy("min_keep_alive = \"1m\"\n[models.a\n", "conf.toml", k5m);
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_EQ(syntax.status().message().rfind("conf.toml:2:", 0), 0u) << syntax.status().message();
+
+  auto unknown = ParsePolicy("[models.a]\nkeep_alive = \"5m\"\npinn = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("conf.toml:3:"), std::string::npos) << unknown.status().message();
+  EXPECT_NE(unknown.status().message().find("unknown key \"pinn\""), std::string::npos);
+
+  auto bad_duration = ParsePolicy("[models.a]\nkeep_alive = \"300\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(bad_duration.ok());
+  EXPECT_NE(bad_duration.status().message().find("conf.toml:2:"), std::string::npos);
+  EXPECT_NE(bad_duration.status().message().find("missing unit"), std::string::npos);
+
+  auto bad_pin = ParsePolicy("[models.a]\npin = \"yes\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(bad_pin.ok());
+  EXPECT_NE(bad_pin.status().message().find("pin must be true or false"), std::string::npos);
+
+  auto top = ParsePolicy("keep_alive_default = 3\n", "conf.toml", k5m);
+  ASSERT_FALSE(top.ok());
+  EXPECT_NE(top.status().message().find("conf.toml:1:1: unknown key"), std::string::npos) << top.status().message();
+
+  auto inverted = ParsePolicy("min_keep_alive = \"1h\"\nmax_keep_alive = \"1m\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(inverted.ok());
+  EXPECT_NE(inverted.status().message().find("below min_keep_alive"), std::string::npos);
+
+  auto limit = ParsePolicy("memory_limit = \"lots\"\n", "conf.toml", k5m);
+  EXPECT_FALSE(limit.ok());
+
+  EXPECT_EQ(LoadPolicyFile("/nonexistent/resident.toml", k5m).status().code(), StatusCode::kNotFound);
+}
+
+TEST(Policy, ModelKeysNormalizeLikeModelNames) {
+  EXPECT_EQ(PolicyModelKey("Llama3.2"), "llama3.2:latest");
+  EXPECT_EQ(PolicyModelKey("llama3.2:1b"), "llama3.2:1b");
+  EXPECT_EQ(PolicyModelKey("host:5000/ns/m"), "host:5000/ns/m:latest");
+}
+
+}  // namespace
+}  // namespace resident::sched
