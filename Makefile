@@ -9,8 +9,12 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 LLAMA_DIR := $(shell scripts/setup.sh --print-llama-dir)
 RESIDENT := $(BUILD_DIR)/bin/resident
-DEMO_DIR ?= $(HOME)/.resident/gguf
-DEMO_MODEL := $(DEMO_DIR)/demo.gguf
+# The demo model lives in resident's store (Ollama's format). Its weights are synthesized into
+# the cache first, then imported with `resident create --local` (a hard link: no second copy).
+MODELS_DIR ?= $(or $(RESIDENT_MODELS),$(HOME)/.resident/models)
+DEMO_GGUF := $(HOME)/.cache/resident/demo-20M-seed1.gguf
+DEMO_MODELFILE := $(BUILD_DIR)/demo.Modelfile
+DEMO_MANIFEST := $(MODELS_DIR)/manifests/registry.ollama.ai/library/demo/latest
 
 .PHONY: setup configure build run test bench demo clean
 
@@ -26,11 +30,15 @@ build: setup configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The demo model: a 20M-parameter random-weight llama on the llama SPM tokenizer (40 MB).
-$(DEMO_MODEL): | build
-	@mkdir -p $(DEMO_DIR)
+$(DEMO_GGUF): | build
+	@mkdir -p $(dir $@)
 	$(RESIDENT) synth $@ --params 20M --seed 1
 
-demo: build $(DEMO_MODEL)
+$(DEMO_MANIFEST): $(DEMO_GGUF) | build
+	@printf 'FROM %s\n' "$(DEMO_GGUF)" > $(DEMO_MODELFILE)
+	RESIDENT_MODELS=$(MODELS_DIR) $(RESIDENT) create demo -f $(DEMO_MODELFILE) --local
+
+demo: build $(DEMO_MANIFEST)
 
 run: demo
 	@echo
@@ -40,7 +48,7 @@ run: demo
 	@echo "  curl http://127.0.0.1:11434/api/ps"
 	@echo "Stop it with Ctrl-C."
 	@echo
-	exec $(RESIDENT) serve --models-dir $(DEMO_DIR)
+	RESIDENT_MODELS=$(MODELS_DIR) exec $(RESIDENT) serve
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 900

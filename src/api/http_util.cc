@@ -45,4 +45,11 @@ Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, con
   return ctx.scheduler.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(keep_alive));
 }
 
+Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
+                                  const std::optional<KeepAlive>& keep_alive) {
+  runner::LoadRequest load = options.load;
+  load.model_path = entry.path;
+  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, load}, ToSchedKeepAlive(keep_alive));
+}
+
 }  // namespace resident::api

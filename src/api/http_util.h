@@ -42,6 +42,11 @@ std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka);
 
 // Finds the model by name and takes a lease on it (loading it if needed). Errors: the catalog's
 // (400 bad name, 404 unknown) or the scheduler's (load failure, busy).
+// The same for a model already looked up, with options already resolved (ResolveOptions).
+// Errors: the scheduler's.
+Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
+                                  const std::optional<KeepAlive>& keep_alive);
+
 Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive);
 

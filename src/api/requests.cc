@@ -4,6 +4,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "runner/json_schema_grammar.h"
+
 namespace resident::api {
 namespace {
 
@@ -103,14 +105,8 @@ Status GetNumber(const json& opts, const char* field, T* out, double min, double
   return Status::Ok();
 }
 
-Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
-  o->load.n_ctx = d.num_ctx;
-  o->load.n_batch = d.num_batch;
-  o->load.n_threads = d.num_thread;
-  auto it = j.find("options");
-  if (it == j.end() || it->is_null()) return Status::Ok();
-  if (!it->is_object()) return WrongType("options", "an object", *it);
-  const json& opts = *it;
+// Lays the fields present in `opts` over *o.
+Status DecodeOptionsObject(const json& opts, ModelOptions* o) {
   constexpr double kInt32Max = std::numeric_limits<int32_t>::max();
   RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_ctx", &o->load.n_ctx, 1, 1 << 24));
   RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_batch", &o->load.n_batch, 1, 1 << 20));
@@ -128,6 +124,7 @@ Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
   RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "seed", &o->sampling.seed, -1, 9.007199254740992e15));
   RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_predict", &o->num_predict, -2, kInt32Max));
   if (auto s = opts.find("stop"); s != opts.end() && !s->is_null()) {
+    o->stop.clear();
     if (s->is_string()) {
       o->stop.push_back(s->get<std::string>());
     } else if (s->is_array()) {
@@ -143,9 +140,100 @@ Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
   return Status::Ok();
 }
 
+void ApplyDefaults(const RequestDefaults& d, ModelOptions* o) {
+  o->load.n_ctx = d.num_ctx;
+  o->load.n_batch = d.num_batch;
+  o->load.n_threads = d.num_thread;
+}
+
+Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
+  ApplyDefaults(d, o);
+  auto it = j.find("options");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return WrongType("options", "an object", *it);
+  RESIDENT_RETURN_IF_ERROR(DecodeOptionsObject(*it, o));
+  o->request_json = it->dump();
+  return Status::Ok();
+}
+
+Status DecodeFormat(const json& j, std::string* grammar) {
+  auto it = j.find("format");
+  if (it == j.end()) return Status::Ok();
+  auto g = GrammarForFormat(*it);
+  if (!g.ok()) return g.status();
+  *grammar = std::move(g).value();
+  return Status::Ok();
+}
+
+Status RejectImages(const json& j) {
+  if (auto img = j.find("images"); img != j.end() && !img->is_null() && !img->empty()) {
+    return Status::InvalidArgument("images are not supported: resident serves text models only (no vision projector)");
+  }
+  return Status::Ok();
+}
+
 Status DecodeStream(const json& j, bool* stream) { return GetBool(j, "stream", stream); }
 
 }  // namespace
+
+TemplateUse ClassifyTemplate(std::string_view t) {
+  std::string compact;
+  for (char ch : t) {
+    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r' && ch != '-') compact += ch;
+  }
+  return compact == "{{.Prompt}}" ? TemplateUse::kPassThrough : TemplateUse::kModel;
+}
+
+Result<ModelOptions> ResolveOptions(const ModelOptions& request,
+                                    const std::vector<std::pair<std::string, std::string>>& parameters,
+                                    const RequestDefaults& defaults) {
+  ModelOptions o;
+  ApplyDefaults(defaults, &o);
+  if (!parameters.empty()) {
+    json params = json::object();
+    for (const auto& [name, value] : parameters) {
+      if (name == "stop") {
+        params["stop"].push_back(value);
+        continue;
+      }
+      json v = json::parse(value, nullptr, /*allow_exceptions=*/false);
+      params[name] = (v.is_number() || v.is_boolean()) ? v : json(value);
+    }
+    Status st = DecodeOptionsObject(params, &o);
+    if (!st.ok()) return Status::InvalidArgument("the model's Modelfile parameters: " + st.message());
+  }
+  if (!request.request_json.empty()) {
+    json opts = json::parse(request.request_json, nullptr, false);
+    if (!opts.is_object()) return Status::InvalidArgument("invalid options");
+    RESIDENT_RETURN_IF_ERROR(DecodeOptionsObject(opts, &o));
+  }
+  o.request_json = request.request_json;
+  return o;
+}
+
+Result<std::string> GrammarForFormat(const json& format) {
+  if (format.is_null()) return std::string();
+  if (format.is_string()) {
+    const std::string& f = format.get_ref<const std::string&>();
+    if (f.empty()) return std::string();
+    if (f == "json") return runner::JsonObjectGbnf();
+    return Status::InvalidArgument("invalid format \"" + f + "\": use \"json\" or a JSON schema object");
+  }
+  if (format.is_object()) return runner::JsonSchemaToGbnf(format.dump());
+  return WrongType("format", "\"json\" or a JSON schema object", format);
+}
+
+Result<ModelOptions> DecodeOptionsJson(const json& options, const RequestDefaults& defaults) {
+  ModelOptions o;
+  RESIDENT_RETURN_IF_ERROR(DecodeOptions(json{{"options", options}}, defaults, &o));
+  return o;
+}
+
+Result<std::optional<KeepAlive>> DecodeKeepAlive(const json& body) {
+  std::optional<KeepAlive> ka;
+  RESIDENT_RETURN_IF_ERROR(GetKeepAlive(body, &ka));
+  return ka;
+}
 
 Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults& defaults) {
   auto parsed = ParseObject(body);
@@ -158,8 +246,12 @@ Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults
   RESIDENT_RETURN_IF_ERROR(GetString(j, "prompt", &c.prompt));
   RESIDENT_RETURN_IF_ERROR(GetString(j, "system", &c.system));
   RESIDENT_RETURN_IF_ERROR(GetBool(j, "raw", &c.raw));
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "suffix", &c.suffix));
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "template", &c.template_text));
   RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
   RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  RESIDENT_RETURN_IF_ERROR(RejectImages(j));
+  RESIDENT_RETURN_IF_ERROR(DecodeFormat(j, &c.grammar));
   if (auto it = j.find("context"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return WrongType("context", "an array of token ids", *it);
     for (const auto& t : *it) {
@@ -179,6 +271,10 @@ Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaul
   RESIDENT_RETURN_IF_ERROR(GetModel(j, &c.model));
   RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
   RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  RESIDENT_RETURN_IF_ERROR(DecodeFormat(j, &c.grammar));
+  if (auto t = j.find("tools"); t != j.end() && !t->is_null() && !t->empty()) {
+    return Status::InvalidArgument("tools are not supported by resident yet");
+  }
   if (auto it = j.find("messages"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return WrongType("messages", "an array", *it);
     for (const auto& m : *it) {
@@ -187,9 +283,7 @@ Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaul
       RESIDENT_RETURN_IF_ERROR(GetString(m, "role", &msg.role));
       RESIDENT_RETURN_IF_ERROR(GetString(m, "content", &msg.content));
       if (msg.role.empty()) return Status::InvalidArgument("every message needs a role");
-      if (auto img = m.find("images"); img != m.end() && !img->is_null() && !img->empty()) {
-        return Status::InvalidArgument("images are not supported: this model has no vision projector");
-      }
+      RESIDENT_RETURN_IF_ERROR(RejectImages(m));
       c.messages.push_back(std::move(msg));
     }
   }

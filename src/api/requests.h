@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/keep_alive.h"
 #include "core/status.h"
 #include "runner/protocol.h"
@@ -22,12 +24,25 @@ struct RequestDefaults {
 };
 
 // The `options` object: load-time options (a change reloads the model) and sampling options.
+// Decoding validates the request's own options at once (a 400 before any model lookup); the
+// values a handler uses come from ResolveOptions, which lays them over the model's Modelfile
+// PARAMETER lines.
 struct ModelOptions {
   runner::LoadRequest load;  // model_path left empty
   runner::SamplingOptions sampling;
   int32_t num_predict = -1;
   std::vector<std::string> stop;
+  // The request's `options` object as JSON text, "" when absent. Kept for ResolveOptions.
+  std::string request_json;
 };
+
+// How a request's `template` is treated. Ollama's templates are Go text/template programs, which
+// resident cannot execute; the model's own Jinja chat template (GGUF tokenizer.chat_template) is
+// used instead. The one template that is recognised is the pass-through "{{ .Prompt }}" (spaces
+// and trim markers allowed), which clients use to send a prompt untemplated: it means `raw`.
+// Any other template text is accepted and ignored (logged), so that clients sending one work.
+enum class TemplateUse { kModel, kPassThrough };
+TemplateUse ClassifyTemplate(std::string_view go_template);
 
 struct GenerateCall {
   std::string model;
@@ -38,11 +53,15 @@ struct GenerateCall {
   std::optional<KeepAlive> keep_alive;
   ModelOptions options;
   std::vector<int32_t> context;
+  std::string suffix;         // fill-in-the-middle: text after the insertion point
+  std::string template_text;  // see TemplateUse
+  std::string grammar;        // GBNF from `format` ("json" or a JSON schema); empty: free text
 };
 
 struct ChatCall {
   std::string model;
   std::vector<runner::ChatMessage> messages;
+  std::string grammar;  // from `format`, as for generate
   bool stream = true;
   std::optional<KeepAlive> keep_alive;
   ModelOptions options;
@@ -59,6 +78,23 @@ struct EmbedCall {
 struct ModelCall {  // /api/show, /api/delete...
   std::string model;
 };
+
+// The options a request runs with: server defaults, then the model's Modelfile parameters
+// (validated ("name", "value") text pairs: numbers, booleans, "stop" once per stop string), then
+// the request's own options (request_json), each overriding the one before; a request's `stop`
+// replaces the model's. Errors: kInvalidArgument naming the parameter that does not decode.
+Result<ModelOptions> ResolveOptions(const ModelOptions& request,
+                                    const std::vector<std::pair<std::string, std::string>>& parameters,
+                                    const RequestDefaults& defaults);
+
+// The GBNF for a `format` value: "json" (any object) or a JSON schema object; "" for null/"".
+// Errors: kInvalidArgument for another string or type, or a schema that cannot be converted.
+Result<std::string> GrammarForFormat(const nlohmann::json& format);
+
+// For routes with other shapes (OpenAI): an Ollama-style options object, validated, and the
+// keep_alive field of a body (nullopt when absent). Errors: kInvalidArgument as for the above.
+Result<ModelOptions> DecodeOptionsJson(const nlohmann::json& options, const RequestDefaults& defaults);
+Result<std::optional<KeepAlive>> DecodeKeepAlive(const nlohmann::json& body);
 
 Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults& defaults);
 Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaults);

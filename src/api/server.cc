@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http_util.h"
+#include "api/model_routes.h"
+#include "api/openai_routes.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
 
@@ -15,14 +17,25 @@ namespace {
 using nlohmann::json;
 using Ns = std::chrono::nanoseconds;
 
-json Details(const std::string& family, uint64_t n_params) {
+json Details(const std::string& family, const std::string& parameter_size, const std::string& quantization) {
   json families = family.empty() ? json(nullptr) : json::array({family});
   return json{{"parent_model", ""},
               {"format", "gguf"},
               {"family", family},
               {"families", families},
-              {"parameter_size", n_params ? FormatCount(n_params) : ""},
-              {"quantization_level", ""}};
+              {"parameter_size", parameter_size},
+              {"quantization_level", quantization}};
+}
+
+json FactDetails(const runner::ModelFacts& f) {
+  return Details(f.architecture, f.n_params ? FormatCount(f.n_params) : "", "");
+}
+
+// The catalog's details (from the store or the Modelfile), completed by the loaded model's facts.
+json EntryDetails(const store::ModelEntry& e, const runner::ModelFacts* f) {
+  std::string family = e.family.empty() && f ? f->architecture : e.family;
+  std::string size = e.parameter_size.empty() && f && f->n_params ? FormatCount(f->n_params) : e.parameter_size;
+  return Details(family, size, e.quantization_level);
 }
 
 // Final statistics shared by generate and chat; zero values are omitted, as Ollama does.
@@ -111,6 +124,8 @@ void ApiServer::Routes() {
               [this](const httplib::Request& req, httplib::Response& res) { HandleEmbed(req, res, true); });
   http_->Get("/api/ps", [this](const httplib::Request&, httplib::Response& res) { HandlePs(res); });
   http_->Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) { HandleTags(res); });
+  RegisterOpenAiRoutes(*http_, ctx_);
+  RegisterModelRoutes(*http_, ctx_, options_.store);
   http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {
       std::string msg = res.status == 413 ? "request body too large" : res.status == 404 ? "404 page not found" : "error";
@@ -145,7 +160,9 @@ void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional
     ctx_.scheduler.Unload(entry->path);
     done_reason = "unload";
   } else {
-    auto lease = AcquireModel(ctx_, model, options, keep_alive);
+    auto resolved = ResolveOptions(options, entry->parameters, ctx_.defaults);
+    if (!resolved.ok()) return SendError(res, resolved.status());
+    auto lease = AcquireEntry(ctx_, *entry, *resolved, keep_alive);
     if (!lease.ok()) return SendError(res, lease.status());
     done_reason = "load";
   }
@@ -192,15 +209,51 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
 
 }  // namespace
 
+namespace {
+
+// Looks the model up and resolves its options (server defaults < Modelfile < request).
+// Errors: the catalog's (400 bad name, 404 unknown), a Modelfile parameter that does not decode.
+struct ResolvedModel {
+  store::ModelEntry entry;
+  ModelOptions options;
+};
+Result<ResolvedModel> Resolve(ApiContext& ctx, const std::string& model, const ModelOptions& request_options) {
+  auto entry = ctx.catalog.Find(model);
+  if (!entry.ok()) return entry.status();
+  auto options = ResolveOptions(request_options, entry->parameters, ctx.defaults);
+  if (!options.ok()) return options.status();
+  return ResolvedModel{std::move(entry).value(), std::move(options).value()};
+}
+
+void FillSampling(const ModelOptions& o, runner::GenerateRequest* r) {
+  r->num_predict = o.num_predict;
+  r->stop = o.stop;
+  r->sampling = o.sampling;
+}
+
+}  // namespace
+
+// Generate's prompt, as Ollama builds it: `raw` (or a pass-through template) sends the prompt as
+// it is; otherwise the system prompt (the request's, else the Modelfile's), the Modelfile's
+// MESSAGEs (only when no `context` continues an earlier exchange) and the prompt as the user's
+// turn are rendered with the model's chat template. `suffix` lays prompt and suffix out with the
+// model's fill-in-the-middle tokens instead. A request `template` other than "{{ .Prompt }}"
+// is ignored: see TemplateUse in api/requests.h.
 void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& res) {
   TimePoint started = ctx_.clock.Now();
   auto call = DecodeGenerate(req.body, ctx_.defaults);
   if (!call.ok()) return SendError(res, call.status());
-  if (call->prompt.empty() && call->system.empty() && call->context.empty()) {
+  if (call->prompt.empty() && call->system.empty() && call->context.empty() && call->suffix.empty()) {
     return HandleLoadOrUnload(call->model, call->keep_alive, call->options, false, res);
   }
-  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
+  auto model = Resolve(ctx_, call->model, call->options);
+  if (!model.ok()) return SendError(res, model.status());
+  const store::ModelEntry& entry = model->entry;
+  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
+  if (!call->suffix.empty() && !lease->runner().facts().fim) {
+    return SendError(res, Status::InvalidArgument("\"" + call->model + "\" does not support insert"));
+  }
 
   auto gen = std::make_shared<Generation>();
   gen->lease = std::move(lease).value();
@@ -208,20 +261,34 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
   gen->started = started;
   gen->clock = &ctx_.clock;
   runner::GenerateRequest& r = gen->request;
-  if (call->raw) {
+  const std::string& tmpl = call->template_text.empty() ? entry.template_text : call->template_text;
+  bool pass_through = !tmpl.empty() && ClassifyTemplate(tmpl) == TemplateUse::kPassThrough;
+  if (!call->template_text.empty() && !pass_through) {
+    spdlog::info("generate for {}: the request's Go template is ignored; the model's chat template is used",
+                 call->model);
+  }
+  if (!call->suffix.empty()) {
+    r.prompt = call->prompt;
+    r.suffix = call->suffix;
+  } else if (call->raw || pass_through) {
     r.prompt = call->prompt;
   } else {
-    if (!call->system.empty()) r.messages.push_back({"system", call->system});
+    const std::string& system = call->system.empty() ? entry.system : call->system;
+    if (!system.empty()) r.messages.push_back({"system", system});
+    if (call->context.empty()) {
+      for (const auto& [role, content] : entry.messages) r.messages.push_back({role, content});
+    }
     r.messages.push_back({"user", call->prompt});
   }
   r.context = call->context;
-  r.num_predict = call->options.num_predict;
-  r.stop = call->options.stop;
-  r.sampling = call->options.sampling;
+  r.grammar = call->grammar;
+  FillSampling(model->options, &r);
   r.return_context = true;
   RunGeneration(gen, call->stream, res);
 }
 
+// Chat: the Modelfile's MESSAGEs come first; its SYSTEM is put in front unless the conversation
+// starts with a system message of its own.
 void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) {
   TimePoint started = ctx_.clock.Now();
   auto call = DecodeChat(req.body, ctx_.defaults);
@@ -229,7 +296,10 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   if (call->messages.empty()) {
     return HandleLoadOrUnload(call->model, call->keep_alive, call->options, true, res);
   }
-  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
+  auto model = Resolve(ctx_, call->model, call->options);
+  if (!model.ok()) return SendError(res, model.status());
+  const store::ModelEntry& entry = model->entry;
+  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
 
   auto gen = std::make_shared<Generation>();
@@ -238,10 +308,12 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   gen->chat = true;
   gen->started = started;
   gen->clock = &ctx_.clock;
-  gen->request.messages = call->messages;
-  gen->request.num_predict = call->options.num_predict;
-  gen->request.stop = call->options.stop;
-  gen->request.sampling = call->options.sampling;
+  std::vector<runner::ChatMessage>& msgs = gen->request.messages;
+  if (!entry.system.empty() && call->messages.front().role != "system") msgs.push_back({"system", entry.system});
+  for (const auto& [role, content] : entry.messages) msgs.push_back({role, content});
+  msgs.insert(msgs.end(), call->messages.begin(), call->messages.end());
+  gen->request.grammar = call->grammar;
+  FillSampling(model->options, &gen->request);
   RunGeneration(gen, call->stream, res);
 }
 
@@ -249,7 +321,9 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
   TimePoint started = ctx_.clock.Now();
   auto call = DecodeEmbed(req.body, ctx_.defaults, legacy);
   if (!call.ok()) return SendError(res, call.status());
-  auto lease = AcquireModel(ctx_, call->model, call->options, call->keep_alive);
+  auto model = Resolve(ctx_, call->model, call->options);
+  if (!model.ok()) return SendError(res, model.status());
+  auto lease = AcquireEntry(ctx_, model->entry, model->options, call->keep_alive);
   if (!lease.ok()) return SendError(res, lease.status());
   if (call->inputs.empty()) {
     if (legacy) return SendJson(res, json{{"embedding", json::array()}});
@@ -278,12 +352,20 @@ void ApiServer::HandlePs(httplib::Response& res) {
     WallTime expires = m.forever ? far_future : m.expires_at.value_or(ctx_.clock.WallNow() + m.keep_alive);
     models.push_back(json{{"name", m.name},
                           {"model", m.name},
-                          {"size", m.facts.rss_bytes},
+                          {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},
                           {"digest", entry.ok() ? entry->digest : ""},
-                          {"details", Details(m.facts.architecture, m.facts.n_params)},
+                          {"details", entry.ok() ? EntryDetails(*entry, &m.facts) : FactDetails(m.facts)},
                           {"expires_at", FormatRfc3339(expires)},
                           {"size_vram", m.facts.vram_bytes},
-                          {"context_length", m.facts.n_ctx}});
+                          {"context_length", m.facts.n_ctx},
+                          // resident's additions: what it predicted, what it measured, and why
+                          // the model stays.
+                          {"size_predicted", m.predicted_bytes},
+                          {"size_measured", m.measured_bytes},
+                          {"load_seconds", std::chrono::duration<double>(m.load_duration).count()},
+                          {"keep_alive", m.forever ? "forever" : KeepAlive::Of(m.keep_alive).ToString()},
+                          {"pinned", m.pinned},
+                          {"active_requests", m.active_requests}});
   }
   SendJson(res, json{{"models", models}});
 }
@@ -296,7 +378,7 @@ void ApiServer::HandleTags(httplib::Response& res) {
                           {"modified_at", FormatRfc3339(e.modified)},
                           {"size", e.size},
                           {"digest", e.digest},
-                          {"details", Details("", 0)}});
+                          {"details", EntryDetails(e, nullptr)}});
   }
   SendJson(res, json{{"models", models}});
 }

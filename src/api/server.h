@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "sched/scheduler.h"
 #include "store/model_catalog.h"
+#include "store/model_store.h"
 
 namespace httplib {
 class Server;
@@ -29,6 +30,7 @@ class ApiServer {
     RequestDefaults defaults;
     size_t max_body_bytes = 32u << 20;
     int threads = 64;  // connections served at once
+    store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

@@ -1,84 +1,322 @@
+// The client half of the command line: run, ps, stop. Each talks to the running server over
+// HTTP (RESIDENT_HOST, then OLLAMA_HOST) exactly as `ollama` does, so it works against Ollama too.
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/command.h"
 #include "cli/config.h"
+#include "core/bytes.h"
 
 namespace resident::cli {
 namespace {
+
+using nlohmann::json;
+
+// A connection to the server named by the environment.
+struct Server {
+  std::string host;
+  int port = 0;
+  std::string Where() const { return host + ":" + std::to_string(port); }
+  Status Unreachable() const {
+    return Status::Unavailable("could not connect to resident at " + Where() + " (is `resident serve` running?)");
+  }
+};
+
+Result<Server> ServerFromEnv() {
+  auto hp = HostFromEnv();
+  if (!hp.ok()) return hp.status();
+  return Server{hp->host == "0.0.0.0" ? "127.0.0.1" : hp->host, hp->port};
+}
+
+// The server's error message from a JSON body, or "HTTP <status>".
+std::string ErrorOf(int status, const std::string& body) {
+  auto j = json::parse(body, nullptr, false);
+  if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_string()) return j["error"];
+  return "the server answered HTTP " + std::to_string(status);
+}
+
+// A spinner on stderr while nothing has arrived yet (model loading). Only on a terminal.
+class Spinner {
+ public:
+  Spinner() {
+    if (!isatty(STDERR_FILENO)) return;
+    thread_ = std::thread([this] {
+      static const char* kFrames[] = {"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"};
+      for (int i = 0; !stop_.load(); ++i) {
+        std::fprintf(stderr, "\r%s ", kFrames[i % 10]);
+        std::fflush(stderr);
+        for (int k = 0; k < 10 && !stop_.load(); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      std::fputs("\r  \r", stderr);
+      std::fflush(stderr);
+    });
+  }
+  ~Spinner() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// POSTs `body` and hands each NDJSON object to on_line as it arrives. The spinner turns until the
+// first line. Errors: kUnavailable when the server cannot be reached, the server's message for
+// an HTTP error or an error line in the stream.
+Status StreamNdjson(const Server& server, const std::string& path, const json& body,
+                    const std::function<void(const json&)>& on_line) {
+  httplib::Client client(server.host, server.port);
+  client.set_read_timeout(std::chrono::hours(1));
+  std::string buffer, error;
+  Spinner spinner;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  int status = 0;
+  req.response_handler = [&](const httplib::Response& r) {
+    status = r.status;
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    buffer.append(data, n);
+    if (status != 200) return true;
+    size_t nl;
+    while ((nl = buffer.find('\n')) != std::string::npos) {
+      auto j = json::parse(buffer.substr(0, nl), nullptr, false);
+      buffer.erase(0, nl + 1);
+      if (j.is_discarded()) continue;
+      spinner.Stop();
+      if (j.contains("error")) {
+        error = j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump();
+      } else {
+        on_line(j);
+      }
+    }
+    return true;
+  };
+  auto res = client.send(req);
+  spinner.Stop();
+  if (!res) return server.Unreachable();
+  if (res->status != 200) return Status::Internal(ErrorOf(res->status, buffer));
+  if (!error.empty()) return Status::Internal(error);
+  return Status::Ok();
+}
+
+void PrintStats(const json& final_chunk) {
+  if (!final_chunk.is_object()) return;
+  auto secs = [&](const char* k) { return static_cast<double>(final_chunk.value(k, int64_t{0})) / 1e9; };
+  double eval = secs("eval_duration");
+  std::fprintf(stderr, "total duration:       %.3fs\nload duration:        %.3fs\n", secs("total_duration"),
+               secs("load_duration"));
+  std::fprintf(stderr, "prompt eval count:    %d token(s)\neval count:           %d token(s)\n",
+               final_chunk.value("prompt_eval_count", 0), final_chunk.value("eval_count", 0));
+  if (eval > 0) std::fprintf(stderr, "eval rate:            %.2f tokens/s\n", final_chunk.value("eval_count", 0) / eval);
+}
 
 struct RunArgs {
   std::string model;
   std::string prompt;
   bool raw = false;
   bool verbose = false;
+  std::string keep_alive;
 };
 
-int Run(RunArgs args) {
-  auto host = HostFromEnv();
-  if (!host.ok()) return Fail(host.status());
-  if (args.prompt.empty() && !isatty(STDIN_FILENO)) {
-    args.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  }
-  if (args.prompt.empty()) {
-    return Fail(Status::InvalidArgument("give a prompt: resident run MODEL \"prompt\" (or pipe one on stdin)"));
-  }
-  std::string connect_host = host->host == "0.0.0.0" ? "127.0.0.1" : host->host;
-  httplib::Client client(connect_host, host->port);
-  client.set_read_timeout(std::chrono::hours(1));
-  nlohmann::json body{{"model", args.model}, {"prompt", args.prompt}, {"stream", true}, {"raw", args.raw}};
-  std::string buffer, error;
-  nlohmann::json final_chunk;
-  int status = 0;
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/api/generate";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    buffer.append(data, n);
-    size_t nl;
-    while ((nl = buffer.find('\n')) != std::string::npos) {
-      auto j = nlohmann::json::parse(buffer.substr(0, nl), nullptr, false);
-      buffer.erase(0, nl + 1);
-      if (j.is_discarded()) continue;
-      if (j.contains("error")) {
-        error = j["error"].get<std::string>();
-      } else if (j.contains("response")) {
-        std::fputs(j["response"].get<std::string>().c_str(), stdout);
+void AddKeepAlive(const RunArgs& args, json& body) {
+  if (!args.keep_alive.empty()) body["keep_alive"] = args.keep_alive;
+}
+
+int RunOnce(const Server& server, const RunArgs& args) {
+  json body{{"model", args.model}, {"prompt", args.prompt}, {"stream", true}, {"raw", args.raw}};
+  AddKeepAlive(args, body);
+  json final_chunk;
+  Status st = StreamNdjson(server, "/api/generate", body, [&](const json& j) {
+    if (j.contains("response") && j["response"].is_string()) {
+      std::fputs(j["response"].get<std::string>().c_str(), stdout);
+      std::fflush(stdout);
+    }
+    if (j.value("done", false)) final_chunk = j;
+  });
+  if (!st.ok()) return Fail(st);
+  std::fputc('\n', stdout);
+  if (args.verbose) PrintStats(final_chunk);
+  return 0;
+}
+
+// Interactive chat: each line is a user turn; the conversation so far goes with it.
+int RunInteractive(const Server& server, const RunArgs& args) {
+  // Load first (with the spinner), so that a bad model name fails before the first prompt.
+  json load{{"model", args.model}};
+  AddKeepAlive(args, load);
+  Status st = StreamNdjson(server, "/api/generate", load, [](const json&) {});
+  if (!st.ok()) return Fail(st);
+  json history = json::array();
+  std::string line;
+  while (true) {
+    std::fputs(">>> ", stdout);
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) {
+      std::fputc('\n', stdout);
+      return 0;
+    }
+    if (line.empty()) continue;
+    if (line == "/bye" || line == "/exit") return 0;
+    if (line == "/clear") {
+      history = json::array();
+      std::puts("Cleared session context");
+      continue;
+    }
+    if (line == "/?" || line == "/help") {
+      std::puts("Available commands:\n  /clear   forget the conversation so far\n  /bye     exit\n"
+                "Anything else is sent to the model. Ctrl-D exits too.");
+      continue;
+    }
+    history.push_back(json{{"role", "user"}, {"content", line}});
+    json body{{"model", args.model}, {"messages", history}, {"stream", true}};
+    AddKeepAlive(args, body);
+    std::string reply;
+    json final_chunk;
+    st = StreamNdjson(server, "/api/chat", body, [&](const json& j) {
+      if (j.contains("message") && j["message"].contains("content")) {
+        std::string piece = j["message"]["content"];
+        reply += piece;
+        std::fputs(piece.c_str(), stdout);
         std::fflush(stdout);
       }
       if (j.value("done", false)) final_chunk = j;
+    });
+    std::fputs("\n\n", stdout);
+    if (!st.ok()) {
+      history.erase(history.end() - 1);
+      std::fprintf(stderr, "Error: %s\n", st.message().c_str());
+      continue;
     }
-    return true;
+    history.push_back(json{{"role", "assistant"}, {"content", reply}});
+    if (args.verbose) PrintStats(final_chunk);
+  }
+}
+
+int Run(RunArgs args) {
+  auto server = ServerFromEnv();
+  if (!server.ok()) return Fail(server.status());
+  if (args.prompt.empty() && !isatty(STDIN_FILENO)) {
+    args.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (args.prompt.empty()) {
+      return Fail(Status::InvalidArgument("no prompt: stdin was empty (give one: resident run MODEL \"prompt\")"));
+    }
+  }
+  if (args.prompt.empty()) return RunInteractive(*server, args);
+  return RunOnce(*server, args);
+}
+
+// Parses the RFC 3339 times the server writes ("2026-01-02T03:04:05.123Z", or with +hh:mm).
+std::optional<std::time_t> ParseRfc3339(const std::string& s) {
+  std::tm tm{};
+  int y, mo, d, h, mi, sec;
+  if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6) return std::nullopt;
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  std::time_t t = timegm(&tm);
+  size_t zone = s.find_first_of("Z+-", 19);
+  if (zone != std::string::npos && s[zone] != 'Z') {
+    int oh = 0, om = 0;
+    if (std::sscanf(s.c_str() + zone + 1, "%d:%d", &oh, &om) >= 1) {
+      int off = (oh * 60 + om) * 60;
+      t += s[zone] == '+' ? -off : off;
+    }
+  }
+  return t;
+}
+
+// "4 minutes from now", "About an hour from now", "Forever", as `ollama ps` prints UNTIL.
+std::string Until(const std::string& expires_at, std::time_t now) {
+  auto t = ParseRfc3339(expires_at);
+  if (!t) return expires_at;
+  long long d = static_cast<long long>(*t) - static_cast<long long>(now);
+  constexpr long long kMinute = 60, kHour = 3600, kDay = 86400;
+  if (d >= 100 * 365 * kDay) return "Forever";
+  if (d < 0) return "Stopping...";
+  auto plural = [](long long n, const char* unit) {
+    return std::to_string(n) + " " + unit + (n == 1 ? "" : "s") + " from now";
   };
-  auto res = client.send(req);
-  if (!res) {
-    return Fail(Status::Unavailable("could not connect to resident at " + connect_host + ":" +
-                                    std::to_string(host->port) + " (is `resident serve` running?)"));
+  if (d < 1) return "Less than a second from now";
+  if (d < kMinute) return plural(d, "second");
+  if (d < 2 * kMinute) return "About a minute from now";
+  if (d < kHour) return plural(d / kMinute, "minute");
+  if (d < 2 * kHour) return "About an hour from now";
+  if (d < kDay) return plural(d / kHour, "hour");
+  if (d < 2 * kDay) return "1 day from now";
+  return plural(d / kDay, "day");
+}
+
+std::string Processor(uint64_t size, uint64_t vram) {
+  if (vram == 0 || size == 0) return "100% CPU";
+  if (vram >= size) return "100% GPU";
+  int gpu = static_cast<int>(100.0 * static_cast<double>(vram) / static_cast<double>(size) + 0.5);
+  return std::to_string(100 - gpu) + "%/" + std::to_string(gpu) + "% CPU/GPU";
+}
+
+int Ps() {
+  auto server = ServerFromEnv();
+  if (!server.ok()) return Fail(server.status());
+  httplib::Client client(server->host, server->port);
+  auto res = client.Get("/api/ps");
+  if (!res) return Fail(server->Unreachable());
+  if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));
+  auto j = json::parse(res->body, nullptr, false);
+  if (j.is_discarded() || !j.contains("models")) return Fail(Status::Internal("unexpected answer from /api/ps"));
+  std::vector<std::array<std::string, 5>> rows{{"NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"}};
+  std::time_t now = std::time(nullptr);
+  for (const auto& m : j["models"]) {
+    std::string digest = m.value("digest", "");
+    if (digest.rfind("sha256:", 0) == 0) digest = digest.substr(7);
+    uint64_t size = m.value("size", uint64_t{0});
+    rows.push_back({m.value("name", ""), digest.substr(0, 12), FormatBytes(size),
+                    Processor(size, m.value("size_vram", uint64_t{0})), Until(m.value("expires_at", ""), now)});
   }
-  status = res->status;
-  if (status != 200) {
-    auto j = nlohmann::json::parse(buffer, nullptr, false);
-    return Fail(Status::Internal(!j.is_discarded() && j.contains("error") ? j["error"].get<std::string>()
-                                                                           : "HTTP " + std::to_string(status)));
+  std::array<size_t, 5> width{};
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < 5; ++i) width[i] = std::max(width[i], r[i].size());
   }
-  std::fputc('\n', stdout);
-  if (!error.empty()) return Fail(Status::Internal(error));
-  if (args.verbose && final_chunk.is_object()) {
-    auto secs = [&](const char* k) { return final_chunk.value(k, int64_t{0}) / 1e9; };
-    double eval = secs("eval_duration");
-    std::fprintf(stderr, "total duration:       %.3fs\nload duration:        %.3fs\n", secs("total_duration"),
-                 secs("load_duration"));
-    std::fprintf(stderr, "prompt eval count:    %d token(s)\neval count:           %d token(s)\n",
-                 final_chunk.value("prompt_eval_count", 0), final_chunk.value("eval_count", 0));
-    if (eval > 0) std::fprintf(stderr, "eval rate:            %.2f tokens/s\n", final_chunk.value("eval_count", 0) / eval);
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < 5; ++i) {
+      line += r[i];
+      if (i + 1 < 5) line += std::string(width[i] - r[i].size() + 4, ' ');
+    }
+    std::puts(line.c_str());
   }
+  return 0;
+}
+
+int Stop(const std::string& model) {
+  auto server = ServerFromEnv();
+  if (!server.ok()) return Fail(server.status());
+  httplib::Client client(server->host, server->port);
+  client.set_read_timeout(std::chrono::minutes(5));
+  json body{{"model", model}, {"keep_alive", 0}};
+  auto res = client.Post("/api/generate", body.dump(), "application/json");
+  if (!res) return Fail(server->Unreachable());
+  if (res->status == 404) return Fail(Status::NotFound("couldn't find model \"" + model + "\" to stop"));
+  if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));
   return 0;
 }
 
@@ -86,12 +324,22 @@ int Run(RunArgs args) {
 
 void AddClientCommands(CLI::App& app, CommandAction& chosen) {
   auto args = std::make_shared<RunArgs>();
-  auto* run = app.add_subcommand("run", "Generate text from a model through the running server");
+  auto* run = app.add_subcommand("run", "Run a model: one prompt, a prompt piped on stdin, or an interactive chat");
   run->add_option("model", args->model, "Model name")->required();
-  run->add_option("prompt", args->prompt, "Prompt (read from stdin when omitted and piped)");
+  run->add_option("prompt", args->prompt,
+                  "Prompt. Without one: read from stdin when piped, else an interactive chat (/bye to leave)");
   run->add_flag("--raw", args->raw, "Send the prompt without the model's chat template");
-  run->add_flag("--verbose", args->verbose, "Print timings after the response");
+  run->add_flag("--verbose", args->verbose, "Print timings after each response");
+  run->add_option("--keepalive", args->keep_alive, "How long the model stays loaded afterwards (e.g. 5m, 0, -1)");
   run->callback([&chosen, args] { chosen = [args] { return Run(*args); }; });
+
+  auto* ps = app.add_subcommand("ps", "List the models loaded now, their memory and when they unload");
+  ps->callback([&chosen] { chosen = [] { return Ps(); }; });
+
+  auto stop_model = std::make_shared<std::string>();
+  auto* stop = app.add_subcommand("stop", "Unload a model now (after the requests it is serving)");
+  stop->add_option("model", *stop_model, "Model name")->required();
+  stop->callback([&chosen, stop_model] { chosen = [stop_model] { return Stop(*stop_model); }; });
 }
 
 }  // namespace resident::cli

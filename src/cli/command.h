@@ -17,8 +17,10 @@ using CommandAction = std::function<int()>;
 
 void AddServeCommand(CLI::App& app, CommandAction& chosen);     // serve_command.cc
 void AddClientCommands(CLI::App& app, CommandAction& chosen);   // client_commands.cc: run...
+void AddModelCommands(CLI::App& app, CommandAction& chosen);    // model_commands.cc: list, show, create, cp, rm
 void AddSynthCommand(CLI::App& app, CommandAction& chosen);     // synth_command.cc
 void AddRunnerCommand(CLI::App& app, CommandAction& chosen);    // runner_command.cc (hidden)
+void AddBenchCommands(CLI::App& app, CommandAction& chosen);    // bench_commands.cc: bench simulate, bench replay
 
 // Prints "Error: <message>" to stderr and returns the exit code 1.
 int Fail(const Status& status);

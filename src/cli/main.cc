@@ -12,8 +12,10 @@ int main(int argc, char** argv) {
   CommandAction chosen;
   AddServeCommand(app, chosen);
   AddClientCommands(app, chosen);
+  AddModelCommands(app, chosen);
   AddSynthCommand(app, chosen);
   AddRunnerCommand(app, chosen);
+  AddBenchCommands(app, chosen);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   return chosen ? chosen() : 1;

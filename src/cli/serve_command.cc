@@ -8,10 +8,14 @@
 #include "api/server.h"
 #include "cli/command.h"
 #include "cli/config.h"
+#include "cli/residency_settings.h"
+#include "core/bytes.h"
 #include "core/keep_alive.h"
 #include "runner/runner_process.h"
 #include "sched/scheduler.h"
+#include "store/composite_catalog.h"
 #include "store/model_catalog.h"
+#include "store/model_store.h"
 
 namespace resident::cli {
 namespace {
@@ -22,7 +26,9 @@ std::string DefaultModelsDir() {
 }
 
 struct ServeArgs {
+  std::string config;  // policy file (RESIDENT_CONFIG)
   std::string models_dir;
+  std::string ollama_models;
 };
 
 int Serve(const ServeArgs& args) {
@@ -36,36 +42,37 @@ int Serve(const ServeArgs& args) {
 
   auto host = HostFromEnv();
   if (!host.ok()) return Fail(host.status());
-  std::string warning;
-  KeepAlive keep_alive = DefaultKeepAliveFromEnv(&warning);
-  if (!warning.empty()) spdlog::warn("{}", warning);
+  auto settings = LoadResidencySettings(args.config);
+  if (!settings.ok()) return Fail(settings.status());
+  const sched::Scheduler::Options& so = settings->scheduler;
 
-  sched::Scheduler::Options so;
-  auto max_loaded = IntFromEnv("RESIDENT_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS", 3, 0);
-  auto num_parallel = IntFromEnv("RESIDENT_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", 1, 1);
-  auto max_queue = IntFromEnv("RESIDENT_MAX_QUEUE", "OLLAMA_MAX_QUEUE", 512, 1);
-  auto num_ctx = IntFromEnv("RESIDENT_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH", 2048, 1);
-  for (const auto* r : {&max_loaded, &num_parallel, &max_queue, &num_ctx}) {
-    if (!r->ok()) return Fail(r->status());
-  }
-  so.max_loaded = *max_loaded == 0 ? 3 : *max_loaded;
-  so.num_parallel = *num_parallel;
-  so.max_queue = *max_queue;
-  so.default_keep_alive = keep_alive.forever ? sched::kForever : keep_alive.duration;
-
+  // Models come from resident's own store (writable), an Ollama store (read-only, optional)
+  // and a plain folder of .gguf files (read-only), searched in that order.
   std::string models_dir = args.models_dir.empty() ? DefaultModelsDir() : args.models_dir;
+  std::string store_root = store::StoreRootFromEnv(HomeDir());
   std::error_code ec;
-  std::filesystem::create_directories(models_dir, ec);
-  store::GgufFolderCatalog catalog(models_dir);
+  std::filesystem::create_directories(store_root, ec);
+  if (ec) return Fail(Status::Internal("cannot create the model store " + store_root + ": " + ec.message()));
+  store::ModelStore own_store(store_root, /*read_only=*/false, "store");
+  std::string ollama_root = args.ollama_models;
+  if (ollama_root.empty()) ollama_root = EnvFirst({"RESIDENT_OLLAMA_MODELS"}).value_or("");
+  store::ModelStore ollama_store(ollama_root, /*read_only=*/true, "ollama");
+  store::GgufFolderCatalog folder(models_dir);
+  std::vector<const store::ModelCatalog*> sources{&own_store};
+  if (!ollama_root.empty()) sources.push_back(&ollama_store);
+  sources.push_back(&folder);
+  store::CompositeCatalog catalog(sources);
 
   SystemClock clock;
-  runner::ProcessRunnerFactory factory(runner::RunnerProcess::Options{runner::SelfExecutable()});
+  runner::ProcessRunnerFactory factory(
+      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout});
   sched::Scheduler scheduler(so, factory, clock);
 
   api::ApiServer::Options ao;
   ao.host = host->host;
   ao.port = host->port;
-  ao.defaults.num_ctx = *num_ctx;
+  ao.defaults.num_ctx = settings->num_ctx;
+  ao.store = &own_store;
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
 
@@ -77,8 +84,12 @@ int Serve(const ServeArgs& args) {
   });
   signal_thread.detach();
 
-  spdlog::info("resident {} listening on http://{}:{} (models from {}, keep_alive {})", RESIDENT_VERSION,
-               ao.host, server.port(), models_dir, keep_alive.ToString());
+  spdlog::info("resident {} listening on http://{}:{} (models: store {}{}, folder {}; keep_alive {})",
+               RESIDENT_VERSION, ao.host, server.port(), store_root,
+               ollama_root.empty() ? "" : ", Ollama store " + ollama_root + " (read-only)", models_dir,
+               so.policy->default_keep_alive.ToString());
+  spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
+               so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
   server.Serve();
   scheduler.Shutdown();
   spdlog::info("stopped");
@@ -90,9 +101,16 @@ int Serve(const ServeArgs& args) {
 void AddServeCommand(CLI::App& app, CommandAction& chosen) {
   auto args = std::make_shared<ServeArgs>();
   auto* serve = app.add_subcommand("serve", "Start the server (RESIDENT_HOST, default 127.0.0.1:11434)");
+  serve->add_option("--config", args->config,
+                    "Residency policy file (TOML: per-model keep_alive and pin, min/max_keep_alive, "
+                    "memory_limit); default $RESIDENT_CONFIG");
   serve->add_option("--models-dir", args->models_dir,
                     "Folder of .gguf files, each served as a model named after its file "
-                    "(default $RESIDENT_GGUF_DIR or ~/.resident/gguf)");
+                    "(default $RESIDENT_GGUF_DIR or ~/.resident/gguf), read-only");
+  serve->add_option("--ollama-models", args->ollama_models,
+                    "An Ollama model store to serve read-only, e.g. ~/.ollama/models "
+                    "(default $RESIDENT_OLLAMA_MODELS; none when unset). resident's own store is "
+                    "$RESIDENT_MODELS (default ~/.resident/models)");
   serve->callback([&chosen, args] { chosen = [args] { return Serve(*args); }; });
 }
 

@@ -157,6 +157,9 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   f.n_threads = threads;
   f.architecture = MetaString(engine->model_, "general.architecture");
   if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
+  f.fim = llama_vocab_fim_pre(engine->vocab_) != LLAMA_TOKEN_NULL &&
+          llama_vocab_fim_suf(engine->vocab_) != LLAMA_TOKEN_NULL &&
+          llama_vocab_fim_mid(engine->vocab_) != LLAMA_TOKEN_NULL;
   f.rss_bytes = ProcessRssBytes(getpid());
   f.load_ns = NanosSince(start);
   return engine;
@@ -237,9 +240,26 @@ Result<DoneEvent> Engine::Generate(const GenerateRequest& request,
     prompt = std::move(rendered).value() + request.prompt;
   }
   std::vector<int32_t> tokens = request.context;
-  auto prompt_tokens = Tokenize(prompt, request.add_special && request.context.empty());
-  if (!prompt_tokens.ok()) return prompt_tokens.status();
-  tokens.insert(tokens.end(), prompt_tokens->begin(), prompt_tokens->end());
+  if (!request.suffix.empty()) {
+    // Fill-in-the-middle: [BOS] <fim_pre> prompt <fim_suf> suffix <fim_mid>, as llama-server lays it out.
+    if (!facts_.fim) return Status::InvalidArgument("this model does not support insert (it has no fill-in-the-middle tokens)");
+    auto pre = Tokenize(request.prompt, false);
+    auto suf = Tokenize(request.suffix, false);
+    if (!pre.ok()) return pre.status();
+    if (!suf.ok()) return suf.status();
+    if (request.add_special && request.context.empty() && llama_vocab_get_add_bos(vocab_)) {
+      tokens.push_back(llama_vocab_bos(vocab_));
+    }
+    tokens.push_back(llama_vocab_fim_pre(vocab_));
+    tokens.insert(tokens.end(), pre->begin(), pre->end());
+    tokens.push_back(llama_vocab_fim_suf(vocab_));
+    tokens.insert(tokens.end(), suf->begin(), suf->end());
+    tokens.push_back(llama_vocab_fim_mid(vocab_));
+  } else {
+    auto prompt_tokens = Tokenize(prompt, request.add_special && request.context.empty());
+    if (!prompt_tokens.ok()) return prompt_tokens.status();
+    tokens.insert(tokens.end(), prompt_tokens->begin(), prompt_tokens->end());
+  }
   if (tokens.empty()) return Status::InvalidArgument("the prompt is empty");
   const int32_t n_ctx = facts_.n_ctx;
   if (static_cast<int32_t>(tokens.size()) >= n_ctx) {

@@ -19,7 +19,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SamplingOptions, temperature, to
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ChatMessage, role, content)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateRequest, id, messages, prompt, context,
                                                 add_special, num_predict, stop, sampling, grammar,
-                                                return_context)
+                                                return_context, suffix)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TokenizeRequest, id, text, add_special)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedRequest, id, inputs, normalize, truncate)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CancelRequest, id)
@@ -29,7 +29,7 @@ inline void to_json(json& j, const ShutdownRequest&) { j = json::object(); }
 inline void from_json(const json&, ShutdownRequest&) {}
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train,
                                                 n_embd, n_threads, architecture, chat_template,
-                                                rss_bytes, vram_bytes, load_ns)
+                                                rss_bytes, vram_bytes, load_ns, fim)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadedEvent, facts)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadProgressEvent, progress)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadFailedEvent, code, message)

@@ -62,6 +62,9 @@ struct GenerateRequest {
   std::vector<std::string> stop;
   SamplingOptions sampling;
   std::string grammar;                   // GBNF; empty: unconstrained
+  // Fill-in-the-middle: when not empty, `prompt` is the text before the insertion point and this
+  // the text after it, laid out with the model's FIM tokens. kInvalidArgument without them.
+  std::string suffix;
   bool return_context = false;           // fill DoneEvent::context
 };
 
@@ -94,6 +97,7 @@ struct ModelFacts {
   int32_t n_threads = 0;
   std::string architecture;
   std::string chat_template;    // empty when the model has none
+  bool fim = false;             // the vocabulary has fill-in-the-middle tokens (pre, suffix, middle)
   uint64_t rss_bytes = 0;       // measured resident memory of the runner right after the load
   uint64_t vram_bytes = 0;      // bytes placed on a GPU device (0 on CPU)
   int64_t load_ns = 0;          // model + context, measured in the runner

@@ -1,53 +1,65 @@
 #include "store/model_catalog.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
+
+#include "core/bytes.h"
+#include "store/gguf_metadata.h"
+#include "store/model_name.h"
 
 namespace resident::store {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 WallTime ToWall(fs::file_time_type t) {
   return std::chrono::time_point_cast<WallTime::duration>(std::chrono::file_clock::to_sys(t));
+}
+
+// Fills family / parameter size / quantization from the GGUF header; a file that cannot be read
+// keeps empty details (the load reports the problem).
+void FillDetails(ModelEntry& m) {
+  auto info = ReadGgufInfo(m.path);
+  if (!info.ok()) return;
+  m.family = info->architecture;
+  m.parameter_size = info->n_params ? FormatCount(info->n_params) : "";
+  m.quantization_level = info->file_type_name == "unknown" ? "" : info->file_type_name;
 }
 
 }  // namespace
 
 Result<std::string> NormalizeModelName(std::string_view name) {
-  if (name.empty()) return Status::InvalidArgument("model is required");
-  if (name.size() > 256) return Status::InvalidArgument("invalid model name: longer than 256 characters");
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f || c == '/' || c == '\\') {
-      return Status::InvalidArgument("invalid model name \"" + std::string(name) + "\"");
-    }
-  }
-  std::string n = Lower(name);
-  size_t colon = n.rfind(':');
-  std::string base = colon == std::string::npos ? n : n.substr(0, colon);
-  std::string tag = colon == std::string::npos ? "latest" : n.substr(colon + 1);
-  if (base.empty() || tag.empty() || base == "." || base == ".." || base.find("..") != std::string::npos ||
-      base.front() == '.' || tag.find(':') != std::string::npos) {
-    return Status::InvalidArgument("invalid model name \"" + std::string(name) + "\"");
-  }
-  return base + ":" + tag;
+  auto n = ParseModelName(name);
+  if (!n.ok()) return n.status();
+  return n->Display();
+}
+
+Status ModelNotFound(std::string_view name) {
+  return Status::NotFound("model \"" + std::string(name) + "\" not found, try pulling it first");
 }
 
 Result<ModelEntry> GgufFolderCatalog::Find(std::string_view name) const {
   auto normalized = NormalizeModelName(name);
   if (!normalized.ok()) return normalized.status();
-  for (ModelEntry& e : List()) {
-    if (e.name == *normalized) return std::move(e);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    std::error_code fec;
+    if (!entry.is_regular_file(fec) || entry.path().extension() != ".gguf") continue;
+    auto n = NormalizeModelName(entry.path().stem().string());
+    if (!n.ok() || *n != *normalized) continue;
+    ModelEntry m;
+    m.name = *n;
+    m.path = entry.path().string();
+    m.size = entry.file_size(fec);
+    m.modified = ToWall(entry.last_write_time(fec));
+    m.read_only = true;
+    m.source = "folder";
+    FillDetails(m);
+    return m;
   }
-  return Status::NotFound("model \"" + std::string(name) + "\" not found, try pulling it first");
+  return ModelNotFound(name);
 }
 
 std::vector<ModelEntry> GgufFolderCatalog::List() const {
@@ -57,12 +69,18 @@ std::vector<ModelEntry> GgufFolderCatalog::List() const {
     std::error_code fec;
     if (!entry.is_regular_file(fec) || entry.path().extension() != ".gguf") continue;
     auto name = NormalizeModelName(entry.path().stem().string());
-    if (!name.ok()) continue;
+    if (!name.ok()) {
+      spdlog::debug("skipping {}: {}", entry.path().string(), name.status().message());
+      continue;
+    }
     ModelEntry m;
     m.name = *name;
     m.path = entry.path().string();
     m.size = entry.file_size(fec);
     m.modified = ToWall(entry.last_write_time(fec));
+    m.read_only = true;
+    m.source = "folder";
+    FillDetails(m);
     out.push_back(std::move(m));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

@@ -1,5 +1,6 @@
-// ModelCatalog: turns a model name into a weights file. Implementations: a plain folder of
-// .gguf files (GgufFolderCatalog); the Ollama-format store comes with its own issue.
+// ModelCatalog: turns a model name into a weights file and what a Modelfile adds to it.
+// Implementations: a plain folder of .gguf files (GgufFolderCatalog, here), an Ollama-format
+// store (ModelStore, model_store.h), several of them in order (CompositeCatalog).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,10 @@ struct ModelEntry {
   std::string parameter_size;         // "8.0B"
   std::string quantization_level;     // "Q4_K_M"
   bool read_only = false;             // from an Ollama store served read-only, or a folder
+  // TEMPLATE is in Ollama's Go text/template syntax, which resident does not execute: the GGUF's
+  // own chat template (tokenizer.chat_template) is used instead, and /api/show says so.
+  bool template_is_go = false;
+  std::string source;                 // "store", "ollama" or "folder": where the entry comes from
 };
 
 class ModelCatalog {
@@ -44,12 +49,17 @@ class ModelCatalog {
   virtual std::vector<ModelEntry> List() const = 0;
 };
 
-// Normalizes "Demo" to "demo:latest"; rejects names that could reach outside a folder
-// (slashes, "..", control characters, NUL) or are empty or longer than 256 bytes.
+// Normalizes "Demo" to "demo:latest" (the display name of store/model_name.h's ModelName).
+// Errors: kInvalidArgument for a name ParseModelName rejects.
 Result<std::string> NormalizeModelName(std::string_view name);
 
+// The "not found" error every catalog returns, in Ollama's words.
+Status ModelNotFound(std::string_view name);
+
 // A folder of .gguf files, each a model named after its file ("demo.gguf" is "demo:latest";
-// "llama-3b.q4.gguf" is "llama-3b.q4:latest"). Only regular files directly in the folder count.
+// "llama-3b.q4.gguf" is "llama-3b.q4:latest"), as llama-server's router does. Only regular files
+// (or links to them) directly in the folder count; files whose stem is not a valid model name are
+// skipped. Read-only: details come from each file's GGUF header.
 class GgufFolderCatalog final : public ModelCatalog {
  public:
   explicit GgufFolderCatalog(std::string dir) : dir_(std::move(dir)) {}

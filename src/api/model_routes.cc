@@ -1,0 +1,346 @@
+#include "api/model_routes.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "core/bytes.h"
+#include "core/time_format.h"
+#include "store/gguf_metadata.h"
+#include "store/model_store.h"
+#include "store/modelfile.h"
+
+namespace resident::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kGoTemplateNote =
+    "TEMPLATE is an Ollama Go template, which resident does not run: the GGUF's own chat template "
+    "(tokenizer.chat_template) is used instead";
+
+// The model name of a request: "model", or the older "name".
+Result<std::string> ModelField(const json& body, const char* key = "model", const char* alt = "name") {
+  for (const char* k : {key, alt}) {
+    if (k && body.contains(k)) {
+      if (!body[k].is_string()) return Status::InvalidArgument(std::string(k) + " must be a string");
+      std::string v = body[k].get<std::string>();
+      if (!v.empty()) return v;
+    }
+  }
+  return Status::InvalidArgument(std::string(key) + " is required");
+}
+
+Result<json> ParseBody(const std::string& text) {
+  json body = json::parse(text, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return Status::InvalidArgument("invalid JSON body: expected an object");
+  return body;
+}
+
+// A GGUF metadata value as JSON: numbers and booleans typed, summarized arrays as null.
+json InfoValue(const std::string& v) {
+  if (v == "true") return true;
+  if (v == "false") return false;
+  if (v.size() > 2 && v.front() == '[' && v.ends_with(" items]")) return nullptr;
+  if (!v.empty()) {
+    char* end = nullptr;
+    long long i = std::strtoll(v.c_str(), &end, 10);
+    if (*end == '\0') return i;
+    double d = std::strtod(v.c_str(), &end);
+    if (*end == '\0') return d;
+  }
+  return v;
+}
+
+json Details(const store::ModelEntry& e) {
+  json families = e.family.empty() ? json(nullptr) : json::array({e.family});
+  return json{{"parent_model", ""},
+              {"format", "gguf"},
+              {"family", e.family},
+              {"families", families},
+              {"parameter_size", e.parameter_size},
+              {"quantization_level", e.quantization_level}};
+}
+
+Status NotFoundForShow(const Status& st, const std::string& model) {
+  if (st.code() == StatusCode::kNotFound) return Status::NotFound("model '" + model + "' not found");
+  return st;
+}
+
+void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto model = ModelField(*body);
+  if (!model.ok()) return SendError(res, model.status());
+  auto entry = ctx.catalog.Find(*model);
+  if (!entry.ok()) return SendError(res, NotFoundForShow(entry.status(), *model));
+  auto info = store::ReadGgufInfo(entry->path);
+  if (!info.ok()) {
+    return SendError(res, Status::Internal("model \"" + entry->name + "\": " + info.status().message()));
+  }
+  store::ModelEntry e = *entry;
+  if (e.family.empty()) e.family = info->architecture;
+  if (e.parameter_size.empty() && info->n_params) e.parameter_size = FormatCount(info->n_params);
+  if (e.quantization_level.empty() && info->file_type_name != "unknown") e.quantization_level = info->file_type_name;
+
+  json model_info = json::object();
+  for (const auto& [k, v] : info->kv) {
+    if (k == "tokenizer.chat_template") continue;
+    model_info[k] = InfoValue(v);
+  }
+  model_info["general.parameter_count"] = info->n_params;
+
+  std::string modelfile = store::FormatModelfile(e);
+  json j{{"modelfile", modelfile},
+         {"parameters", store::FormatParameters(e.parameters)},
+         {"template", e.template_text.empty() || e.template_is_go ? info->chat_template : e.template_text},
+         {"details", Details(e)},
+         {"model_info", model_info},
+         {"capabilities", json::array({"completion"})},
+         {"modified_at", FormatRfc3339(e.modified)}};
+  if (e.template_is_go) {
+    j["modelfile"] = "# " + std::string(kGoTemplateNote) + ".\n" + modelfile;
+    j["template"] = e.template_text;
+    j["template_note"] = kGoTemplateNote;
+    j["chat_template"] = info->chat_template;
+  }
+  if (!e.system.empty()) j["system"] = e.system;
+  if (!e.license.empty()) j["license"] = e.license;
+  if (!e.messages.empty()) {
+    json messages = json::array();
+    for (const auto& [role, content] : e.messages) messages.push_back(json{{"role", role}, {"content", content}});
+    j["messages"] = messages;
+  }
+  SendJson(res, j);
+}
+
+// The Modelfile of a create request: its "modelfile" text, or Ollama's structured fields.
+Result<store::Modelfile> ModelfileOf(const json& body) {
+  if (body.contains("quantize") && !body["quantize"].is_null() && body["quantize"] != "") {
+    return Status::InvalidArgument("quantize is not supported by resident: quantize the GGUF with llama-quantize");
+  }
+  if (body.contains("adapters") && !body["adapters"].is_null() && !body["adapters"].empty()) {
+    return Status::InvalidArgument("adapters are not supported by resident");
+  }
+  if (body.contains("files") && !body["files"].is_null() && !body["files"].empty()) {
+    return Status::InvalidArgument(
+        "uploaded files are not supported: use \"from\" with the absolute path of a .gguf file on the "
+        "server's machine, or with an existing model name");
+  }
+  if (body.contains("modelfile") && body["modelfile"].is_string() && !body["modelfile"].get<std::string>().empty()) {
+    return store::ParseModelfile(body["modelfile"].get<std::string>());
+  }
+  store::Modelfile mf;
+  if (!body.contains("from") || !body["from"].is_string() || body["from"].get<std::string>().empty()) {
+    return Status::InvalidArgument("neither 'from' nor 'modelfile' was specified");
+  }
+  mf.from = body["from"].get<std::string>();
+  auto text = [&](const char* k, bool& has, std::string& out) -> Status {
+    if (!body.contains(k) || body[k].is_null()) return Status::Ok();
+    if (!body[k].is_string()) return Status::InvalidArgument(std::string(k) + " must be a string");
+    has = true;
+    out = body[k].get<std::string>();
+    return Status::Ok();
+  };
+  RESIDENT_RETURN_IF_ERROR(text("template", mf.has_template, mf.template_text));
+  RESIDENT_RETURN_IF_ERROR(text("system", mf.has_system, mf.system));
+  if (body.contains("parameters") && !body["parameters"].is_null()) {
+    if (!body["parameters"].is_object()) return Status::InvalidArgument("parameters must be an object");
+    for (const auto& [k, v] : body["parameters"].items()) {
+      std::vector<json> values = v.is_array() ? std::vector<json>(v.begin(), v.end()) : std::vector<json>{v};
+      for (const json& x : values) {
+        std::string s = x.is_string() ? x.get<std::string>() : x.dump();
+        RESIDENT_RETURN_IF_ERROR(store::ValidateParameter(k, s));
+        mf.parameters.emplace_back(k, s);
+      }
+    }
+  }
+  if (body.contains("messages") && !body["messages"].is_null()) {
+    if (!body["messages"].is_array()) return Status::InvalidArgument("messages must be an array");
+    for (const json& m : body["messages"]) {
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
+          (m.contains("content") && !m["content"].is_string())) {
+        return Status::InvalidArgument("each message needs a role and a string content");
+      }
+      std::string role = m["role"].get<std::string>();
+      if (role != "system" && role != "user" && role != "assistant") {
+        return Status::InvalidArgument("message role must be system, user or assistant");
+      }
+      mf.messages.emplace_back(role, m.value("content", ""));
+    }
+  }
+  if (body.contains("license") && !body["license"].is_null()) {
+    const json& l = body["license"];
+    if (l.is_string()) mf.licenses.push_back(l.get<std::string>());
+    else if (l.is_array()) {
+      for (const json& x : l) {
+        if (!x.is_string()) return Status::InvalidArgument("license must be a string or an array of strings");
+        mf.licenses.push_back(x.get<std::string>());
+      }
+    } else {
+      return Status::InvalidArgument("license must be a string or an array of strings");
+    }
+  }
+  return mf;
+}
+
+json EventJson(const store::CreateEvent& ev) {
+  json j{{"status", ev.status}};
+  if (!ev.digest.empty()) j["digest"] = ev.digest;
+  if (ev.total) {
+    j["total"] = ev.total;
+    j["completed"] = ev.completed;
+  }
+  return j;
+}
+
+void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto model = ModelField(*body);
+  if (!model.ok()) return SendError(res, model.status());
+  if (auto n = store::ParseModelName(*model); !n.ok()) return SendError(res, n.status());
+  if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
+  auto mf = ModelfileOf(*body);
+  if (!mf.ok()) return SendError(res, mf.status());
+  // A path sent to the server must be absolute: the server's working folder means nothing to
+  // the client.
+  const std::string& from = mf->from;
+  bool is_path = from[0] == '/' || from[0] == '.' || from[0] == '~' || from.ends_with(".gguf") ||
+                 !store::ParseModelName(from).ok();
+  if (is_path && from[0] != '/') {
+    return SendError(res, Status::InvalidArgument("FROM " + from + ": a path sent to the server must be absolute"));
+  }
+  // What FROM names is checked before the stream starts, so that these are a 4xx, not a 200
+  // with an error line: a missing file or model, a file that is not GGUF.
+  if (is_path) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(from, ec)) {
+      return SendError(res, Status::NotFound("FROM " + from + ": no such file on the server"));
+    }
+    if (auto info = store::ReadGgufInfo(from); !info.ok()) {
+      return SendError(res, Status::InvalidArgument("cannot create \"" + *model + "\": " + info.status().message()));
+    }
+  } else if (auto base = ctx.catalog.Find(from); !base.ok()) {
+    return SendError(res, base.status());
+  }
+  bool stream = !body->contains("stream") || !(*body)["stream"].is_boolean() || (*body)["stream"].get<bool>();
+  std::string name = *model;
+
+  if (!stream) {
+    auto created = store->Create(name, *mf, "", ctx.catalog, nullptr);
+    if (!created.ok()) return SendError(res, created.status());
+    return SendJson(res, json{{"status", "success"}});
+  }
+  auto modelfile = std::make_shared<store::Modelfile>(std::move(*mf));
+  res.set_chunked_content_provider("application/x-ndjson", [&ctx, store, name, modelfile](size_t, httplib::DataSink& sink) {
+    bool client_gone = false;
+    auto write = [&](const json& j) {
+      if (client_gone) return;
+      std::string line = JsonLine(j);
+      if (!sink.write(line.data(), line.size())) client_gone = true;
+    };
+    write(json{{"status", "parsing modelfile"}});
+    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    auto created = store->Create(name, *modelfile, "", ctx.catalog, [&](const store::CreateEvent& ev) {
+      if (ev.total && ev.completed < ev.total) {  // byte progress: at most 10 lines a second
+        auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::milliseconds(100)) return;
+        last = now;
+      }
+      write(EventJson(ev));
+    });
+    if (created.ok()) {
+      write(json{{"status", "success"}});
+    } else {
+      spdlog::warn("create {} failed: {}", name, created.status().message());
+      write(json{{"error", created.status().message()}});
+    }
+    sink.done();
+    return true;
+  });
+}
+
+void HandleCopy(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto source = ModelField(*body, "source", nullptr);
+  if (!source.ok()) return SendError(res, source.status());
+  auto destination = ModelField(*body, "destination", nullptr);
+  if (!destination.ok()) return SendError(res, destination.status());
+  if (auto n = store::ParseModelName(*source); !n.ok()) return SendError(res, n.status());
+  if (auto n = store::ParseModelName(*destination); !n.ok()) return SendError(res, n.status());
+  if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
+  Status st = store->Copy(*source, *destination);
+  if (st.code() == StatusCode::kNotFound) {
+    // Not in resident's store: an Ollama store's or a folder's model is imported under the new name.
+    auto entry = ctx.catalog.Find(*source);
+    if (!entry.ok()) {
+      return SendError(res, entry.status().code() == StatusCode::kNotFound
+                                ? Status::NotFound("model \"" + *source + "\" not found")
+                                : entry.status());
+    }
+    store::Modelfile mf;
+    mf.from = *source;
+    auto created = store->Create(*destination, mf, "", ctx.catalog, nullptr);
+    st = created.ok() ? Status::Ok() : created.status();
+  }
+  if (!st.ok()) return SendError(res, st);
+  res.status = 200;
+}
+
+void HandleDelete(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto model = ModelField(*body);
+  if (!model.ok()) return SendError(res, model.status());
+  auto name = store::ParseModelName(*model);
+  if (!name.ok()) return SendError(res, name.status());
+  if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
+  auto entry = store->Find(*model);
+  if (entry.status().code() == StatusCode::kNotFound) {
+    auto elsewhere = ctx.catalog.Find(*model);
+    if (elsewhere.ok()) {
+      return SendError(res, Status::InvalidArgument("model '" + elsewhere->name + "' is served read-only from " +
+                                                    (elsewhere->source == "ollama" ? "an Ollama store" : "a folder") +
+                                                    "; resident does not delete it"));
+    }
+    return SendError(res, Status::NotFound("model '" + *model + "' not found"));
+  }
+  if (entry.ok()) {
+    // Unload first (after its requests in flight) unless another name shares the weights.
+    bool shared = false;
+    for (const store::ModelEntry& other : ctx.catalog.List()) {
+      if (other.path == entry->path && other.name != entry->name) shared = true;
+    }
+    if (!shared) ctx.scheduler.Unload(entry->path);
+  }
+  auto removed = store->Delete(*model);
+  if (!removed.ok()) return SendError(res, removed.status());
+  spdlog::info("deleted {} ({} blobs removed)", name->Display(), removed->size());
+  res.status = 200;
+}
+
+}  // namespace
+
+void RegisterModelRoutes(httplib::Server& http, ApiContext& ctx, store::ModelStore* store) {
+  http.Post("/api/show", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleShow(ctx, req, res); });
+  http.Post("/api/create", [&ctx, store](const httplib::Request& req, httplib::Response& res) {
+    HandleCreate(ctx, store, req, res);
+  });
+  http.Post("/api/copy", [&ctx, store](const httplib::Request& req, httplib::Response& res) {
+    HandleCopy(ctx, store, req, res);
+  });
+  http.Delete("/api/delete", [&ctx, store](const httplib::Request& req, httplib::Response& res) {
+    HandleDelete(ctx, store, req, res);
+  });
+}
+
+}  // namespace resident::api

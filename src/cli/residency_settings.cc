@@ -1,0 +1,76 @@
+#include "cli/residency_settings.h"
+
+#include <spdlog/spdlog.h>
+
+#include "cli/config.h"
+#include "core/bytes.h"
+#include "core/keep_alive.h"
+#include "core/system_info.h"
+#include "sched/footprint.h"
+#include "sched/policy.h"
+
+namespace resident::cli {
+
+Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag) {
+  ResidencySettings rs;
+  std::string warning;
+  KeepAlive keep_alive = DefaultKeepAliveFromEnv(&warning);
+  if (!warning.empty()) spdlog::warn("{}", warning);
+
+  rs.config_path = config_flag.empty() ? EnvFirst({"RESIDENT_CONFIG"}).value_or("") : config_flag;
+  sched::Policy policy;
+  policy.default_keep_alive = keep_alive;
+  if (!rs.config_path.empty()) {
+    auto loaded = sched::LoadPolicyFile(rs.config_path, keep_alive);
+    if (!loaded.ok()) return loaded.status();
+    policy = std::move(loaded).value();
+  }
+
+  auto max_loaded = IntFromEnv("RESIDENT_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS", 3, 0);
+  auto num_parallel = IntFromEnv("RESIDENT_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", 1, 1);
+  auto max_queue = IntFromEnv("RESIDENT_MAX_QUEUE", "OLLAMA_MAX_QUEUE", 512, 1);
+  auto num_ctx = IntFromEnv("RESIDENT_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH", 2048, 1);
+  for (const auto* r : {&max_loaded, &num_parallel, &max_queue, &num_ctx}) {
+    if (!r->ok()) return r->status();
+  }
+  sched::Scheduler::Options& so = rs.scheduler;
+  so.max_loaded = *max_loaded == 0 ? 3 : *max_loaded;  // 0 means the default, as in Ollama
+  so.num_parallel = *num_parallel;
+  so.max_queue = *max_queue;
+  so.default_keep_alive = keep_alive.forever ? sched::kForever : keep_alive.duration;
+  rs.num_ctx = *num_ctx;
+
+  uint64_t physical = PhysicalMemoryBytes();
+  uint64_t cgroup = CgroupMemoryLimitBytes();
+  uint64_t ceiling = cgroup ? cgroup : physical;
+  if (auto env = EnvFirst({"RESIDENT_MEMORY_LIMIT"})) {
+    auto bytes = ParseBytes(*env);
+    if (!bytes.ok()) return Status::InvalidArgument("RESIDENT_MEMORY_LIMIT=\"" + *env + "\": " + bytes.status().message());
+    so.memory_budget = *bytes;
+    rs.budget_source = "RESIDENT_MEMORY_LIMIT";
+  } else if (policy.memory_limit) {
+    so.memory_budget = *policy.memory_limit;
+    rs.budget_source = rs.config_path;
+  } else {
+    so.memory_budget = ceiling / 4 * 3;
+    rs.budget_source = cgroup ? "75% of the cgroup limit" : "75% of physical memory";
+  }
+  if (ceiling && so.memory_budget > ceiling) {
+    spdlog::warn("memory budget {} is above the machine's {} ({}); using {}", FormatBytes(so.memory_budget),
+                 cgroup ? "cgroup limit" : "physical memory", FormatBytes(ceiling), FormatBytes(ceiling));
+    so.memory_budget = ceiling;
+  }
+  so.policy = std::move(policy);
+  so.predictor = sched::MakeGgufPredictor();
+
+  if (auto v = EnvFirst({"RESIDENT_LOAD_TIMEOUT", "OLLAMA_LOAD_TIMEOUT"})) {
+    auto ka = ParseKeepAliveEnv(*v);  // the same forms: Go duration or integer seconds
+    if (!ka) return Status::InvalidArgument("RESIDENT_LOAD_TIMEOUT=\"" + *v + "\" is not a duration");
+    // Forever (a negative value) and 0 both mean: no stall timer.
+    rs.load_timeout = ka->forever ? std::chrono::milliseconds(0)
+                                  : std::chrono::duration_cast<std::chrono::milliseconds>(ka->duration);
+  }
+  return rs;
+}
+
+}  // namespace resident::cli

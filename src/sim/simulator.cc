@@ -1,0 +1,352 @@
+#include "sim/simulator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <queue>
+
+#include "core/bytes.h"
+#include "core/keep_alive.h"
+#include "runner/model_runner.h"
+#include "sched/scheduler.h"
+
+namespace resident::sim {
+namespace {
+
+using namespace std::chrono_literals;
+
+Duration Seconds(double s) { return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s)); }
+
+// Memory bookkeeping for one simulation, in virtual seconds.
+struct Books {
+  struct Model {
+    bool loaded = false;
+    double load_start = 0;
+    double ready_at = 0;     // when the latest load finished
+    int active = 0;
+    double idle_since = 0;   // meaningful when loaded && active == 0
+    double gb = 0;
+  };
+  std::map<std::string, Model> models;
+  double resident_gbs = 0, idle_gbs = 0;
+  uint64_t in_use = 0, peak = 0;
+  int loads = 0;
+
+  void Unloaded(const std::string& name, double now, uint64_t bytes) {
+    Model& m = models[name];
+    if (!m.loaded) return;
+    resident_gbs += (now - m.load_start) * m.gb;
+    if (m.active == 0) idle_gbs += (now - m.idle_since) * m.gb;
+    m.loaded = false;
+    in_use -= bytes;
+  }
+};
+
+class SimRunner final : public runner::ModelRunner {
+ public:
+  SimRunner(std::string name, uint64_t bytes, Books* books, const FakeClock* clock, TimePoint t0)
+      : name_(std::move(name)), books_(books), clock_(clock), t0_(t0) {
+    facts_.rss_bytes = bytes;
+    facts_.size_bytes = bytes;
+    facts_.architecture = "simulated";
+  }
+  Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
+                                     const std::function<bool(std::string_view)>&) override {
+    return runner::DoneEvent{};
+  }
+  Result<runner::EmbedResult> Embed(const runner::EmbedRequest&) override { return runner::EmbedResult{}; }
+  Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
+  Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{0, facts_.rss_bytes, 0}; }
+  Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
+  const runner::ModelFacts& facts() const override { return facts_; }
+  pid_t pid() const override { return 0; }
+  bool alive() const override { return !closed_; }
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    books_->Unloaded(name_, std::chrono::duration<double>(clock_->Now() - t0_).count(), facts_.rss_bytes);
+  }
+
+ private:
+  std::string name_;
+  Books* books_;
+  const FakeClock* clock_;
+  TimePoint t0_;
+  bool closed_ = false;
+  runner::ModelFacts facts_;
+};
+
+// Loads take the model's load time on the fake clock.
+class SimFactory final : public runner::RunnerFactory {
+ public:
+  SimFactory(const SimSetup& setup, Books* books, FakeClock* clock, TimePoint t0)
+      : setup_(setup), books_(books), clock_(clock), t0_(t0) {}
+  Result<std::unique_ptr<runner::ModelRunner>> Start(const runner::LoadRequest& request,
+                                                     const std::function<void(float)>&) override {
+    auto it = setup_.models.find(request.model_path);
+    if (it == setup_.models.end()) return Status::NotFound("no parameters for model " + request.model_path);
+    Books::Model& m = books_->models[request.model_path];
+    m.loaded = true;
+    m.gb = static_cast<double>(it->second.bytes) / 1e9;
+    m.load_start = Now();
+    m.active = 0;
+    books_->in_use += it->second.bytes;
+    books_->peak = std::max(books_->peak, books_->in_use);
+    ++books_->loads;
+    clock_->Advance(Seconds(it->second.load_s));
+    m.ready_at = Now();
+    m.idle_since = Now();
+    return std::unique_ptr<runner::ModelRunner>(
+        std::make_unique<SimRunner>(request.model_path, it->second.bytes, books_, clock_, t0_));
+  }
+  double Now() const { return std::chrono::duration<double>(clock_->Now() - t0_).count(); }
+
+ private:
+  const SimSetup& setup_;
+  Books* books_;
+  FakeClock* clock_;
+  TimePoint t0_;
+};
+
+}  // namespace
+
+SimSetup MakeSetup(const Trace& trace, const SetupDefaults& d) {
+  SimSetup s;
+  s.max_loaded = d.max_loaded;
+  s.memory_budget = d.memory_budget;
+  for (const auto& name : trace.models) {
+    ModelParams p;
+    auto h = trace.hints.find(name);
+    p.bytes = h != trace.hints.end() && h->second.bytes ? h->second.bytes : d.default_bytes;
+    p.load_s = d.load_s > 0 ? d.load_s : std::max(0.05, d.load_s_per_gb * static_cast<double>(p.bytes) / 1e9);
+    s.models[name] = p;
+  }
+  s.service_s.reserve(trace.requests.size());
+  for (const auto& r : trace.requests) {
+    auto h = trace.hints.find(r.model);
+    if (h != trace.hints.end() && h->second.service_s > 0) {
+      s.service_s.push_back(h->second.service_s);
+    } else {
+      s.service_s.push_back(r.prompt_tokens / d.prompt_tps + r.output_tokens / d.gen_tps);
+    }
+  }
+  return s;
+}
+
+std::vector<SimPolicy> StandardPolicies() {
+  return {{"keep_alive 0", Duration::zero(), std::nullopt},
+          {"keep_alive 1m", 1min, std::nullopt},
+          {"keep_alive 5m", 5min, std::nullopt},
+          {"keep_alive 10m", 10min, std::nullopt},
+          {"keep_alive 30m", 30min, std::nullopt},
+          {"keep_alive forever", sched::kForever, std::nullopt}};
+}
+
+Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimPolicy& policy) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  // The scheduler logs every load and unload at info level: a day of traffic is millions of lines.
+  const auto saved_level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::warn);
+  struct RestoreLevel {
+    spdlog::level::level_enum l;
+    ~RestoreLevel() { spdlog::set_level(l); }
+  } restore{saved_level};
+
+  FakeClock clock;
+  const TimePoint t0 = clock.Now();
+  Books books;
+  SimFactory factory(setup, &books, &clock, t0);
+  sched::Scheduler::Options o;
+  o.max_loaded = setup.max_loaded;
+  o.num_parallel = std::numeric_limits<int>::max() / 2;
+  o.max_queue = std::numeric_limits<int>::max() / 2;
+  o.default_keep_alive = policy.default_keep_alive;
+  o.policy = policy.policy;
+  o.memory_budget = setup.memory_budget;
+  if (policy.policy && policy.policy->memory_limit && setup.memory_budget == 0) o.memory_budget = *policy.policy->memory_limit;
+  o.predictor = [&setup](const sched::ModelSpec& spec) -> Result<uint64_t> {
+    auto it = setup.models.find(spec.load.model_path);
+    return it == setup.models.end() ? 0 : it->second.bytes;
+  };
+  o.timer_thread = false;
+  const uint64_t budget = o.memory_budget;
+  const int max_loaded = o.max_loaded;
+  sched::Scheduler sched(std::move(o), factory, clock);
+
+  auto now_s = [&] { return std::chrono::duration<double>(clock.Now() - t0).count(); };
+  auto advance_to = [&](double t) {
+    double n = now_s();
+    if (t > n) clock.Advance(Seconds(t - n));
+  };
+  std::map<std::string, sched::ModelSpec> specs;
+  for (const auto& name : trace.models) {
+    sched::ModelSpec s;
+    s.name = name;
+    s.load.model_path = name;
+    specs[name] = s;
+  }
+
+  SimResult result;
+  result.label = policy.label;
+  result.requests = static_cast<int>(trace.requests.size());
+
+  struct InFlight {
+    sched::Lease lease;
+    std::string model;
+  };
+  std::map<size_t, InFlight> in_flight;
+  using Completion = std::pair<double, size_t>;  // (time, request index)
+  std::priority_queue<Completion, std::vector<Completion>, std::greater<Completion>> completions;
+  std::deque<size_t> held;  // requests that would wait in Acquire for room
+
+  // Would Acquire of this model return without waiting for another request to finish?
+  auto can_start = [&](const std::vector<sched::LoadedModel>& snap, const std::string& model) {
+    uint64_t need = setup.models.at(model).bytes;
+    uint64_t used = 0, kept_bytes = 0, pinned_bytes = 0;
+    int kept = 0, pinned = 0;
+    for (const auto& m : snap) {
+      if (m.path == model) return true;
+      uint64_t b = m.measured_bytes ? m.measured_bytes : m.predicted_bytes;
+      used += b;
+      if (m.active_requests > 0 || m.pinned) {
+        kept_bytes += b;
+        ++kept;
+      }
+      if (m.pinned) {
+        pinned_bytes += b;
+        ++pinned;
+      }
+    }
+    auto fits = [&](uint64_t u, int n) { return n < max_loaded && (budget == 0 || u + need <= budget); };
+    if (fits(used, static_cast<int>(snap.size()))) return true;
+    if (!fits(pinned_bytes, pinned)) return true;  // Acquire fails at once: never fits
+    return fits(kept_bytes, kept);  // else idle models can be evicted to make room
+  };
+  auto start = [&](size_t i, bool was_held) -> Status {
+    const auto& r = trace.requests[i];
+    const int loads_before = books.loads;
+    auto lease = sched.Acquire(specs[r.model], std::nullopt);
+    if (!lease.ok()) {
+      if (lease.status().code() == StatusCode::kInternal) return lease.status();
+      ++result.failed;
+      return Status::Ok();
+    }
+    Books::Model& m = books.models[r.model];
+    bool cold = books.loads != loads_before || r.t < m.ready_at || was_held;
+    if (cold) {
+      ++result.cold;
+      ++result.cold_by_model[r.model];
+    }
+    if (was_held) ++result.waited_for_room;
+    if (m.active == 0) books.idle_gbs += (now_s() - m.idle_since) * m.gb;
+    ++m.active;
+    completions.push({now_s() + setup.service_s[i], i});
+    in_flight.emplace(i, InFlight{std::move(lease).value(), r.model});
+    return Status::Ok();
+  };
+  auto next_expiry = [&](const std::vector<sched::LoadedModel>& snap) {
+    double best = std::numeric_limits<double>::infinity();
+    const WallTime wall_now = clock.WallNow();
+    const double n = now_s();
+    for (const auto& m : snap) {
+      if (m.expires_at) best = std::min(best, n + std::chrono::duration<double>(*m.expires_at - wall_now).count());
+    }
+    return best;
+  };
+
+  size_t next = 0;
+  const auto& reqs = trace.requests;
+  while (next < reqs.size() || !completions.empty()) {
+    double t_arrival = next < reqs.size() ? reqs[next].t : std::numeric_limits<double>::infinity();
+    double t_done = completions.empty() ? std::numeric_limits<double>::infinity() : completions.top().first;
+    double t = std::min(t_arrival, t_done);
+    // Expiries up to t, each at its own time.
+    while (true) {
+      double e = next_expiry(sched.Snapshot());
+      if (e > t) break;
+      advance_to(e);
+      sched.Tick();
+    }
+    advance_to(t);
+    if (t_done <= t_arrival) {
+      size_t i = completions.top().second;
+      completions.pop();
+      auto it = in_flight.find(i);
+      Books::Model& m = books.models[it->second.model];
+      if (--m.active == 0) m.idle_since = now_s();
+      it->second.lease.Release();
+      in_flight.erase(it);
+      // Room may have been freed for held requests, first come first served.
+      while (!held.empty()) {
+        if (!can_start(sched.Snapshot(), reqs[held.front()].model)) break;
+        size_t h = held.front();
+        held.pop_front();
+        RESIDENT_RETURN_IF_ERROR(start(h, true));
+      }
+    } else {
+      size_t i = next++;
+      if (!held.empty() || !can_start(sched.Snapshot(), reqs[i].model)) {
+        held.push_back(i);
+      } else {
+        RESIDENT_RETURN_IF_ERROR(start(i, false));
+      }
+    }
+  }
+  if (!held.empty()) return Status::Internal("simulation stuck with " + std::to_string(held.size()) + " requests held");
+  // Expiries up to the end of the trace, then whatever is still loaded counts until the end.
+  const double end = std::max(trace.duration_s, now_s());
+  while (true) {
+    double e = next_expiry(sched.Snapshot());
+    if (e > end) break;
+    advance_to(e);
+    sched.Tick();
+  }
+  advance_to(end);
+  for (auto& [name, m] : books.models) {
+    if (!m.loaded) continue;
+    books.resident_gbs += (end - m.load_start) * m.gb;
+    if (m.active == 0) books.idle_gbs += (end - m.idle_since) * m.gb;
+    m.loaded = false;  // the scheduler's shutdown below must not count it again
+  }
+  sched.Shutdown();
+  result.loads = books.loads;
+  result.resident_gbs = books.resident_gbs;
+  result.idle_gbs = books.idle_gbs;
+  result.peak_bytes = books.peak;
+  result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return result;
+}
+
+std::string FormatTable(const std::vector<SimResult>& rows, const LowerBound& bound) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line, "%-24s %9s %7s %7s %7s %12s %12s %12s %8s %12s\n", "policy", "requests", "cold",
+                "cold%", "loads", "idle GB·s", "resident GB·s", "bound GB·s", "idle/bd", "bound cold");
+  out += line;
+  for (const auto& r : rows) {
+    double b = bound.IdleAt(r.loads);
+    std::string ratio = b > 0 ? fmt::format("{:.2f}x", r.idle_gbs / b) : (r.idle_gbs > 0.005 ? "inf" : "1.00x");
+    std::snprintf(line, sizeof line, "%-24s %9d %7d %6.2f%% %7d %12.1f %13.1f %12.1f %8s %12d\n", r.label.c_str(),
+                  r.requests, r.cold, r.requests ? 100.0 * r.cold / r.requests : 0.0, r.loads, r.idle_gbs,
+                  r.resident_gbs, b, ratio.c_str(), bound.ColdFor(r.idle_gbs));
+    out += line;
+  }
+  out += "\nbound GB·s: least idle GB·s any policy reaches with the same number of loads (offline,\n"
+         "unloading each model in its longest idle gaps); bound cold: fewest loads that reach the\n"
+         "row's idle GB·s. Offline lower bound curve (loads -> least idle GB·s):\n";
+  const int lo = bound.models, hi = bound.busy_periods;
+  std::vector<int> points;
+  for (int k = 0; k <= 10; ++k) points.push_back(lo + static_cast<int>(std::llround((hi - lo) * (k / 10.0) * (k / 10.0))));
+  points.erase(std::unique(points.begin(), points.end()), points.end());
+  for (int c : points) {
+    std::snprintf(line, sizeof line, "  %8d loads  %12.1f GB·s\n", c, bound.IdleAt(c));
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace resident::sim

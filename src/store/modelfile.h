@@ -1,0 +1,57 @@
+// Modelfile: Ollama's recipe for a model. Parsing and validation only; ModelStore::Create turns
+// a parsed Modelfile into layers.
+//
+//   FROM <path to a .gguf, or an existing model name>      (required, once)
+//   PARAMETER <name> <value>                               (validated; "stop" may repeat)
+//   TEMPLATE <text>       SYSTEM <text>       LICENSE <text> (may repeat)
+//   MESSAGE <system|user|assistant> <text>
+//   ADAPTER ...           → error: not supported
+//   # comment
+// Instructions are case-insensitive. A value is the rest of the line, a "quoted" string, or a
+// """triple-quoted""" string that may span lines.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "store/model_catalog.h"
+
+namespace resident::store {
+
+struct Modelfile {
+  std::string from;
+  int from_line = 0;
+  std::vector<std::pair<std::string, std::string>> parameters;  // (name, value), in order
+  bool has_template = false;
+  std::string template_text;
+  bool has_system = false;
+  std::string system;
+  std::vector<std::pair<std::string, std::string>> messages;  // (role, content)
+  std::vector<std::string> licenses;
+};
+
+// Errors: kInvalidArgument "line N: <problem>" (unknown instruction, unknown parameter, bad
+// value, unterminated string, missing or repeated FROM, ADAPTER not supported...).
+Result<Modelfile> ParseModelfile(std::string_view text);
+
+// Checks one PARAMETER: a known name (num_ctx, num_batch, num_gpu, num_thread, use_mmap,
+// temperature, top_k, top_p, min_p, typical_p, seed, num_predict, stop, repeat_penalty,
+// repeat_last_n, presence_penalty, frequency_penalty, num_keep, mirostat, mirostat_tau,
+// mirostat_eta) and a value of its type and range. Names are lowercased. Errors:
+// kInvalidArgument naming the parameter and the problem.
+Status ValidateParameter(const std::string& name, const std::string& value);
+
+enum class ParameterType { kInt, kFloat, kBool, kString };
+// The value's type for a known parameter name (kString for "stop"); kString for unknown ones.
+ParameterType ParameterTypeOf(const std::string& name);
+
+// /api/show's "parameters" text: one "name   value" line per parameter (stop values quoted).
+std::string FormatParameters(const std::vector<std::pair<std::string, std::string>>& parameters);
+
+// A Modelfile that recreates `entry` (its weights file as FROM), as /api/show returns it.
+std::string FormatModelfile(const ModelEntry& entry);
+
+}  // namespace resident::store

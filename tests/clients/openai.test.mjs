@@ -1,0 +1,64 @@
+// openai-node (the npm package `openai`, pinned in package.json) against a real resident's /v1.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startServer } from './server.mjs';
+
+let server, client;
+before(async () => {
+  server = await startServer();
+  client = new OpenAI({ baseURL: server.url + '/v1', apiKey: 'resident', maxRetries: 0 });
+});
+after(async () => server?.stop());
+
+const messages = [{ role: 'user', content: 'hi' }];
+
+test('chat completions, whole', async () => {
+  const r = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 4, seed: 3 });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 4);
+});
+
+test('chat completions, streamed with usage', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'tiny', messages, max_tokens: 4, seed: 3, stream: true, stream_options: { include_usage: true },
+  });
+  let text = '';
+  let usage;
+  let finish;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    if (chunk.choices[0]?.delta?.content) text += chunk.choices[0].delta.content;
+    if (chunk.choices[0]?.finish_reason) finish = chunk.choices[0].finish_reason;
+  }
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 4);
+  const whole = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 4, seed: 3 });
+  assert.equal(text, whole.choices[0].message.content);
+});
+
+test('completions and embeddings', async () => {
+  const c = await client.completions.create({ model: 'tiny', prompt: 'Once', max_tokens: 3 });
+  assert.equal(c.usage.completion_tokens, 3);
+  const e = await client.embeddings.create({ model: 'tiny', input: ['a', 'b'] });  // base64 on the wire
+  assert.equal(e.data.length, 2);
+  assert.equal(e.data[0].embedding.length, 256);
+});
+
+test('models list and retrieve', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.deepEqual(ids.sort(), ['demo:latest', 'tiny:latest']);
+  const one = await client.models.retrieve('tiny:latest');
+  assert.equal(one.id, 'tiny:latest');
+});
+
+test('an unknown model is a NotFoundError', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'ghost', messages }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+    assert.equal(e.status, 404);
+    return true;
+  });
+});

@@ -1,0 +1,75 @@
+// Starts the real `resident serve` on a free loopback port with a synthetic model, for the
+// real-client tests. RESIDENT_BINARY names the binary (ctest passes the one it built); the
+// default is build/bin/resident of this checkout.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, symlinkSync, rmSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir, homedir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const binary = process.env.RESIDENT_BINARY || resolve(here, '../../build/bin/resident');
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+    s.on('error', fail);
+  });
+}
+
+// The same cache as the C++ integration tests (tests/support/test_env.cc).
+function synthModel() {
+  const cache = join(homedir(), '.cache/resident/test-models');
+  const path = join(cache, 'synth-20M-1.gguf');
+  if (!existsSync(path)) {
+    mkdirSync(cache, { recursive: true });
+    const mine = `${path}.${process.pid}.tmp`;
+    execFileSync(binary, ['synth', mine, '--params', '20M', '--seed', '1']);
+    execFileSync('mv', [mine, path]);
+  }
+  return path;
+}
+
+// Returns {port, url, stop()}. The models "tiny" and "demo" are the same synthetic file.
+export async function startServer() {
+  const dir = mkdtempSync(join(tmpdir(), 'resident-clients-'));
+  const models = join(dir, 'models');
+  mkdirSync(models);
+  const file = synthModel();
+  symlinkSync(file, join(models, 'tiny.gguf'));
+  symlinkSync(file, join(models, 'demo.gguf'));
+  const port = await freePort();
+  const log = openSync(join(dir, 'serve.log'), 'w');
+  const child = spawn(binary, ['serve', '--models-dir', models], {
+    env: { ...process.env, RESIDENT_HOST: `127.0.0.1:${port}`, RESIDENT_GGUF_DIR: models,
+           RESIDENT_MODELS: join(dir, 'store'), RESIDENT_OLLAMA_MODELS: '' },
+    stdio: ['ignore', log, log],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      const r = await fetch(url + '/');
+      if (r.ok) break;
+    } catch {}
+    if (child.exitCode !== null) throw new Error(`resident serve exited; see ${dir}/serve.log`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  return {
+    port,
+    url,
+    dir,
+    async stop() {
+      if (child.exitCode === null) {
+        const gone = new Promise((ok) => child.once('exit', ok));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

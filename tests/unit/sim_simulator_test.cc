@@ -1,0 +1,129 @@
+// `resident bench simulate`: the real scheduler in virtual time, and the offline lower bound.
+#include "sim/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include "sched/scheduler.h"
+#include "sim/lower_bound.h"
+
+namespace resident::sim {
+namespace {
+
+using namespace std::chrono_literals;
+
+Trace Csv(const std::string& text) {
+  auto t = ParseTrace(text, "test.csv");
+  EXPECT_TRUE(t.ok()) << t.status().message();
+  return *t;
+}
+
+// Every model 1 GB, loads in 1 s, every request takes 1 s.
+SimSetup MakeSim(const Trace& t, int max_loaded = 3) {
+  SetupDefaults d;
+  d.default_bytes = 1'000'000'000;
+  d.load_s = 1;
+  d.max_loaded = max_loaded;
+  SimSetup s = MakeSetup(t, d);
+  for (auto& x : s.service_s) x = 1;
+  return s;
+}
+
+SimResult RunSim(const Trace& t, const SimSetup& s, Duration keep_alive) {
+  auto r = Simulate(t, s, SimPolicy{"p", keep_alive, std::nullopt});
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? *r : SimResult{};
+}
+
+TEST(SimSimulatorTest, KeepAliveDecidesColdStartsAndIdleMemory) {
+  Trace t = Csv("0,a,1,1\n100,a,1,1\n");
+  SimSetup s = MakeSim(t);
+  // 5m: loaded 0..1, busy 1..2, idle 2..100, busy 100..101; the trace ends at 101.
+  SimResult five = RunSim(t, s, 5min);
+  EXPECT_EQ(five.cold, 1);
+  EXPECT_EQ(five.loads, 1);
+  EXPECT_NEAR(five.idle_gbs, 98, 1e-6);
+  EXPECT_NEAR(five.resident_gbs, 101, 1e-6);
+  // 1m: expires at 62, loads again at 100 (100..101), busy 101..102.
+  SimResult one = RunSim(t, s, 1min);
+  EXPECT_EQ(one.cold, 2);
+  EXPECT_NEAR(one.idle_gbs, 60, 1e-6);
+  EXPECT_NEAR(one.resident_gbs, 62 + 2, 1e-6);
+  // 0: unloaded after each request, nothing idle.
+  SimResult zero = RunSim(t, s, 0s);
+  EXPECT_EQ(zero.cold, 2);
+  EXPECT_NEAR(zero.idle_gbs, 0, 1e-6);
+  EXPECT_NEAR(zero.resident_gbs, 4, 1e-6);
+}
+
+TEST(SimSimulatorTest, ARequestArrivingDuringALoadIsColdToo) {
+  Trace t = Csv("0,a,1,1\n0.5,a,1,1\n5,a,1,1\n");
+  SimResult r = RunSim(t, MakeSim(t), 5min);
+  EXPECT_EQ(r.loads, 1);
+  EXPECT_EQ(r.cold, 2);
+}
+
+TEST(SimSimulatorTest, TheModelCapEvictsThroughTheSchedulersCostOrder) {
+  // max 2 loaded, forever: c evicts a (idle longest, same reload time and size), a evicts b.
+  Trace t = Csv("0,a,1,1\n10,b,1,1\n20,c,1,1\n30,a,1,1\n");
+  SimResult r = RunSim(t, MakeSim(t, 2), sched::kForever);
+  EXPECT_EQ(r.loads, 4);
+  EXPECT_EQ(r.cold, 4);
+  EXPECT_EQ(r.cold_by_model["a"], 2);
+  EXPECT_EQ(r.peak_bytes, 2'000'000'000u);
+}
+
+TEST(SimSimulatorTest, ARequestThatNeedsRoomWaitsForABusyModelToFinish) {
+  Trace t = Csv("0,a,1,1\n1,b,1,1\n");
+  SimSetup s = MakeSim(t, 1);
+  s.service_s = {10, 1};
+  SimResult r = RunSim(t, s, 5min);
+  EXPECT_EQ(r.cold, 2);
+  EXPECT_EQ(r.waited_for_room, 1);
+  // a: loaded 0..1, busy 1..11, then evicted for b at 11; b loads 11..12, busy 12..13.
+  EXPECT_NEAR(r.resident_gbs, 11 + 2, 1e-6);
+}
+
+TEST(SimSimulatorTest, APinFromAPolicyFileKeepsTheModel) {
+  Trace t = Csv("0,a,1,1\n1000,a,1,1\n2000,a,1,1\n");
+  auto policy = sched::ParsePolicy("[models.a]\npin = true\n", "p.toml", KeepAlive::Of(5min));
+  ASSERT_TRUE(policy.ok()) << policy.status().message();
+  auto r = Simulate(t, MakeSim(t), SimPolicy{"pinned", 5min, *policy});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->cold, 1);
+  EXPECT_EQ(RunSim(t, MakeSim(t), 5min).cold, 3);
+}
+
+TEST(SimLowerBoundTest, UnloadsInTheLongestGapsFirst) {
+  Trace t = Csv("0,a,1,1\n10,a,1,1\n100,a,1,1\n0,b,1,1\n");
+  std::map<std::string, uint64_t> bytes{{"a", 1'000'000'000}, {"b", 2'000'000'000}};
+  std::vector<double> service(t.requests.size(), 1.0);
+  LowerBound lb = ComputeLowerBound(t, bytes, service);
+  EXPECT_EQ(lb.models, 2);
+  EXPECT_EQ(lb.busy_periods, 4);
+  // Gaps of a: 9 s and 89 s (1 GB); b has none.
+  ASSERT_EQ(lb.idle_gbs.size(), 3u);
+  EXPECT_NEAR(lb.IdleAt(2), 98, 1e-9);
+  EXPECT_NEAR(lb.IdleAt(3), 9, 1e-9);
+  EXPECT_NEAR(lb.IdleAt(4), 0, 1e-9);
+  EXPECT_NEAR(lb.IdleAt(100), 0, 1e-9);
+  EXPECT_EQ(lb.ColdFor(50), 3);
+  EXPECT_EQ(lb.ColdFor(98), 2);
+  EXPECT_EQ(lb.ColdFor(0), 4);
+}
+
+TEST(SimLowerBoundTest, EverySimulatedPolicyIsAboveTheBound) {
+  Trace t = Csv("0,a,1,1\n30,b,1,1\n50,a,1,1\n200,a,1,1\n260,b,1,1\n900,c,1,1\n910,a,1,1\n3000,b,1,1\n");
+  SimSetup s = MakeSim(t, 2);
+  std::map<std::string, uint64_t> bytes;
+  for (const auto& [n, p] : s.models) bytes[n] = p.bytes;
+  LowerBound lb = ComputeLowerBound(t, bytes, s.service_s);
+  for (const auto& p : StandardPolicies()) {
+    auto r = Simulate(t, s, p);
+    ASSERT_TRUE(r.ok());
+    EXPECT_GE(r->idle_gbs + 1e-6, lb.IdleAt(r->loads)) << p.label;
+    EXPECT_GE(r->loads, lb.models);
+  }
+}
+
+}  // namespace
+}  // namespace resident::sim
