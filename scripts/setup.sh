@@ -63,3 +63,12 @@ if [[ ! -f $LLAMA_DIR/.complete ]]; then
   touch "$LLAMA_DIR/.complete"
 fi
 log "llama.cpp ready in $LLAMA_DIR"
+
+# --- real-client tests: ollama-js and openai-node, pinned in tests/clients/package-lock.json ----
+clients="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/clients"
+lock_sum=$(sha256sum "$clients/package-lock.json" | cut -d' ' -f1)
+if [[ $(cat "$clients/node_modules/.resident-lock-sha256" 2>/dev/null) != "$lock_sum" ]]; then
+  log "installing the real-client test packages (npm ci in tests/clients)"
+  (cd "$clients" && npm ci --silent --no-audit --no-fund >/dev/null)
+  echo "$lock_sum" >"$clients/node_modules/.resident-lock-sha256"
+fi

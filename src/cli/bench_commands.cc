@@ -101,7 +101,11 @@ int Simulate(const SimulateArgs& args) {
   }
   sim::SimSetup setup = sim::MakeSetup(*trace, d);
   std::map<std::string, uint64_t> bytes_of;
-  for (const auto& [name, p] : setup.models) bytes_of[name] = p.bytes;
+  std::map<std::string, double> load_of;
+  for (const auto& [name, p] : setup.models) {
+    bytes_of[name] = p.bytes;
+    load_of[name] = p.load_s;
+  }
 
   const auto start = std::chrono::steady_clock::now();
   std::vector<sim::SimResult> rows;
@@ -110,7 +114,7 @@ int Simulate(const SimulateArgs& args) {
     if (!r.ok()) return Fail(r.status());
     rows.push_back(*r);
   }
-  sim::LowerBound bound = sim::ComputeLowerBound(*trace, bytes_of, setup.service_s);
+  sim::LowerBound bound = sim::ComputeLowerBound(*trace, bytes_of, setup.service_s, load_of);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   uint64_t total_bytes = 0;

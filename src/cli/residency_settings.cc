@@ -70,6 +70,7 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag) 
     rs.load_timeout = ka->forever ? std::chrono::milliseconds(0)
                                   : std::chrono::duration_cast<std::chrono::milliseconds>(ka->duration);
   }
+  if (auto v = EnvFirst({"RESIDENT_SPARE_RUNNER"})) rs.spare_runner = *v != "0" && *v != "false";
   return rs;
 }
 

@@ -15,6 +15,7 @@ struct ResidencySettings {
   int num_ctx = 2048;
   std::string config_path;                // empty: no policy file
   std::string budget_source;              // how the memory budget was chosen, for the log
+  bool spare_runner = true;               // RESIDENT_SPARE_RUNNER=0 turns the warm spare off
 };
 
 // Reads RESIDENT_KEEP_ALIVE / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning), the policy file

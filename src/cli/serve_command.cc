@@ -65,7 +65,7 @@ int Serve(const ServeArgs& args) {
 
   SystemClock clock;
   runner::ProcessRunnerFactory factory(
-      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout});
+      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout}, settings->spare_runner);
   sched::Scheduler scheduler(so, factory, clock);
 
   api::ApiServer::Options ao;

@@ -106,6 +106,8 @@ std::pair<size_t, bool> StopScan(std::string_view held, const std::vector<std::s
   return {held.size() - keep, false};
 }
 
+void Engine::PrepareBackends() { InitBackendsOnce(); }
+
 Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                              const std::function<bool(float)>& progress) {
   RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path));

@@ -20,6 +20,11 @@ namespace resident::runner {
 
 class Engine {
  public:
+  // Loads llama.cpp's backends (the CPU variant for this machine, any GPU one). Idempotent;
+  // Load calls it too. A spare runner calls it before it has a model, so that a later load
+  // does not pay for it.
+  static void PrepareBackends();
+
   // Loads the model and creates its context. progress(0..1) is called during the load; returning
   // false from it aborts the load. Errors: kNotFound for a missing file, kInvalidArgument for a
   // file llama.cpp cannot read (not GGUF, truncated, unknown architecture), kResourceExhausted

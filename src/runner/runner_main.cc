@@ -158,6 +158,7 @@ class Server {
 }  // namespace
 
 int RunnerMain(int fd) {
+  Engine::PrepareBackends();  // before the load request: a spare runner does this while idle
   FrameReader reader(fd);
   auto first = reader.Next();
   if (!first.ok()) return 0;

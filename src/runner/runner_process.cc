@@ -75,14 +75,13 @@ std::string SelfExecutable() {
 RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path)
     : pid_(pid), fd_(fd), model_path_(std::move(model_path)) {}
 
-Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& options, const LoadRequest& request,
-                                                            const std::function<void(float)>& progress) {
+Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
   }
   // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
-  std::string exe = options.executable;
+  std::string exe = executable;
   std::string fd_arg = "3";
   const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), nullptr};
   pid_t parent = ::getpid();
@@ -102,7 +101,24 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
     ::_exit(127);
   }
   ::close(sv[1]);
-  std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, sv[0], request.model_path));
+  return SpawnedRunner{pid, sv[0]};
+}
+
+void RunnerProcess::Discard(SpawnedRunner spawned) {
+  if (spawned.fd >= 0) ::close(spawned.fd);  // the runner reads end of stream and exits
+  if (spawned.pid > 0) ReapWithin(spawned.pid, std::chrono::milliseconds(1000));
+}
+
+Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& options, const LoadRequest& request,
+                                                            const std::function<void(float)>& progress,
+                                                            std::optional<SpawnedRunner> spare) {
+  if (!spare) {
+    auto spawned = Spawn(options.executable);
+    if (!spawned.ok()) return spawned.status();
+    spare = *spawned;
+  }
+  const pid_t pid = spare->pid;
+  std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, spare->fd, request.model_path));
 
   if (Status st = WriteFrame(proc->fd_, request); !st.ok()) {
     proc->Close();
@@ -334,9 +350,56 @@ void RunnerProcess::Close() {
   MarkDead("the runner was stopped");
 }
 
+ProcessRunnerFactory::ProcessRunnerFactory(RunnerProcess::Options options, bool keep_spare)
+    : options_(std::move(options)), keep_spare_(keep_spare) {
+  if (keep_spare_) {
+    want_spare_ = true;
+    refill_ = std::thread([this] { RefillLoop(); });
+  }
+}
+
+ProcessRunnerFactory::~ProcessRunnerFactory() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (refill_.joinable()) refill_.join();
+  if (spare_) RunnerProcess::Discard(*std::exchange(spare_, std::nullopt));
+}
+
+void ProcessRunnerFactory::RefillLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait(lock, [&] { return stopping_ || (want_spare_ && !spare_); });
+    if (stopping_) break;
+    // Let the load that used the last spare finish its first request before a new process
+    // competes with it for the CPU.
+    if (cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) break;
+    lock.unlock();
+    auto spawned = RunnerProcess::Spawn(options_.executable);
+    lock.lock();
+    if (spawned.ok()) {
+      spare_ = *spawned;
+    } else {
+      want_spare_ = false;  // fork failing now will fail again; loads spawn their own
+    }
+  }
+}
+
 Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadRequest& request,
                                                                  const std::function<void(float)>& progress) {
-  auto proc = RunnerProcess::Start(options_, request, progress);
+  std::optional<SpawnedRunner> spare;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    spare = std::exchange(spare_, std::nullopt);
+  }
+  cv_.notify_all();  // refill
+  bool used_spare = spare.has_value();
+  auto proc = RunnerProcess::Start(options_, request, progress, spare);
+  if (!proc.ok() && used_spare && proc.status().code() == StatusCode::kUnavailable) {
+    proc = RunnerProcess::Start(options_, request, progress);  // the spare had died: start afresh
+  }
   if (!proc.ok()) return proc.status();
   return std::unique_ptr<ModelRunner>(std::move(proc).value());
 }

@@ -21,7 +21,7 @@ int LowerBound::ColdFor(double target) const {
 }
 
 LowerBound ComputeLowerBound(const Trace& trace, const std::map<std::string, uint64_t>& bytes_of,
-                             const std::vector<double>& service_s) {
+                             const std::vector<double>& service_s, const std::map<std::string, double>& load_s) {
   // Per model: merged busy periods, in arrival order (requests are sorted by time).
   struct Open {
     double end = -1;
@@ -44,7 +44,9 @@ LowerBound ComputeLowerBound(const Trace& trace, const std::map<std::string, uin
     if (r.t > o.end) {
       auto b = bytes_of.find(r.model);
       double gb = b == bytes_of.end() ? 0.0 : static_cast<double>(b->second) / 1e9;
-      gaps_gbs.push_back((r.t - o.end) * gb);
+      auto l = load_s.find(r.model);
+      double load = l == load_s.end() ? 0.0 : l->second;
+      gaps_gbs.push_back(std::max(0.0, r.t - o.end - load) * gb);
       ++lb.busy_periods;
     }
     o.end = std::max(o.end, end);

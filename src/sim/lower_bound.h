@@ -10,6 +10,9 @@
 // So the curve Bound(C) (C = models .. total busy periods) is the least idle byte-seconds any
 // policy can reach with C loads; it ignores load time, capacity limits and the memory budget, so
 // it is a true lower bound: a policy with C loads and I idle byte-seconds has I >= Bound(C).
+// A load is memory in use, not idle, and a busy period that began with a load ends that much
+// later; not knowing which periods begin cold, the bound shortens every gap by the model's load
+// time (so it stays below what any policy, the simulated ones included, can reach).
 #pragma once
 
 #include <cstdint>
@@ -34,8 +37,8 @@ struct LowerBound {
   int ColdFor(double idle_gbs_target) const;
 };
 
-// bytes_of / service_of: each model's size and each request's service time, in seconds.
+// bytes_of, load_s: each model's size and load time; service_s: each request's service time.
 LowerBound ComputeLowerBound(const Trace& trace, const std::map<std::string, uint64_t>& bytes_of,
-                             const std::vector<double>& service_s);
+                             const std::vector<double>& service_s, const std::map<std::string, double>& load_s = {});
 
 }  // namespace resident::sim

@@ -178,10 +178,11 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   sched::Scheduler sched(std::move(o), factory, clock);
 
   auto now_s = [&] { return std::chrono::duration<double>(clock.Now() - t0).count(); };
-  auto advance_to = [&](double t) {
-    double n = now_s();
-    if (t > n) clock.Advance(Seconds(t - n));
+  auto advance_tp = [&](TimePoint tp) {
+    TimePoint n = clock.Now();
+    if (tp > n) clock.Advance(tp - n);
   };
+  auto advance_to = [&](double t) { advance_tp(t0 + Seconds(t)); };
   std::map<std::string, sched::ModelSpec> specs;
   for (const auto& name : trace.models) {
     sched::ModelSpec s;
@@ -201,7 +202,9 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   std::map<size_t, InFlight> in_flight;
   using Completion = std::pair<double, size_t>;  // (time, request index)
   std::priority_queue<Completion, std::vector<Completion>, std::greater<Completion>> completions;
-  std::deque<size_t> held;  // requests that would wait in Acquire for room
+  // Requests that would wait in Acquire for room, by model, oldest first.
+  std::map<std::string, std::deque<size_t>> held;
+  size_t held_count = 0;
 
   // Would Acquire of this model return without waiting for another request to finish?
   auto can_start = [&](const std::vector<sched::LoadedModel>& snap, const std::string& model) {
@@ -248,14 +251,29 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     in_flight.emplace(i, InFlight{std::move(lease).value(), r.model});
     return Status::Ok();
   };
+  // The earliest keep_alive expiry, exactly (in the clock's own nanoseconds); max() when none.
   auto next_expiry = [&](const std::vector<sched::LoadedModel>& snap) {
-    double best = std::numeric_limits<double>::infinity();
+    TimePoint best = TimePoint::max();
     const WallTime wall_now = clock.WallNow();
-    const double n = now_s();
+    const TimePoint n = clock.Now();
     for (const auto& m : snap) {
-      if (m.expires_at) best = std::min(best, n + std::chrono::duration<double>(*m.expires_at - wall_now).count());
+      if (m.expires_at) best = std::min(best, n + std::chrono::duration_cast<Duration>(*m.expires_at - wall_now));
     }
     return best;
+  };
+  // Unloads, each at its own time, every model that expires up to `until`.
+  auto expire_until = [&](TimePoint until) {
+    while (true) {
+      TimePoint e = next_expiry(sched.Snapshot());
+      if (e > until) return;
+      if (e <= clock.Now()) {
+        sched.Tick();
+        if (next_expiry(sched.Snapshot()) <= clock.Now()) clock.Advance(std::chrono::microseconds(1));  // never spin
+        continue;
+      }
+      advance_tp(e);
+      sched.Tick();
+    }
   };
 
   size_t next = 0;
@@ -264,13 +282,7 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     double t_arrival = next < reqs.size() ? reqs[next].t : std::numeric_limits<double>::infinity();
     double t_done = completions.empty() ? std::numeric_limits<double>::infinity() : completions.top().first;
     double t = std::min(t_arrival, t_done);
-    // Expiries up to t, each at its own time.
-    while (true) {
-      double e = next_expiry(sched.Snapshot());
-      if (e > t) break;
-      advance_to(e);
-      sched.Tick();
-    }
+    expire_until(std::max(clock.Now(), t0 + Seconds(t)));
     advance_to(t);
     if (t_done <= t_arrival) {
       size_t i = completions.top().second;
@@ -280,31 +292,41 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
       if (--m.active == 0) m.idle_since = now_s();
       it->second.lease.Release();
       in_flight.erase(it);
-      // Room may have been freed for held requests, first come first served.
-      while (!held.empty()) {
-        if (!can_start(sched.Snapshot(), reqs[held.front()].model)) break;
-        size_t h = held.front();
-        held.pop_front();
-        RESIDENT_RETURN_IF_ERROR(start(h, true));
+      // Room may have been freed: the model with the oldest held request that fits now loads,
+      // and all its held requests start (they waited for the same load); repeat.
+      while (held_count > 0) {
+        std::vector<std::pair<size_t, std::string>> order;
+        for (const auto& [model, q] : held) order.push_back({q.front(), model});
+        std::sort(order.begin(), order.end());
+        auto snap = sched.Snapshot();
+        const std::string* chosen = nullptr;
+        for (const auto& [first, model] : order) {
+          if (can_start(snap, model)) {
+            chosen = &model;
+            break;
+          }
+        }
+        if (chosen == nullptr) break;
+        std::deque<size_t> q = std::move(held[*chosen]);
+        held.erase(*chosen);
+        held_count -= q.size();
+        for (size_t k : q) RESIDENT_RETURN_IF_ERROR(start(k, true));
       }
     } else {
       size_t i = next++;
-      if (!held.empty() || !can_start(sched.Snapshot(), reqs[i].model)) {
-        held.push_back(i);
+      // As in the scheduler, a request for a loaded model never queues behind held loads.
+      if (held.count(reqs[i].model) || !can_start(sched.Snapshot(), reqs[i].model)) {
+        held[reqs[i].model].push_back(i);
+        ++held_count;
       } else {
         RESIDENT_RETURN_IF_ERROR(start(i, false));
       }
     }
   }
-  if (!held.empty()) return Status::Internal("simulation stuck with " + std::to_string(held.size()) + " requests held");
+  if (held_count > 0) return Status::Internal("simulation stuck with " + std::to_string(held_count) + " requests held");
   // Expiries up to the end of the trace, then whatever is still loaded counts until the end.
   const double end = std::max(trace.duration_s, now_s());
-  while (true) {
-    double e = next_expiry(sched.Snapshot());
-    if (e > end) break;
-    advance_to(e);
-    sched.Tick();
-  }
+  expire_until(std::max(clock.Now(), t0 + Seconds(end)));
   advance_to(end);
   for (auto& [name, m] : books.models) {
     if (!m.loaded) continue;
@@ -329,7 +351,7 @@ std::string FormatTable(const std::vector<SimResult>& rows, const LowerBound& bo
   out += line;
   for (const auto& r : rows) {
     double b = bound.IdleAt(r.loads);
-    std::string ratio = b > 0 ? fmt::format("{:.2f}x", r.idle_gbs / b) : (r.idle_gbs > 0.005 ? "inf" : "1.00x");
+    std::string ratio = b >= 0.05 ? fmt::format("{:.2f}x", r.idle_gbs / b) : (r.idle_gbs >= 0.05 ? "inf" : "1.00x");
     std::snprintf(line, sizeof line, "%-24s %9d %7d %6.2f%% %7d %12.1f %13.1f %12.1f %8s %12d\n", r.label.c_str(),
                   r.requests, r.cold, r.requests ? 100.0 * r.cold / r.requests : 0.0, r.loads, r.idle_gbs,
                   r.resident_gbs, b, ratio.c_str(), bound.ColdFor(r.idle_gbs));

@@ -36,7 +36,8 @@ function synthModel() {
 }
 
 // Returns {port, url, stop()}. The models "tiny" and "demo" are the same synthetic file.
-export async function startServer() {
+// extraEnv: more environment for the server (e.g. RESIDENT_CONTEXT_LENGTH).
+export async function startServer(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'resident-clients-'));
   const models = join(dir, 'models');
   mkdirSync(models);
@@ -47,7 +48,7 @@ export async function startServer() {
   const log = openSync(join(dir, 'serve.log'), 'w');
   const child = spawn(binary, ['serve', '--models-dir', models], {
     env: { ...process.env, RESIDENT_HOST: `127.0.0.1:${port}`, RESIDENT_GGUF_DIR: models,
-           RESIDENT_MODELS: join(dir, 'store'), RESIDENT_OLLAMA_MODELS: '' },
+           RESIDENT_MODELS: join(dir, 'store'), RESIDENT_OLLAMA_MODELS: '', ...extraEnv },
     stdio: ['ignore', log, log],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -67,7 +68,9 @@ export async function startServer() {
       if (child.exitCode === null) {
         const gone = new Promise((ok) => child.once('exit', ok));
         child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
         await gone;
+        clearTimeout(timer);
       }
       rmSync(dir, { recursive: true, force: true });
     },

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -225,6 +226,29 @@ TEST_F(ServerTest, BadRequestsGetFourHundreds) {
   EXPECT_EQ(Post(server.port(), "/api/generate", R"({"model":"../../etc/passwd","prompt":"x"})").status, 400);
   EXPECT_EQ(Post(server.port(), "/api/generate", "{\"model\":\"tiny\",\"prompt\":\"\xff\xfe\"}").status, 400);
   EXPECT_TRUE(server.alive());
+}
+
+TEST_F(ServerTest, ASpareRunnerWaitsInReserveAndServesTheNextColdStart) {
+  ServerProcess server(dir_, {{"RESIDENT_SPARE_RUNNER", "1"}});
+  auto wait_children = [&](size_t n) {
+    for (int i = 0; i < 500 && server.Children().size() != n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return server.Children().size();
+  };
+  ASSERT_EQ(wait_children(1), 1u);  // the spare, a second after start
+  pid_t spare = server.Children()[0];
+  EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 2}})["eval_count"], 2);
+  auto kids = server.Children();
+  EXPECT_NE(std::find(kids.begin(), kids.end(), spare), kids.end());  // the spare became the runner
+  EXPECT_EQ(wait_children(2), 2u);  // and a new spare was started
+  // A spare that died is replaced by a fresh process; the load still works.
+  ASSERT_EQ(Post(server.port(), "/api/generate", R"({"model":"tiny","keep_alive":0})").status, 200);
+  for (pid_t p : server.Children()) ::kill(p, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 2}})["eval_count"], 2);
+  int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(ServerTest, SigtermUnloadsEveryRunnerAndExits) {

@@ -80,6 +80,8 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   static int counter = 0;
   log_path_ = TestDir() + "/server-" + std::to_string(++counter) + ".log";
   env["RESIDENT_HOST"] = "127.0.0.1:" + std::to_string(port_);
+  // Tests count runner processes: no spare unless the test asks for one.
+  env.emplace("RESIDENT_SPARE_RUNNER", "0");
   // A private, empty model store unless the test gives one: never the user's ~/.resident/models.
   env.emplace("RESIDENT_MODELS", TestDir() + "/store-" + std::to_string(counter));
   pid_ = ::fork();

@@ -115,8 +115,12 @@ TEST(SimLowerBoundTest, EverySimulatedPolicyIsAboveTheBound) {
   Trace t = Csv("0,a,1,1\n30,b,1,1\n50,a,1,1\n200,a,1,1\n260,b,1,1\n900,c,1,1\n910,a,1,1\n3000,b,1,1\n");
   SimSetup s = MakeSim(t, 2);
   std::map<std::string, uint64_t> bytes;
-  for (const auto& [n, p] : s.models) bytes[n] = p.bytes;
-  LowerBound lb = ComputeLowerBound(t, bytes, s.service_s);
+  std::map<std::string, double> load;
+  for (const auto& [n, p] : s.models) {
+    bytes[n] = p.bytes;
+    load[n] = p.load_s;
+  }
+  LowerBound lb = ComputeLowerBound(t, bytes, s.service_s, load);
   for (const auto& p : StandardPolicies()) {
     auto r = Simulate(t, s, p);
     ASSERT_TRUE(r.ok());
