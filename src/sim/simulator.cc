@@ -346,16 +346,28 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
 std::string FormatTable(const std::vector<SimResult>& rows, const LowerBound& bound) {
   std::string out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-24s %9s %7s %7s %7s %12s %12s %12s %8s %12s\n", "policy", "requests", "cold",
-                "cold%", "loads", "idle GB·s", "resident GB·s", "bound GB·s", "idle/bd", "bound cold");
+  bool any_waited = false;
+  std::snprintf(line, sizeof line, "%-24s %9s %7s %7s %7s %7s %12s %14s %12s %8s %11s\n", "policy", "requests",
+                "cold", "cold%", "loads", "waited", "idle GB·s", "resident GB·s", "bound GB·s", "idle/bd",
+                "bound cold");
   out += line;
   for (const auto& r : rows) {
     double b = bound.IdleAt(r.loads);
     std::string ratio = b >= 0.05 ? fmt::format("{:.2f}x", r.idle_gbs / b) : (r.idle_gbs >= 0.05 ? "inf" : "1.00x");
-    std::snprintf(line, sizeof line, "%-24s %9d %7d %6.2f%% %7d %12.1f %13.1f %12.1f %8s %12d\n", r.label.c_str(),
-                  r.requests, r.cold, r.requests ? 100.0 * r.cold / r.requests : 0.0, r.loads, r.idle_gbs,
-                  r.resident_gbs, b, ratio.c_str(), bound.ColdFor(r.idle_gbs));
+    if (r.waited_for_room > 0) {
+      ratio += "*";
+      any_waited = true;
+    }
+    std::snprintf(line, sizeof line, "%-24s %9d %7d %6.2f%% %7d %7d %12.1f %14.1f %12.1f %8s %11d\n",
+                  r.label.c_str(), r.requests, r.cold, r.requests ? 100.0 * r.cold / r.requests : 0.0, r.loads,
+                  r.waited_for_room, r.idle_gbs, r.resident_gbs, b, ratio.c_str(), bound.ColdFor(r.idle_gbs));
     out += line;
+  }
+  if (any_waited) {
+    out += "\n* requests waited for room (every loaded model busy at the model cap or budget): queueing\n"
+           "  merges busy periods, which the bound (every request served on arrival) does not allow, so\n"
+           "  there the comparison is only indicative; raise --max-loaded / --memory-limit to see\n"
+           "  keep_alive alone.\n";
   }
   out += "\nbound GB·s: least idle GB·s any policy reaches with the same number of loads (offline,\n"
          "unloading each model in its longest idle gaps); bound cold: fewest loads that reach the\n"

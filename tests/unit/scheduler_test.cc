@@ -502,6 +502,26 @@ TEST_F(SchedulerTest, WithoutClampsAnEntryOfZeroReleasesAtOnce) {
   EXPECT_EQ(factory_.closes, 1);
 }
 
+TEST_F(SchedulerTest, ARequestForAModelBeingEvictedWaitsAndLoadsItAgain) {
+  Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  // b's load evicts a; while b loads (gated), a request for a arrives.
+  factory_.gated = true;
+  auto b = std::async(std::launch::async, [&] { return s.Acquire(Spec("b"), std::nullopt); });
+  factory_.WaitForStarts(2);
+  EXPECT_EQ(factory_.closes, 1);  // a is already gone
+  auto a = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  WaitQueued(s, 2);
+  factory_.Open();
+  auto b_lease = b.get();
+  ASSERT_TRUE(b_lease.ok());
+  EXPECT_EQ(a.wait_for(0s), std::future_status::timeout);  // b is busy: a cannot evict it yet
+  b_lease->Release();
+  EXPECT_TRUE(a.get());
+  EXPECT_EQ(factory_.starts, 3);
+  EXPECT_EQ(s.Snapshot().size(), 1u);
+}
+
 TEST_F(SchedulerTest, ARequestAsTheTimerFiresLoadsTheModelAgainCleanly) {
   Scheduler s(Opts(), factory_, clock_);
   ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
