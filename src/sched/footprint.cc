@@ -1,8 +1,5 @@
 #include "sched/footprint.h"
 
-#include <filesystem>
-#include <map>
-#include <mutex>
 
 namespace resident::sched {
 
@@ -22,31 +19,10 @@ Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadReques
 }
 
 FootprintPredictor MakeGgufPredictor() {
-  struct Cached {
-    uintmax_t size;
-    std::filesystem::file_time_type mtime;
-    store::GgufInfo info;
-  };
-  // Shared by copies of the predictor (std::function copies its target).
-  auto cache = std::make_shared<std::pair<std::mutex, std::map<std::string, Cached>>>();
-  return [cache](const ModelSpec& spec) -> Result<uint64_t> {
-    const std::string& path = spec.load.model_path;
-    std::error_code ec;
-    auto size = std::filesystem::file_size(path, ec);
-    auto mtime = std::filesystem::last_write_time(path, ec);
-    {
-      std::lock_guard<std::mutex> lock(cache->first);
-      auto it = cache->second.find(path);
-      if (!ec && it != cache->second.end() && it->second.size == size && it->second.mtime == mtime) {
-        return PredictFootprint(it->second.info, spec.load).total();
-      }
-    }
-    auto info = store::ReadGgufInfo(path);
+  return [](const ModelSpec& spec) -> Result<uint64_t> {
+    auto info = store::ReadGgufInfo(spec.load.model_path);  // cached by path, size and mtime
     if (!info.ok()) return info.status();
-    uint64_t total = PredictFootprint(*info, spec.load).total();
-    std::lock_guard<std::mutex> lock(cache->first);
-    cache->second[path] = Cached{size, mtime, std::move(info).value()};
-    return total;
+    return PredictFootprint(*info, spec.load).total();
   };
 }
 

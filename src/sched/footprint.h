@@ -23,8 +23,8 @@ struct Footprint {
 // space. The measured figure replaces it once the model is loaded.
 Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadRequest& load);
 
-// A predictor for the scheduler that reads each file's metadata once (cached by path, size and
-// modification time). Errors: the metadata reader's (missing file, not GGUF).
+// A predictor for the scheduler from each file's metadata (ReadGgufInfo caches it). Errors: the
+// metadata reader's (missing file, not GGUF).
 FootprintPredictor MakeGgufPredictor();
 
 }  // namespace resident::sched

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <fstream>
 #include <memory>
 
@@ -89,7 +91,9 @@ std::string GgufFileTypeName(uint32_t file_type) {
   }
 }
 
-Result<GgufInfo> ReadGgufInfo(const std::string& path) {
+namespace {
+
+Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return Status::NotFound("model file " + path + " does not exist");
   {
@@ -151,6 +155,35 @@ Result<GgufInfo> ReadGgufInfo(const std::string& path) {
     if (type_size > 0) info.n_params += bytes / type_size * static_cast<uint64_t>(ggml_blck_size(t));
     info.tensor_bytes += bytes;
     info.tensors.push_back({gguf_get_tensor_name(c, i), ggml_type_name(t), bytes});
+  }
+  return info;
+}
+
+}  // namespace
+
+Result<GgufInfo> ReadGgufInfo(const std::string& path) {
+  // Reading a header costs milliseconds (a vocabulary is tens of thousands of strings) and model
+  // lookups happen on every request: keep what was read, keyed by path, size and mtime.
+  struct Cached {
+    uintmax_t size;
+    std::filesystem::file_time_type mtime;
+    GgufInfo info;
+  };
+  static std::mutex mu;
+  static std::map<std::string, Cached> cache;
+  std::error_code ec1, ec2;
+  auto size = std::filesystem::file_size(path, ec1);
+  auto mtime = std::filesystem::last_write_time(path, ec2);
+  if (!ec1 && !ec2) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(path);
+    if (it != cache.end() && it->second.size == size && it->second.mtime == mtime) return it->second.info;
+  }
+  auto info = ReadGgufInfoUncached(path);
+  if (info.ok() && !ec1 && !ec2) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (cache.size() > 1024) cache.clear();  // bounded: a long-running server with churn
+    cache[path] = Cached{size, mtime, *info};
   }
   return info;
 }

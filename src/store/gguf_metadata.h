@@ -39,6 +39,7 @@ struct GgufInfo {
   std::vector<GgufTensorInfo> tensors;
 };
 
+// The result is cached per path while the file's size and modification time stay the same.
 // Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a readable
 // GGUF file (bad magic, truncated header, absurd counts) — the message names the file.
 Result<GgufInfo> ReadGgufInfo(const std::string& path);
