@@ -76,13 +76,15 @@ int Serve(const ServeArgs& args) {
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
 
+  // On SIGINT/SIGTERM: stop accepting, then unload every runner. Requests in flight end at once
+  // (a streaming client gets a last error line) instead of holding the exit for minutes.
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server.Stop();
+    scheduler.Shutdown();
   });
-  signal_thread.detach();
 
   spdlog::info("resident {} listening on http://{}:{} (models: store {}{}, folder {}; keep_alive {})",
                RESIDENT_VERSION, ao.host, server.port(), store_root,
@@ -91,7 +93,7 @@ int Serve(const ServeArgs& args) {
   spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
                so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
   server.Serve();
-  scheduler.Shutdown();
+  signal_thread.join();
   spdlog::info("stopped");
   return 0;
 }

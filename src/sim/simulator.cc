@@ -30,6 +30,7 @@ struct Books {
     int active = 0;
     double idle_since = 0;   // meaningful when loaded && active == 0
     double gb = 0;
+    uint64_t bytes = 0;
   };
   std::map<std::string, Model> models;
   double resident_gbs = 0, idle_gbs = 0;
@@ -92,6 +93,7 @@ class SimFactory final : public runner::RunnerFactory {
     Books::Model& m = books_->models[request.model_path];
     m.loaded = true;
     m.gb = static_cast<double>(it->second.bytes) / 1e9;
+    m.bytes = it->second.bytes;
     m.load_start = Now();
     m.active = 0;
     books_->in_use += it->second.bytes;
@@ -206,29 +208,37 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   std::map<std::string, std::deque<size_t>> held;
   size_t held_count = 0;
 
-  // Would Acquire of this model return without waiting for another request to finish?
-  auto can_start = [&](const std::vector<sched::LoadedModel>& snap, const std::string& model) {
+  // Pins, as the scheduler reads them from the policy.
+  std::map<std::string, bool> pinned_model;
+  for (const auto& name : trace.models) pinned_model[name] = policy.policy && policy.policy->Pinned(name);
+  // Would Acquire of this model return without waiting for another request to finish? The
+  // scheduler's own rule (ChooseVictims), on the loaded models as the fake runners see them.
+  auto can_start = [&](const std::string& model) {
     uint64_t need = setup.models.at(model).bytes;
     uint64_t used = 0, kept_bytes = 0, pinned_bytes = 0;
-    int kept = 0, pinned = 0;
-    for (const auto& m : snap) {
-      if (m.path == model) return true;
-      uint64_t b = m.measured_bytes ? m.measured_bytes : m.predicted_bytes;
-      used += b;
-      if (m.active_requests > 0 || m.pinned) {
-        kept_bytes += b;
+    int loaded = 0, kept = 0, pinned = 0;
+    for (const auto& [name, m] : books.models) {
+      if (!m.loaded) continue;
+      if (name == model) return true;
+      ++loaded;
+      used += m.bytes;
+      bool pin = pinned_model[name];
+      if (m.active > 0 || pin) {
+        kept_bytes += m.bytes;
         ++kept;
       }
-      if (m.pinned) {
-        pinned_bytes += b;
+      if (pin) {
+        pinned_bytes += m.bytes;
         ++pinned;
       }
     }
     auto fits = [&](uint64_t u, int n) { return n < max_loaded && (budget == 0 || u + need <= budget); };
-    if (fits(used, static_cast<int>(snap.size()))) return true;
+    if (fits(used, loaded)) return true;
     if (!fits(pinned_bytes, pinned)) return true;  // Acquire fails at once: never fits
     return fits(kept_bytes, kept);  // else idle models can be evicted to make room
   };
+  // Keep-alive expiries of idle models, read from the scheduler when a model goes idle.
+  std::map<std::string, TimePoint> expiry;
   auto start = [&](size_t i, bool was_held) -> Status {
     const auto& r = trace.requests[i];
     const int loads_before = books.loads;
@@ -247,32 +257,47 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     if (was_held) ++result.waited_for_room;
     if (m.active == 0) books.idle_gbs += (now_s() - m.idle_since) * m.gb;
     ++m.active;
+    expiry.erase(r.model);
     completions.push({now_s() + setup.service_s[i], i});
     in_flight.emplace(i, InFlight{std::move(lease).value(), r.model});
     return Status::Ok();
   };
   // The earliest keep_alive expiry, exactly (in the clock's own nanoseconds); max() when none.
-  auto next_expiry = [&](const std::vector<sched::LoadedModel>& snap) {
+  auto next_expiry = [&]() {
     TimePoint best = TimePoint::max();
-    const WallTime wall_now = clock.WallNow();
-    const TimePoint n = clock.Now();
-    for (const auto& m : snap) {
-      if (m.expires_at) best = std::min(best, n + std::chrono::duration_cast<Duration>(*m.expires_at - wall_now));
+    for (auto it = expiry.begin(); it != expiry.end();) {
+      if (!books.models[it->first].loaded) {
+        it = expiry.erase(it);  // evicted or unloaded meanwhile
+        continue;
+      }
+      best = std::min(best, it->second);
+      ++it;
     }
     return best;
+  };
+  auto read_expiry = [&](const std::string& model) {
+    expiry.erase(model);
+    const WallTime wall_now = clock.WallNow();
+    for (const auto& m : sched.Snapshot()) {
+      if (m.path == model && m.expires_at) {
+        expiry[model] = clock.Now() + std::chrono::duration_cast<Duration>(*m.expires_at - wall_now);
+      }
+    }
   };
   // Unloads, each at its own time, every model that expires up to `until`.
   auto expire_until = [&](TimePoint until) {
     while (true) {
-      TimePoint e = next_expiry(sched.Snapshot());
+      TimePoint e = next_expiry();
       if (e > until) return;
-      if (e <= clock.Now()) {
-        sched.Tick();
-        if (next_expiry(sched.Snapshot()) <= clock.Now()) clock.Advance(std::chrono::microseconds(1));  // never spin
-        continue;
-      }
       advance_tp(e);
       sched.Tick();
+      if (next_expiry() <= clock.Now()) {
+        // The scheduler kept a model we thought expired: re-read, never spin.
+        for (auto& [name, tp] : std::map<std::string, TimePoint>(expiry)) {
+          if (tp <= clock.Now()) read_expiry(name);
+        }
+        if (next_expiry() <= clock.Now()) clock.Advance(std::chrono::microseconds(1));
+      }
     }
   };
 
@@ -290,18 +315,19 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
       auto it = in_flight.find(i);
       Books::Model& m = books.models[it->second.model];
       if (--m.active == 0) m.idle_since = now_s();
+      const std::string done_model = it->second.model;
       it->second.lease.Release();
       in_flight.erase(it);
+      if (m.active == 0 && m.loaded) read_expiry(done_model);
       // Room may have been freed: the model with the oldest held request that fits now loads,
       // and all its held requests start (they waited for the same load); repeat.
       while (held_count > 0) {
         std::vector<std::pair<size_t, std::string>> order;
         for (const auto& [model, q] : held) order.push_back({q.front(), model});
         std::sort(order.begin(), order.end());
-        auto snap = sched.Snapshot();
         const std::string* chosen = nullptr;
         for (const auto& [first, model] : order) {
-          if (can_start(snap, model)) {
+          if (can_start(model)) {
             chosen = &model;
             break;
           }
@@ -315,7 +341,7 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     } else {
       size_t i = next++;
       // As in the scheduler, a request for a loaded model never queues behind held loads.
-      if (held.count(reqs[i].model) || !can_start(sched.Snapshot(), reqs[i].model)) {
+      if (held.count(reqs[i].model) || !can_start(reqs[i].model)) {
         held[reqs[i].model].push_back(i);
         ++held_count;
       } else {

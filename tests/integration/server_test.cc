@@ -251,6 +251,21 @@ TEST_F(ServerTest, ASpareRunnerWaitsInReserveAndServesTheNextColdStart) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+TEST_F(ServerTest, SigtermDuringALongGenerationExitsPromptly) {
+  ServerProcess server(dir_);
+  std::thread client([&] {
+    Post(server.port(), "/api/generate",
+         R"({"model":"tiny","prompt":"go","options":{"num_predict":100000,"num_ctx":8192}})");
+  });
+  while (server.Children().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // generating now
+  auto start = std::chrono::steady_clock::now();
+  int status = server.Terminate();
+  client.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 TEST_F(ServerTest, SigtermUnloadsEveryRunnerAndExits) {
   ServerProcess server(dir_);
   ASSERT_EQ(Post(server.port(), "/api/generate", R"({"model":"tiny"})").status, 200);
