@@ -52,4 +52,16 @@ Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entr
   return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, load}, ToSchedKeepAlive(keep_alive));
 }
 
+Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request) {
+  WholeGeneration whole;
+  auto done = lease.runner().Generate(request, [&](std::string_view t) {
+    whole.text += t;
+    return true;
+  });
+  lease.Release();
+  if (!done.ok()) return done.status();
+  whole.done = std::move(done).value();
+  return whole;
+}
+
 }  // namespace resident::api

@@ -50,4 +50,11 @@ Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entr
 Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive);
 
+// Runs a generation to its end without streaming, collecting the text, then releases the lease.
+struct WholeGeneration {
+  runner::DoneEvent done;
+  std::string text;
+};
+Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request);
+
 }  // namespace resident::api

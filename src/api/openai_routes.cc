@@ -187,14 +187,9 @@ std::string SseEvent(const json& j) { return "data: " + DumpJson(j) + "\n\n"; }
 
 void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& res) {
   if (!stream) {
-    std::string text;
-    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
-      text += t;
-      return true;
-    });
-    gen->lease.Release();
-    if (!done.ok()) return SendOpenAiError(res, done.status());
-    return SendJson(res, gen->Whole(*done, text));
+    auto whole = GenerateWhole(gen->lease, gen->request);
+    if (!whole.ok()) return SendOpenAiError(res, whole.status());
+    return SendJson(res, gen->Whole(whole->done, whole->text));
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider("text/event-stream", [gen](size_t, httplib::DataSink& sink) {

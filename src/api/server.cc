@@ -179,14 +179,9 @@ namespace {
 // Runs a generation to the end, streaming NDJSON chunks or answering one object.
 void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Response& res) {
   if (!stream) {
-    std::string text;
-    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
-      text += t;
-      return true;
-    });
-    gen->lease.Release();
-    if (!done.ok()) return SendError(res, done.status());
-    return SendJson(res, gen->Final(*done, text));
+    auto whole = GenerateWhole(gen->lease, gen->request);
+    if (!whole.ok()) return SendError(res, whole.status());
+    return SendJson(res, gen->Final(whole->done, whole->text));
   }
   res.set_chunked_content_provider("application/x-ndjson", [gen](size_t, httplib::DataSink& sink) {
     auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "core/bytes.h"
 #include "store/gguf_metadata.h"
@@ -40,24 +41,37 @@ Status ModelNotFound(std::string_view name) {
   return Status::NotFound("model \"" + std::string(name) + "\" not found, try pulling it first");
 }
 
+// The model a folder entry stands for, or nullopt when the entry is not a .gguf file with a
+// valid model name.
+static std::optional<ModelEntry> FolderEntry(const fs::directory_entry& entry) {
+  std::error_code fec;
+  if (!entry.is_regular_file(fec) || entry.path().extension() != ".gguf") return std::nullopt;
+  auto name = NormalizeModelName(entry.path().stem().string());
+  if (!name.ok()) {
+    spdlog::debug("skipping {}: {}", entry.path().string(), name.status().message());
+    return std::nullopt;
+  }
+  ModelEntry m;
+  m.name = *name;
+  m.path = entry.path().string();
+  m.size = entry.file_size(fec);
+  m.modified = ToWall(entry.last_write_time(fec));
+  m.read_only = true;
+  m.source = "folder";
+  FillDetails(m);
+  return m;
+}
+
 Result<ModelEntry> GgufFolderCatalog::Find(std::string_view name) const {
   auto normalized = NormalizeModelName(name);
   if (!normalized.ok()) return normalized.status();
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     std::error_code fec;
-    if (!entry.is_regular_file(fec) || entry.path().extension() != ".gguf") continue;
+    if (entry.path().extension() != ".gguf") continue;
     auto n = NormalizeModelName(entry.path().stem().string());
     if (!n.ok() || *n != *normalized) continue;
-    ModelEntry m;
-    m.name = *n;
-    m.path = entry.path().string();
-    m.size = entry.file_size(fec);
-    m.modified = ToWall(entry.last_write_time(fec));
-    m.read_only = true;
-    m.source = "folder";
-    FillDetails(m);
-    return m;
+    if (auto m = FolderEntry(entry)) return std::move(*m);
   }
   return ModelNotFound(name);
 }
@@ -66,22 +80,7 @@ std::vector<ModelEntry> GgufFolderCatalog::List() const {
   std::vector<ModelEntry> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    std::error_code fec;
-    if (!entry.is_regular_file(fec) || entry.path().extension() != ".gguf") continue;
-    auto name = NormalizeModelName(entry.path().stem().string());
-    if (!name.ok()) {
-      spdlog::debug("skipping {}: {}", entry.path().string(), name.status().message());
-      continue;
-    }
-    ModelEntry m;
-    m.name = *name;
-    m.path = entry.path().string();
-    m.size = entry.file_size(fec);
-    m.modified = ToWall(entry.last_write_time(fec));
-    m.read_only = true;
-    m.source = "folder";
-    FillDetails(m);
-    out.push_back(std::move(m));
+    if (auto m = FolderEntry(entry)) out.push_back(std::move(*m));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
