@@ -135,6 +135,9 @@ TEST(MemoryReturnTest, MemoryComesBackAfterAnUnload) {
   fs::create_directories(dir);
   fs::create_symlink(SynthModel("200M", 7), dir + "/m.gguf");  // about 400 MB of weights
   auto used = [] {
+    // The kernel folds its per-CPU memory counters into /proc/meminfo once a second
+    // (vm.stat_interval): read after that, or a change just made may not show yet.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     std::ifstream in("/proc/meminfo");
     std::string key;
     uint64_t value = 0, total = 0, available = 0;
