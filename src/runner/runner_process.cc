@@ -67,9 +67,9 @@ Status ErrorOf(const Message& m) {
 }  // namespace
 
 std::string SelfExecutable() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : p.string();
+  // The running image itself, not the path it came from: if the binary is replaced while the
+  // server runs (a rebuild, a package upgrade), runners still match the server's version.
+  return "/proc/self/exe";
 }
 
 RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path)

@@ -119,7 +119,7 @@ class ProcessRunnerFactory final : public RunnerFactory {
   std::thread refill_;
 };
 
-// Path of the running executable (/proc/self/exe).
+// The executable to start runners from: the running image (/proc/self/exe).
 std::string SelfExecutable();
 
 }  // namespace resident::runner

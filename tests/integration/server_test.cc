@@ -266,6 +266,15 @@ TEST_F(ServerTest, SigtermDuringALongGenerationExitsPromptly) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
+TEST_F(ServerTest, RunnersStillStartAfterTheBinaryIsReplaced) {
+  std::string copy = dir_ + "/resident-copy";
+  fs::copy_file(RESIDENT_BINARY, copy);
+  fs::permissions(copy, fs::perms::owner_all);
+  ServerProcess server(dir_, {}, copy);
+  fs::remove(copy);  // as a rebuild or an upgrade does: the path no longer names the running image
+  EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 2}})["eval_count"], 2);
+}
+
 TEST_F(ServerTest, SigtermUnloadsEveryRunnerAndExits) {
   ServerProcess server(dir_);
   ASSERT_EQ(Post(server.port(), "/api/generate", R"({"model":"tiny"})").status, 200);

@@ -75,7 +75,8 @@ std::string SynthModel(const std::string& params, int seed) {
   return path;
 }
 
-ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env) {
+ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env,
+                             const std::string& binary) {
   port_ = FreePort();
   static int counter = 0;
   log_path_ = TestDir() + "/server-" + std::to_string(++counter) + ".log";
@@ -90,7 +91,7 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::execl(RESIDENT_BINARY, RESIDENT_BINARY, "serve", "--models-dir", models_dir.c_str(), nullptr);
+    ::execl(binary.c_str(), binary.c_str(), "serve", "--models-dir", models_dir.c_str(), nullptr);
     ::_exit(127);
   }
   for (int i = 0; i < 500; ++i) {

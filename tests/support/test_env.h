@@ -23,7 +23,9 @@ std::string SynthModel(const std::string& params, int seed);
 class ServerProcess {
  public:
   // models_dir: a folder of .gguf files. env: extra environment variables.
-  explicit ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env = {});
+  // binary: the resident executable to start (default: the one built with the tests).
+  explicit ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env = {},
+                         const std::string& binary = RESIDENT_BINARY);
   ~ServerProcess();
 
   int port() const { return port_; }
