@@ -1,6 +1,7 @@
 #include "api/http_util.h"
 
 #include <httplib.h>
+#include <sys/stat.h>
 
 namespace resident::api {
 
@@ -36,20 +37,35 @@ std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka) {
   return ka->forever ? sched::kForever : ka->duration;
 }
 
+namespace {
+
+// Device, inode, size and modification time of the file (after symlinks), or "" if it cannot be
+// read (the runner's load then reports why).
+std::string FileIdentity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
 Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
   auto entry = ctx.catalog.Find(model);
   if (!entry.ok()) return entry.status();
   runner::LoadRequest load = options.load;
   load.model_path = entry->path;
-  return ctx.scheduler.Acquire(sched::ModelSpec{entry->name, load}, ToSchedKeepAlive(keep_alive));
+  return ctx.scheduler.Acquire(sched::ModelSpec{entry->name, load, FileIdentity(entry->path)},
+                               ToSchedKeepAlive(keep_alive));
 }
 
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
   runner::LoadRequest load = options.load;
   load.model_path = entry.path;
-  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, load}, ToSchedKeepAlive(keep_alive));
+  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, load, FileIdentity(entry.path)},
+                               ToSchedKeepAlive(keep_alive));
 }
 
 Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request) {

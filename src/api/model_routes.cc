@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/requests.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
 #include "store/gguf_metadata.h"
@@ -39,6 +40,7 @@ Result<std::string> ModelField(const json& body, const char* key = "model", cons
 }
 
 Result<json> ParseBody(const std::string& text) {
+  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(text));
   json body = json::parse(text, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return Status::InvalidArgument("invalid JSON body: expected an object");
   return body;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "api/generation_stream.h"
 #include "api/requests.h"
 
 namespace resident::api {
@@ -33,6 +34,7 @@ std::string NewId(const char* prefix) {
 }
 
 Result<json> ParseBody(std::string_view body) {
+  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
   json j = json::parse(body.begin(), body.end(), nullptr, false);
   if (j.is_discarded()) return Status::InvalidArgument("invalid JSON in request body");
   if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
@@ -192,15 +194,27 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
     return SendJson(res, gen->Whole(whole->done, whole->text));
   }
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [gen](size_t, httplib::DataSink& sink) {
-    bool first = true;
-    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
-      bool ok = write(SseEvent(gen->Chunk(t, nullptr, first)));
-      first = false;
-      return ok;
-    });
+  // The status waits for the first piece of text: a failure before it (a prompt longer than the
+  // context) is an HTTP error with OpenAI's error shape, not "200" and an error event.
+  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
+    auto done = gen->lease.runner().Generate(gen->request, on_text);
     gen->lease.Release();
+    return done;
+  });
+  if (Status first_status = text->WaitForFirst(); !first_status.ok()) return SendOpenAiError(res, first_status);
+  res.set_chunked_content_provider("text/event-stream", [gen, text](size_t, httplib::DataSink& sink) {
+    bool first = true;
+    bool gone = false;
+    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    std::string piece;
+    while (text->Next(&piece)) {
+      if (!gone && !write(SseEvent(gen->Chunk(piece, nullptr, first)))) {  // the client went away
+        gone = true;
+        text->Cancel();
+      }
+      first = false;
+    }
+    const auto& done = text->result();
     if (done.ok()) {
       std::string finish = FinishReason(done->done_reason);
       write(SseEvent(gen->Chunk("", finish.c_str(), first)));

@@ -5,7 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/auth.h"
+#include "api/generation_stream.h"
 #include "api/http_util.h"
+#include "api/metrics_routes.h"
 #include "api/model_routes.h"
 #include "api/openai_routes.h"
 #include "core/bytes.h"
@@ -81,9 +84,7 @@ struct Generation {
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
     : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults},
-      http_(std::make_unique<httplib::Server>()) {
-  int threads = options_.threads;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+      origins_(options_.origins), http_(std::make_unique<BoundedHttpServer>(options_.limits)) {
   http_->set_payload_max_length(options_.max_body_bytes);
   // Small writes (NDJSON lines, a short JSON answer after its headers) go out at once: with
   // Nagle on, each meets the client's delayed ACK and a warm request pays 40 ms.
@@ -107,6 +108,8 @@ Status ApiServer::Bind() {
   return Status::Ok();
 }
 
+bool ApiServer::loopback_only() const { return http_->BoundToLoopbackOnly(); }
+
 void ApiServer::Serve() { http_->listen_after_bind(); }
 
 void ApiServer::Stop() { http_->stop(); }
@@ -116,7 +119,10 @@ void ApiServer::Routes() {
     res.set_content("resident is running", "text/plain; charset=utf-8");
   };
   http_->Get("/", running);
-  http_->Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    NoteRequestStart(ctx_);  // request latency for /metrics
+    return Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+  });
   http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, json{{"version", RESIDENT_VERSION}});
   });
@@ -129,9 +135,13 @@ void ApiServer::Routes() {
   http_->Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) { HandleTags(res); });
   RegisterOpenAiRoutes(*http_, ctx_);
   RegisterModelRoutes(*http_, ctx_, options_.store);
-  http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  RegisterMetricsRoutes(*http_, ctx_);
+  http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {
-      std::string msg = res.status == 413 ? "request body too large" : res.status == 404 ? "404 page not found" : "error";
+      std::string msg = res.status == 413   ? "request body too large (the limit is " +
+                                                  FormatBytes(options_.max_body_bytes) + ", RESIDENT_MAX_BODY)"
+                        : res.status == 404 ? "404 page not found"
+                                            : "error";
       res.set_content(json{{"error", msg}}.dump(), "application/json; charset=utf-8");
     }
   });
@@ -148,21 +158,66 @@ void ApiServer::Routes() {
   });
 }
 
+bool ApiServer::Admit(const httplib::Request& req, httplib::Response& res) {
+  // CORS first, as in Ollama: a page from an origin not on the list gets nothing, preflight or
+  // not. A request without Origin is not a browser's cross-origin request.
+  const std::string origin = req.get_header_value("Origin");
+  if (!origin.empty()) {
+    if (!origins_.Allows(origin)) {
+      res.status = 403;
+      res.set_content(DumpJson(json{{"error", "origin \"" + origin +
+                                                  "\" is not allowed (add it to RESIDENT_ORIGINS or OLLAMA_ORIGINS)"}}),
+                      "application/json; charset=utf-8");
+      return false;
+    }
+    res.set_header("Access-Control-Allow-Origin", origins_.allows_all() ? "*" : origin);
+    if (!origins_.allows_all()) res.set_header("Vary", "Origin");
+    if (req.method == "OPTIONS") {
+      res.set_header("Access-Control-Allow-Methods", std::string(kCorsAllowMethods));
+      res.set_header("Access-Control-Allow-Headers", std::string(kCorsAllowHeaders));
+      res.set_header("Access-Control-Max-Age", std::string(kCorsMaxAgeSeconds));
+    }
+  }
+  // Preflights (and any OPTIONS) never need the key: browsers send them without credentials.
+  if (req.method == "OPTIONS") {
+    res.status = 204;
+    return false;
+  }
+  if (options_.api_key.empty()) return true;
+  if (req.path == "/" && (req.method == "GET" || req.method == "HEAD")) return true;  // "resident is running"
+  KeyCheck check = CheckBearer(req.get_header_value("Authorization"), options_.api_key);
+  if (check == KeyCheck::kAccepted) return true;
+  res.status = 401;
+  res.set_header("WWW-Authenticate", check == KeyCheck::kMissing ? "Bearer" : "Bearer error=\"invalid_token\"");
+  std::string msg = check == KeyCheck::kMissing
+                        ? "unauthorized: this server needs an API key (send the header \"Authorization: Bearer <key>\")"
+                        : "unauthorized: the API key is not valid";
+  res.set_content(DumpJson(json{{"error", msg}}), "application/json; charset=utf-8");
+  return false;
+}
+
 void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional<KeepAlive>& keep_alive,
                                    const ModelOptions& options, bool chat, httplib::Response& res) {
   bool unload = keep_alive && !keep_alive->forever && keep_alive->duration == Duration::zero();
   auto entry = ctx_.catalog.Find(model);
-  if (!entry.ok()) {
-    if (unload && entry.status().code() == StatusCode::kNotFound) {
-      return SendError(res, Status::NotFound("model '" + model + "' not found"));
-    }
-    return SendError(res, entry.status());
-  }
   std::string done_reason;
   if (unload) {
-    ctx_.scheduler.Unload(entry->path);
+    std::string path;
+    if (entry.ok()) {
+      path = entry->path;
+    } else if (entry.status().code() == StatusCode::kNotFound) {
+      // Its file may have been deleted while it was loaded: it is still unloaded by name.
+      for (const auto& m : ctx_.scheduler.Snapshot()) {
+        if (m.name == model || m.name == model + ":latest") path = m.path;
+      }
+      if (path.empty()) return SendError(res, Status::NotFound("model '" + model + "' not found"));
+    } else {
+      return SendError(res, entry.status());
+    }
+    ctx_.scheduler.Unload(path);
     done_reason = "unload";
   } else {
+    if (!entry.ok()) return SendError(res, entry.status());
     auto resolved = ResolveOptions(options, entry->parameters, ctx_.defaults);
     if (!resolved.ok()) return SendError(res, resolved.status());
     auto lease = AcquireEntry(ctx_, *entry, *resolved, keep_alive);
@@ -186,12 +241,25 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
     if (!whole.ok()) return SendError(res, whole.status());
     return SendJson(res, gen->Final(whole->done, whole->text));
   }
-  res.set_chunked_content_provider("application/x-ndjson", [gen](size_t, httplib::DataSink& sink) {
-    auto done = gen->lease.runner().Generate(gen->request, [&](std::string_view t) {
-      std::string line = JsonLine(gen->Chunk(t, false));
-      return sink.write(line.data(), line.size());
-    });
+  // The status waits for the first piece of text: a failure before it (a prompt longer than the
+  // context) is an HTTP error, as Ollama answers it, not "200" and an error line.
+  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
+    auto done = gen->lease.runner().Generate(gen->request, on_text);
     gen->lease.Release();
+    return done;
+  });
+  if (Status first = text->WaitForFirst(); !first.ok()) return SendError(res, first);
+  res.set_chunked_content_provider("application/x-ndjson", [gen, text](size_t, httplib::DataSink& sink) {
+    std::string piece;
+    bool gone = false;
+    while (text->Next(&piece)) {
+      std::string line = JsonLine(gen->Chunk(piece, false));
+      if (!gone && !sink.write(line.data(), line.size())) {  // the client went away
+        gone = true;
+        text->Cancel();
+      }
+    }
+    const auto& done = text->result();
     std::string last;
     if (done.ok()) {
       last = JsonLine(gen->Final(*done, ""));

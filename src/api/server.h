@@ -5,7 +5,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "api/bounded_http_server.h"
+#include "api/cors.h"
 #include "api/http_util.h"
 #include "api/requests.h"
 #include "core/clock.h"
@@ -28,8 +31,12 @@ class ApiServer {
     std::string host = "127.0.0.1";
     int port = 11434;  // 0: any free port (tests)
     RequestDefaults defaults;
-    size_t max_body_bytes = 32u << 20;
-    int threads = 64;  // connections served at once
+    size_t max_body_bytes = 32u << 20;  // larger bodies: 413
+    ConnectionLimits limits;            // connections at once, idle timeout, header size
+    // When set, every request but `GET /` and CORS preflights needs `Authorization: Bearer <key>`.
+    std::string api_key;
+    // Origins allowed besides the local ones (RESIDENT_ORIGINS / OLLAMA_ORIGINS); see api/cors.h.
+    std::vector<std::string> origins;
     store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
   };
 
@@ -39,6 +46,8 @@ class ApiServer {
   // Binds the listening socket. Errors: kUnavailable when the address cannot be bound.
   Status Bind();
   int port() const { return port_; }
+  // True when the bound address takes connections from this machine only. After Bind().
+  bool loopback_only() const;
   // Serves until Stop(). Call after Bind().
   void Serve();
   // Stops accepting; returns at once. Safe from any thread.
@@ -46,6 +55,9 @@ class ApiServer {
 
  private:
   void Routes();
+  // Runs before routing (and before the body is read): CORS (403 for an origin not allowed, the
+  // answer to a preflight) and the API key (401). True when the request may go on.
+  bool Admit(const httplib::Request& req, httplib::Response& res);
   void HandleGenerate(const httplib::Request& req, httplib::Response& res);
   void HandleChat(const httplib::Request& req, httplib::Response& res);
   void HandleEmbed(const httplib::Request& req, httplib::Response& res, bool legacy);
@@ -57,7 +69,8 @@ class ApiServer {
 
   Options options_;
   ApiContext ctx_;
-  std::unique_ptr<httplib::Server> http_;
+  OriginPolicy origins_;
+  std::unique_ptr<BoundedHttpServer> http_;
   int port_ = 0;
 };
 

@@ -158,9 +158,10 @@ int Replay(const ReplayArgs& args) {
   sim::ReplayOptions o;
   o.host = hp->host == "0.0.0.0" ? "127.0.0.1" : hp->host;
   o.port = hp->port;
+  o.api_key = ApiKeyFromEnv().value_or("");
   o.speed = args.speed;
   o.progress = isatty(STDERR_FILENO);
-  auto server_models = sim::ServerModels(o.host, o.port);
+  auto server_models = sim::ServerModels(o.host, o.port, o.api_key);
   if (!server_models.ok()) return Fail(server_models.status());
   auto map = sim::MapModels(trace->models, args.model_map, *server_models);
   if (!map.ok()) return Fail(map.status());
@@ -183,6 +184,18 @@ int Replay(const ReplayArgs& args) {
     std::printf("wrote %s\n", args.svg_out.c_str());
   }
   return r->failed ? 1 : 0;
+}
+
+// Prints the trace as the request CSV (an Azure trace with its invocations drawn inside each
+// minute), so other tools replay exactly the requests simulate and replay use.
+int PrintTrace(const TraceArgs& a) {
+  auto trace = ReadTrace(a);
+  if (!trace.ok()) return Fail(trace.status());
+  std::printf("timestamp_s,model,prompt_tokens,output_tokens\n");
+  for (const auto& r : trace->requests) {
+    std::printf("%.3f,%s,%d,%d\n", r.t, r.model.c_str(), r.prompt_tokens, r.output_tokens);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -219,6 +232,12 @@ void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
   rep->add_option("--json", ra->json_out, "Result file (empty: none)")->capture_default_str();
   rep->add_option("--svg", ra->svg_out, "Resident memory over time (empty: none)")->capture_default_str();
   rep->callback([&chosen, ra] { chosen = [ra] { return Replay(*ra); }; });
+
+  auto ta = std::make_shared<TraceArgs>();
+  auto* tr = bench->add_subcommand("trace", "Print a trace as timestamp_s,model,prompt_tokens,output_tokens lines "
+                                            "(the requests simulate and replay would use)");
+  AddTraceOptions(tr, *ta);
+  tr->callback([&chosen, ta] { chosen = [ta] { return PrintTrace(*ta); }; });
 }
 
 }  // namespace resident::cli

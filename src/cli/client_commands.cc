@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -27,6 +28,13 @@ using nlohmann::json;
 struct Server {
   std::string host;
   int port = 0;
+  std::optional<std::string> api_key;  // RESIDENT_API_KEY, sent as "Authorization: Bearer"
+  // A client for this server, carrying the API key when there is one.
+  std::unique_ptr<httplib::Client> Connect() const {
+    auto client = std::make_unique<httplib::Client>(host, port);
+    if (api_key) client->set_bearer_token_auth(*api_key);
+    return client;
+  }
   std::string Where() const { return host + ":" + std::to_string(port); }
   Status Unreachable() const {
     return Status::Unavailable("could not connect to resident at " + Where() + " (is `resident serve` running?)");
@@ -36,7 +44,7 @@ struct Server {
 Result<Server> ServerFromEnv() {
   auto hp = HostFromEnv();
   if (!hp.ok()) return hp.status();
-  return Server{hp->host == "0.0.0.0" ? "127.0.0.1" : hp->host, hp->port};
+  return Server{hp->host == "0.0.0.0" ? "127.0.0.1" : hp->host, hp->port, ApiKeyFromEnv()};
 }
 
 // The server's error message from a JSON body, or "HTTP <status>".
@@ -78,8 +86,8 @@ class Spinner {
 // an HTTP error or an error line in the stream.
 Status StreamNdjson(const Server& server, const std::string& path, const json& body,
                     const std::function<void(const json&)>& on_line) {
-  httplib::Client client(server.host, server.port);
-  client.set_read_timeout(std::chrono::hours(1));
+  auto client = server.Connect();
+  client->set_read_timeout(std::chrono::hours(1));
   std::string buffer, error;
   Spinner spinner;
   httplib::Request req;
@@ -109,7 +117,7 @@ Status StreamNdjson(const Server& server, const std::string& path, const json& b
     }
     return true;
   };
-  auto res = client.send(req);
+  auto res = client->send(req);
   spinner.Stop();
   if (!res) return server.Unreachable();
   if (res->status != 200) return Status::Internal(ErrorOf(res->status, buffer));
@@ -277,8 +285,8 @@ std::string Processor(uint64_t size, uint64_t vram) {
 int Ps() {
   auto server = ServerFromEnv();
   if (!server.ok()) return Fail(server.status());
-  httplib::Client client(server->host, server->port);
-  auto res = client.Get("/api/ps");
+  auto client = server->Connect();
+  auto res = client->Get("/api/ps");
   if (!res) return Fail(server->Unreachable());
   if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));
   auto j = json::parse(res->body, nullptr, false);
@@ -310,10 +318,10 @@ int Ps() {
 int Stop(const std::string& model) {
   auto server = ServerFromEnv();
   if (!server.ok()) return Fail(server.status());
-  httplib::Client client(server->host, server->port);
-  client.set_read_timeout(std::chrono::minutes(5));
+  auto client = server->Connect();
+  client->set_read_timeout(std::chrono::minutes(5));
   json body{{"model", model}, {"keep_alive", 0}};
-  auto res = client.Post("/api/generate", body.dump(), "application/json");
+  auto res = client->Post("/api/generate", body.dump(), "application/json");
   if (!res) return Fail(server->Unreachable());
   if (res->status == 404) return Fail(Status::NotFound("couldn't find model \"" + model + "\" to stop"));
   if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));

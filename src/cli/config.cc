@@ -49,6 +49,8 @@ Result<HostPort> HostFromEnv() {
   return ParseHostPort(*v);
 }
 
+std::optional<std::string> ApiKeyFromEnv() { return EnvFirst({"RESIDENT_API_KEY"}); }
+
 Result<int> IntFromEnv(const char* resident_name, const char* ollama_name, int fallback, int min) {
   const char* used = resident_name;
   auto v = EnvFirst({resident_name});

@@ -23,6 +23,9 @@ Result<HostPort> ParseHostPort(std::string_view value);
 // RESIDENT_HOST, then OLLAMA_HOST, then 127.0.0.1:11434.
 Result<HostPort> HostFromEnv();
 
+// RESIDENT_API_KEY when set: the key the command-line client sends as "Authorization: Bearer".
+std::optional<std::string> ApiKeyFromEnv();
+
 // An integer environment setting (RESIDENT_x, then OLLAMA_x); `fallback` when unset.
 // Errors: kInvalidArgument naming the variable when the value is not an integer >= min.
 Result<int> IntFromEnv(const char* resident_name, const char* ollama_name, int fallback, int min);

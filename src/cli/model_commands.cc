@@ -42,6 +42,7 @@ Result<Reply> Call(const std::string& method, const std::string& path, const jso
   if (!host.ok()) return host.status();
   std::string connect_host = host->host == "0.0.0.0" ? "127.0.0.1" : host->host;
   httplib::Client client(connect_host, host->port);
+  if (auto key = ApiKeyFromEnv()) client.set_bearer_token_auth(*key);
   client.set_read_timeout(std::chrono::hours(2));
   httplib::Request req;
   req.method = method;

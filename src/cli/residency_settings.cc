@@ -63,13 +63,19 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag) 
   so.policy = std::move(policy);
   so.predictor = sched::MakeGgufPredictor();
 
-  if (auto v = EnvFirst({"RESIDENT_LOAD_TIMEOUT", "OLLAMA_LOAD_TIMEOUT"})) {
-    auto ka = ParseKeepAliveEnv(*v);  // the same forms: Go duration or integer seconds
-    if (!ka) return Status::InvalidArgument("RESIDENT_LOAD_TIMEOUT=\"" + *v + "\" is not a duration");
-    // Forever (a negative value) and 0 both mean: no stall timer.
-    rs.load_timeout = ka->forever ? std::chrono::milliseconds(0)
-                                  : std::chrono::duration_cast<std::chrono::milliseconds>(ka->duration);
-  }
+  // The same forms as keep_alive: Go duration or integer seconds. Forever (a negative value) and
+  // 0 both mean: no timer.
+  auto timeout_env = [](std::initializer_list<const char*> names,
+                        std::chrono::milliseconds& out) -> Status {
+    auto v = EnvFirst(names);
+    if (!v) return Status::Ok();
+    auto ka = ParseKeepAliveEnv(*v);
+    if (!ka) return Status::InvalidArgument(std::string(*names.begin()) + "=\"" + *v + "\" is not a duration");
+    out = ka->forever ? std::chrono::milliseconds(0) : std::chrono::duration_cast<std::chrono::milliseconds>(ka->duration);
+    return Status::Ok();
+  };
+  RESIDENT_RETURN_IF_ERROR(timeout_env({"RESIDENT_LOAD_TIMEOUT", "OLLAMA_LOAD_TIMEOUT"}, rs.load_timeout));
+  RESIDENT_RETURN_IF_ERROR(timeout_env({"RESIDENT_HEALTH_TIMEOUT"}, rs.health_timeout));
   if (auto v = EnvFirst({"RESIDENT_SPARE_RUNNER"})) rs.spare_runner = *v != "0" && *v != "false";
   return rs;
 }

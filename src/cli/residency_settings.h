@@ -12,6 +12,7 @@ namespace resident::cli {
 struct ResidencySettings {
   sched::Scheduler::Options scheduler;
   std::chrono::milliseconds load_timeout{std::chrono::minutes(5)};  // 0: none
+  std::chrono::milliseconds health_timeout{std::chrono::seconds(20)};  // 0: no health checks
   int num_ctx = 2048;
   std::string config_path;                // empty: no policy file
   std::string budget_source;              // how the memory budget was chosen, for the log
@@ -21,7 +22,8 @@ struct ResidencySettings {
 // Reads RESIDENT_KEEP_ALIVE / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning), the policy file
 // (config_flag, else RESIDENT_CONFIG), RESIDENT_MEMORY_LIMIT (else the file's memory_limit, else
 // 75% of physical memory, never above a cgroup limit), RESIDENT_LOAD_TIMEOUT (Go duration or
-// seconds; <= 0 waits forever; default 5m), RESIDENT_MAX_LOADED_MODELS, RESIDENT_NUM_PARALLEL,
+// seconds; <= 0 waits forever; default 5m), RESIDENT_HEALTH_TIMEOUT (a loaded runner that does not
+// answer a health check in it is killed; default 20s; <= 0 turns checks off), RESIDENT_MAX_LOADED_MODELS, RESIDENT_NUM_PARALLEL,
 // RESIDENT_MAX_QUEUE, RESIDENT_CONTEXT_LENGTH (each falling back to the OLLAMA_ name).
 // Errors: kInvalidArgument naming the variable or FILE:LINE of the policy file.
 Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag);

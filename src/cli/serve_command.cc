@@ -8,6 +8,7 @@
 #include "api/server.h"
 #include "cli/command.h"
 #include "cli/config.h"
+#include "cli/http_settings.h"
 #include "cli/residency_settings.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
@@ -65,7 +66,7 @@ int Serve(const ServeArgs& args) {
 
   SystemClock clock;
   runner::ProcessRunnerFactory factory(
-      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout}, settings->spare_runner);
+      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout}, settings->spare_runner);
   sched::Scheduler scheduler(so, factory, clock);
 
   api::ApiServer::Options ao;
@@ -73,6 +74,7 @@ int Serve(const ServeArgs& args) {
   ao.port = host->port;
   ao.defaults.num_ctx = settings->num_ctx;
   ao.store = &own_store;
+  if (Status st = ApplyHttpSettingsFromEnv(&ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
 
@@ -83,6 +85,7 @@ int Serve(const ServeArgs& args) {
     sigwait(&stop_signals, &sig);
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server.Stop();
+    factory.AbortLoads();  // a load in progress is not waited for
     scheduler.Shutdown();
   });
 
@@ -92,6 +95,16 @@ int Serve(const ServeArgs& args) {
                so.policy->default_keep_alive.ToString());
   spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
                so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
+  if (!server.loopback_only() && ao.api_key.empty()) {
+    spdlog::warn("listening on {}:{}, which other machines can reach, without an API key: anyone who can "
+                 "connect can run and manage models. Set RESIDENT_API_KEY, or listen on 127.0.0.1 "
+                 "(RESIDENT_HOST=127.0.0.1:{})",
+                 ao.host, server.port(), server.port());
+  }
+  spdlog::info("HTTP limits: {} connections at once (+{} waiting), idle timeout {} ms, body {}, headers {}{}",
+               ao.limits.max_connections, ao.limits.max_queued, ao.limits.idle_timeout.count(),
+               FormatBytes(ao.max_body_bytes), FormatBytes(ao.limits.max_header_bytes),
+               ao.api_key.empty() ? "" : "; API key required");
   server.Serve();
   signal_thread.join();
   spdlog::info("stopped");

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -16,6 +18,12 @@ namespace resident::runner {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::string FormatSeconds(std::chrono::milliseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(d.count()) / 1000.0);
+  return buf;
+}
 
 std::string DescribeWaitStatus(int status) {
   if (WIFSIGNALED(status)) {
@@ -160,6 +168,9 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
     }
   }
   proc->reader_ = std::thread([p = proc.get()] { p->ReadLoop(); });
+  if (options.health_timeout.count() > 0) {
+    proc->watcher_ = std::thread([p = proc.get(), t = options.health_timeout] { p->WatchLoop(t); });
+  }
   return proc;
 }
 
@@ -185,6 +196,28 @@ void RunnerProcess::ReadLoop() {
     if (IsTerminal(*msg)) it->second->finished = true;
     it->second->events.push_back(std::move(*msg));
     cv_.notify_all();
+  }
+}
+
+void RunnerProcess::WatchLoop(std::chrono::milliseconds timeout) {
+  const auto interval =
+      std::clamp(timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(5000));
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  while (!watch_cv_.wait_for(lock, interval, [&] { return watch_stop_; })) {
+    lock.unlock();
+    Status st = Health(timeout);
+    lock.lock();
+    if (watch_stop_ || st.code() == StatusCode::kUnavailable) return;  // stopped, or died on its own
+    if (st.code() != StatusCode::kDeadlineExceeded) continue;
+    std::lock_guard<std::mutex> state(mu_);
+    if (reaped_) return;
+    std::string name = std::filesystem::path(model_path_).filename().string();
+    if (death_.empty()) {
+      death_ = "the runner for " + name + " (pid " + std::to_string(pid_) + ") stopped answering (no health answer in " +
+               FormatSeconds(timeout) + ") and was killed";
+    }
+    ::kill(pid_, SIGKILL);  // not yet reaped, so the pid is still this child's
+    return;
   }
 }
 
@@ -329,6 +362,11 @@ void RunnerProcess::Close() {
     if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
     return;
   }
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
   bool reap = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -346,6 +384,7 @@ void RunnerProcess::Close() {
   }
   ::shutdown(fd_, SHUT_RDWR);
   if (reader_.joinable()) reader_.join();
+  if (watcher_.joinable()) watcher_.join();  // before the fd it writes to is closed
   ::close(fd_);
   MarkDead("the runner was stopped");
 }
@@ -389,6 +428,36 @@ void ProcessRunnerFactory::RefillLoop() {
 
 Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadRequest& request,
                                                                  const std::function<void(float)>& progress) {
+  auto start_once = [&](std::optional<SpawnedRunner> spawned) -> Result<std::unique_ptr<RunnerProcess>> {
+    if (!spawned) {
+      auto fresh = RunnerProcess::Spawn(options_.executable);
+      if (!fresh.ok()) return fresh.status();
+      spawned = *fresh;
+    }
+    // A pidfd names this very process even after it is reaped, so AbortLoads can never signal
+    // a stranger that reused the pid.
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, spawned->pid, 0));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (aborted_) {
+        if (pidfd >= 0) ::close(pidfd);
+        RunnerProcess::Discard(*spawned);
+        return Status::Unavailable("the server is shutting down");
+      }
+      loading_[spawned->pid] = pidfd;
+    }
+    const pid_t pid = spawned->pid;
+    auto proc = RunnerProcess::Start(options_, request, progress, spawned);
+    bool aborted = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      loading_.erase(pid);
+      aborted = aborted_;
+    }
+    if (pidfd >= 0) ::close(pidfd);
+    if (aborted && !proc.ok()) return Status::Unavailable("the server is shutting down");
+    return proc;
+  };
   std::optional<SpawnedRunner> spare;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -396,12 +465,24 @@ Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadReque
   }
   cv_.notify_all();  // refill
   bool used_spare = spare.has_value();
-  auto proc = RunnerProcess::Start(options_, request, progress, spare);
+  auto proc = start_once(spare);
   if (!proc.ok() && used_spare && proc.status().code() == StatusCode::kUnavailable) {
-    proc = RunnerProcess::Start(options_, request, progress);  // the spare had died: start afresh
+    std::lock_guard<std::mutex> lock(mu_);
+    if (aborted_) return proc.status();
+  }
+  if (!proc.ok() && used_spare && proc.status().code() == StatusCode::kUnavailable) {
+    proc = start_once(std::nullopt);  // the spare had died: start afresh
   }
   if (!proc.ok()) return proc.status();
   return std::unique_ptr<ModelRunner>(std::move(proc).value());
+}
+
+void ProcessRunnerFactory::AbortLoads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = true;
+  for (const auto& [pid, pidfd] : loading_) {
+    if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  }
 }
 
 }  // namespace resident::runner

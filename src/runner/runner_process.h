@@ -31,6 +31,10 @@ class RunnerProcess final : public ModelRunner {
   struct Options {
     std::string executable;                          // the resident binary
     std::chrono::milliseconds load_timeout{300000};  // a stall timer, reset by load progress
+    // A loaded runner must answer a health check within this time (asked every quarter of it,
+    // at most every 5 s), or it is taken as hung: it is killed and its requests fail with a
+    // message saying so. 0: no health checks.
+    std::chrono::milliseconds health_timeout{20000};
   };
 
   // Spawns the child, sends the load request and waits for the model to load. Errors: the load
@@ -66,6 +70,8 @@ class RunnerProcess final : public ModelRunner {
 
   RunnerProcess(pid_t pid, int fd, std::string model_path);
   void ReadLoop();
+  // Asks the runner for a health answer now and then; kills it when none comes in `timeout`.
+  void WatchLoop(std::chrono::milliseconds timeout);
   void MarkDead(const std::string& why);
   std::string DeathReason();
   uint64_t NextId() { return next_id_.fetch_add(1); }
@@ -84,6 +90,10 @@ class RunnerProcess final : public ModelRunner {
 
   std::mutex write_mu_;  // serializes frames on fd_
   std::thread reader_;
+  std::thread watcher_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;  // guarded by watch_mu_
   std::atomic<uint64_t> next_id_{1};
   std::atomic<bool> dead_{false};
   std::atomic<bool> closed_{false};
@@ -105,6 +115,9 @@ class ProcessRunnerFactory final : public RunnerFactory {
   ~ProcessRunnerFactory() override;
   Result<std::unique_ptr<ModelRunner>> Start(const LoadRequest& request,
                                              const std::function<void(float)>& progress) override;
+  // Kills every runner still loading (their Start fails with kUnavailable) and makes later
+  // Starts fail at once: the server is stopping and will not wait for a load to finish.
+  void AbortLoads();
 
  private:
   void RefillLoop();
@@ -116,6 +129,8 @@ class ProcessRunnerFactory final : public RunnerFactory {
   std::optional<SpawnedRunner> spare_;  // guarded by mu_
   bool want_spare_ = false;             // guarded by mu_
   bool stopping_ = false;               // guarded by mu_
+  bool aborted_ = false;                // guarded by mu_: AbortLoads was called
+  std::map<pid_t, int> loading_;        // guarded by mu_: runners loading now -> their pidfd
   std::thread refill_;
 };
 

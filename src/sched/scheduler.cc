@@ -1,5 +1,6 @@
 #include "sched/scheduler.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,9 +13,7 @@ namespace {
 
 constexpr Duration kMeasureEvery = std::chrono::seconds(2);
 
-std::string Idle(Duration d) {
-  return KeepAlive::Of(std::chrono::duration_cast<std::chrono::seconds>(d)).ToString();
-}
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 KeepAlive ToKeepAlive(Duration d) { return d == kForever ? KeepAlive::Forever() : KeepAlive::Of(d); }
 Duration ToDuration(const KeepAlive& k) { return k.forever ? kForever : k.duration; }
@@ -40,7 +39,7 @@ void Lease::Release() {
 }
 
 Scheduler::Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock)
-    : options_(std::move(options)), factory_(factory), clock_(clock) {
+    : options_(std::move(options)), factory_(factory), clock_(clock), events_(options_.event_log_capacity) {
   if (options_.timer_thread) timer_ = std::thread([this] { TimerLoop(); });
 }
 
@@ -158,12 +157,13 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
     CloseDetached(std::move(d));
     lock.lock();
   };
-  auto close_one = [&](const std::string& k) {
+  auto close_one = [&](const std::string& k, UnloadReason reason) {
     std::vector<Detached> d;
-    d.push_back(Detach(k));
+    d.push_back(Detach(k, reason));
     close_now(std::move(d));
   };
   std::optional<uint64_t> predicted;
+  bool cold = false;  // this request waited for a load (its own or another's)
 
   while (true) {
     if (shutdown_) return Status::Unavailable("the server is shutting down");
@@ -172,19 +172,20 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
       std::shared_ptr<Entry> e = it->second;
       queue_on(e);
       if (e->state == State::kLoading) {
+        cold = true;
         cv_.wait(lock, [&] { return shutdown_ || e->state != State::kLoading; });
         if (e->state == State::kFailed) return e->load_error;
         continue;
       }
       if (!e->runner->alive() && e->refs == 0) {
         spdlog::warn("the runner for {} is gone; loading it again", e->spec.name);
-        close_one(key);
+        close_one(key, UnloadReason::kExited);
         continue;
       }
-      if (!SameLoadOptions(e->spec.load, spec.load)) {
+      // Other options, or the file was replaced under the same path (other weights): reload.
+      if (!SameLoadOptions(e->spec.load, spec.load) || e->spec.file_identity != spec.file_identity) {
         if (e->refs == 0) {
-          spdlog::info("reloading {}: load options changed", e->spec.name);
-          close_one(key);
+          close_one(key, UnloadReason::kReload);
         } else {
           cv_.wait(lock);
         }
@@ -194,10 +195,14 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
         cv_.wait(lock);
         continue;
       }
+      Accrue(*e, clock_.Now());
       ++e->refs;
       e->expires_at.reset();
       Duration d = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false);
       if (d != Duration::min()) e->keep_alive = d;
+      ModelStats& stats = stats_[spec.name];
+      ++stats.requests;
+      if (cold) ++stats.cold_starts;
       Lease lease;
       lease.sched_ = this;
       lease.key_ = key;
@@ -244,14 +249,17 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
     }
     if (!victims.empty()) {
       std::vector<Detached> gone;
-      const TimePoint now = clock_.Now();
+      // Each victim goes for the limit still exceeded when it is chosen: memory first, then count.
+      uint64_t used = MemoryInUseLocked();
       for (const auto& v : victims) {
-        spdlog::info("unloaded {} ({}, idle {}) to make room for {} (needs {}; {} of {} in use, {} of {} models)",
-                     v->spec.name, FormatBytes(v->Bytes()), Idle(now - v->last_used), spec.name,
-                     FormatBytes(*predicted), FormatBytes(MemoryInUseLocked()),
-                     options_.memory_budget ? FormatBytes(options_.memory_budget) : std::string("no budget"),
-                     entries_.size(), options_.max_loaded);
-        gone.push_back(Detach(v->spec.load.model_path));
+        bool over_memory = options_.memory_budget != 0 && used + *predicted > options_.memory_budget;
+        std::string detail = fmt::format(
+            " (needs {}; {} of {} in use, {} of {} models)", FormatBytes(*predicted), FormatBytes(MemoryInUseLocked()),
+            options_.memory_budget ? FormatBytes(options_.memory_budget) : std::string("no budget"), entries_.size(),
+            options_.max_loaded);
+        used -= v->Bytes();
+        gone.push_back(Detach(v->spec.load.model_path, over_memory ? UnloadReason::kMemory : UnloadReason::kCount,
+                              spec.name, detail));
       }
       close_now(std::move(gone));
       continue;
@@ -262,9 +270,11 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
     e->keep_alive = ResolveKeepAlive(spec, keep_alive, /*fresh=*/true);
     e->pinned = options_.policy && options_.policy->Pinned(spec.name);
     e->predicted_bytes = *predicted;
+    e->accrued_at = clock_.Now();  // it counts against the budget from now on
     entries_[key] = e;
     queue_on(e);
     loading_ = true;
+    cold = true;
     lock.unlock();
     spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(*predicted));
     const TimePoint load_start = clock_.Now();
@@ -272,15 +282,25 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
     lock.lock();
     loading_ = false;
     if (!runner.ok()) {
+      const TimePoint now = clock_.Now();
+      Accrue(*e, now);
       e->state = State::kFailed;
       e->load_error = runner.status();
       entries_.erase(key);
       cv_.notify_all();
-      spdlog::warn("loading {} failed: {}", spec.name, runner.status().message());
+      ++stats_[spec.name].load_failures;
+      ResidencyEvent ev;
+      ev.type = ResidencyEvent::Type::kLoadFailed;
+      ev.model = spec.name;
+      ev.error = runner.status().message();
+      ev.duration = now - load_start;
+      ev.predicted_bytes = e->predicted_bytes;
+      Emit(std::move(ev));
       return e->load_error;
     }
     e->runner = std::move(runner).value();
     if (shutdown_) {
+      Accrue(*e, clock_.Now());
       e->state = State::kFailed;
       e->load_error = Status::Unavailable("the server is shutting down");
       entries_.erase(key);
@@ -289,14 +309,24 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> 
       e->runner->Close();
       return e->load_error;
     }
+    const TimePoint loaded_at = clock_.Now();
+    Accrue(*e, loaded_at);
     e->state = State::kReady;
-    e->load_duration = clock_.Now() - load_start;
-    e->last_used = clock_.Now();
+    e->load_duration = loaded_at - load_start;
+    e->last_used = loaded_at;
     e->measured_bytes = e->runner->facts().rss_bytes;
-    e->measured_at = clock_.Now();
-    spdlog::info("loaded {} in {:.2f} s: predicted {}, measured {} (pid {})", spec.name,
-                 std::chrono::duration<double>(e->load_duration).count(), FormatBytes(e->predicted_bytes),
-                 FormatBytes(e->measured_bytes), e->runner->pid());
+    e->measured_at = loaded_at;
+    ModelStats& stats = stats_[spec.name];
+    ++stats.loads;
+    stats.load_seconds.Observe(Seconds(e->load_duration));
+    ResidencyEvent ev;
+    ev.type = ResidencyEvent::Type::kLoad;
+    ev.model = spec.name;
+    ev.duration = e->load_duration;
+    ev.bytes = e->measured_bytes;
+    ev.predicted_bytes = e->predicted_bytes;
+    ev.pid = e->runner->pid();
+    Emit(std::move(ev));
     cv_.notify_all();
     // Loop: take the lease through the common path.
   }
@@ -323,13 +353,13 @@ void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
     auto it = entries_.find(key);
     if (it == entries_.end()) return;
     Entry& e = *it->second;
+    Accrue(e, clock_.Now());
     if (measured) e.measured_bytes = *measured;
     --e.refs;
     e.last_used = clock_.Now();
     if (e.refs == 0 && !shutdown_) {
       if (e.keep_alive == Duration::zero() || !e.runner->alive()) {
-        if (e.keep_alive == Duration::zero()) spdlog::info("unloading {}: keep_alive 0", e.spec.name);
-        to_close.push_back(Detach(key));
+        to_close.push_back(Detach(key, e.runner->alive() ? UnloadReason::kManual : UnloadReason::kExited));
       } else if (e.keep_alive != kForever) {
         e.expires_at = clock_.Now() + e.keep_alive;
         timer_cv_.notify_all();
@@ -340,9 +370,40 @@ void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
   CloseDetached(std::move(to_close));
 }
 
-Scheduler::Detached Scheduler::Detach(const std::string& key) {
+void Scheduler::Accrue(Entry& e, TimePoint now) {
+  if (now <= e.accrued_at) return;
+  double byte_seconds = static_cast<double>(e.Bytes()) * Seconds(now - e.accrued_at);
+  ModelStats& stats = stats_[e.spec.name];
+  stats.resident_byte_seconds += byte_seconds;
+  if (e.state == State::kReady && e.refs == 0) stats.idle_byte_seconds += byte_seconds;
+  e.accrued_at = now;
+}
+
+void Scheduler::Emit(ResidencyEvent event, const std::string& log_detail) {
+  event.time = clock_.WallNow();
+  auto level = event.type == ResidencyEvent::Type::kLoadFailed ? spdlog::level::warn : spdlog::level::info;
+  if (spdlog::should_log(level)) spdlog::log(level, "{}{}", Describe(event), log_detail);
+  events_.Append(std::move(event));
+}
+
+Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reason, const std::string& for_model,
+                                      const std::string& log_detail) {
   auto it = entries_.find(key);
-  Detached d{std::move(it->second->runner), it->second->Bytes()};
+  Entry& e = *it->second;
+  const TimePoint now = clock_.Now();
+  Accrue(e, now);
+  ++stats_[e.spec.name].unloads[static_cast<size_t>(reason)];
+  ResidencyEvent ev;
+  ev.type = reason == UnloadReason::kMemory || reason == UnloadReason::kCount ? ResidencyEvent::Type::kEvict
+                                                                               : ResidencyEvent::Type::kUnload;
+  ev.model = e.spec.name;
+  ev.reason = reason;
+  ev.bytes = e.Bytes();
+  ev.idle = now - e.last_used;
+  if (reason == UnloadReason::kExpired) ev.keep_alive = e.keep_alive;
+  ev.for_model = for_model;
+  Emit(std::move(ev), log_detail);
+  Detached d{std::move(e.runner), e.Bytes()};
   entries_.erase(it);
   ++unloading_;
   unloading_bytes_ += d.bytes;
@@ -375,8 +436,7 @@ void Scheduler::Unload(const std::string& model_path) {
     e->keep_alive = Duration::zero();
     e->expires_at.reset();
     if (e->state == State::kReady && e->refs == 0) {
-      spdlog::info("unloading {}: stopped by request", e->spec.name);
-      to_close.push_back(Detach(model_path));
+      to_close.push_back(Detach(model_path, UnloadReason::kManual));
     } else {
       // In use or loading: the last lease's release unloads it.
       cv_.wait(lock, [&] { return shutdown_ || entries_.find(model_path) == entries_.end(); });
@@ -420,42 +480,74 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
   return out;
 }
 
+ResidencyStats Scheduler::Stats() const {
+  ResidencyStats out;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.models = stats_;
+  const TimePoint now = clock_.Now();
+  for (const auto& [key, e] : entries_) {
+    ModelStats& m = out.models[e->spec.name];
+    if (now > e->accrued_at) {  // the open interval since the last state change
+      double byte_seconds = static_cast<double>(e->Bytes()) * Seconds(now - e->accrued_at);
+      m.resident_byte_seconds += byte_seconds;
+      if (e->state == State::kReady && e->refs == 0) m.idle_byte_seconds += byte_seconds;
+    }
+    if (e->state == State::kReady) {
+      m.loaded = true;
+      ++out.loaded_models;
+    }
+    m.predicted_bytes += e->predicted_bytes;
+    m.measured_bytes += e->measured_bytes;
+  }
+  out.memory_budget = options_.memory_budget;
+  out.memory_in_use = MemoryInUseLocked();
+  out.max_loaded = options_.max_loaded;
+  out.queued_requests = waiting_;
+  return out;
+}
+
 void Scheduler::Tick() {
   std::vector<Detached> to_close;
   {
     std::lock_guard<std::mutex> lock(mu_);
     TimePoint now = clock_.Now();
-    std::vector<std::string> expired;
+    std::vector<std::string> expired, exited;
     for (auto& [key, e] : entries_) {
-      if (e->state == State::kReady && e->refs == 0 && e->queued == 0 && e->expires_at && *e->expires_at <= now) {
+      if (e->state != State::kReady || e->refs != 0 || e->queued != 0) continue;
+      if (!e->runner->alive()) {
+        exited.push_back(key);  // killed by its health check, or crashed while idle
+      } else if (e->expires_at && *e->expires_at <= now) {
         expired.push_back(key);
       }
     }
-    for (const auto& key : expired) {
-      spdlog::info("unloading {}: idle for its keep_alive of {}", entries_[key]->spec.name,
-                   ToKeepAlive(entries_[key]->keep_alive).ToString());
-      to_close.push_back(Detach(key));
-    }
+    for (const auto& key : expired) to_close.push_back(Detach(key, UnloadReason::kExpired));
+    for (const auto& key : exited) to_close.push_back(Detach(key, UnloadReason::kExited));
   }
   CloseDetached(std::move(to_close));
 }
+
+namespace {
+constexpr Duration kReapEvery = std::chrono::seconds(1);
+}  // namespace
 
 void Scheduler::TimerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!shutdown_) {
     std::optional<TimePoint> next;
+    bool idle = false;
     for (auto& [key, e] : entries_) {
       if (e->refs == 0 && e->expires_at && (!next || *e->expires_at < *next)) next = e->expires_at;
+      idle |= e->state == State::kReady && e->refs == 0;
     }
-    if (!next) {
+    if (!next && !idle) {
       timer_cv_.wait(lock);
       continue;
     }
-    Duration wait = *next - clock_.Now();
-    if (wait > Duration::zero()) {
-      timer_cv_.wait_for(lock, wait);
-      continue;
-    }
+    // An idle model's runner can die (a crash, its health check) with nobody asking: look at
+    // least once a second so that it leaves /api/ps and the budget.
+    Duration wait = next ? *next - clock_.Now() : kReapEvery;
+    if (idle) wait = std::min(wait, kReapEvery);
+    if (wait > Duration::zero() && timer_cv_.wait_for(lock, wait) == std::cv_status::no_timeout) continue;
     lock.unlock();
     Tick();
     lock.lock();
@@ -468,6 +560,7 @@ void Scheduler::Shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutdown_) return;
     shutdown_ = true;
+    events_.Close();
     for (auto& [key, e] : entries_) {
       if (e->runner) running.push_back(e->runner.get());
     }

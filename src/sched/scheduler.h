@@ -22,6 +22,11 @@
 // where reload_seconds is the model's own measured load time. Models are evicted in increasing
 // cost until the new one fits: a big model that reloads fast and has been idle long goes first;
 // a small one in steady use stays.
+//
+// Observability: every load, failed load, unload and eviction is logged as one line and
+// appended to events() with its reason (UnloadReason), duration and bytes; Stats() returns the
+// counters (loads, load times, requests, cold starts, unloads by reason, memory × time resident
+// and idle, accumulated at each state change with the injected clock).
 #pragma once
 
 #include <condition_variable>
@@ -36,7 +41,9 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "runner/model_runner.h"
+#include "sched/event_log.h"
 #include "sched/policy.h"
+#include "sched/residency_stats.h"
 
 namespace resident::sched {
 
@@ -46,6 +53,9 @@ inline constexpr Duration kForever = Duration::max();
 struct ModelSpec {
   std::string name;            // the model's name ("demo:latest"): policy entries and reports
   runner::LoadRequest load;    // load.model_path identifies the model
+  // The file behind model_path (device, inode, size, mtime; empty if unknown): when it differs
+  // from the loaded model's, the file was replaced and the model is loaded again.
+  std::string file_identity;
 };
 
 // Predicts the bytes a model will use once loaded with these options. Errors (e.g. an
@@ -103,6 +113,7 @@ class Scheduler {
     uint64_t memory_budget = 0;    // bytes; 0: no budget
     FootprintPredictor predictor;  // unset: every model is predicted at 0 bytes
     bool timer_thread = true;      // false in tests: call Tick() instead
+    size_t event_log_capacity = 1000;  // events kept by events()
   };
 
   Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
@@ -126,6 +137,13 @@ class Scheduler {
 
   // Loaded models, newest expiry first.
   std::vector<LoadedModel> Snapshot() const;
+
+  // The residency counters of every model loaded since start, with the memory × time of the
+  // models loaded now counted up to now.
+  ResidencyStats Stats() const;
+
+  // Loads, failed loads, unloads and evictions, newest last. Closed by Shutdown().
+  const EventLog& events() const { return events_; }
 
   // Unloads models whose timer has expired. The timer thread calls it; tests call it directly.
   void Tick();
@@ -151,6 +169,7 @@ class Scheduler {
     uint64_t measured_bytes = 0;
     TimePoint measured_at{};
     Duration load_duration{0};
+    TimePoint accrued_at{};         // memory × time is counted in stats_ up to here
     uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
   };
 
@@ -161,12 +180,20 @@ class Scheduler {
   // *blocked_by_pins: it could never fit because of pinned models alone.
   std::vector<std::shared_ptr<Entry>> ChooseVictims(uint64_t bytes, bool* never_fits) const;
   uint64_t MemoryInUseLocked() const;
-  // Removes the entry from the map; the runner is closed by the caller after unlocking.
+  // Removes the entry from the map, counting and logging the unload (`for_model`: the model an
+  // eviction makes room for; `log_detail` is appended to the log line); the runner is closed by
+  // the caller after unlocking.
   struct Detached {
     std::unique_ptr<runner::ModelRunner> runner;
     uint64_t bytes = 0;
   };
-  Detached Detach(const std::string& key);
+  Detached Detach(const std::string& key, UnloadReason reason, const std::string& for_model = "",
+                  const std::string& log_detail = "");
+  // Adds the entry's memory × time since e.accrued_at to stats_, up to `now`. Call before any
+  // change to its state, refs or bytes, and before it leaves the map.
+  void Accrue(Entry& e, TimePoint now);
+  // Stamps, logs and stores an event.
+  void Emit(ResidencyEvent event, const std::string& log_detail = "");
   void CloseDetached(std::vector<Detached> runners);
   bool SameLoadOptions(const runner::LoadRequest& a, const runner::LoadRequest& b) const;
   void TimerLoop();
@@ -186,6 +213,8 @@ class Scheduler {
   uint64_t unloading_bytes_ = 0;      // their bytes, still in use until closed; guarded by mu_
   bool loading_ = false;              // one load at a time; guarded by mu_
   bool shutdown_ = false;             // guarded by mu_
+  std::map<std::string, ModelStats> stats_;  // by model name; guarded by mu_
+  EventLog events_;
   std::thread timer_;
 };
 

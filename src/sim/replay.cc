@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -40,8 +41,16 @@ double Percentile(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, i == 0 ? 0 : i - 1)];
 }
 
-Result<json> GetJson(const std::string& host, int port, const std::string& path) {
-  httplib::Client client(host, port);
+// A client for the server, carrying the API key when there is one.
+std::unique_ptr<httplib::Client> Connect(const std::string& host, int port, const std::string& api_key) {
+  auto client = std::make_unique<httplib::Client>(host, port);
+  if (!api_key.empty()) client->set_bearer_token_auth(api_key);
+  return client;
+}
+
+Result<json> GetJson(const std::string& host, int port, const std::string& api_key, const std::string& path) {
+  auto owner = Connect(host, port, api_key);
+  httplib::Client& client = *owner;
   client.set_connection_timeout(std::chrono::seconds(5));
   client.set_read_timeout(std::chrono::seconds(30));
   auto res = client.Get(path.c_str());
@@ -53,8 +62,9 @@ Result<json> GetJson(const std::string& host, int port, const std::string& path)
 }
 
 // One generate request, streamed; fills ttft/total/load/ok/error.
-void SendOne(const std::string& host, int port, const TraceRequest& r, ReplayRequest& out, Clock::time_point sent) {
-  httplib::Client client(host, port);
+void SendOne(const ReplayOptions& options, const TraceRequest& r, ReplayRequest& out, Clock::time_point sent) {
+  auto owner = Connect(options.host, options.port, options.api_key);
+  httplib::Client& client = *owner;
   client.set_read_timeout(std::chrono::hours(1));
   json body{{"model", out.model},
             {"prompt", Prompt(r.prompt_tokens)},
@@ -111,8 +121,8 @@ void SendOne(const std::string& host, int port, const TraceRequest& r, ReplayReq
 
 }  // namespace
 
-Result<std::vector<std::string>> ServerModels(const std::string& host, int port) {
-  auto tags = GetJson(host, port, "/api/tags");
+Result<std::vector<std::string>> ServerModels(const std::string& host, int port, const std::string& api_key) {
+  auto tags = GetJson(host, port, api_key, "/api/tags");
   if (!tags.ok()) return tags.status();
   std::vector<std::string> names;
   if (tags->contains("models") && (*tags)["models"].is_array()) {
@@ -155,7 +165,7 @@ Result<std::map<std::string, std::string>> MapModels(const std::vector<std::stri
 Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
   if (options.speed <= 0) return Status::InvalidArgument("--speed must be > 0");
   // The server must answer before anything starts.
-  auto first_ps = GetJson(options.host, options.port, "/api/ps");
+  auto first_ps = GetJson(options.host, options.port, options.api_key, "/api/ps");
   if (!first_ps.ok()) return first_ps.status();
 
   ReplayResult result;
@@ -176,7 +186,8 @@ Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
 
   // The sampler: /api/ps every sample_every_s, and the progress bar.
   std::thread sampler([&] {
-    httplib::Client client(options.host, options.port);
+    auto owner = Connect(options.host, options.port, options.api_key);
+    httplib::Client& client = *owner;
     client.set_read_timeout(std::chrono::seconds(10));
     int n = 0;
     while (true) {
@@ -248,7 +259,7 @@ Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
     auto finished = std::make_shared<std::atomic<bool>>(false);
     const TraceRequest& r = trace.requests[i];
     workers.push_back({std::thread([&, key, finished, seen_unloaded, &out = out, &r = r] {
-                         SendOne(options.host, options.port, r, out, Clock::now());
+                         SendOne(options, r, out, Clock::now());
                          out.cold = out.ok && (out.load_s > options.cold_load_s || seen_unloaded);
                          if (out.cold) ++cold_count;
                          {

@@ -26,6 +26,7 @@ namespace resident::sim {
 struct ReplayOptions {
   std::string host = "127.0.0.1";
   int port = 11434;
+  std::string api_key;                         // sent as "Authorization: Bearer" when set
   double speed = 1.0;                          // 10: ten times faster than the trace
   std::map<std::string, std::string> model_map;  // trace model -> server model
   double cold_load_s = 0.05;
@@ -67,8 +68,8 @@ struct ReplayResult {
   double duration_s = 0;
 };
 
-// The server's models (GET /api/tags), names as it writes them.
-Result<std::vector<std::string>> ServerModels(const std::string& host, int port);
+// The server's models (GET /api/tags), names as it writes them. api_key: as in ReplayOptions.
+Result<std::vector<std::string>> ServerModels(const std::string& host, int port, const std::string& api_key = "");
 
 // trace model -> server model: `--model-map a=x,b=y` entries first; every other trace model goes
 // round-robin over `server_models` in the trace's order. Errors: nothing to map to.

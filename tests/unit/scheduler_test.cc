@@ -534,5 +534,217 @@ TEST_F(SchedulerTest, ARequestAsTheTimerFiresLoadsTheModelAgainCleanly) {
   EXPECT_EQ(s.Snapshot().size(), 1u);
 }
 
+// ---- residency counters and events ---------------------------------------------------------------
+
+const ModelStats& StatsOf(const ResidencyStats& stats, const std::string& model) {
+  static const ModelStats kNone;
+  auto it = stats.models.find(model);
+  return it == stats.models.end() ? kNone : it->second;
+}
+
+std::vector<std::string> EventTrail(const Scheduler& s) {
+  std::vector<std::string> out;
+  for (const auto& e : s.events().Since(0)) {
+    std::string line = std::string(TypeName(e.type)) + " " + e.model;
+    if (e.reason) line += " " + std::string(ReasonName(*e.reason));
+    if (!e.for_model.empty()) line += " for " + e.for_model;
+    out.push_back(line);
+  }
+  return out;
+}
+
+TEST_F(SchedulerTest, ByteSecondsAreExactAcrossLoadUseIdleAndEviction) {
+  Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);  // each runner measures 1000 bytes
+  {
+    auto lease = s.Acquire(Spec("a"), Duration(1h));
+    ASSERT_TRUE(lease.ok());
+    clock_.Advance(10s);  // in use: resident, not idle
+  }
+  clock_.Advance(20s);  // idle
+  auto mid = s.Stats();  // the open interval counts up to now
+  EXPECT_DOUBLE_EQ(StatsOf(mid, "a").resident_byte_seconds, 1000.0 * 30);
+  EXPECT_DOUBLE_EQ(StatsOf(mid, "a").idle_byte_seconds, 1000.0 * 20);
+  EXPECT_TRUE(StatsOf(mid, "a").loaded);
+  EXPECT_EQ(StatsOf(mid, "a").measured_bytes, 1000u);
+  {
+    auto lease = s.Acquire(Spec("a"), std::nullopt);  // warm
+    ASSERT_TRUE(lease.ok());
+    clock_.Advance(5s);
+  }
+  clock_.Advance(7s);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());  // max_loaded 1: a goes
+  clock_.Advance(1h);  // a's counters stop at its unload
+  auto after = s.Stats();
+  const ModelStats& a = StatsOf(after, "a");
+  EXPECT_DOUBLE_EQ(a.resident_byte_seconds, 1000.0 * (10 + 20 + 5 + 7));
+  EXPECT_DOUBLE_EQ(a.idle_byte_seconds, 1000.0 * (20 + 7));
+  EXPECT_FALSE(a.loaded);
+  EXPECT_EQ(a.measured_bytes, 0u);
+  EXPECT_EQ(a.loads, 1u);
+  EXPECT_EQ(a.requests, 2u);
+  EXPECT_EQ(a.cold_starts, 1u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kCount), 1u);
+  const ModelStats& b = StatsOf(after, "b");
+  EXPECT_DOUBLE_EQ(b.resident_byte_seconds, 1000.0 * 3600);  // released at once: idle all along
+  EXPECT_DOUBLE_EQ(b.idle_byte_seconds, 1000.0 * 3600);
+  EXPECT_EQ(after.loaded_models, 1);
+  EXPECT_EQ(after.memory_in_use, 1000u);
+}
+
+TEST_F(BudgetTest, ALoadCountsItsPredictionUntilMeasuredAndIsNeverIdle) {
+  Scheduler::Options o = Budget();
+  o.predictor = [](const ModelSpec&) -> Result<uint64_t> { return 900; };  // measured: 400
+  Scheduler s(o, factory_, clock_);
+  factory_.gated = true;
+  auto load = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), Duration(1min)).ok(); });
+  factory_.WaitForStarts(1);
+  clock_.Advance(10s);  // loading: 900 predicted bytes held, nobody idle
+  auto loading = s.Stats();
+  EXPECT_DOUBLE_EQ(StatsOf(loading, "a").resident_byte_seconds, 900.0 * 10);
+  EXPECT_DOUBLE_EQ(StatsOf(loading, "a").idle_byte_seconds, 0);
+  EXPECT_FALSE(StatsOf(loading, "a").loaded);
+  EXPECT_EQ(StatsOf(loading, "a").predicted_bytes, 900u);
+  factory_.Open();
+  ASSERT_TRUE(load.get());
+  clock_.Advance(1min);  // idle at 400 measured bytes until it expires
+  s.Tick();
+  auto stats = s.Stats();
+  const ModelStats& a = StatsOf(stats, "a");
+  EXPECT_DOUBLE_EQ(a.resident_byte_seconds, 900.0 * 10 + 400.0 * 60);
+  EXPECT_DOUBLE_EQ(a.idle_byte_seconds, 400.0 * 60);
+  EXPECT_EQ(a.load_seconds.count(), 1u);
+  EXPECT_DOUBLE_EQ(a.load_seconds.sum(), 10.0);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kExpired), 1u);
+  EXPECT_EQ(stats.memory_in_use, 0u);
+  EXPECT_EQ(stats.memory_budget, 1000u);
+
+  auto events = s.events().Since(0);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, ResidencyEvent::Type::kLoad);
+  EXPECT_EQ(events[0].duration, Duration(10s));
+  EXPECT_EQ(events[0].bytes, 400u);
+  EXPECT_EQ(events[0].predicted_bytes, 900u);
+  EXPECT_EQ(Describe(events[0]), "loaded a in 10.00 s (400 B measured, predicted 900 B, pid 1)");
+  EXPECT_EQ(events[1].type, ResidencyEvent::Type::kUnload);
+  EXPECT_EQ(events[1].reason, UnloadReason::kExpired);
+  EXPECT_EQ(events[1].keep_alive, Duration(1min));
+  EXPECT_EQ(events[1].idle, Duration(1min));
+  EXPECT_EQ(events[1].bytes, 400u);
+  EXPECT_EQ(events[1].time, clock_.WallNow());
+  EXPECT_EQ(Describe(events[1]), "unloaded a (400 B, expired after keep_alive 1m0s)");
+}
+
+TEST_F(BudgetTest, EvictionsForMemoryNameTheModelTheyMakeRoomFor) {
+  Scheduler s(Budget(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());  // 800 + 300 > 1000: a goes
+  EXPECT_EQ(EventTrail(s), (std::vector<std::string>{"load a", "load b", "evict a memory for c", "load c"}));
+  auto evict = s.events().Since(2).front();
+  EXPECT_EQ(evict.idle, Duration(2min));
+  EXPECT_EQ(evict.bytes, 400u);
+  EXPECT_EQ(Describe(evict), "unloaded a (400 B, idle 2m0s) to make room for c");
+  EXPECT_EQ(StatsOf(s.Stats(), "a").unloads_for(UnloadReason::kMemory), 1u);
+}
+
+TEST_F(SchedulerTest, EveryUnloadIsCountedWithItsReason) {
+  Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  clock_.Advance(1min);
+  s.Tick();                                                 // expired
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration::zero()).ok());  // manual: keep_alive 0
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  s.Unload("a");                                            // manual: a stop
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  ModelSpec bigger = Spec("a");
+  bigger.load.n_ctx = 8192;
+  ASSERT_TRUE(s.Acquire(bigger, std::nullopt).ok());        // reload
+  factory_.last->alive_ = false;
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());      // exited (and reloaded)
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());      // count: max_loaded 1
+  EXPECT_EQ(EventTrail(s), (std::vector<std::string>{
+                               "load a", "unload a expired", "load a", "unload a manual", "load a",
+                               "unload a manual", "load a", "unload a reload", "load a", "unload a exited",
+                               "load a", "evict a count for b", "load b"}));
+  const ModelStats a = StatsOf(s.Stats(), "a");  // a copy: Stats() returns a temporary
+  EXPECT_EQ(a.loads, 6u);
+  EXPECT_EQ(a.requests, 6u);
+  EXPECT_EQ(a.cold_starts, 6u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kExpired), 1u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kManual), 2u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kReload), 1u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kExited), 1u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kCount), 1u);
+  EXPECT_EQ(a.unloads_for(UnloadReason::kMemory), 0u);
+}
+
+TEST_F(SchedulerTest, RequestsThatWaitedForALoadAreColdStartsAndFailedLoadsAreRecorded) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  std::vector<std::future<bool>> results;
+  for (int i = 0; i < 3; ++i) {
+    results.push_back(std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); }));
+  }
+  factory_.WaitForStarts(1);
+  WaitQueued(s, 3);
+  EXPECT_EQ(s.Stats().queued_requests, 3);
+  factory_.Open();
+  for (auto& r : results) EXPECT_TRUE(r.get());
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());  // warm
+  auto a = StatsOf(s.Stats(), "a");
+  EXPECT_EQ(a.requests, 4u);
+  EXPECT_EQ(a.cold_starts, 3u);
+  EXPECT_EQ(a.loads, 1u);
+
+  factory_.failing = "bad";
+  ASSERT_FALSE(s.Acquire(Spec("bad"), std::nullopt).ok());
+  EXPECT_EQ(StatsOf(s.Stats(), "bad").load_failures, 1u);
+  EXPECT_EQ(StatsOf(s.Stats(), "bad").loads, 0u);
+  auto last = s.events().Since(s.events().last_seq() - 1);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].type, ResidencyEvent::Type::kLoadFailed);
+  EXPECT_EQ(last[0].error, "bad file bad");
+  EXPECT_EQ(Describe(last[0]), "loading bad failed after 0.00 s: bad file bad");
+}
+
+TEST_F(SchedulerTest, TheEventLogKeepsTheNewestEventsAndShutdownClosesIt) {
+  Scheduler::Options o = Opts();
+  o.event_log_capacity = 2;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration::zero()).ok());  // load, unload
+  ASSERT_TRUE(s.Acquire(Spec("b"), Duration::zero()).ok());  // load, unload
+  auto kept = s.events().Since(0);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].seq, 3u);
+  EXPECT_EQ(kept[1].seq, 4u);
+  EXPECT_FALSE(s.events().closed());
+  s.Shutdown();
+  EXPECT_TRUE(s.events().closed());
+}
+
+}  // namespace
+}  // namespace resident::sched
+
+namespace resident::sched {
+namespace {
+
+TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
+  Scheduler s(Opts(), factory_, clock_);
+  {
+    auto lease = s.Acquire(Spec("a"), std::chrono::duration_cast<Duration>(std::chrono::hours(1)));
+    ASSERT_TRUE(lease.ok());
+  }
+  ASSERT_EQ(s.Snapshot().size(), 1u);
+  factory_.last->alive_ = false;  // killed by its health check while idle
+  s.Tick();                       // long before its keep_alive ends
+  EXPECT_TRUE(s.Snapshot().empty());
+  EXPECT_EQ(s.MemoryInUse(), 0u);
+  auto events = s.events().Since(0);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().reason, UnloadReason::kExited);
+}
+
 }  // namespace
 }  // namespace resident::sched

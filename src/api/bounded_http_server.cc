@@ -1,0 +1,322 @@
+#include "api/bounded_http_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace resident::api {
+namespace {
+
+using Ms = std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+// Set on the accepting thread while it runs a connection that found no room (see the overflow
+// in BoundedHttpServer's constructor): process_and_close_socket then answers 503.
+thread_local bool t_rejecting = false;
+
+// poll() for one socket: > 0 ready, 0 timed out, < 0 error or hang-up without data.
+int PollFor(int fd, short events, Ms timeout) {
+  pollfd p{fd, events, 0};
+  auto deadline = SteadyClock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<Ms>(deadline - SteadyClock::now());
+    int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc > 0 && (p.revents & (events | POLLHUP | POLLERR)) == 0) return -1;
+    return rc;
+  }
+}
+
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string CannedAnswer(int status, std::string_view reason, std::string_view message) {
+  std::string body = fmt::format("{{\"error\":\"{}\"}}", message);
+  return fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n"
+      "Connection: close\r\n\r\n{}",
+      status, reason, body.size(), body);
+}
+
+void AddressOf(int fd, bool peer, std::string& ip, int& port) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  auto* sa = reinterpret_cast<sockaddr*>(&addr);
+  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) return;
+  char host[NI_MAXHOST];
+  if (::getnameinfo(sa, len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0) ip = host;
+  if (addr.ss_family == AF_INET) port = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) port = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+}
+
+// One connection's socket as httplib reads and writes it, with the limits of ConnectionLimits.
+// Reads are buffered; while a request's line and headers are being read, the bytes handed out
+// are counted and scanned for the empty line that ends them.
+class ConnectionStream final : public httplib::Stream {
+ public:
+  ConnectionStream(socket_t sock, const ConnectionLimits& limits) : sock_(sock), limits_(limits) {}
+
+  // Waits for the first byte of the next request. False when nothing came within the idle
+  // timeout or the server is stopping (`listener` closed).
+  bool WaitForRequest(const std::atomic<socket_t>& listener) {
+    if (pos_ < len_) return true;
+    auto deadline = SteadyClock::now() + limits_.idle_timeout;
+    while (listener != INVALID_SOCKET) {
+      auto left = std::chrono::duration_cast<Ms>(deadline - SteadyClock::now());
+      if (left.count() <= 0) return false;
+      int rc = PollFor(sock_, POLLIN, std::min(left, Ms(100)));
+      if (rc != 0) return rc > 0;
+    }
+    return false;
+  }
+
+  // A request starts: its line and headers must arrive within the idle timeout from now.
+  void BeginRequest() {
+    in_head_ = true;
+    at_line_start_ = false;
+    head_bytes_ = 0;
+    head_deadline_ = SteadyClock::now() + limits_.idle_timeout;
+  }
+
+  bool is_readable() const override { return pos_ < len_ || PollFor(sock_, POLLIN, limits_.idle_timeout) > 0; }
+  bool is_writable() const override { return !refused_ && PollFor(sock_, POLLOUT, limits_.idle_timeout) > 0; }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (refused_) return -1;
+    if (pos_ == len_ && !Fill()) return -1;
+    size_t n = std::min(size, len_ - pos_);
+    if (in_head_) {
+      for (size_t i = 0; i < n; ++i) {
+        char c = buf_[pos_ + i];
+        if (++head_bytes_ > limits_.max_header_bytes) {
+          RefuseHeaders();
+          return -1;
+        }
+        if (c == '\n') {
+          if (at_line_start_) {  // the empty line: the headers end here
+            in_head_ = false;
+            n = i + 1;
+            break;
+          }
+          at_line_start_ = true;
+        } else if (c != '\r') {
+          at_line_start_ = false;
+        }
+      }
+    }
+    std::memcpy(ptr, buf_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!is_writable()) return -1;
+    while (true) {
+      ssize_t n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      return n;
+    }
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { AddressOf(sock_, true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { AddressOf(sock_, false, ip, port); }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  bool Fill() {
+    Ms timeout = limits_.idle_timeout;
+    if (in_head_) {
+      auto left = std::chrono::duration_cast<Ms>(head_deadline_ - SteadyClock::now());
+      if (left.count() <= 0) return false;
+      timeout = std::min(timeout, left);
+    }
+    if (PollFor(sock_, POLLIN, timeout) <= 0) return false;
+    while (true) {
+      ssize_t n = ::recv(sock_, buf_, sizeof buf_, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      pos_ = 0;
+      len_ = static_cast<size_t>(n);
+      return true;
+    }
+  }
+
+  // Answers 431 and refuses every further read and write on this connection.
+  void RefuseHeaders() {
+    SendAll(sock_, CannedAnswer(431, "Request Header Fields Too Large",
+                                fmt::format("request headers larger than {} bytes", limits_.max_header_bytes)));
+    refused_ = true;
+  }
+
+  const socket_t sock_;
+  const ConnectionLimits& limits_;
+  char buf_[4096];
+  size_t pos_ = 0, len_ = 0;
+  bool in_head_ = false;
+  bool at_line_start_ = false;
+  size_t head_bytes_ = 0;
+  SteadyClock::time_point head_deadline_{};
+  bool refused_ = false;
+};
+
+}  // namespace
+
+// ---- BoundedThreadPool --------------------------------------------------------------------
+
+BoundedThreadPool::BoundedThreadPool(size_t workers, size_t max_queued, Overflow overflow)
+    : workers_(std::max<size_t>(1, workers)), max_queued_(max_queued), overflow_(std::move(overflow)) {
+  threads_.reserve(workers_);
+  for (size_t i = 0; i < workers_; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+BoundedThreadPool::~BoundedThreadPool() { shutdown(); }
+
+void BoundedThreadPool::enqueue(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!shutdown_ && running_ + queue_.size() < workers_ + max_queued_) {
+      queue_.push_back(std::move(fn));
+      cv_.notify_one();
+      return;
+    }
+  }
+  overflow_(std::move(fn));
+}
+
+void BoundedThreadPool::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+size_t BoundedThreadPool::load() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_ + queue_.size();
+}
+
+void BoundedThreadPool::Work() {
+  while (true) {
+    std::function<void()> fn;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return shutdown_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // shutting down, nothing left to run
+      fn = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+    }
+    fn();
+    std::lock_guard<std::mutex> lock(mu_);
+    --running_;
+  }
+}
+
+// ---- BoundedHttpServer --------------------------------------------------------------------
+
+BoundedHttpServer::BoundedHttpServer(ConnectionLimits limits) : limits_(limits) {
+  new_task_queue = [this] {
+    return new BoundedThreadPool(limits_.max_connections, limits_.max_queued, [](std::function<void()> task) {
+      t_rejecting = true;
+      task();  // httplib's task: process_and_close_socket(sock), on this thread
+      t_rejecting = false;
+    });
+  };
+  auto idle = limits_.idle_timeout;
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(idle);
+  auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(idle - secs);
+  // httplib's own settings only shape what it says (Keep-Alive: timeout=N, max=M) and the socket
+  // options it sets; the limits themselves are enforced by ConnectionStream.
+  set_read_timeout(secs.count(), usecs.count());
+  set_write_timeout(secs.count(), usecs.count());
+  set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(secs.count())));
+  set_keep_alive_max_count(std::max<size_t>(1, limits_.max_requests_per_connection));
+}
+
+bool BoundedHttpServer::BoundToLoopbackOnly() const {
+  socket_t sock = svr_sock_;
+  if (sock == INVALID_SOCKET) return false;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  if (addr.ss_family == AF_INET) {
+    return (ntohl(reinterpret_cast<sockaddr_in*>(&addr)->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (addr.ss_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+void BoundedHttpServer::RejectBusy(socket_t sock) {
+  static std::atomic<int64_t> last_log_ms{0};
+  static std::atomic<uint64_t> rejected{0};
+  uint64_t n = ++rejected;
+  int64_t now_ms = std::chrono::duration_cast<Ms>(SteadyClock::now().time_since_epoch()).count();
+  int64_t last = last_log_ms.load();
+  if (now_ms - last >= 5000 && last_log_ms.compare_exchange_strong(last, now_ms)) {
+    spdlog::warn("connection refused with 503: {} connections served and {} waiting, the most allowed "
+                 "(RESIDENT_MAX_CONNECTIONS); {} refused so far",
+                 limits_.max_connections, limits_.max_queued, n);
+  }
+  SendAll(sock, CannedAnswer(503, "Service Unavailable",
+                             fmt::format("server busy: {} connections are open, the most it takes "
+                                         "(RESIDENT_MAX_CONNECTIONS); try again later",
+                                         limits_.max_connections + limits_.max_queued)));
+  // Read what the client has sent (waiting briefly for it): closing a socket with unread data
+  // resets the connection, and the client might lose the answer.
+  if (PollFor(sock, POLLIN, Ms(50)) > 0) {
+    char sink[4096];
+    for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+    }
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+}
+
+bool BoundedHttpServer::process_and_close_socket(socket_t sock) {
+  if (t_rejecting) {
+    RejectBusy(sock);
+    return false;
+  }
+  bool ret = false;
+  {
+    ConnectionStream strm(sock, limits_);
+    for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
+      if (!strm.WaitForRequest(svr_sock_)) break;
+      strm.BeginRequest();
+      bool connection_closed = false;
+      ret = process_request(strm, left == 1, connection_closed, nullptr);
+      if (!ret || connection_closed) break;
+    }
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return ret;
+}
+
+}  // namespace resident::api

@@ -1,0 +1,165 @@
+// /metrics and /api/events formatting, over hand-made scheduler stats and events.
+#include "api/metrics_routes.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace resident::api {
+namespace {
+
+using namespace std::chrono_literals;
+using sched::ResidencyEvent;
+using sched::UnloadReason;
+
+bool Has(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos || text.rfind(line + "\n", 0) == 0;
+}
+
+TEST(MetricsRoutesTest, RendersEveryFamilyPerModelAndServerWide) {
+  sched::ResidencyStats stats;
+  stats.memory_budget = 200'000'000;
+  stats.memory_in_use = 70'000'000;
+  stats.loaded_models = 1;
+  stats.max_loaded = 3;
+  stats.queued_requests = 2;
+  sched::ModelStats& m = stats.models["m1:latest"];
+  m.loads = 2;
+  m.load_seconds.Observe(0.3);
+  m.load_seconds.Observe(1.5);
+  m.requests = 5;
+  m.cold_starts = 2;
+  m.unloads[static_cast<size_t>(UnloadReason::kMemory)] = 1;
+  m.unloads[static_cast<size_t>(UnloadReason::kExited)] = 1;
+  m.resident_byte_seconds = 1.5e9;
+  m.idle_byte_seconds = 0.5e9;
+  m.loaded = true;
+  m.predicted_bytes = 81'000'000;
+  m.measured_bytes = 70'000'000;
+  stats.models["m2:latest"];  // seen once, unloaded now
+
+  HttpMetrics http;
+  http.Observe("/api/generate", 200, 0.02);
+  http.Observe("/api/generate", 404, 0.001);
+  std::string text = RenderMetrics(stats, http.Snapshot());
+
+  for (const char* family :
+       {"resident_model_loads_total counter", "resident_model_load_failures_total counter",
+        "resident_model_load_seconds histogram", "resident_model_requests_total counter",
+        "resident_model_cold_starts_total counter", "resident_model_evictions_total counter",
+        "resident_model_runner_exits_total counter", "resident_model_loaded gauge",
+        "resident_model_predicted_bytes gauge", "resident_model_measured_bytes gauge",
+        "resident_model_resident_byte_seconds_total counter", "resident_model_idle_byte_seconds_total counter",
+        "resident_memory_budget_bytes gauge", "resident_memory_in_use_bytes gauge", "resident_models_loaded gauge",
+        "resident_max_loaded_models gauge", "resident_queued_requests gauge",
+        "resident_http_request_duration_seconds histogram"}) {
+    EXPECT_TRUE(Has(text, std::string("# TYPE ") + family)) << family << "\n" << text;
+  }
+  EXPECT_TRUE(Has(text, R"(resident_model_loads_total{model="m1:latest"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_loads_total{model="m2:latest"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_load_seconds_bucket{model="m1:latest",le="0.5"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_load_seconds_bucket{model="m1:latest",le="2.5"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_load_seconds_count{model="m1:latest"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_requests_total{model="m1:latest"} 5)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_cold_starts_total{model="m1:latest"} 2)")) << text;
+  for (const char* reason : {"expired", "count", "manual", "reload"}) {
+    EXPECT_TRUE(Has(text, std::string(R"(resident_model_evictions_total{model="m1:latest",reason=")") + reason +
+                              "\"} 0"))
+        << reason;
+  }
+  EXPECT_TRUE(Has(text, R"(resident_model_evictions_total{model="m1:latest",reason="memory"} 1)")) << text;
+  EXPECT_EQ(text.find("reason=\"exited\""), std::string::npos);  // runner exits have their own counter
+  EXPECT_TRUE(Has(text, R"(resident_model_runner_exits_total{model="m1:latest"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_loaded{model="m1:latest"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_loaded{model="m2:latest"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_predicted_bytes{model="m1:latest"} 81000000)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_measured_bytes{model="m2:latest"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_resident_byte_seconds_total{model="m1:latest"} 1500000000)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_idle_byte_seconds_total{model="m1:latest"} 500000000)")) << text;
+  EXPECT_TRUE(Has(text, "resident_memory_budget_bytes 200000000")) << text;
+  EXPECT_TRUE(Has(text, "resident_memory_in_use_bytes 70000000")) << text;
+  EXPECT_TRUE(Has(text, "resident_models_loaded 1")) << text;
+  EXPECT_TRUE(Has(text, "resident_max_loaded_models 3")) << text;
+  EXPECT_TRUE(Has(text, "resident_queued_requests 2")) << text;
+  EXPECT_TRUE(Has(text, "resident_http_request_duration_seconds_bucket"
+                        R"({route="/api/generate",status="2xx",le="0.025"} 1)"))
+      << text;
+  EXPECT_TRUE(Has(text, R"(resident_http_request_duration_seconds_count{route="/api/generate",status="4xx"} 1)"))
+      << text;
+}
+
+TEST(MetricsRoutesTest, RouteLabelsAreTemplatesNotPaths) {
+  EXPECT_EQ(RouteLabel("POST", "/api/generate", true, {}), "/api/generate");
+  EXPECT_EQ(RouteLabel("GET", "/v1/models/demo:latest", true, {{11, 11}}), "/v1/models/*");
+  EXPECT_EQ(RouteLabel("GET", "/no/such/path", false, {}), "other");
+  EXPECT_EQ(RouteLabel("OPTIONS", "/api/chat", false, {}), "*");
+  EXPECT_EQ(RouteLabel("OPTIONS", "/anything/else", true, {}), "*");
+}
+
+TEST(MetricsRoutesTest, TheNumberOfRouteLabelsIsBounded) {
+  HttpMetrics http;
+  for (size_t i = 0; i < HttpMetrics::kMaxRoutes + 10; ++i) http.Observe("/r" + std::to_string(i), 200, 0.001);
+  http.Observe("/r0", 500, 0.001);  // a known route keeps its label
+  auto series = http.Snapshot();
+  size_t other = 0;
+  std::set<std::string> routes;
+  for (const auto& s : series) {
+    routes.insert(s.route);
+    if (s.route == "other") other += s.seconds.count();
+  }
+  EXPECT_EQ(routes.size(), HttpMetrics::kMaxRoutes + 1);
+  EXPECT_EQ(other, 10u);
+  bool r0_500 = false;
+  for (const auto& s : series) r0_500 |= s.route == "/r0" && s.status_class == "5xx";
+  EXPECT_TRUE(r0_500);
+}
+
+TEST(MetricsRoutesTest, EventsCarryWhatAppliesToTheirType) {
+  ResidencyEvent load;
+  load.seq = 1;
+  load.time = WallTime(std::chrono::seconds(1'700'000'000));
+  load.type = ResidencyEvent::Type::kLoad;
+  load.model = "m1:latest";
+  load.duration = 1500ms;
+  load.bytes = 70'000'000;
+  load.predicted_bytes = 81'000'000;
+  load.pid = 1234;
+  // Keys in a fixed order (ordered_json compares in order): the way a person reads them.
+  EXPECT_EQ(EventJson(load), nlohmann::ordered_json::parse(R"({"seq":1,"time":"2023-11-14T22:13:20.000000000Z",
+      "type":"load","model":"m1:latest","duration_s":1.5,"bytes":70000000,"predicted_bytes":81000000,"pid":1234})"));
+
+  ResidencyEvent evict;
+  evict.seq = 2;
+  evict.time = load.time;
+  evict.type = ResidencyEvent::Type::kEvict;
+  evict.model = "m1:latest";
+  evict.reason = UnloadReason::kMemory;
+  evict.bytes = 70'000'000;
+  evict.idle = 2500ms;
+  evict.for_model = "m3:latest";
+  EXPECT_EQ(EventJson(evict), nlohmann::ordered_json::parse(R"({"seq":2,"time":"2023-11-14T22:13:20.000000000Z",
+      "type":"evict","model":"m1:latest","reason":"memory","for_model":"m3:latest","bytes":70000000,"idle_s":2.5})"));
+
+  ResidencyEvent expired = evict;
+  expired.type = ResidencyEvent::Type::kUnload;
+  expired.reason = UnloadReason::kExpired;
+  expired.keep_alive = 5min;
+  expired.for_model.clear();
+  auto j = EventJson(expired);
+  EXPECT_EQ(j["reason"], "expired");
+  EXPECT_EQ(j["keep_alive"], "5m0s");
+  EXPECT_FALSE(j.contains("for_model"));
+
+  ResidencyEvent failed;
+  failed.type = ResidencyEvent::Type::kLoadFailed;
+  failed.model = "bad:latest";
+  failed.error = "not a GGUF file";
+  j = EventJson(failed);
+  EXPECT_EQ(j["type"], "load_failed");
+  EXPECT_EQ(j["error"], "not a GGUF file");
+  EXPECT_FALSE(j.contains("bytes"));
+  EXPECT_FALSE(j.contains("reason"));
+}
+
+}  // namespace
+}  // namespace resident::api
