@@ -1,5 +1,6 @@
 #include <CLI/CLI.hpp>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -40,6 +41,12 @@ int Serve(const ServeArgs& args) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Every connection is a file descriptor: take the hard limit on open files, not the soft one
+  // (often 1024), so RESIDENT_MAX_CONNECTIONS is what bounds them. Runners start with the same.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   auto host = HostFromEnv();
   if (!host.ok()) return Fail(host.status());

@@ -25,8 +25,7 @@ using Clock = std::chrono::steady_clock;
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(dir_);
+    dir_ = TestCaseDir();
     fs::create_symlink(SynthModel("20M", 1), dir_ + "/tiny.gguf");
   }
   std::string dir_;

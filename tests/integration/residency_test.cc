@@ -23,8 +23,7 @@ using Clock = std::chrono::steady_clock;
 class ResidencyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(dir_);
+    dir_ = TestCaseDir();
     // Three distinct ~80 MB (measured) models.
     for (int i = 1; i <= 3; ++i) {
       fs::create_symlink(SynthModel("20M", i), dir_ + "/m" + std::to_string(i) + ".gguf");

@@ -78,16 +78,6 @@ CliResult Cli(int port, const std::string& args, const std::map<std::string, std
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-int ConnectRaw(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
-}
-
 // True when the server has closed `fd` (a read returns end of file or an error) at once.
 bool ClosedByServer(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -99,8 +89,7 @@ bool ClosedByServer(int fd) {
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(dir_);
+    dir_ = TestCaseDir();
     fs::create_symlink(SynthModel("20M", 1), dir_ + "/tiny.gguf");
   }
   std::string dir_;
@@ -240,8 +229,8 @@ TEST_F(SecurityTest, SlowClientsAreDroppedAfterTheIdleTimeoutWhileOthersAreServe
   auto t0 = SteadyClock::now();
   // Three connections that send nothing, and one that sends its headers a byte at a time.
   std::vector<int> silent;
-  for (int i = 0; i < 3; ++i) silent.push_back(ConnectRaw(port));
-  int loris = ConnectRaw(port);
+  for (int i = 0; i < 3; ++i) silent.push_back(ConnectLoopback(port));
+  int loris = ConnectLoopback(port);
   std::string head = "POST /api/generate HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(100, 'z') + "\r\n";
   size_t sent = 0;
   int served = 0;
@@ -276,7 +265,7 @@ TEST_F(SecurityTest, BeyondTheConnectionLimitA503ComesAtOnce) {
   int port = server.port();
   std::vector<int> held;
   for (int i = 0; i < 4; ++i) {  // 2 served + 2 waiting for a worker
-    held.push_back(ConnectRaw(port));
+    held.push_back(ConnectLoopback(port));
     std::this_thread::sleep_for(50ms);
   }
   auto t0 = SteadyClock::now();

@@ -21,8 +21,7 @@ using nlohmann::json;
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(dir_);
+    dir_ = TestCaseDir();
     fs::create_symlink(SynthModel("20M", 1), dir_ + "/tiny.gguf");
   }
   std::string dir_;

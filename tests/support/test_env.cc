@@ -1,5 +1,7 @@
 #include "support/test_env.h"
 
+#include <gtest/gtest.h>
+
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -55,6 +57,22 @@ int FreePort() {
 const std::string& TestDir() {
   static TempDir dir;
   return dir.path;
+}
+
+std::string TestCaseDir() {
+  std::string dir = TestDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  fs::create_directories(dir);
+  return dir;
+}
+
+int ConnectLoopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "port " << port;
+  return fd;
 }
 
 std::string SynthModel(const std::string& params, int seed) {

@@ -16,6 +16,13 @@ namespace resident::testing {
 // A folder private to this test process (removed at exit).
 const std::string& TestDir();
 
+// TestDir()/<name of the running test>, created.
+std::string TestCaseDir();
+
+// A raw TCP connection to 127.0.0.1:port (the test fails if it cannot connect). The caller
+// closes it.
+int ConnectLoopback(int port);
+
 // Path of a synthetic model written by `resident synth` (cached for the whole run).
 std::string SynthModel(const std::string& params, int seed);
 

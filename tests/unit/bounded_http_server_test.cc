@@ -15,8 +15,12 @@
 #include <string>
 #include <thread>
 
+#include "support/test_env.h"
+
 namespace resident::api {
 namespace {
+
+using testing::ConnectLoopback;
 
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
@@ -44,17 +48,6 @@ TEST(BoundedThreadPool, QueuesUpToItsBoundThenOverflowsOnTheCallersThread) {
     pool.shutdown();  // runs what was queued, then joins
   }
   EXPECT_EQ(ran.load(), 2);
-}
-
-// A raw client socket, to send exactly the bytes a test wants and see when the server closes.
-int Connect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
 }
 
 // Reads until the server closes the connection or `limit` passes. Returns what arrived;
@@ -117,7 +110,7 @@ TEST_F(BoundedHttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeoutWhileOt
   ConnectionLimits limits;
   limits.idle_timeout = 400ms;
   Start(limits);
-  int fd = Connect(port_);
+  int fd = ConnectLoopback(port_);
   auto t0 = SteadyClock::now();
   EXPECT_EQ(Status(), 200);  // served while the idle connection holds a worker
   bool closed = false;
@@ -133,7 +126,7 @@ TEST_F(BoundedHttpServerTest, HeadersDribbledByteByByteAreCutOffAtTheIdleTimeout
   ConnectionLimits limits;
   limits.idle_timeout = 600ms;
   Start(limits);
-  int fd = Connect(port_);
+  int fd = ConnectLoopback(port_);
   auto t0 = SteadyClock::now();
   std::string request = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
   bool closed = false;
@@ -156,7 +149,7 @@ TEST_F(BoundedHttpServerTest, OversizedHeadersGet431) {
   ConnectionLimits limits;
   limits.max_header_bytes = 2048;
   Start(limits);
-  int fd = Connect(port_);
+  int fd = ConnectLoopback(port_);
   std::string request = "GET / HTTP/1.1\r\nHost: x\r\n";
   for (int i = 0; i < 40; ++i) request += "X-Filler-" + std::to_string(i) + ": " + std::string(80, 'f') + "\r\n";
   request += "\r\n";
@@ -179,9 +172,9 @@ TEST_F(BoundedHttpServerTest, BeyondConnectionsAndQueueA503ComesAtOnce) {
   limits.max_queued = 1;
   limits.idle_timeout = 3s;
   Start(limits);
-  int busy = Connect(port_);    // takes the one worker (sends nothing)
+  int busy = ConnectLoopback(port_);    // takes the one worker (sends nothing)
   std::this_thread::sleep_for(100ms);
-  int waiting = Connect(port_);  // takes the one queue place
+  int waiting = ConnectLoopback(port_);  // takes the one queue place
   std::this_thread::sleep_for(100ms);
   auto t0 = SteadyClock::now();
   httplib::Client c("127.0.0.1", port_);
