@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -287,15 +288,28 @@ void BoundedHttpServer::RejectBusy(socket_t sock) {
                              fmt::format("server busy: {} connections are open, the most it takes "
                                          "(RESIDENT_MAX_CONNECTIONS); try again later",
                                          limits_.max_connections + limits_.max_queued)));
-  // Read what the client has sent (waiting briefly for it): closing a socket with unread data
-  // resets the connection, and the client might lose the answer.
-  if (PollFor(sock, POLLIN, Ms(50)) > 0) {
-    char sink[4096];
-    for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
-    }
+  // The answer is sent and ends with our FIN; the socket is closed only once the client has read
+  // it and closed its side (or 2 s passed): closing with the client's request still unread, or
+  // arriving later, resets the connection, and a reset can discard the answer before the client
+  // reads it. The lingering happens off the accepting thread, at most 64 sockets at a time.
+  ::shutdown(sock, SHUT_WR);
+  static std::atomic<int> lingering{0};
+  if (lingering.fetch_add(1) >= 64) {
+    --lingering;
+    ::close(sock);
+    return;
   }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
+  std::thread([sock] {
+    const auto deadline = SteadyClock::now() + Ms(2000);
+    char sink[4096];
+    while (SteadyClock::now() < deadline) {
+      auto left = std::chrono::duration_cast<Ms>(deadline - SteadyClock::now());
+      if (PollFor(sock, POLLIN, left) <= 0) break;
+      if (::recv(sock, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;  // the client closed (or failed)
+    }
+    ::close(sock);
+    --lingering;
+  }).detach();
 }
 
 bool BoundedHttpServer::process_and_close_socket(socket_t sock) {
