@@ -2,6 +2,8 @@
 #   make run    install what is missing, build, create the demo model, serve on 127.0.0.1:11434
 #   make test   the same set-up, then every test
 #   make bench  the cold-start / warm / decode benchmark against llama.cpp anchors
+#   make fuzz            libFuzzer on every parser of outside input (clang-14)
+#   make check-sanitize  every test under ASan+UBSan, then under TSan (clang-14)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
@@ -16,7 +18,7 @@ DEMO_GGUF := $(HOME)/.cache/resident/demo-20M-seed1.gguf
 DEMO_MODELFILE := $(BUILD_DIR)/demo.Modelfile
 DEMO_MANIFEST := $(MODELS_DIR)/manifests/registry.ollama.ai/library/demo/latest
 
-.PHONY: setup configure build run test bench demo clean
+.PHONY: setup configure build run test bench demo clean fuzz check-sanitize check-asan check-tsan
 
 setup:
 	@scripts/setup.sh
@@ -57,5 +59,43 @@ bench: build
 	scripts/build-llama-tools.sh
 	bench/cold_start
 
+# --- fuzzing and sanitizers (clang-14 and its compiler-rt: libFuzzer, ASan, UBSan, TSan) -----------
+#   make fuzz             build fuzz/*_fuzzer.cc and run each for FUZZ_SECONDS (default 60); fails on
+#                         any crash, leak, UB or broken invariant. FUZZERS="gguf requests" runs a few.
+#   make check-sanitize   the unit and integration tests under ASan+UBSan (build-asan), then under
+#                         TSan (build-tsan); fails on any sanitizer report, in any process.
+SAN_CC ?= clang-14
+SAN_CXX ?= clang++-14
+# Debug: assertions on (the sanitizer builds add -O1 and line tables themselves, CMakeLists.txt).
+SAN_CONFIGURE = CC=$(SAN_CC) CXX=$(SAN_CXX) cmake -S . -G Ninja -DRESIDENT_LLAMA_DIR=$(LLAMA_DIR)
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZERS ?=
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+
+$(FUZZ_DIR)/build.ninja: CMakeLists.txt cmake/llama.cmake fuzz/CMakeLists.txt | setup
+	$(SAN_CONFIGURE) -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRESIDENT_FUZZ=ON
+
+fuzz: setup $(FUZZ_DIR)/build.ninja
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_DIR) $(FUZZERS)
+
+$(ASAN_DIR)/build.ninja: CMakeLists.txt cmake/llama.cmake | setup
+	$(SAN_CONFIGURE) -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DRESIDENT_SANITIZE=address
+
+$(TSAN_DIR)/build.ninja: CMakeLists.txt cmake/llama.cmake | setup
+	$(SAN_CONFIGURE) -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DRESIDENT_SANITIZE=thread
+
+check-asan: setup $(ASAN_DIR)/build.ninja
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	scripts/check-sanitize.sh $(ASAN_DIR) address
+
+check-tsan: setup $(TSAN_DIR)/build.ninja
+	cmake --build $(TSAN_DIR) -j $(JOBS)
+	scripts/check-sanitize.sh $(TSAN_DIR) thread
+
+check-sanitize: check-asan check-tsan
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(ASAN_DIR) $(TSAN_DIR)

@@ -23,6 +23,7 @@ const char* KindName(const json& v) {
 }
 
 Result<json> ParseObject(std::string_view body) {
+  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
   json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     if (body.empty()) return Status::InvalidArgument("missing request body");
@@ -175,6 +176,28 @@ Status RejectImages(const json& j) {
 Status DecodeStream(const json& j, bool* stream) { return GetBool(j, "stream", stream); }
 
 }  // namespace
+
+Status CheckJsonDepth(std::string_view body) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        return Status::InvalidArgument("invalid JSON in request body: arrays and objects nested deeper than " +
+                                       std::to_string(kMaxJsonDepth) + " levels");
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return Status::Ok();
+}
 
 TemplateUse ClassifyTemplate(std::string_view t) {
   std::string compact;

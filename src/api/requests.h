@@ -79,6 +79,17 @@ struct ModelCall {  // /api/show, /api/delete...
   std::string model;
 };
 
+// Arrays and objects nest at most this deep in a request body. Serializing or walking a JSON value
+// recurses once per level (nlohmann's dump, the JSON-schema converter), so a deeper body (a few
+// hundred KB of "[") would overflow a handler thread's stack and crash the whole server. Real
+// requests, JSON schemas included, stay far below.
+inline constexpr int kMaxJsonDepth = 256;
+
+// Every route checks its body with this before parsing it. Errors: kInvalidArgument when `body`
+// nests arrays and objects deeper than kMaxJsonDepth; Ok otherwise, JSON or not (that is the
+// parser's business).
+Status CheckJsonDepth(std::string_view body);
+
 // The options a request runs with: server defaults, then the model's Modelfile parameters
 // (validated ("name", "value") text pairs: numbers, booleans, "stop" once per stop string), then
 // the request's own options (request_json), each overriding the one before; a request's `stop`

@@ -4,43 +4,124 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 namespace resident::runner {
 
 using nlohmann::json;
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadRequest, model_path, n_ctx, n_batch, n_threads,
-                                                n_gpu_layers, n_parallel, use_mmap)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SamplingOptions, temperature, top_k, top_p, min_p,
-                                                repeat_penalty, repeat_last_n, presence_penalty,
-                                                frequency_penalty, seed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ChatMessage, role, content)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateRequest, id, messages, prompt, context,
-                                                add_special, num_predict, stop, sampling, grammar,
-                                                return_context, suffix)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TokenizeRequest, id, text, add_special)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedRequest, id, inputs, normalize, truncate)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CancelRequest, id)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HealthRequest, id)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemoryRequest, id)
+// Decoding is stricter than nlohmann's get<T>: a number must fit its field. A float in an integer
+// field, or an integer beyond the field's range, would otherwise be converted with undefined
+// behaviour (1e300 into an int32_t) or wrap silently (-1 into a uint64_t id); either is an error.
+// A missing field keeps its default.
+namespace {
+
+struct FieldError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void BadField(const char* key, const char* want) {
+  throw FieldError(std::string("field \"") + key + "\" must be " + want);
+}
+
+template <typename T>
+struct IsVector : std::false_type {};
+template <typename T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+template <typename T>
+void ReadValue(const json& v, const char* key, T& out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) BadField(key, "true or false");
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (v.is_number_unsigned()) {
+      const auto u = v.get<uint64_t>();
+      if (!std::in_range<T>(u)) BadField(key, "an integer in range");
+      out = static_cast<T>(u);
+    } else if (v.is_number_integer()) {
+      const auto i = v.get<int64_t>();
+      if (!std::in_range<T>(i)) BadField(key, "an integer in range");
+      out = static_cast<T>(i);
+    } else {
+      BadField(key, "an integer");
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) BadField(key, "a number");
+    const auto d = v.get<double>();
+    if (std::isfinite(d) && std::fabs(d) > std::numeric_limits<T>::max()) BadField(key, "a number in range");
+    out = static_cast<T>(d);
+  } else if constexpr (std::is_same_v<T, StatusCode>) {
+    int code = 0;
+    ReadValue(v, key, code);
+    if (code < 0 || code > static_cast<int>(StatusCode::kInternal)) BadField(key, "a status code");
+    out = static_cast<StatusCode>(code);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) BadField(key, "a string");
+    out = v.get<std::string>();
+  } else if constexpr (IsVector<T>::value) {
+    if (!v.is_array()) BadField(key, "an array");
+    out.clear();
+    out.reserve(v.size());
+    for (const json& e : v) ReadValue(e, key, out.emplace_back());
+  } else {
+    if (!v.is_object()) BadField(key, "an object");
+    from_json(v, out);  // a nested message struct, below
+  }
+}
+
+template <typename T>
+void ReadField(const json& j, const char* key, T& out) {
+  if (auto it = j.find(key); it != j.end()) ReadValue(*it, key, out);
+}
+
+}  // namespace
+
+#define RESIDENT_FIELD_TO(field) j[#field] = value.field;
+#define RESIDENT_FIELD_FROM(field) ReadField(j, #field, value.field);
+#define RESIDENT_PROTOCOL_FIELDS(Type, ...)                                                     \
+  inline void to_json(json& j, const Type& value) {                                             \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(RESIDENT_FIELD_TO, __VA_ARGS__))                   \
+  }                                                                                             \
+  inline void from_json(const json& j, Type& value) {                                           \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(RESIDENT_FIELD_FROM, __VA_ARGS__))                 \
+  }
+
+RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
+                         n_parallel, use_mmap)
+RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
+                         repeat_last_n, presence_penalty, frequency_penalty, seed)
+RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content)
+RESIDENT_PROTOCOL_FIELDS(GenerateRequest, id, messages, prompt, context, add_special, num_predict,
+                         stop, sampling, grammar, return_context, suffix)
+RESIDENT_PROTOCOL_FIELDS(TokenizeRequest, id, text, add_special)
+RESIDENT_PROTOCOL_FIELDS(EmbedRequest, id, inputs, normalize, truncate)
+RESIDENT_PROTOCOL_FIELDS(CancelRequest, id)
+RESIDENT_PROTOCOL_FIELDS(HealthRequest, id)
+RESIDENT_PROTOCOL_FIELDS(MemoryRequest, id)
 inline void to_json(json& j, const ShutdownRequest&) { j = json::object(); }
 inline void from_json(const json&, ShutdownRequest&) {}
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train,
-                                                n_embd, n_threads, architecture, chat_template,
-                                                rss_bytes, vram_bytes, load_ns, fim)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadedEvent, facts)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadProgressEvent, progress)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LoadFailedEvent, code, message)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TokenEvent, id, text)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DoneEvent, id, done_reason, prompt_eval_count,
-                                                prompt_eval_ns, eval_count, eval_ns, context)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ErrorEvent, id, code, message)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TokenizeResult, id, tokens)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmbedResult, id, embeddings, prompt_eval_count)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HealthResult, id, busy)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemoryResult, id, rss_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train, n_embd, n_threads,
+                         architecture, chat_template, rss_bytes, vram_bytes, load_ns, fim)
+RESIDENT_PROTOCOL_FIELDS(LoadedEvent, facts)
+RESIDENT_PROTOCOL_FIELDS(LoadProgressEvent, progress)
+RESIDENT_PROTOCOL_FIELDS(LoadFailedEvent, code, message)
+RESIDENT_PROTOCOL_FIELDS(TokenEvent, id, text)
+RESIDENT_PROTOCOL_FIELDS(DoneEvent, id, done_reason, prompt_eval_count, prompt_eval_ns, eval_count,
+                         eval_ns, context)
+RESIDENT_PROTOCOL_FIELDS(ErrorEvent, id, code, message)
+RESIDENT_PROTOCOL_FIELDS(TokenizeResult, id, tokens)
+RESIDENT_PROTOCOL_FIELDS(EmbedResult, id, embeddings, prompt_eval_count)
+RESIDENT_PROTOCOL_FIELDS(HealthResult, id, busy)
+RESIDENT_PROTOCOL_FIELDS(MemoryResult, id, rss_bytes, vram_bytes)
 
 namespace {
 
@@ -85,6 +166,8 @@ Result<Message> DecodePayload(std::string_view payload) {
   }
   try {
     return FromTag(tag->get<size_t>(), body);
+  } catch (const FieldError& e) {
+    return Status::InvalidArgument(std::string("runner protocol: bad message fields: ") + e.what());
   } catch (const json::exception& e) {
     return Status::InvalidArgument(std::string("runner protocol: bad message fields: ") + e.what());
   }

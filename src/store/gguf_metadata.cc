@@ -93,22 +93,8 @@ std::string GgufFileTypeName(uint32_t file_type) {
 
 namespace {
 
-Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::NotFound("model file " + path + " does not exist");
-  {
-    // Check the magic first: ggml's reader logs noisily on non-GGUF input.
-    std::ifstream in(path, std::ios::binary);
-    char magic[4] = {};
-    if (!in.read(magic, 4) || std::string_view(magic, 4) != "GGUF") {
-      return Status::InvalidArgument(path + " is not a GGUF file (bad magic)");
-    }
-  }
-  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
-  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_file(path.c_str(), params));
-  if (!ctx) return Status::InvalidArgument(path + " is not a readable GGUF file (truncated or corrupt header)");
-  const gguf_context* c = ctx.get();
-
+// What resident reads of a parsed header; the part of the reader that is resident's own code.
+GgufInfo InfoFromContext(const gguf_context* c) {
   GgufInfo info;
   const int64_t n_kv = gguf_get_n_kv(c);
   for (int64_t i = 0; i < n_kv; ++i) {
@@ -159,7 +145,34 @@ Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
   return info;
 }
 
+Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::NotFound("model file " + path + " does not exist");
+  {
+    // Check the magic first: ggml's reader logs noisily on non-GGUF input.
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    if (!in.read(magic, 4) || std::string_view(magic, 4) != "GGUF") {
+      return Status::InvalidArgument(path + " is not a GGUF file (bad magic)");
+    }
+  }
+  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_file(path.c_str(), params));
+  if (!ctx) return Status::InvalidArgument(path + " is not a readable GGUF file (truncated or corrupt header)");
+  return InfoFromContext(ctx.get());
+}
+
 }  // namespace
+
+Result<GgufInfo> ReadGgufInfoFromBuffer(std::string_view bytes, const std::string& name) {
+  if (bytes.size() < 4 || bytes.substr(0, 4) != "GGUF") {
+    return Status::InvalidArgument(name + " is not a GGUF file (bad magic)");
+  }
+  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_buffer(bytes.data(), bytes.size(), params));
+  if (!ctx) return Status::InvalidArgument(name + " is not a readable GGUF file (truncated or corrupt header)");
+  return InfoFromContext(ctx.get());
+}
 
 Result<GgufInfo> ReadGgufInfo(const std::string& path) {
   // Reading a header costs milliseconds (a vocabulary is tens of thousands of strings) and model

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct GgufInfo {
 // Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a readable
 // GGUF file (bad magic, truncated header, absurd counts) — the message names the file.
 Result<GgufInfo> ReadGgufInfo(const std::string& path);
+
+// The same from a GGUF file's bytes in memory, uncached (tests, the fuzzer). `name` stands for
+// the file in messages. Errors: kInvalidArgument as for ReadGgufInfo.
+Result<GgufInfo> ReadGgufInfoFromBuffer(std::string_view bytes, const std::string& name);
 
 // Name of a general.file_type value ("F16", "Q4_K_M", ...); "unknown" otherwise.
 std::string GgufFileTypeName(uint32_t file_type);

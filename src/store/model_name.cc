@@ -5,6 +5,8 @@
 namespace resident::store {
 namespace {
 
+constexpr size_t kMaxNameLength = 350;
+
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool IsAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -54,7 +56,7 @@ std::string ModelName::ManifestRelPath() const { return host + "/" + ns + "/" + 
 
 Result<ModelName> ParseModelName(std::string_view raw) {
   if (raw.empty()) return Status::InvalidArgument("model is required");
-  if (raw.size() > 350) return Invalid(raw, "longer than 350 characters");
+  if (raw.size() > kMaxNameLength) return Invalid(raw, "longer than 350 characters");
   std::string s;
   s.reserve(raw.size());
   for (char c : raw) s += Lower(c);
@@ -85,6 +87,9 @@ Result<ModelName> ParseModelName(std::string_view raw) {
   if (!ValidPart(n.tag, 80)) return Invalid(raw, "the tag may use letters, digits, '_', '-' and '.'");
   if (!ValidPart(n.ns, 80)) return Invalid(raw, "the namespace may use letters, digits, '_', '-' and '.'");
   if (!ValidHost(n.host)) return Invalid(raw, "bad host");
+  // The limit is on the name as it is shown and typed back (Display: the tag added, the default
+  // host and namespace dropped); otherwise a name could be listed that does not parse again.
+  if (n.Display().size() > kMaxNameLength) return Invalid(raw, "longer than 350 characters with its tag");
   return n;
 }
 

@@ -34,7 +34,7 @@ struct ModelName {
 // `invalid model name "X"` with the reason).
 // Parts: host [a-z0-9][a-z0-9._-]* with an optional :port; namespace and model
 // [a-z0-9_][a-z0-9._-]* (no ".."); tag [a-z0-9_][a-z0-9._-]*; each at most 80 characters
-// (host 255), the whole name at most 350.
+// (host 255), the whole name at most 350, as typed and as Display() shows it (with its tag).
 Result<ModelName> ParseModelName(std::string_view name);
 
 }  // namespace resident::store

@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <limits>
 #include <thread>
+#include <typeinfo>
 
 namespace resident::runner {
 namespace {
@@ -120,6 +122,53 @@ TEST(Protocol, GarbagePayloadIsRejected) {
   auto wrong = DecodePayload(std::string("\x82\xa1t\x0b\xa4text\x05", 10));
   static_assert(std::is_same_v<std::variant_alternative_t<11, Message>, TokenEvent>);
   ASSERT_FALSE(wrong.ok());
+}
+
+// The bytes of a string literal, NULs included.
+template <size_t N>
+std::string Bytes(const char (&s)[N]) {
+  return std::string(s, N - 1);
+}
+
+// Found by fuzzing (fuzz/regressions/protocol/): nlohmann's get<int32_t> converts a float with a
+// static_cast, undefined behaviour when it does not fit (UBSan: "1e+300 is outside the range of
+// representable values of type 'int'"). Numbers must now fit their fields.
+TEST(Protocol, NumbersThatDoNotFitTheirFieldAreRejected) {
+  // {"t": 0, "n_ctx": 1e300}: a LoadRequest whose n_ctx is a float beyond int32.
+  const std::string float_into_int32 = Bytes("\x82\xa1t\x00\xa5n_ctx\xcb\x7e\x37\xe4\x3c\x88\x00\x75\x9c");
+  static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, LoadRequest>);
+  // {"t": 11, "id": -1.0}: a TokenEvent whose uint64 id is a negative float.
+  const std::string negative_float_into_uint64 = Bytes("\x82\xa1t\x0b\xa2id\xcb\xbf\xf0\x00\x00\x00\x00\x00\x00");
+  // {"t": 11, "id": -1}: the same id as a negative integer, which used to wrap to 2^64-1.
+  const std::string negative_int_into_uint64 = Bytes("\x82\xa1t\x0b\xa2id\xff");
+  // {"t": 8, "facts": {"n_ctx": 4294967296}}: an integer beyond int32.
+  const std::string wide_int_into_int32 = Bytes("\x82\xa1t\x08\xa5" "facts\x81\xa5n_ctx\xcf\x00\x00\x00\x01\x00\x00\x00\x00");
+  // {"t": 13, "code": 99}: a status code that does not exist.
+  const std::string unknown_status_code = Bytes("\x82\xa1t\x0d\xa4" "code\x63");
+  for (const std::string* payload :
+       {&float_into_int32, &negative_float_into_uint64, &negative_int_into_uint64, &wide_int_into_int32,
+        &unknown_status_code}) {
+    auto m = DecodePayload(*payload);
+    ASSERT_FALSE(m.ok()) << std::visit([](const auto& v) { return typeid(v).name(); }, *m);
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find("bad message fields"), std::string::npos) << m.status().message();
+  }
+  // Fitting values still decode, including the extremes of each type.
+  LoadRequest load;
+  load.n_ctx = std::numeric_limits<int32_t>::max();
+  load.n_gpu_layers = std::numeric_limits<int32_t>::min();
+  auto decoded = DecodePayload(EncodeFrame(load).substr(4));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<LoadRequest>(*decoded).n_ctx, load.n_ctx);
+  EXPECT_EQ(std::get<LoadRequest>(*decoded).n_gpu_layers, load.n_gpu_layers);
+  MemoryResult mem{std::numeric_limits<uint64_t>::max(), std::numeric_limits<uint64_t>::max(), 0};
+  decoded = DecodePayload(EncodeFrame(mem).substr(4));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<MemoryResult>(*decoded).id, mem.id);
+  ErrorEvent err{1, StatusCode::kInternal, "x"};
+  decoded = DecodePayload(EncodeFrame(err).substr(4));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(std::get<ErrorEvent>(*decoded).code, StatusCode::kInternal);
 }
 
 }  // namespace

@@ -45,5 +45,27 @@ TEST(StoreNameTest, RejectsNamesThatCouldLeaveTheStore) {
   EXPECT_NE(bad.status().message().find("invalid model name"), std::string::npos);
 }
 
+// Found by fuzzing (fuzz/regressions/model_name/): a 346-character name without a tag parsed, but
+// its display form ("...:latest", 353 characters) did not, so `resident list` could show a name
+// that `resident rm` rejects. The 350-character limit now holds for the display form too.
+TEST(StoreNameTest, EveryNameThatParsesDisplaysAsANameThatParsesToItself) {
+  const std::string host(200, 'h'), ns(70, 'n'), model(74, 'm');
+  const std::string untagged = host + "/" + ns + "/" + model;  // 346 characters
+  ASSERT_EQ(untagged.size(), 346u);
+  auto n = ParseModelName(untagged);
+  ASSERT_FALSE(n.ok()) << n->Display();
+  EXPECT_NE(n.status().message().find("longer than 350 characters with its tag"), std::string::npos)
+      << n.status().message();
+  // The same name with a tag that keeps the display within 350 characters parses and round-trips.
+  for (const std::string& name : {untagged.substr(3) + ":q", host + "/" + ns + "/" + model.substr(4) + ":latest",
+                                  "registry.ollama.ai/library/" + model + ":v1"}) {
+    auto ok = ParseModelName(name);
+    ASSERT_TRUE(ok.ok()) << name << ": " << ok.status().message();
+    auto again = ParseModelName(ok->Display());
+    ASSERT_TRUE(again.ok()) << ok->Display() << ": " << again.status().message();
+    EXPECT_EQ(*again, *ok);
+  }
+}
+
 }  // namespace
 }  // namespace resident::store
