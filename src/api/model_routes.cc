@@ -39,13 +39,6 @@ Result<std::string> ModelField(const json& body, const char* key = "model", cons
   return Status::InvalidArgument(std::string(key) + " is required");
 }
 
-Result<json> ParseBody(const std::string& text) {
-  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(text));
-  json body = json::parse(text, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return Status::InvalidArgument("invalid JSON body: expected an object");
-  return body;
-}
-
 // A GGUF metadata value as JSON: numbers and booleans typed, summarized arrays as null.
 json InfoValue(const std::string& v) {
   if (v == "true") return true;
@@ -77,7 +70,7 @@ Status NotFoundForShow(const Status& st, const std::string& model) {
 }
 
 void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendError(res, body.status());
   auto model = ModelField(*body);
   if (!model.ok()) return SendError(res, model.status());
@@ -204,7 +197,7 @@ json EventJson(const store::CreateEvent& ev) {
 }
 
 void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendError(res, body.status());
   auto model = ModelField(*body);
   if (!model.ok()) return SendError(res, model.status());
@@ -271,7 +264,7 @@ void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
 }
 
 void HandleCopy(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendError(res, body.status());
   auto source = ModelField(*body, "source", nullptr);
   if (!source.ok()) return SendError(res, source.status());
@@ -299,7 +292,7 @@ void HandleCopy(ApiContext& ctx, store::ModelStore* store, const httplib::Reques
 }
 
 void HandleDelete(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendError(res, body.status());
   auto model = ModelField(*body);
   if (!model.ok()) return SendError(res, model.status());

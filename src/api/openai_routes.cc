@@ -33,14 +33,6 @@ std::string NewId(const char* prefix) {
   return std::string(prefix) + std::to_string(n % 1000000000);
 }
 
-Result<json> ParseBody(std::string_view body) {
-  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
-  json j = json::parse(body.begin(), body.end(), nullptr, false);
-  if (j.is_discarded()) return Status::InvalidArgument("invalid JSON in request body");
-  if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
-  return j;
-}
-
 Status TypeError(const char* field, const char* want) {
   return Status::InvalidArgument(std::string("invalid value for \"") + field + "\": expected " + want);
 }
@@ -260,7 +252,7 @@ Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiCal
 }
 
 void HandleChatCompletions(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendOpenAiError(res, body.status());
   const json& j = *body;
   OpenAiCall call;
@@ -292,7 +284,7 @@ void HandleChatCompletions(ApiContext& ctx, const httplib::Request& req, httplib
 }
 
 void HandleCompletions(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendOpenAiError(res, body.status());
   const json& j = *body;
   OpenAiCall call;
@@ -345,7 +337,7 @@ std::string Base64(const void* data, size_t n) {
 }
 
 void HandleEmbeddings(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseBody(req.body);
+  auto body = ParseObject(req.body);
   if (!body.ok()) return SendOpenAiError(res, body.status());
   const json& j = *body;
   auto ka = DecodeKeepAlive(j);

@@ -22,17 +22,6 @@ const char* KindName(const json& v) {
   }
 }
 
-Result<json> ParseObject(std::string_view body) {
-  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    if (body.empty()) return Status::InvalidArgument("missing request body");
-    return Status::InvalidArgument("invalid JSON in request body");
-  }
-  if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
-  return j;
-}
-
 Status WrongType(const char* field, const char* want, const json& got) {
   return Status::InvalidArgument(std::string("invalid value for \"") + field + "\": expected " + want + ", got " +
                                  KindName(got));
@@ -197,6 +186,17 @@ Status CheckJsonDepth(std::string_view body) {
     }
   }
   return Status::Ok();
+}
+
+Result<json> ParseObject(std::string_view body) {
+  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
+  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    if (body.empty()) return Status::InvalidArgument("missing request body");
+    return Status::InvalidArgument("invalid JSON in request body");
+  }
+  if (!j.is_object()) return Status::InvalidArgument("request body must be a JSON object");
+  return j;
 }
 
 TemplateUse ClassifyTemplate(std::string_view t) {

@@ -85,10 +85,14 @@ struct ModelCall {  // /api/show, /api/delete...
 // requests, JSON schemas included, stay far below.
 inline constexpr int kMaxJsonDepth = 256;
 
-// Every route checks its body with this before parsing it. Errors: kInvalidArgument when `body`
+// ParseObject checks every body with this before parsing it. Errors: kInvalidArgument when `body`
 // nests arrays and objects deeper than kMaxJsonDepth; Ok otherwise, JSON or not (that is the
 // parser's business).
 Status CheckJsonDepth(std::string_view body);
+
+// A request body as a JSON object, every route's first step. Errors (kInvalidArgument): an
+// empty body, invalid JSON, nesting deeper than kMaxJsonDepth, anything but an object.
+Result<nlohmann::json> ParseObject(std::string_view body);
 
 // The options a request runs with: server defaults, then the model's Modelfile parameters
 // (validated ("name", "value") text pairs: numbers, booleans, "stop" once per stop string), then
