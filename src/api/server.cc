@@ -13,6 +13,7 @@
 #include "api/openai_routes.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
+#include "store/model_name.h"
 
 namespace resident::api {
 namespace {
@@ -207,8 +208,9 @@ void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional
       path = entry->path;
     } else if (entry.status().code() == StatusCode::kNotFound) {
       // Its file may have been deleted while it was loaded: it is still unloaded by name.
+      auto parsed = store::ParseModelName(model);
       for (const auto& m : ctx_.scheduler.Snapshot()) {
-        if (m.name == model || m.name == model + ":latest") path = m.path;
+        if (m.name == model || (parsed.ok() && m.name == parsed->Display())) path = m.path;
       }
       if (path.empty()) return SendError(res, Status::NotFound("model '" + model + "' not found"));
     } else {
