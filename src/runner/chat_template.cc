@@ -13,13 +13,16 @@ struct ChatTemplate::Impl {
 ChatTemplate::ChatTemplate(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ChatTemplate::~ChatTemplate() = default;
 
-Result<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(const llama_model* model) {
+Result<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(const llama_model* model,
+                                                          const std::string& override_template) {
   try {
     auto impl = std::make_unique<Impl>();
-    impl->templates = common_chat_templates_init(model, "");
+    impl->templates = common_chat_templates_init(model, override_template);
     return std::unique_ptr<ChatTemplate>(new ChatTemplate(std::move(impl)));
   } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("cannot parse the model's chat template: ") + e.what());
+    return Status::InvalidArgument(std::string(override_template.empty() ? "cannot parse the model's chat template: "
+                                                                          : "cannot parse the TEMPLATE: ") +
+                                   e.what());
   }
 }
 

@@ -16,9 +16,10 @@ namespace resident::runner {
 
 class ChatTemplate {
  public:
-  // Parses the model's template once. A model without one gets llama.cpp's fallback (ChatML).
-  // Errors: kInvalidArgument when the template cannot be parsed.
-  static Result<std::unique_ptr<ChatTemplate>> Create(const llama_model* model);
+  // Parses the template once: `override_template` when not empty, else the model's own. A model
+  // without one gets llama.cpp's fallback (ChatML). Errors: kInvalidArgument when the template
+  // cannot be parsed.
+  static Result<std::unique_ptr<ChatTemplate>> Create(const llama_model* model, const std::string& override_template);
   ~ChatTemplate();
 
   // Errors: kInvalidArgument when rendering fails (e.g. the template rejects the roles).

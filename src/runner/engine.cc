@@ -49,9 +49,12 @@ void InitBackendsOnce() {
   });
 }
 
+// True when a request in the batch being decoded was cancelled (data: the engine's batch_cancel_).
 bool AbortCallback(void* data) {
-  auto* flag = static_cast<const std::atomic<bool>* const*>(data);
-  return *flag != nullptr && (*flag)->load(std::memory_order_relaxed);
+  for (const std::atomic<bool>* flag : *static_cast<const std::vector<const std::atomic<bool>*>*>(data)) {
+    if (flag != nullptr && flag->load(std::memory_order_relaxed)) return true;
+  }
+  return false;
 }
 
 std::string MetaString(const llama_model* model, const char* key) {
@@ -106,6 +109,36 @@ std::pair<size_t, bool> StopScan(std::string_view held, const std::vector<std::s
   return {held.size() - keep, false};
 }
 
+// One request in one sequence of the context.
+struct Engine::Slot {
+  explicit Slot(int32_t seq_id) : seq(seq_id) {}
+  const int32_t seq;
+  std::vector<int32_t> cached;  // tokens whose KV entries are in the context for `seq`
+  bool busy = false;
+
+  // The request being served (when busy).
+  uint64_t id = 0;
+  int32_t num_predict = -1;
+  std::vector<std::string> stop;
+  bool return_context = false;
+  std::shared_ptr<const std::atomic<bool>> cancel;
+  TextSink on_text;
+  DoneSink on_done;
+  std::unique_ptr<llama_sampler, void (*)(llama_sampler*)> sampler{nullptr, llama_sampler_free};
+  std::vector<int32_t> prompt;
+  size_t prompt_done = 0;        // prompt tokens in `cached` (decoded or reused)
+  bool generating = false;       // the prompt is decoded; `next` is the token to decode
+  int32_t next = LLAMA_TOKEN_NULL;
+  std::string held;              // generated text not yet emitted (a partial character or a possible stop)
+  std::vector<int32_t> generated;
+  DoneEvent done;
+  Clock::time_point started, generating_since;
+
+  // In the batch being decoded.
+  int32_t n_in_batch = 0;
+  int32_t logits_at = -1;        // batch index of this slot's output, -1 if none
+};
+
 void Engine::PrepareBackends() { InitBackendsOnce(); }
 
 Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
@@ -136,29 +169,37 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   int threads = request.n_threads > 0 ? request.n_threads : PhysicalCores();
   llama_context_params cparams = llama_context_default_params();
   int32_t n_ctx_train = llama_model_n_ctx_train(engine->model_);
-  cparams.n_ctx = static_cast<uint32_t>(request.n_ctx > 0 ? request.n_ctx : std::min(n_ctx_train, 4096));
+  // num_ctx is per request, as Ollama's: n_parallel sequences of n_ctx tokens each, every one in
+  // its own KV stream (kv_unified off: the sequences rarely share a prefix).
+  const uint32_t n_seq = static_cast<uint32_t>(std::max(1, request.n_parallel));
+  const uint32_t n_ctx = static_cast<uint32_t>(request.n_ctx > 0 ? request.n_ctx : std::min(n_ctx_train, 4096));
+  cparams.n_ctx = n_ctx * n_seq;
   cparams.n_batch = cparams.n_ubatch = static_cast<uint32_t>(std::max(1, request.n_batch));
-  cparams.n_seq_max = static_cast<uint32_t>(std::max(1, request.n_parallel));
+  cparams.n_seq_max = n_seq;
+  cparams.kv_unified = false;
   cparams.n_threads = cparams.n_threads_batch = threads;
   cparams.no_perf = true;
   cparams.abort_callback = AbortCallback;
-  cparams.abort_callback_data = &engine->abort_flag_;
+  cparams.abort_callback_data = &engine->batch_cancel_;
   engine->ctx_ = llama_init_from_model(engine->model_, cparams);
   if (engine->ctx_ == nullptr) {
-    return Status::ResourceExhausted("could not create a context of " + std::to_string(cparams.n_ctx) +
-                                     " tokens for \"" + request.model_path + "\" (out of memory?)");
+    return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
+                                     std::to_string(n_ctx) + " tokens for \"" + request.model_path + "\" (out of memory?)");
   }
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
+  for (uint32_t i = 0; i < n_seq; ++i) engine->slots_.push_back(std::make_unique<Slot>(static_cast<int32_t>(i)));
 
   ModelFacts& f = engine->facts_;
   f.size_bytes = llama_model_size(engine->model_);
   f.n_params = llama_model_n_params(engine->model_);
-  f.n_ctx = static_cast<int32_t>(llama_n_ctx(engine->ctx_));
+  f.n_ctx = static_cast<int32_t>(llama_n_ctx_seq(engine->ctx_));
   f.n_ctx_train = n_ctx_train;
   f.n_embd = llama_model_n_embd(engine->model_);
   f.n_threads = threads;
   f.architecture = MetaString(engine->model_, "general.architecture");
-  if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
+  engine->chat_template_override_ = request.chat_template;
+  if (!request.chat_template.empty()) f.chat_template = request.chat_template;
+  else if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
   f.fim = llama_vocab_fim_pre(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_suf(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_mid(engine->vocab_) != LLAMA_TOKEN_NULL;
@@ -188,7 +229,7 @@ Result<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool add_sp
 
 Result<std::string> Engine::ApplyChatTemplate(const std::vector<ChatMessage>& messages) {
   if (!chat_template_) {
-    auto tmpl = ChatTemplate::Create(model_);
+    auto tmpl = ChatTemplate::Create(model_, chat_template_override_);
     if (!tmpl.ok()) return tmpl.status();
     chat_template_ = std::move(tmpl).value();
   }
@@ -204,37 +245,15 @@ std::string Engine::TokenText(int32_t token) const {
   return n < 0 ? std::string() : big.substr(0, static_cast<size_t>(n));
 }
 
-Status Engine::DecodePrompt(const std::vector<int32_t>& tokens, const std::atomic<bool>& cancel) {
-  llama_memory_t mem = llama_get_memory(ctx_);
-  // Reuse the KV entries of the longest common prefix with the previous request; at least the
-  // last token is decoded again so that its logits exist.
-  size_t keep = 0;
-  while (keep < cached_.size() && keep < tokens.size() && cached_[keep] == tokens[keep]) ++keep;
-  if (keep == tokens.size()) --keep;
-  if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(keep), -1)) {
-    llama_memory_clear(mem, true);
-    keep = 0;
-  }
-  cached_.resize(keep);
-  abort_flag_ = &cancel;
-  for (size_t i = keep; i < tokens.size(); i += static_cast<size_t>(n_batch_)) {
-    if (cancel.load()) return Status::Cancelled("request cancelled");
-    int32_t n = static_cast<int32_t>(std::min<size_t>(static_cast<size_t>(n_batch_), tokens.size() - i));
-    int rc = llama_decode(ctx_, llama_batch_get_one(const_cast<int32_t*>(tokens.data() + i), n));
-    if (rc == 2) return Status::Cancelled("request cancelled");
-    if (rc != 0) {
-      llama_memory_clear(mem, true);
-      cached_.clear();
-      return Status::Internal("llama_decode failed with code " + std::to_string(rc));
-    }
-    cached_.insert(cached_.end(), tokens.begin() + static_cast<long>(i), tokens.begin() + static_cast<long>(i + static_cast<size_t>(n)));
-  }
-  return Status::Ok();
+Engine::Engine() = default;
+
+int Engine::FreeSlots() const {
+  int n = 0;
+  for (const auto& s : slots_) n += s->busy ? 0 : 1;
+  return n;
 }
 
-Result<DoneEvent> Engine::Generate(const GenerateRequest& request,
-                                   const std::function<void(std::string_view)>& on_text,
-                                   const std::atomic<bool>& cancel) {
+Result<std::vector<int32_t>> Engine::PromptTokens(const GenerateRequest& request) {
   std::string prompt = request.prompt;
   if (!request.messages.empty()) {
     auto rendered = ApplyChatTemplate(request.messages);
@@ -263,92 +282,219 @@ Result<DoneEvent> Engine::Generate(const GenerateRequest& request,
     tokens.insert(tokens.end(), prompt_tokens->begin(), prompt_tokens->end());
   }
   if (tokens.empty()) return Status::InvalidArgument("the prompt is empty");
-  const int32_t n_ctx = facts_.n_ctx;
-  if (static_cast<int32_t>(tokens.size()) >= n_ctx) {
+  if (static_cast<int32_t>(tokens.size()) >= facts_.n_ctx) {
     return Status::InvalidArgument("the prompt is " + std::to_string(tokens.size()) +
-                                   " tokens, more than the context of " + std::to_string(n_ctx) +
+                                   " tokens, more than the context of " + std::to_string(facts_.n_ctx) +
                                    " tokens can hold (raise num_ctx or shorten the prompt)");
   }
+  return tokens;
+}
 
-  DoneEvent done;
-  done.id = request.id;
-  auto t0 = Clock::now();
-  Status st = DecodePrompt(tokens, cancel);
-  abort_flag_ = nullptr;
-  if (!st.ok()) return st;
-  done.prompt_eval_count = static_cast<int32_t>(tokens.size());
-  done.prompt_eval_ns = NanosSince(t0);
-
+Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSampler(
+    const GenerateRequest& request) const {
   const SamplingOptions& so = request.sampling;
-  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-  struct ChainFree { void operator()(llama_sampler* s) const { llama_sampler_free(s); } };
-  std::unique_ptr<llama_sampler, ChainFree> chain_owner(chain);
+  std::unique_ptr<llama_sampler, void (*)(llama_sampler*)> chain(
+      llama_sampler_chain_init(llama_sampler_chain_default_params()), llama_sampler_free);
   if (!request.grammar.empty()) {
     llama_sampler* g = llama_sampler_init_grammar(vocab_, request.grammar.c_str(), "root");
     if (g == nullptr) return Status::InvalidArgument("the output format's grammar is invalid");
-    llama_sampler_chain_add(chain, g);
+    llama_sampler_chain_add(chain.get(), g);
   }
   if (so.repeat_penalty != 1.0f || so.frequency_penalty != 0.0f || so.presence_penalty != 0.0f) {
-    int32_t last_n = so.repeat_last_n < 0 ? n_ctx : so.repeat_last_n;
-    llama_sampler_chain_add(chain, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_), last_n, so.repeat_penalty,
-                                                                so.frequency_penalty, so.presence_penalty));
+    int32_t last_n = so.repeat_last_n < 0 ? facts_.n_ctx : so.repeat_last_n;
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_), last_n, so.repeat_penalty,
+                                                                      so.frequency_penalty, so.presence_penalty));
   }
   if (so.temperature <= 0.0f) {
-    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
   } else {
-    if (so.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(so.top_k));
-    if (so.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(so.top_p, 1));
-    if (so.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(so.min_p, 1));
-    llama_sampler_chain_add(chain, llama_sampler_init_temp(so.temperature));
+    if (so.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(so.top_k));
+    if (so.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(so.top_p, 1));
+    if (so.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(so.min_p, 1));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(so.temperature));
     uint32_t seed = so.seed < 0 ? LLAMA_DEFAULT_SEED : static_cast<uint32_t>(so.seed);
-    llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(seed));
+  }
+  return chain;
+}
+
+Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
+                     TextSink on_text, DoneSink on_done) {
+  auto tokens = PromptTokens(request);
+  if (!tokens.ok()) return tokens.status();
+  auto sampler = MakeSampler(request);
+  if (!sampler.ok()) return sampler.status();
+
+  // The free slot whose cached tokens share the longest prefix with this prompt; at least the
+  // last prompt token is decoded again so that its logits exist.
+  Slot* slot = nullptr;
+  size_t keep = 0;
+  for (auto& s : slots_) {
+    if (s->busy) continue;
+    size_t n = 0;
+    while (n < s->cached.size() && n < tokens->size() && s->cached[n] == (*tokens)[n]) ++n;
+    if (slot == nullptr || n > keep) {
+      slot = s.get();
+      keep = n;
+    }
+  }
+  if (slot == nullptr) return Status::Internal("no free slot");
+  if (keep == tokens->size()) --keep;
+  llama_memory_t mem = llama_get_memory(ctx_);
+  if (!llama_memory_seq_rm(mem, slot->seq, static_cast<llama_pos>(keep), -1)) {
+    llama_memory_seq_rm(mem, slot->seq, -1, -1);
+    keep = 0;
+  }
+  slot->cached.resize(keep);
+
+  slot->busy = true;
+  slot->id = request.id;
+  slot->num_predict = request.num_predict;
+  slot->stop = request.stop;
+  slot->return_context = request.return_context;
+  slot->cancel = std::move(cancel);
+  slot->on_text = std::move(on_text);
+  slot->on_done = std::move(on_done);
+  slot->sampler = std::move(sampler).value();
+  slot->prompt = std::move(tokens).value();
+  slot->prompt_done = keep;
+  slot->generating = false;
+  slot->next = LLAMA_TOKEN_NULL;
+  slot->held.clear();
+  slot->generated.clear();
+  slot->done = DoneEvent{};
+  slot->done.id = request.id;
+  slot->done.done_reason = "stop";
+  slot->started = Clock::now();
+  return Status::Ok();
+}
+
+void Engine::Finish(Slot& slot, Result<DoneEvent> result) {
+  DoneSink on_done = std::move(slot.on_done);
+  slot.busy = false;
+  slot.sampler.reset();
+  slot.cancel.reset();
+  slot.on_text = nullptr;
+  slot.on_done = nullptr;
+  slot.prompt.clear();
+  slot.generated.clear();
+  slot.held.clear();
+  on_done(std::move(result));
+}
+
+void Engine::Accept(Slot& slot, int32_t token) {
+  DoneEvent& done = slot.done;
+  auto finish = [&] {
+    done.eval_ns = NanosSince(slot.generating_since);
+    if (slot.return_context) {
+      done.context = slot.prompt;
+      done.context.insert(done.context.end(), slot.generated.begin(), slot.generated.end());
+    }
+    Finish(slot, std::move(done));
+  };
+  if (llama_vocab_is_eog(vocab_, token)) {
+    if (!slot.held.empty()) slot.on_text(slot.held);  // the tail, even if it was a partial stop
+    return finish();
+  }
+  slot.generated.push_back(token);
+  ++done.eval_count;
+  slot.held += TokenText(token);
+  auto [emit, hit] = StopScan(slot.held, slot.stop);
+  if (hit) slot.held.resize(emit);
+  size_t ready = hit ? slot.held.size() : CompleteUtf8Prefix(slot.held.substr(0, emit));
+  if (ready > 0) {
+    slot.on_text(std::string_view(slot.held).substr(0, ready));
+    slot.held.erase(0, ready);
+  }
+  if (hit) return finish();
+  bool length = (slot.num_predict >= 0 && done.eval_count >= slot.num_predict) ||
+                static_cast<int32_t>(slot.cached.size()) + 1 >= facts_.n_ctx;
+  if (length) {
+    done.done_reason = "length";
+    if (!slot.held.empty()) slot.on_text(slot.held);
+    return finish();
+  }
+  slot.next = token;
+}
+
+void Engine::Step() {
+  // Requests cancelled since the last step leave first.
+  for (auto& s : slots_) {
+    if (s->busy && s->cancel && s->cancel->load()) Finish(*s, Status::Cancelled("request cancelled"));
+  }
+  if (!Busy()) return;
+
+  // The batch: the next token of every generating slot, then prompt chunks while there is room.
+  llama_batch batch = llama_batch_init(n_batch_, 0, 1);
+  struct BatchFree { llama_batch* b; ~BatchFree() { llama_batch_free(*b); } } batch_free{&batch};
+  batch_cancel_.clear();
+  auto add = [&](Slot& s, int32_t token, bool logits) {
+    int32_t i = batch.n_tokens++;
+    batch.token[i] = token;
+    batch.pos[i] = static_cast<llama_pos>(s.cached.size()) + s.n_in_batch;
+    batch.n_seq_id[i] = 1;
+    batch.seq_id[i][0] = s.seq;
+    batch.logits[i] = logits ? 1 : 0;
+    ++s.n_in_batch;
+    if (logits) s.logits_at = i;
+  };
+  for (auto& s : slots_) {
+    s->n_in_batch = 0;
+    s->logits_at = -1;
+    if (s->busy && s->generating) add(*s, s->next, true);
+  }
+  for (auto& s : slots_) {
+    if (!s->busy || s->generating) continue;
+    while (s->prompt_done + static_cast<size_t>(s->n_in_batch) < s->prompt.size() && batch.n_tokens < n_batch_) {
+      size_t i = s->prompt_done + static_cast<size_t>(s->n_in_batch);
+      add(*s, s->prompt[i], i + 1 == s->prompt.size());
+    }
+  }
+  for (auto& s : slots_) {
+    if (s->n_in_batch > 0) batch_cancel_.push_back(s->cancel.get());
   }
 
-  std::string held;  // generated text not yet emitted (a partial character or a possible stop)
-  std::vector<int32_t> generated;
-  done.done_reason = "stop";
-  auto t1 = Clock::now();
-  bool stopped = false;
-  while (true) {
-    if (cancel.load()) return Status::Cancelled("request cancelled");
-    int32_t token = llama_sampler_sample(chain, ctx_, -1);
-    if (llama_vocab_is_eog(vocab_, token)) break;
-    generated.push_back(token);
-    ++done.eval_count;
-    held += TokenText(token);
-    auto [emit, hit] = StopScan(held, request.stop);
-    if (hit) {
-      held.resize(emit);
-      stopped = true;
+  int rc = llama_decode(ctx_, batch);
+  batch_cancel_.clear();
+  if (rc != 0) {
+    // Aborted (a request in the batch was cancelled) or failed: what the batch put in the
+    // memory goes, so every slot is where it was before this step.
+    llama_memory_t mem = llama_get_memory(ctx_);
+    for (auto& s : slots_) {
+      if (s->n_in_batch == 0) continue;
+      if (rc == 2) {
+        llama_memory_seq_rm(mem, s->seq, static_cast<llama_pos>(s->cached.size()), -1);
+      } else {
+        llama_memory_seq_rm(mem, s->seq, -1, -1);
+        s->cached.clear();
+        Finish(*s, Status::Internal("llama_decode failed with code " + std::to_string(rc)));
+      }
     }
-    size_t ready = hit ? held.size() : CompleteUtf8Prefix(held.substr(0, emit));
-    if (ready > 0) {
-      on_text(std::string_view(held).substr(0, ready));
-      held.erase(0, ready);
-    }
-    if (stopped) break;
-    if (request.num_predict >= 0 && done.eval_count >= request.num_predict) {
-      done.done_reason = "length";
-      break;
-    }
-    if (static_cast<int32_t>(cached_.size()) + 1 >= n_ctx) {
-      done.done_reason = "length";
-      break;
-    }
-    abort_flag_ = &cancel;
-    int rc = llama_decode(ctx_, llama_batch_get_one(&token, 1));
-    abort_flag_ = nullptr;
-    if (rc == 2) return Status::Cancelled("request cancelled");
-    if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));
-    cached_.push_back(token);
+    return;  // cancelled requests leave at the next step; the others decode again
   }
-  if (!stopped && !held.empty()) on_text(held);  // the tail, even if it was a partial stop
-  done.eval_ns = NanosSince(t1);
-  if (request.return_context) {
-    done.context = tokens;
-    done.context.insert(done.context.end(), generated.begin(), generated.end());
+
+  for (auto& s : slots_) {
+    if (s->n_in_batch == 0) continue;
+    if (s->generating) {
+      s->cached.push_back(s->next);
+    } else {
+      s->cached.insert(s->cached.end(), s->prompt.begin() + static_cast<long>(s->prompt_done),
+                       s->prompt.begin() + static_cast<long>(s->prompt_done) + s->n_in_batch);
+      s->prompt_done += static_cast<size_t>(s->n_in_batch);
+    }
+    if (s->logits_at < 0) continue;
+    if (!s->generating) {
+      s->generating = true;
+      s->done.prompt_eval_count = static_cast<int32_t>(s->prompt.size());
+      s->done.prompt_eval_ns = NanosSince(s->started);
+      s->generating_since = Clock::now();
+    }
+    if (s->cancel && s->cancel->load()) {
+      Finish(*s, Status::Cancelled("request cancelled"));
+      continue;
+    }
+    Accept(*s, llama_sampler_sample(s->sampler.get(), ctx_, s->logits_at));
   }
-  return done;
 }
 
 Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic<bool>& cancel) {
@@ -362,11 +508,11 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
     ~Restore() {
       llama_set_embeddings(e->ctx_, false);
       llama_memory_clear(llama_get_memory(e->ctx_), true);
-      e->cached_.clear();
-      e->abort_flag_ = nullptr;
+      for (auto& slot : e->slots_) slot->cached.clear();
+      e->batch_cancel_.clear();
     }
   } restore{this};
-  abort_flag_ = &cancel;
+  batch_cancel_.assign(1, &cancel);
   llama_batch batch = llama_batch_init(n_batch_, 0, 1);
   struct BatchFree { llama_batch* b; ~BatchFree() { llama_batch_free(*b); } } batch_free{&batch};
 

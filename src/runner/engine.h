@@ -1,5 +1,6 @@
 // Engine: one loaded model and its context, inside a runner process. The only class that calls
-// llama.cpp. Not thread-safe: the runner drives it from one worker thread, except Cancel flags.
+// llama.cpp. Not thread-safe: the runner drives it from one worker thread; only the cancel flags
+// are set from elsewhere.
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@
 struct llama_model;
 struct llama_context;
 struct llama_vocab;
+struct llama_sampler;
 
 namespace resident::runner {
 
@@ -37,14 +39,30 @@ class Engine {
 
   const ModelFacts& facts() const { return facts_; }
 
-  // Generates text. on_text receives whole UTF-8 characters, never text of a stop sequence.
-  // Returns the final statistics, or kCancelled when *cancel became true (checked before every
-  // token and inside llama_decode), kInvalidArgument for a prompt that does not fit the context.
-  Result<DoneEvent> Generate(const GenerateRequest& request,
-                             const std::function<void(std::string_view)>& on_text,
-                             const std::atomic<bool>& cancel);
+  // Generation is continuous batching over `slots()` sequences (the load request's n_parallel):
+  // Start places a request in a free slot, and every Step decodes one batch holding the next token
+  // of each generating slot and a chunk of each new prompt, then samples for each of them.
+  using TextSink = std::function<void(std::string_view)>;
+  using DoneSink = std::function<void(Result<DoneEvent>)>;
 
-  // One mean-pooled embedding per input (L2-normalized when asked).
+  int slots() const { return static_cast<int>(slots_.size()); }
+  int FreeSlots() const;
+  bool Busy() const { return FreeSlots() < slots(); }
+
+  // Takes a free slot (the one whose cached tokens share the longest prefix with this prompt).
+  // on_text receives whole UTF-8 characters, never text of a stop sequence; on_done is called
+  // once, from Step, with the final statistics or kCancelled (once *cancel became true: checked
+  // before every token and inside llama_decode) or a decode error. Errors that the request itself
+  // causes (a prompt that does not fit the context, no FIM tokens, a bad grammar) are returned
+  // here and on_done is never called. Precondition: FreeSlots() > 0.
+  Status Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
+               TextSink on_text, DoneSink on_done);
+
+  // One decode of every busy slot. No-op when nothing is busy.
+  void Step();
+
+  // One mean-pooled embedding per input (L2-normalized when asked). Only while no slot is busy:
+  // it uses the whole context and drops every slot's cached prefix.
   Result<EmbedResult> Embed(const EmbedRequest& request, const std::atomic<bool>& cancel);
 
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) const;
@@ -53,8 +71,13 @@ class Engine {
   Result<std::string> ApplyChatTemplate(const std::vector<ChatMessage>& messages);
 
  private:
-  Engine() = default;
-  Status DecodePrompt(const std::vector<int32_t>& tokens, const std::atomic<bool>& cancel);
+  struct Slot;
+  Engine();
+  Result<std::vector<int32_t>> PromptTokens(const GenerateRequest& request);
+  Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> MakeSampler(const GenerateRequest& request) const;
+  // Feeds one sampled token to its slot: emits text, and finishes the slot when it stops.
+  void Accept(Slot& slot, int32_t token);
+  void Finish(Slot& slot, Result<DoneEvent> result);
   std::string TokenText(int32_t token) const;
 
   llama_model* model_ = nullptr;
@@ -62,9 +85,11 @@ class Engine {
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
   int32_t n_batch_ = 512;
-  std::vector<int32_t> cached_;  // tokens whose KV entries are in the context (sequence 0)
-  const std::atomic<bool>* abort_flag_ = nullptr;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  // The cancel flags of the requests in the batch being decoded (llama.cpp's abort callback).
+  std::vector<const std::atomic<bool>*> batch_cancel_;
   std::unique_ptr<class ChatTemplate> chat_template_;
+  std::string chat_template_override_;  // LoadRequest::chat_template
 };
 
 // Text helpers with no llama.cpp dependency, exposed for tests.

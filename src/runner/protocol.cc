@@ -96,7 +96,7 @@ void ReadField(const json& j, const char* key, T& out) {
   }
 
 RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
-                         n_parallel, use_mmap)
+                         n_parallel, use_mmap, chat_template)
 RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
                          repeat_last_n, presence_penalty, frequency_penalty, seed)
 RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content)

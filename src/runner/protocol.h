@@ -31,6 +31,8 @@ struct LoadRequest {
   int32_t n_gpu_layers = -1;  // -1: as many as fit (no-op without a GPU backend)
   int32_t n_parallel = 1;
   bool use_mmap = true;
+  // A Jinja chat template that replaces the model's own (a Modelfile's TEMPLATE); empty: the GGUF's.
+  std::string chat_template;
 };
 
 struct SamplingOptions {

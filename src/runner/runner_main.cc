@@ -6,8 +6,11 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/system_info.h"
 #include "runner/engine.h"
@@ -39,6 +42,9 @@ uint64_t WorkId(const Work& w) {
   return std::visit([](const auto& r) { return r.id; }, w);
 }
 
+// The worker thread owns the engine: it admits queued work into free slots and steps the engine
+// while any slot is busy. The reader thread only queues work, flags cancellations and answers
+// health and memory questions, so those are answered even in the middle of a long decode.
 class Server {
  public:
   Server(int fd, std::unique_ptr<Engine> engine) : reader_(fd), writer_(fd), engine_(std::move(engine)) {}
@@ -49,7 +55,7 @@ class Server {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
-      cancel_current_ = true;
+      for (auto& [id, flag] : running_) flag->store(true);
     }
     cv_.notify_all();
     worker.join();
@@ -57,6 +63,8 @@ class Server {
   }
 
  private:
+  using Flag = std::shared_ptr<std::atomic<bool>>;
+
   int ReadLoop() {
     while (true) {
       auto msg = reader_.Next();
@@ -72,7 +80,7 @@ class Server {
       else if (auto* c = std::get_if<CancelRequest>(&m)) Cancel(c->id);
       else if (auto* h = std::get_if<HealthRequest>(&m)) {
         std::lock_guard<std::mutex> lock(mu_);
-        writer_.Send(HealthResult{h->id, current_id_ != 0});
+        writer_.Send(HealthResult{h->id, !running_.empty()});
       } else if (auto* mr = std::get_if<MemoryRequest>(&m)) {
         writer_.Send(MemoryResult{mr->id, ProcessRssBytes(getpid()), 0});
       } else if (std::holds_alternative<ShutdownRequest>(m)) {
@@ -93,8 +101,8 @@ class Server {
 
   void Cancel(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (id == current_id_) {
-      cancel_current_ = true;
+    if (auto it = running_.find(id); it != running_.end()) {
+      it->second->store(true);
       return;
     }
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
@@ -106,53 +114,92 @@ class Server {
     }
   }
 
+  // Takes from the front of the queue, in order, what can run now: generations while a slot is
+  // free, tokenizations always, an embedding only alone (it uses the whole context).
+  std::vector<std::pair<Work, Flag>> Admit(int free_slots, bool engine_busy) {
+    std::vector<std::pair<Work, Flag>> out;
+    while (!queue_.empty()) {
+      Work& w = queue_.front();
+      if (std::holds_alternative<GenerateRequest>(w)) {
+        if (free_slots == 0) break;
+        --free_slots;
+        engine_busy = true;
+      } else if (std::holds_alternative<EmbedRequest>(w)) {
+        if (engine_busy || !out.empty()) break;
+        engine_busy = true;
+        free_slots = 0;
+      }
+      Flag flag = std::make_shared<std::atomic<bool>>(false);
+      running_[WorkId(w)] = flag;
+      out.emplace_back(std::move(w), std::move(flag));
+      queue_.pop_front();
+    }
+    return out;
+  }
+
   void WorkLoop() {
     while (true) {
-      Work w;
+      std::vector<std::pair<Work, Flag>> admitted;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        w = std::move(queue_.front());
-        queue_.pop_front();
-        current_id_ = WorkId(w);
-        cancel_current_ = false;
+        const int free_slots = engine_->FreeSlots();
+        const bool busy = engine_->Busy();
+        cv_.wait(lock, [&] { return stopping_ || busy || !queue_.empty(); });
+        if (stopping_) break;
+        admitted = Admit(free_slots, busy);
       }
-      std::visit([this](auto& r) { Handle(r); }, w);
-      std::lock_guard<std::mutex> lock(mu_);
-      current_id_ = 0;
+      for (auto& [work, flag] : admitted) {
+        std::visit([this, &flag](auto& r) { Handle(r, flag); }, work);
+      }
+      engine_->Step();
+    }
+    // Whatever is still running was cancelled above: one last step lets it leave.
+    engine_->Step();
+  }
+
+  void Finished(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(id);
+  }
+
+  void Handle(const GenerateRequest& r, const Flag& flag) {
+    uint64_t id = r.id;
+    Status st = engine_->Start(
+        r, flag, [this, id](std::string_view text) { writer_.Send(TokenEvent{id, std::string(text)}); },
+        [this, id](Result<DoneEvent> done) {
+          if (done.ok()) writer_.Send(std::move(done).value());
+          else writer_.Send(ErrorEvent{id, done.status().code(), done.status().message()});
+          Finished(id);
+        });
+    if (!st.ok()) {
+      writer_.Send(ErrorEvent{id, st.code(), st.message()});
+      Finished(id);
     }
   }
 
-  void Handle(const GenerateRequest& r) {
-    auto done = engine_->Generate(
-        r, [&](std::string_view text) { writer_.Send(TokenEvent{r.id, std::string(text)}); }, cancel_current_);
-    if (done.ok()) writer_.Send(std::move(done).value());
-    else writer_.Send(ErrorEvent{r.id, done.status().code(), done.status().message()});
-  }
-
-  void Handle(const EmbedRequest& r) {
-    auto result = engine_->Embed(r, cancel_current_);
+  void Handle(const EmbedRequest& r, const Flag& flag) {
+    auto result = engine_->Embed(r, *flag);
     if (result.ok()) writer_.Send(std::move(result).value());
     else writer_.Send(ErrorEvent{r.id, result.status().code(), result.status().message()});
+    Finished(r.id);
   }
 
-  void Handle(const TokenizeRequest& r) {
+  void Handle(const TokenizeRequest& r, const Flag&) {
     auto tokens = engine_->Tokenize(r.text, r.add_special);
     if (tokens.ok()) writer_.Send(TokenizeResult{r.id, std::move(tokens).value()});
     else writer_.Send(ErrorEvent{r.id, tokens.status().code(), tokens.status().message()});
+    Finished(r.id);
   }
 
   FrameReader reader_;
   Writer writer_;
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Engine> engine_;  // used by the worker thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Work> queue_;          // guarded by mu_
-  uint64_t current_id_ = 0;         // guarded by mu_; 0 when idle
-  bool stopping_ = false;           // guarded by mu_
-  std::atomic<bool> cancel_current_{false};
+  std::deque<Work> queue_;                  // guarded by mu_
+  std::map<uint64_t, Flag> running_;        // guarded by mu_: admitted work -> its cancel flag
+  bool stopping_ = false;                   // guarded by mu_
 };
 
 }  // namespace

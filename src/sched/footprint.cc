@@ -1,5 +1,7 @@
 #include "sched/footprint.h"
 
+#include <algorithm>
+
 
 namespace resident::sched {
 
@@ -9,7 +11,8 @@ Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadReques
   uint64_t n_ctx = static_cast<uint64_t>(load.n_ctx > 0 ? load.n_ctx : std::min<uint32_t>(info.n_ctx_train, 4096));
   uint64_t head_kv = info.n_head_kv ? info.n_head_kv : info.n_head;
   uint64_t n_embd_kv = info.n_head ? info.n_embd / info.n_head * head_kv : info.n_embd;
-  f.kv_cache = 2ull * info.n_layer * n_ctx * n_embd_kv * 2ull;
+  uint64_t n_seq = static_cast<uint64_t>(std::max(1, load.n_parallel));  // num_ctx is per request
+  f.kv_cache = 2ull * info.n_layer * n_ctx * n_seq * n_embd_kv * 2ull;
   uint64_t n_batch = static_cast<uint64_t>(std::max(1, load.n_batch));
   // The graph's intermediate tensors for one batch, and logits for a few outputs (a generation
   // asks for the last token's only; the full-batch logits buffer is reserved but never touched).

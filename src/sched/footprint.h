@@ -11,7 +11,7 @@ namespace resident::sched {
 
 struct Footprint {
   uint64_t weights = 0;   // tensor data (mmap'd; resident once touched)
-  uint64_t kv_cache = 0;  // 2 (K, V) × layers × n_ctx × n_embd_kv × 2 bytes (F16)
+  uint64_t kv_cache = 0;  // 2 (K, V) × layers × n_ctx × n_parallel × n_embd_kv × 2 bytes (F16)
   uint64_t compute = 0;   // graph buffers for one n_batch step, logits included
   uint64_t process = 0;   // the runner process itself (code, libraries, allocator)
   uint64_t total() const { return weights + kv_cache + compute + process; }

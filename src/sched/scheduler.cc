@@ -47,7 +47,8 @@ Scheduler::~Scheduler() { Shutdown(); }
 
 bool Scheduler::SameLoadOptions(const runner::LoadRequest& a, const runner::LoadRequest& b) const {
   return a.n_ctx == b.n_ctx && a.n_batch == b.n_batch && a.n_threads == b.n_threads &&
-         a.n_gpu_layers == b.n_gpu_layers && a.use_mmap == b.use_mmap && a.n_parallel == b.n_parallel;
+         a.n_gpu_layers == b.n_gpu_layers && a.use_mmap == b.use_mmap && a.n_parallel == b.n_parallel &&
+         a.chat_template == b.chat_template;
 }
 
 Duration Scheduler::ResolveKeepAlive(const ModelSpec& spec, std::optional<Duration> requested, bool fresh) const {
@@ -128,7 +129,10 @@ std::vector<std::shared_ptr<Scheduler::Entry>> Scheduler::ChooseVictims(uint64_t
   return {};  // not enough idle models now: wait
 }
 
-Result<Lease> Scheduler::Acquire(const ModelSpec& spec, std::optional<Duration> keep_alive) {
+Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Duration> keep_alive) {
+  // The runner serves num_parallel requests at once: its context holds that many sequences.
+  ModelSpec spec = requested;
+  spec.load.n_parallel = std::max(1, options_.num_parallel);
   const std::string& key = spec.load.model_path;
   const TimePoint start = clock_.Now();
   std::unique_lock<std::mutex> lock(mu_);
