@@ -13,8 +13,10 @@
 
 #include "core/system_info.h"
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 #include "llama.h"
 #include "runner/chat_template.h"
+#include "runner/cpu_share.h"
 
 namespace resident::runner {
 namespace {
@@ -187,6 +189,24 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                      std::to_string(n_ctx) + " tokens for \"" + request.model_path + "\" (out of memory?)");
   }
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
+  engine->auto_threads_ = request.n_threads <= 0;
+  engine->cores_ = threads;
+  engine->threads_now_ = threads;
+  // One thread pool for the context's life. Without it the prebuilt CPU backend (built without
+  // OpenMP) starts and joins its worker threads for every decode, i.e. every token.
+  if (ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+    auto* tp_new = reinterpret_cast<decltype(ggml_threadpool_new)*>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+    auto* tp_free = reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    if (tp_new != nullptr && tp_free != nullptr) {
+      ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+      engine->threadpool_ = tp_new(&tpp);
+      if (engine->threadpool_ != nullptr) {
+        engine->threadpool_free_ = tp_free;
+        llama_attach_threadpool(engine->ctx_, engine->threadpool_, nullptr);
+      }
+    }
+  }
   for (uint32_t i = 0; i < n_seq; ++i) engine->slots_.push_back(std::make_unique<Slot>(static_cast<int32_t>(i)));
 
   ModelFacts& f = engine->facts_;
@@ -210,6 +230,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
 
 Engine::~Engine() {
   if (ctx_) llama_free(ctx_);
+  if (threadpool_) threadpool_free_(threadpool_);
   if (model_) llama_model_free(model_);
 }
 
@@ -246,6 +267,15 @@ std::string Engine::TokenText(int32_t token) const {
 }
 
 Engine::Engine() = default;
+
+void Engine::PickThreads() {
+  if (!auto_threads_ || share_ == nullptr) return;
+  int t = CpuShare::ThreadsFor(cores_, share_->BusyCount());
+  if (t != threads_now_) {
+    llama_set_n_threads(ctx_, t, t);
+    threads_now_ = t;
+  }
+}
 
 int Engine::FreeSlots() const {
   int n = 0;
@@ -454,6 +484,7 @@ void Engine::Step() {
     if (s->n_in_batch > 0) batch_cancel_.push_back(s->cancel.get());
   }
 
+  PickThreads();
   int rc = llama_decode(ctx_, batch);
   batch_cancel_.clear();
   if (rc != 0) {
@@ -540,6 +571,7 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
         batch.seq_id[j][0] = 0;
         batch.logits[j] = 1;
       }
+      PickThreads();
       int rc = llama_decode(ctx_, batch);
       if (rc == 2) return Status::Cancelled("request cancelled");
       if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));

@@ -17,8 +17,11 @@ struct llama_model;
 struct llama_context;
 struct llama_vocab;
 struct llama_sampler;
+struct ggml_threadpool;
 
 namespace resident::runner {
+
+class CpuShare;
 
 class Engine {
  public:
@@ -61,6 +64,10 @@ class Engine {
   // One decode of every busy slot. No-op when nothing is busy.
   void Step();
 
+  // With the default thread count (the load request's n_threads 0), the cores are split among the
+  // runners busy at each decode (see cpu_share.h); `share` outlives the engine.
+  void ShareCores(CpuShare* share) { share_ = share; }
+
   // One mean-pooled embedding per input (L2-normalized when asked). Only while no slot is busy:
   // it uses the whole context and drops every slot's cached prefix.
   Result<EmbedResult> Embed(const EmbedRequest& request, const std::atomic<bool>& cancel);
@@ -79,6 +86,8 @@ class Engine {
   void Accept(Slot& slot, int32_t token);
   void Finish(Slot& slot, Result<DoneEvent> result);
   std::string TokenText(int32_t token) const;
+  // Sets the threads for the next decode (see ShareCores).
+  void PickThreads();
 
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
@@ -90,6 +99,12 @@ class Engine {
   std::vector<const std::atomic<bool>*> batch_cancel_;
   std::unique_ptr<class ChatTemplate> chat_template_;
   std::string chat_template_override_;  // LoadRequest::chat_template
+  ggml_threadpool* threadpool_ = nullptr;  // kept across decodes (the prebuilt ggml has no OpenMP)
+  void (*threadpool_free_)(ggml_threadpool*) = nullptr;
+  bool auto_threads_ = true;  // n_threads was 0: physical cores, shared
+  int cores_ = 1;
+  int threads_now_ = 0;
+  CpuShare* share_ = nullptr;
 };
 
 // Text helpers with no llama.cpp dependency, exposed for tests.

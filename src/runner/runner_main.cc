@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/system_info.h"
+#include "runner/cpu_share.h"
 #include "runner/engine.h"
 #include "runner/protocol.h"
 
@@ -47,7 +48,8 @@ uint64_t WorkId(const Work& w) {
 // health and memory questions, so those are answered even in the middle of a long decode.
 class Server {
  public:
-  Server(int fd, std::unique_ptr<Engine> engine) : reader_(fd), writer_(fd), engine_(std::move(engine)) {}
+  Server(int fd, std::unique_ptr<Engine> engine, CpuShare* share)
+      : reader_(fd), writer_(fd), engine_(std::move(engine)), share_(share) {}
 
   int Run() {
     std::thread worker([this] { WorkLoop(); });
@@ -144,10 +146,12 @@ class Server {
         std::unique_lock<std::mutex> lock(mu_);
         const int free_slots = engine_->FreeSlots();
         const bool busy = engine_->Busy();
+        if (!busy && queue_.empty()) share_->SetBusy(false);
         cv_.wait(lock, [&] { return stopping_ || busy || !queue_.empty(); });
         if (stopping_) break;
         admitted = Admit(free_slots, busy);
       }
+      share_->SetBusy(true);
       for (auto& [work, flag] : admitted) {
         std::visit([this, &flag](auto& r) { Handle(r, flag); }, work);
       }
@@ -194,6 +198,7 @@ class Server {
   FrameReader reader_;
   Writer writer_;
   std::unique_ptr<Engine> engine_;  // used by the worker thread only
+  CpuShare* share_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -204,7 +209,7 @@ class Server {
 
 }  // namespace
 
-int RunnerMain(int fd) {
+int RunnerMain(int fd, int cpu_share_fd) {
   Engine::PrepareBackends();  // before the load request: a spare runner does this while idle
   FrameReader reader(fd);
   auto first = reader.Next();
@@ -229,7 +234,9 @@ int RunnerMain(int fd) {
     return 1;
   }
   writer.Send(LoadedEvent{(*engine)->facts()});
-  Server server(fd, std::move(engine).value());
+  CpuShare& share = CpuShare::ForRunner(cpu_share_fd);
+  (*engine)->ShareCores(&share);
+  Server server(fd, std::move(engine).value(), &share);
   int code = server.Run();
   // Freeing a multi-GB model page by page is slow; the kernel takes it all back at exit.
   std::fflush(stderr);

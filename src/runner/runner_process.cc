@@ -1,5 +1,7 @@
 #include "runner/runner_process.h"
 
+#include "runner/cpu_share.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -41,7 +43,10 @@ int ReapWithin(pid_t pid, std::chrono::milliseconds grace) {
   auto deadline = Clock::now() + grace;
   while (true) {
     pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
+    if (r == pid) {
+      CpuShare::ForServer().Forget(pid);
+      return status;
+    }
     if (r < 0 && errno != EINTR) return 0;  // already reaped elsewhere
     if (Clock::now() >= deadline) break;
     ::usleep(2000);
@@ -49,6 +54,7 @@ int ReapWithin(pid_t pid, std::chrono::milliseconds grace) {
   ::kill(pid, SIGKILL);
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  CpuShare::ForServer().Forget(pid);
   return status;
 }
 
@@ -91,7 +97,8 @@ Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
   // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
   std::string exe = executable;
   std::string fd_arg = "3";
-  const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), nullptr};
+  const int share_fd = CpuShare::ForServer().fd();
+  const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), share_fd >= 0 ? "--cpu-share-fd" : nullptr, "4", nullptr};
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -102,8 +109,13 @@ Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(0);
-    ::dup2(sv[1], 3);  // the duplicate does not carry FD_CLOEXEC
-    ::syscall(SYS_close_range, 4u, ~0u, 0u);  // no listening socket or client fd leaks in
+    // Out of the way first (either may be 3 or 4 already), then into place; dup2's copies do
+    // not carry FD_CLOEXEC.
+    int sock = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+    int share = share_fd >= 0 ? ::fcntl(share_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    ::dup2(sock, 3);
+    if (share >= 0) ::dup2(share, 4);
+    ::syscall(SYS_close_range, 5u, ~0u, 0u);  // no listening socket or client fd leaks in
     ::signal(SIGPIPE, SIG_IGN);
     ::execv(exe.c_str(), const_cast<char* const*>(argv));
     ::_exit(127);
