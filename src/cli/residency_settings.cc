@@ -11,7 +11,13 @@
 
 namespace resident::cli {
 
+MachineMemory ReadMachineMemory() { return MachineMemory{PhysicalMemoryBytes(), CgroupMemoryLimitBytes()}; }
+
 Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag) {
+  return LoadResidencySettings(config_flag, ReadMachineMemory());
+}
+
+Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, const MachineMemory& machine) {
   ResidencySettings rs;
   std::string warning;
   KeepAlive keep_alive = DefaultKeepAliveFromEnv(&warning);
@@ -40,8 +46,8 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag) 
   so.default_keep_alive = keep_alive.forever ? sched::kForever : keep_alive.duration;
   rs.num_ctx = *num_ctx;
 
-  uint64_t physical = PhysicalMemoryBytes();
-  uint64_t cgroup = CgroupMemoryLimitBytes();
+  const uint64_t physical = machine.physical;
+  const uint64_t cgroup = machine.cgroup;
   uint64_t ceiling = cgroup ? cgroup : physical;
   if (auto env = EnvFirst({"RESIDENT_MEMORY_LIMIT"})) {
     auto bytes = ParseBytes(*env);

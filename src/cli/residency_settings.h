@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "core/status.h"
@@ -27,5 +28,15 @@ struct ResidencySettings {
 // RESIDENT_MAX_QUEUE, RESIDENT_CONTEXT_LENGTH (each falling back to the OLLAMA_ name).
 // Errors: kInvalidArgument naming the variable or FILE:LINE of the policy file.
 Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag);
+
+// The machine's memory as the budget sees it (0: unknown / no cgroup limit).
+struct MachineMemory {
+  uint64_t physical = 0;
+  uint64_t cgroup = 0;  // the cgroup limit when set and below physical memory
+};
+MachineMemory ReadMachineMemory();  // PhysicalMemoryBytes(), CgroupMemoryLimitBytes()
+
+// The same, on the given machine (for tests).
+Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, const MachineMemory& machine);
 
 }  // namespace resident::cli

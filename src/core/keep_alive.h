@@ -14,7 +14,10 @@
 
 namespace resident {
 
-// A keep_alive value: a duration, or forever.
+// A keep_alive value: a duration, or forever. A duration stays finite however long (up to
+// 2^63-2 ns, about 292 years), as in Ollama, which reports it back as such: every time computed
+// from one (now + keep_alive) saturates at the clock's end instead of overflowing
+// (SaturatingAdd, core/clock.h), so such a model never expires.
 struct KeepAlive {
   Duration duration{0};  // meaningful only when !forever; never negative
   bool forever = false;

@@ -19,6 +19,8 @@ enum class StatusCode {
   kResourceExhausted,  // queue full, does not fit in memory (503)
   kDeadlineExceeded,   // a load or request took too long
   kUnavailable,        // a runner died or is not ready
+  kFailedPrecondition, // can never succeed as the server is set up, e.g. a model larger than
+                       // the memory budget: no retry helps (500, as Ollama answers it)
   kInternal,           // anything else (500)
 };
 
@@ -36,6 +38,7 @@ class [[nodiscard]] Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }

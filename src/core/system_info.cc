@@ -41,15 +41,16 @@ uint64_t PhysicalMemoryBytes() {
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
 }
 
-uint64_t CgroupMemoryLimitBytes() {
-  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(path);
+uint64_t CgroupMemoryLimitBytes() { return CgroupMemoryLimitBytes("/sys/fs/cgroup", PhysicalMemoryBytes()); }
+
+uint64_t CgroupMemoryLimitBytes(const std::string& cgroup_root, uint64_t physical) {
+  for (const char* file : {"/memory.max", "/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(cgroup_root + file);
     std::string value;
     if (!(in >> value) || value == "max") continue;
     try {
       uint64_t limit = std::stoull(value);
-      uint64_t phys = PhysicalMemoryBytes();
-      if (limit > 0 && (phys == 0 || limit < phys)) return limit;
+      if (limit > 0 && (physical == 0 || limit < physical)) return limit;
     } catch (...) {
     }
   }

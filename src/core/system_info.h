@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <sys/types.h>
 
 namespace resident {
@@ -16,5 +17,8 @@ uint64_t ProcessRssBytes(pid_t pid);
 // and lower; 0 when unknown.
 uint64_t PhysicalMemoryBytes();
 uint64_t CgroupMemoryLimitBytes();
+// The same, read under `cgroup_root` (v2: memory.max; v1: memory/memory.limit_in_bytes) and
+// compared with `physical` (0: unknown, any limit counts): for tests.
+uint64_t CgroupMemoryLimitBytes(const std::string& cgroup_root, uint64_t physical);
 
 }  // namespace resident

@@ -83,12 +83,14 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
   } catch (const toml::parse_error& e) {
     return Status::InvalidArgument(fmt::format("{}: {}", Where(source, e.source()), e.description()));
   }
+  toml::source_region min_at{}, max_at{};  // where the clamps are, for the check at the end
   for (auto&& [k, node] : root) {
     std::string key(k.str());
     if (key == "min_keep_alive" || key == "max_keep_alive") {
       auto ka = KeepAliveFromNode(node, source, key);
       if (!ka.ok()) return ka.status();
       (key == "min_keep_alive" ? policy.min_keep_alive : policy.max_keep_alive) = *ka;
+      (key == "min_keep_alive" ? min_at : max_at) = k.source();
     } else if (key == "memory_limit") {
       auto s = node.value<std::string>();
       auto bytes = node.is_string() ? ParseBytes(*s) : Result<uint64_t>(Status::InvalidArgument("not a string"));
@@ -130,8 +132,9 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
     }
   }
   if (policy.min_keep_alive && policy.max_keep_alive && Less(*policy.max_keep_alive, *policy.min_keep_alive)) {
-    return Status::InvalidArgument(fmt::format("{}: max_keep_alive ({}) is below min_keep_alive ({})", source,
-                                               policy.max_keep_alive->ToString(), policy.min_keep_alive->ToString()));
+    return Status::InvalidArgument(fmt::format("{}: max_keep_alive ({}) is below min_keep_alive ({}, line {})",
+                                               Where(source, max_at), policy.max_keep_alive->ToString(),
+                                               policy.min_keep_alive->ToString(), min_at.begin.line));
   }
   return policy;
 }

@@ -203,7 +203,7 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Durat
       ++e->refs;
       e->expires_at.reset();
       Duration d = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false);
-      if (d != Duration::min()) e->keep_alive = d;
+      if (d != Duration::min() && !e->unload_requested) e->keep_alive = d;  // a stop wins
       ModelStats& stats = stats_[spec.name];
       ++stats.requests;
       if (cold) ++stats.cold_starts;
@@ -227,7 +227,7 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Durat
       }
       predicted = bytes;
       if (options_.memory_budget && bytes > options_.memory_budget) {
-        return Status::ResourceExhausted(
+        return Status::FailedPrecondition(
             "model \"" + spec.name + "\" needs about " + FormatBytes(bytes) + " but the memory budget is " +
             FormatBytes(options_.memory_budget) + " (RESIDENT_MEMORY_LIMIT): it can never be loaded");
       }
@@ -241,7 +241,7 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Durat
     bool never_fits = false;
     std::vector<std::shared_ptr<Entry>> victims = ChooseVictims(*predicted, &never_fits);
     if (never_fits) {
-      return Status::ResourceExhausted("model \"" + spec.name + "\" needs about " + FormatBytes(*predicted) +
+      return Status::FailedPrecondition("model \"" + spec.name + "\" needs about " + FormatBytes(*predicted) +
                                        " and does not fit next to the pinned models within the memory budget of " +
                                        FormatBytes(options_.memory_budget));
     }
@@ -362,10 +362,10 @@ void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
     --e.refs;
     e.last_used = clock_.Now();
     if (e.refs == 0 && !shutdown_) {
-      if (e.keep_alive == Duration::zero() || !e.runner->alive()) {
+      if (e.keep_alive == Duration::zero() || e.unload_requested || !e.runner->alive()) {
         to_close.push_back(Detach(key, e.runner->alive() ? UnloadReason::kManual : UnloadReason::kExited));
       } else if (e.keep_alive != kForever) {
-        e.expires_at = clock_.Now() + e.keep_alive;
+        e.expires_at = SaturatingAdd(clock_.Now(), e.keep_alive);  // ~292 years at most: no overflow
         timer_cv_.notify_all();
       }
     }
@@ -438,13 +438,19 @@ void Scheduler::Unload(const std::string& model_path) {
     if (it == entries_.end()) return;
     std::shared_ptr<Entry> e = it->second;
     e->keep_alive = Duration::zero();
+    e->unload_requested = true;  // sticky: later keep_alive values of requests do not undo it
     e->expires_at.reset();
     if (e->state == State::kReady && e->refs == 0) {
       to_close.push_back(Detach(model_path, UnloadReason::kManual));
     } else {
-      // In use or loading: the last lease's release unloads it.
-      cv_.wait(lock, [&] { return shutdown_ || entries_.find(model_path) == entries_.end(); });
-      cv_.wait(lock, [&] { return unloading_ == 0; });
+      // In use or loading: the last lease's release (or a failed load) removes it. Wait for this
+      // entry only: a request that arrives after it is gone loads the model anew, and that new
+      // entry under the same path is not ours to wait for.
+      cv_.wait(lock, [&] {
+        auto now_there = entries_.find(model_path);
+        return shutdown_ || now_there == entries_.end() || now_there->second != e;
+      });
+      cv_.wait(lock, [&] { return shutdown_ || unloading_ == 0; });
       return;
     }
   }
@@ -544,14 +550,17 @@ void Scheduler::TimerLoop() {
       idle |= e->state == State::kReady && e->refs == 0;
     }
     if (!next && !idle) {
-      timer_cv_.wait(lock);
+      clock_.WaitUntil(timer_cv_, lock, TimePoint::max());  // until a timer is armed
       continue;
     }
     // An idle model's runner can die (a crash, its health check) with nobody asking: look at
     // least once a second so that it leaves /api/ps and the budget.
-    Duration wait = next ? *next - clock_.Now() : kReapEvery;
-    if (idle) wait = std::min(wait, kReapEvery);
-    if (wait > Duration::zero() && timer_cv_.wait_for(lock, wait) == std::cv_status::no_timeout) continue;
+    // Waits on the injected clock (a fake clock in tests wakes it when advanced); a deadline is
+    // TimePoint::max() at most (SaturatingAdd), never an overflowing now + duration.
+    const TimePoint now = clock_.Now();
+    TimePoint deadline = next ? *next : SaturatingAdd(now, kReapEvery);
+    if (idle) deadline = std::min(deadline, SaturatingAdd(now, kReapEvery));
+    if (deadline > now && clock_.WaitUntil(timer_cv_, lock, deadline)) continue;
     lock.unlock();
     Tick();
     lock.lock();

@@ -11,7 +11,9 @@
 // - A model loads once however many requests wait for it; a failed load reaches every waiter.
 // - One load at a time. Before a load the model's footprint is predicted (GGUF metadata: weights,
 //   KV cache, compute buffers); after it, the runner's measured resident memory replaces the
-//   prediction. A model predicted above the whole budget fails at once (never swaps the machine).
+//   prediction. A model predicted above the whole budget fails at once (never swaps the machine)
+//   with kFailedPrecondition (HTTP 500, as Ollama answers a model too large for the system: a
+//   retry cannot help, unlike kResourceExhausted's 503).
 // - When a load would exceed max_loaded or the memory budget, idle models are unloaded to make
 //   room, cheapest first (see EvictionCost). Never a pinned model, one with requests in flight or
 //   queued for it, or one still loading; when nothing can go, the request waits.
@@ -121,7 +123,8 @@ class Scheduler {
 
   // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
   // current duration (the default on a fresh load). Errors: the load's error, kUnavailable if
-  // the scheduler is shutting down, kResourceExhausted when the queue is full.
+  // the scheduler is shutting down, kResourceExhausted when the queue is full, kFailedPrecondition
+  // when the model can never fit the memory budget (alone, or next to the pinned models).
   Result<Lease> Acquire(const ModelSpec& spec, std::optional<Duration> keep_alive);
 
   // Bytes the loaded (and loading, and unloading) models count against the budget.
@@ -129,7 +132,10 @@ class Scheduler {
   uint64_t memory_budget() const { return options_.memory_budget; }
 
   // Sets the model's keep_alive to 0: unloads it now if idle, else when its last lease drops.
-  // Returns once it is unloaded (or at once, if it was not loaded).
+  // Sticky: a request that takes a lease before then (one in flight or waiting for the load) is
+  // served, but its keep_alive does not cancel the unload. Returns once that entry is unloaded
+  // (or at once, if it was not loaded); a request arriving after that loads the model anew, and
+  // Unload does not wait for the new load.
   void Unload(const std::string& model_path);
 
   // Requests inside Acquire (waiting for a load, a slot or room), for metrics and tests.
@@ -161,7 +167,8 @@ class Scheduler {
     Status load_error;
     int refs = 0;
     Duration keep_alive{0};
-    std::optional<TimePoint> expires_at;
+    bool unload_requested = false;  // Unload(): unload when the last lease drops, whatever keep_alive
+    std::optional<TimePoint> expires_at;  // TimePoint::max() for a keep_alive beyond the clock's range
     TimePoint last_used{};
     bool pinned = false;
     int queued = 0;                 // requests waiting inside Acquire for this model

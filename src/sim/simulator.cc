@@ -280,7 +280,7 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     const WallTime wall_now = clock.WallNow();
     for (const auto& m : sched.Snapshot()) {
       if (m.path == model && m.expires_at) {
-        expiry[model] = clock.Now() + std::chrono::duration_cast<Duration>(*m.expires_at - wall_now);
+        expiry[model] = SaturatingAdd(clock.Now(), SaturatingSub(*m.expires_at, wall_now));
       }
     }
   };

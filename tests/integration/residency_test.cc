@@ -1,16 +1,21 @@
 // Residency with real runners: expiry, keep_alive 0, forever, eviction under a small memory
 // budget, pins from a policy file, and memory that really comes back.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "support/test_env.h"
 
@@ -50,14 +55,17 @@ TEST_F(ResidencyTest, AModelUnloadsWhenItsKeepAliveExpires) {
   Load(server.port(), "m1", R"("1s")");
   auto loaded_at = Clock::now();
   ASSERT_EQ(Loaded(server.port()), (std::set<std::string>{"m1:latest"}));
-  // Poll until it is gone: it must go within 100 ms of the expiry (plus the runner's exit).
+  // Poll until it is gone: it must go within 100 ms of the expiry (the runner exit is checked below).
   while (!Loaded(server.port()).empty() && Clock::now() - loaded_at < std::chrono::seconds(5)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   auto gone_after = Clock::now() - loaded_at;
   EXPECT_TRUE(Loaded(server.port()).empty());
   EXPECT_GE(gone_after, std::chrono::milliseconds(950));
-  EXPECT_LE(gone_after, std::chrono::milliseconds(1300)) << "unload lagged the expiry";
+  // The 100 ms rule: gone from /api/ps within 100 ms of the expiry (the timer sleeps until the
+  // expiry itself, measured at about 5 ms late here, polls included; the unit test
+  // TheTimerThreadUnloadsAtTheExpiryNotLater checks the timer thread exactly, with a fake clock).
+  EXPECT_LE(gone_after, std::chrono::milliseconds(1100)) << "unload lagged the expiry";
   // The runner process exits right after (it is told to stop, then reaped).
   for (int i = 0; i < 200 && !server.Children().empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -116,9 +124,58 @@ TEST_F(ResidencyTest, APinnedModelIsNeverEvictedAndAModelTooBigFailsClearly) {
   }
   ServerProcess tiny_budget(dir_, {{"RESIDENT_MEMORY_LIMIT", "50MB"}});
   auto r = Post(tiny_budget.port(), "/api/generate", R"({"model":"m1","prompt":"hi"})");
-  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.status, 500);  // not 503 ("busy, retry"): no retry can load it (Ollama answers 500)
   EXPECT_NE(r.json()["error"].get<std::string>().find("can never be loaded"), std::string::npos) << r.body;
   EXPECT_TRUE(tiny_budget.Children().empty());
+}
+
+TEST_F(ResidencyTest, AKeepAliveOfCenturiesIsReportedWithoutOverflow) {
+  ServerProcess server(dir_);
+  Load(server.port(), "m1", R"("2562047h")");  // finite (as in Ollama); now + it overflows int64 ns
+  json ps = Get(server.port(), "/api/ps").json()["models"];
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(ps[0]["keep_alive"], "2562047h0m0s");
+  EXPECT_EQ(ps[0]["expires_at"], "2262-04-11T23:47:16.854775807Z");  // saturated, not in the past
+}
+
+TEST_F(ResidencyTest, ALoadThatStallsFailsAfterTheLoadTimeoutAndLeavesNoRunner) {
+  ServerProcess server(dir_, {{"RESIDENT_LOAD_TIMEOUT", "1s"}});
+  // The warm spare is off in tests (test_env.cc): the only child is the runner this request starts.
+  ASSERT_TRUE(server.Children().empty());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::atomic<bool> answered{false};
+    auto start = Clock::now();
+    auto request = std::async(std::launch::async, [&] {
+      auto r = Post(server.port(), "/api/generate", R"({"model":"m1","prompt":"hi","stream":false})");
+      answered = true;
+      return r;
+    });
+    // Freeze the runner as soon as it appears: it can report no more load progress.
+    std::vector<pid_t> stopped;
+    while (!answered && stopped.empty()) {
+      for (pid_t p : server.Children()) {
+        ::kill(p, SIGSTOP);
+        stopped.push_back(p);
+      }
+    }
+    HttpReply r = request.get();
+    auto took = Clock::now() - start;
+    if (r.status == 200) {  // it loaded before it could be frozen: unload, try again
+      for (pid_t p : stopped) ::kill(p, SIGCONT);
+      Post(server.port(), "/api/generate", R"({"model":"m1","keep_alive":0})");
+      continue;
+    }
+    EXPECT_EQ(r.status, 500) << r.body;
+    EXPECT_NE(r.json()["error"].get<std::string>().find("made no progress for 1"), std::string::npos) << r.body;
+    // 1 s without progress, then the runner is told to stop and, frozen, killed after 2 s.
+    EXPECT_LT(took, std::chrono::seconds(5));
+    EXPECT_TRUE(server.Children().empty());
+    EXPECT_TRUE(Loaded(server.port()).empty());
+    Load(server.port(), "m1");  // the next request loads it
+    EXPECT_EQ(Loaded(server.port()), (std::set<std::string>{"m1:latest"}));
+    return;
+  }
+  FAIL() << "the runner loaded before it could be stopped, 5 times";
 }
 
 TEST_F(ResidencyTest, ABadPolicyFileStopsStartUpWithFileLineAndReason) {
@@ -190,6 +247,72 @@ TEST(MemoryReturnTest, MemoryComesBackAfterAnUnload) {
     EXPECT_LT(std::abs(static_cast<double>(after) - static_cast<double>(before)), 0.02 * static_cast<double>(model_size))
         << report;
   }
+}
+
+// The machine's used memory (MemTotal - MemAvailable in /proc/meminfo): what `free` calls used,
+// page cache excluded.
+int64_t MachineUsedBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t total = -1, available = -1;
+  while (in >> key) {
+    int64_t kb = 0;
+    in >> kb;
+    if (key == "MemTotal:") total = kb * 1024;
+    if (key == "MemAvailable:") available = kb * 1024;
+    in.ignore(1 << 16, '\n');
+  }
+  return total < 0 || available < 0 ? -1 : total - available;
+}
+
+// The median of a few readings 50 ms apart: one reading can catch a passing allocation elsewhere.
+int64_t SettledMachineUsedBytes() {
+  std::vector<int64_t> v;
+  for (int i = 0; i < 7; ++i) {
+    v.push_back(MachineUsedBytes());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The issue's own measure: the whole machine's used memory from /proc/meminfo comes back to its
+// level before the load, within 2% of the model's size. The model is loaded without mmap (1 GB of
+// anonymous memory, so "used" sees all of it; a mapped model would sit in the page cache, which
+// meminfo counts as available). Runs alone (RUN_SERIAL); other processes on the machine still
+// move "used" by a few MB, so a try may be repeated: a real leak stays in every try.
+TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel) {
+  std::string dir = TestDir() + "/memory-machine";
+  fs::create_directories(dir);
+  fs::create_symlink(SynthModel("500M", 8), dir + "/big.gguf");
+  ServerProcess server(dir);
+  const std::string load = R"({"model":"big","prompt":"hi","options":{"num_predict":2,"use_mmap":false}})";
+  const std::string unload = R"({"model":"big","keep_alive":0})";
+  // A first load and unload: the server's own first-use allocations are not the model's.
+  ASSERT_EQ(Post(server.port(), "/api/generate", load).status, 200);
+  ASSERT_EQ(Post(server.port(), "/api/generate", unload).status, 200);
+  std::string report;
+  bool returned = false;
+  for (int attempt = 0; attempt < 3 && !returned; ++attempt) {
+    int64_t before = SettledMachineUsedBytes();
+    ASSERT_EQ(Post(server.port(), "/api/generate", load).status, 200);
+    json ps = Get(server.port(), "/api/ps").json();
+    int64_t model_size = ps["models"][0]["size"];
+    int64_t loaded = SettledMachineUsedBytes();
+    ASSERT_EQ(Post(server.port(), "/api/generate", unload).status, 200);
+    for (int i = 0; i < 100 && !server.Children().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(server.Children().empty());
+    int64_t after = SettledMachineUsedBytes();
+    report += "attempt " + std::to_string(attempt) + ": used before " + std::to_string(before) + ", loaded " +
+              std::to_string(loaded) + ", after " + std::to_string(after) + ", model " + std::to_string(model_size) + "\n";
+    RecordProperty("machine_residue_bytes_" + std::to_string(attempt), std::to_string(after - before));
+    // The measure sees the model (so the check can fail)...
+    ASSERT_GT(static_cast<double>(loaded - before), 0.5 * static_cast<double>(model_size)) << report;
+    // ...and it all comes back.
+    returned = std::abs(static_cast<double>(after - before)) < 0.02 * static_cast<double>(model_size);
+  }
+  std::printf("%s", report.c_str());
+  EXPECT_TRUE(returned) << report;
 }
 
 }  // namespace

@@ -67,6 +67,15 @@ TEST(Policy, ErrorsNameTheFileLineAndReason) {
   auto inverted = ParsePolicy("min_keep_alive = \"1h\"\nmax_keep_alive = \"1m\"\n", "conf.toml", k5m);
   ASSERT_FALSE(inverted.ok());
   EXPECT_NE(inverted.status().message().find("below min_keep_alive"), std::string::npos);
+  // Where, like every other error: the max_keep_alive line, and the line of min_keep_alive.
+  EXPECT_EQ(inverted.status().message(),
+            "conf.toml:2:1: max_keep_alive (1m0s) is below min_keep_alive (1h0m0s, line 1)");
+  auto inverted_other_order =
+      ParsePolicy("max_keep_alive = \"1m\"\n\n  min_keep_alive = \"2m\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(inverted_other_order.ok());
+  EXPECT_EQ(inverted_other_order.status().message().rfind("conf.toml:1:1: max_keep_alive", 0), 0u)
+      << inverted_other_order.status().message();
+  EXPECT_NE(inverted_other_order.status().message().find("(2m0s, line 3)"), std::string::npos);
 
   auto limit = ParsePolicy("memory_limit = \"lots\"\n", "conf.toml", k5m);
   EXPECT_FALSE(limit.ok());

@@ -10,6 +10,12 @@
 #include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "api/requests.h"
+#include "core/keep_alive.h"
+#include "core/time_format.h"
+
 namespace resident::sched {
 namespace {
 
@@ -385,7 +391,8 @@ TEST_F(BudgetTest, AModelThatCanNeverFitFailsAtOnce) {
   Scheduler s(Budget(), factory_, clock_);
   auto r = s.Acquire(Spec("huge"), std::nullopt);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  // Not kResourceExhausted (HTTP 503, "busy, retry"): no retry can help (500, as in Ollama).
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("can never be loaded"), std::string::npos) << r.status().message();
   EXPECT_EQ(factory_.starts, 0);  // no runner was started
 }
@@ -451,6 +458,7 @@ TEST_F(BudgetTest, PinnedModelsThatLeaveNoRoomGiveAClearError) {
   ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
   auto r = s.Acquire(Spec("b"), std::nullopt);  // 400 + 400 > 700 and a is pinned
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("pinned"), std::string::npos);
 }
 
@@ -744,6 +752,210 @@ TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
   auto events = s.events().Since(0);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().reason, UnloadReason::kExited);
+}
+
+}  // namespace
+}  // namespace resident::sched
+
+// ---- keep_alive at the edge of the clock's range, the timer thread, stops, reloads ------------
+
+namespace resident::sched {
+namespace {
+
+// The duration a request's keep_alive reaches the scheduler with (as the API passes it).
+Duration RequestKeepAlive(KeepAliveInput in) {
+  Result<KeepAlive> k = ParseKeepAlive(in);
+  EXPECT_TRUE(k.ok()) << k.status().ToString();
+  return k->forever ? kForever : k->duration;
+}
+KeepAliveInput KeepAliveText(std::string s) { return {KeepAliveInput::Kind::kString, 0, std::move(s)}; }
+KeepAliveInput KeepAliveNumber(double n) { return {KeepAliveInput::Kind::kNumber, n, ""}; }
+
+// Waits (without sleeping) for a condition another thread makes true; fails after 10 s instead of
+// hanging when it never does.
+template <typename F>
+bool Eventually(F done) {
+  auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+TEST_F(SchedulerTest, AKeepAliveBeyondTheClocksRangeSaturatesAndNeverExpires) {
+  // Each is a finite duration of about 292 years (as in Ollama): now + it overflows an int64 of
+  // nanoseconds. It must saturate (no undefined behaviour; UBSan checks it), not wrap into the past.
+  for (const KeepAliveInput& in : {KeepAliveText("9223372036854775806ns"), KeepAliveText("2562047h"),
+                                   KeepAliveNumber(9.2e9)}) {
+    SCOPED_TRACE(in.text.empty() ? "9.2e9" : in.text);
+    FakeClock clock;
+    FakeFactory factory;
+    Scheduler s(Opts(), factory, clock);
+    const Duration d = RequestKeepAlive(in);
+    ASSERT_NE(d, kForever);
+    ASSERT_TRUE(s.Acquire(Spec("a"), d).ok());  // released at once: its timer starts
+    ASSERT_EQ(s.Snapshot().size(), 1u);
+    LoadedModel m = s.Snapshot()[0];
+    EXPECT_FALSE(m.forever);
+    EXPECT_EQ(m.keep_alive, d);
+    ASSERT_TRUE(m.expires_at.has_value());
+    EXPECT_GT(*m.expires_at, clock.WallNow() + std::chrono::hours(24 * 365 * 200));  // far away, not past
+    EXPECT_EQ(FormatRfc3339(*m.expires_at), "2262-04-11T23:47:16.854775807Z");  // the wall clock's end
+    clock.Advance(std::chrono::hours(24 * 365 * 100));
+    s.Tick();
+    EXPECT_EQ(s.Snapshot().size(), 1u);
+  }
+}
+
+TEST_F(SchedulerTest, TheTimerThreadUnloadsAtTheExpiryNotLater) {
+  // The real timer thread, driven by the fake clock: it sleeps until the earliest expiry and
+  // unloads then (not at its next once-a-second look); AwaitWaiter() returns once it has acted on
+  // the clock's new time and sleeps again.
+  Scheduler::Options o = Opts();
+  o.timer_thread = true;
+  Scheduler s(o, factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(2s + 50ms)).ok());  // released at once
+  ASSERT_TRUE(s.Acquire(Spec("b"), Duration(1h)).ok());
+  clock_.AwaitWaiter();
+  clock_.Advance(2s + 49ms);
+  clock_.AwaitWaiter();
+  EXPECT_EQ(s.Snapshot().size(), 2u);
+  clock_.Advance(1ms);  // a's expiry, to the nanosecond
+  clock_.AwaitWaiter();
+  ASSERT_EQ(s.Snapshot().size(), 1u);
+  EXPECT_EQ(s.Snapshot()[0].path, "b");
+  EXPECT_EQ(factory_.closes, 1);
+  // A keep_alive at the end of the clock's range: the timer computes no overflowing deadline.
+  ASSERT_TRUE(s.Acquire(Spec("c"), Duration::max() - Duration(1)).ok());
+  clock_.AwaitWaiter();
+  clock_.Advance(1h);  // b expires, c does not
+  clock_.AwaitWaiter();
+  ASSERT_EQ(s.Snapshot().size(), 1u);
+  EXPECT_EQ(s.Snapshot()[0].path, "c");
+  clock_.Advance(std::chrono::hours(24 * 365 * 100));
+  clock_.AwaitWaiter();
+  EXPECT_EQ(s.Snapshot().size(), 1u);
+}
+
+TEST_F(SchedulerTest, AStopIsStickyAgainstTheKeepAliveOfARequestInFlight) {
+  Scheduler::Options o = Opts();
+  o.num_parallel = 2;
+  Scheduler s(o, factory_, clock_);
+  auto first = s.Acquire(Spec("a"), Duration(5min));
+  ASSERT_TRUE(first.ok());
+  auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
+  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == Duration::zero(); }));  // stop seen
+  // A request that reaches the model before the stop completes is served; its keep_alive of an
+  // hour does not cancel the stop (it used to, and the stop then waited an hour).
+  auto second = s.Acquire(Spec("a"), Duration(1h));
+  ASSERT_TRUE(second.ok());
+  first->Release();
+  EXPECT_EQ(unload.wait_for(0s), std::future_status::timeout);  // the second request still runs
+  second->Release();
+  const bool stopped = unload.wait_for(10s) == std::future_status::ready;
+  EXPECT_TRUE(stopped) << "the stop waited for the keep_alive of a later request";
+  if (!stopped) s.Shutdown();  // let the future finish
+  EXPECT_EQ(factory_.closes, 1);
+  EXPECT_TRUE(s.Snapshot().empty());
+  // A request after the stop loads the model anew.
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  EXPECT_EQ(factory_.starts, 2);
+}
+
+TEST_F(SchedulerTest, AStopDoesNotWaitForTheNextLoadOfTheSameModel) {
+  Scheduler s(Opts(), factory_, clock_);
+  auto first = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_TRUE(first.ok());
+  auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
+  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == Duration::zero(); }));
+  // A request queued for a slot; when the stop unloads the model, it loads it again, and that
+  // load hangs (gated). The stop is done with the entry it was asked about and must return.
+  factory_.gated = true;
+  auto next = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  WaitQueued(s, 1);
+  first->Release();
+  factory_.WaitForStarts(2);  // the next load has begun, under the same path
+  const bool stopped = unload.wait_for(10s) == std::future_status::ready;
+  EXPECT_TRUE(stopped) << "the stop waited for the new load of the same model";
+  factory_.Open();
+  EXPECT_TRUE(next.get());
+  if (!stopped) s.Shutdown();
+  EXPECT_EQ(factory_.closes, 1);
+}
+
+TEST_F(SchedulerTest, AStopDuringTheLoadServesTheWaitingRequestThenUnloads) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  auto request = std::async(std::launch::async, [&] {
+    auto lease = s.Acquire(Spec("a"), Duration(1h));  // its keep_alive does not undo the stop
+    return lease.ok();
+  });
+  factory_.WaitForStarts(1);
+  auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
+  // The stop cannot be observed before the load ends; open the gate once it had a chance to run.
+  std::this_thread::yield();
+  factory_.Open();
+  EXPECT_TRUE(request.get());
+  unload.get();
+  EXPECT_TRUE(s.Snapshot().empty());
+}
+
+// Load-time options reload the model, but never under a request that holds it: the request with
+// the new options waits for the lease to be dropped.
+TEST_F(SchedulerTest, AChangedLoadOptionReloadsOnlyAfterTheLeaseIsReleased) {
+  const std::vector<std::pair<const char*, std::function<void(runner::LoadRequest&)>>> changes = {
+      {"num_batch", [](runner::LoadRequest& l) { l.n_batch = 256; }},
+      {"num_thread", [](runner::LoadRequest& l) { l.n_threads = 3; }},
+      {"use_mmap", [](runner::LoadRequest& l) { l.use_mmap = false; }},
+      {"num_ctx", [](runner::LoadRequest& l) { l.n_ctx = 8192; }},
+      {"num_gpu", [](runner::LoadRequest& l) { l.n_gpu_layers = 0; }},
+  };
+  for (const auto& [name, change] : changes) {
+    SCOPED_TRACE(name);
+    FakeClock clock;
+    FakeFactory factory;
+    Scheduler s(Opts(), factory, clock);
+    auto held = s.Acquire(Spec("a"), std::nullopt);
+    ASSERT_TRUE(held.ok());
+    ModelSpec changed = Spec("a");
+    change(changed.load);
+    auto reload = std::async(std::launch::async, [&] { return s.Acquire(changed, std::nullopt).ok(); });
+    WaitQueued(s, 1);
+    EXPECT_EQ(reload.wait_for(0s), std::future_status::timeout);
+    EXPECT_EQ(factory.starts, 1);
+    EXPECT_EQ(factory.closes, 0);  // the runner under the lease stays
+    held->Release();
+    EXPECT_TRUE(reload.get());
+    EXPECT_EQ(factory.starts, 2);
+    EXPECT_EQ(factory.closes, 1);
+    ASSERT_EQ(s.Snapshot().size(), 1u);
+  }
+}
+
+TEST_F(SchedulerTest, SamplingOptionsNeverReloadLoadOptionsDo) {
+  // The options objects of requests, decoded as the API decodes them.
+  auto spec_for = [](const char* options_json) {
+    auto o = api::DecodeOptionsJson(nlohmann::json::parse(options_json), api::RequestDefaults{});
+    EXPECT_TRUE(o.ok()) << o.status().ToString();
+    ModelSpec spec = Spec("a");
+    spec.load = o->load;
+    spec.load.model_path = "a";
+    return spec;
+  };
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(spec_for("{}"), std::nullopt).ok());
+  for (const char* sampling :
+       {R"({"temperature":0.1})", R"({"top_k":3,"top_p":0.5,"min_p":0.1})", R"({"seed":42,"num_predict":5})",
+        R"({"stop":["x"],"repeat_penalty":1.5,"repeat_last_n":8})",
+        R"({"presence_penalty":1,"frequency_penalty":1})"}) {
+    SCOPED_TRACE(sampling);
+    ASSERT_TRUE(s.Acquire(spec_for(sampling), std::nullopt).ok());
+    EXPECT_EQ(factory_.starts, 1);
+  }
+  ASSERT_TRUE(s.Acquire(spec_for(R"({"num_batch":256,"temperature":0.1})"), std::nullopt).ok());
+  EXPECT_EQ(factory_.starts, 2);
+  EXPECT_EQ(factory_.closes, 1);
 }
 
 }  // namespace
