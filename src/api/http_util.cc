@@ -48,23 +48,27 @@ std::string FileIdentity(const std::string& path) {
          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
+// The load request of a model: the request's load options, its weights, and its TEMPLATE when
+// that is a Jinja chat template (the runner then renders messages with it, not the GGUF's own).
+runner::LoadRequest LoadRequestFor(const store::ModelEntry& entry, const ModelOptions& options) {
+  runner::LoadRequest load = options.load;
+  load.model_path = entry.path;
+  if (entry.template_kind == store::TemplateKind::kJinja) load.chat_template = entry.template_text;
+  return load;
+}
+
 }  // namespace
 
 Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
   auto entry = ctx.catalog.Find(model);
   if (!entry.ok()) return entry.status();
-  runner::LoadRequest load = options.load;
-  load.model_path = entry->path;
-  return ctx.scheduler.Acquire(sched::ModelSpec{entry->name, load, FileIdentity(entry->path)},
-                               ToSchedKeepAlive(keep_alive));
+  return AcquireEntry(ctx, *entry, options, keep_alive);
 }
 
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
-  runner::LoadRequest load = options.load;
-  load.model_path = entry.path;
-  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, load, FileIdentity(entry.path)},
+  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, LoadRequestFor(entry, options), FileIdentity(entry.path)},
                                ToSchedKeepAlive(keep_alive));
 }
 

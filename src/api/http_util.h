@@ -42,8 +42,9 @@ std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka);
 
 // Finds the model by name and takes a lease on it (loading it if needed). Errors: the catalog's
 // (400 bad name, 404 unknown) or the scheduler's (load failure, busy).
-// The same for a model already looked up, with options already resolved (ResolveOptions).
-// Errors: the scheduler's.
+// The same for a model already looked up, with options already resolved (ResolveOptions). A
+// Jinja TEMPLATE (store::TemplateKind::kJinja) goes with the load and replaces the GGUF's chat
+// template. Errors: the scheduler's (a template the runner cannot parse fails the load).
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive);
 

@@ -26,6 +26,12 @@ using nlohmann::json;
 constexpr const char* kGoTemplateNote =
     "TEMPLATE is an Ollama Go template, which resident does not run: the GGUF's own chat template "
     "(tokenizer.chat_template) is used instead";
+constexpr const char* kPassThroughTemplateNote =
+    "TEMPLATE is Ollama's pass-through template {{ .Prompt }}: /api/generate sends the prompt as it is "
+    "(raw); /api/chat uses the GGUF's own chat template (tokenizer.chat_template)";
+constexpr const char* kJinjaTemplateNote =
+    "TEMPLATE is a Jinja chat template: resident renders chat messages with it instead of the GGUF's own "
+    "(tokenizer.chat_template)";
 
 // The model name of a request: "model", or the older "name".
 Result<std::string> ModelField(const json& body, const char* key = "model", const char* alt = "name") {
@@ -95,16 +101,24 @@ void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response&
   std::string modelfile = store::FormatModelfile(e);
   json j{{"modelfile", modelfile},
          {"parameters", store::FormatParameters(e.parameters)},
-         {"template", e.template_text.empty() || e.template_is_go ? info->chat_template : e.template_text},
+         {"template", e.template_kind == store::TemplateKind::kNone ? info->chat_template : e.template_text},
          {"details", Details(e)},
          {"model_info", model_info},
          {"capabilities", json::array({"completion"})},
          {"modified_at", FormatRfc3339(e.modified)}};
-  if (e.template_is_go) {
-    j["modelfile"] = "# " + std::string(kGoTemplateNote) + ".\n" + modelfile;
-    j["template"] = e.template_text;
-    j["template_note"] = kGoTemplateNote;
-    j["chat_template"] = info->chat_template;
+  // A TEMPLATE: what resident does with it (template_note), and the chat template it renders
+  // chat messages with (chat_template, resident's addition).
+  const char* note = nullptr;
+  switch (e.template_kind) {
+    case store::TemplateKind::kNone: break;
+    case store::TemplateKind::kPassThrough: note = kPassThroughTemplateNote; break;
+    case store::TemplateKind::kGo: note = kGoTemplateNote; break;
+    case store::TemplateKind::kJinja: note = kJinjaTemplateNote; break;
+  }
+  if (note) {
+    j["modelfile"] = "# " + std::string(note) + ".\n" + modelfile;
+    j["template_note"] = note;
+    j["chat_template"] = e.template_kind == store::TemplateKind::kJinja ? e.template_text : info->chat_template;
   }
   if (!e.system.empty()) j["system"] = e.system;
   if (!e.license.empty()) j["license"] = e.license;

@@ -1,10 +1,13 @@
 #include "api/requests.h"
 
-#include <cmath>
-#include <limits>
+#include <spdlog/spdlog.h>
+
+#include <cassert>
 #include <nlohmann/json.hpp>
 
+#include "core/option_table.h"
 #include "runner/json_schema_grammar.h"
+#include "store/model_catalog.h"
 
 namespace resident::api {
 namespace {
@@ -76,43 +79,47 @@ Status GetKeepAlive(const json& j, std::optional<KeepAlive>* out) {
   return Status::Ok();
 }
 
+// Reads option `field` (a number) into *out when present, checked against core/option_table.h,
+// the table a Modelfile's PARAMETER lines are checked against too.
 template <typename T>
-Status GetNumber(const json& opts, const char* field, T* out, double min, double max) {
+Status GetNumber(const json& opts, const char* field, T* out) {
   auto it = opts.find(field);
   if (it == opts.end() || it->is_null()) return Status::Ok();
   if (!it->is_number()) return WrongType(field, "a number", *it);
+  const OptionSpec* spec = FindOption(field);
+  assert(spec && spec->type != OptionType::kBool && spec->type != OptionType::kString);
   double v = it->get<double>();
-  if (!std::isfinite(v) || v < min || v > max) {
-    return Status::InvalidArgument(std::string("invalid value for option \"") + field + "\": " + it->dump() +
-                                   " is out of range");
-  }
-  if constexpr (std::is_integral_v<T>) {
-    if (v != std::floor(v)) {
-      return Status::InvalidArgument(std::string("invalid value for option \"") + field + "\": expected an integer");
-    }
+  if (Status st = CheckOptionNumber(*spec, v); !st.ok()) {
+    return Status::InvalidArgument(std::string("invalid value for option \"") + field + "\": " + it->dump() + ": " +
+                                   st.message());
   }
   *out = static_cast<T>(v);
   return Status::Ok();
 }
 
-// Lays the fields present in `opts` over *o.
+// Lays the fields present in `opts` over *o. Options resident accepts without applying them
+// (OptionSpec::applied false) are checked all the same, then dropped.
 Status DecodeOptionsObject(const json& opts, ModelOptions* o) {
-  constexpr double kInt32Max = std::numeric_limits<int32_t>::max();
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_ctx", &o->load.n_ctx, 1, 1 << 24));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_batch", &o->load.n_batch, 1, 1 << 20));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_thread", &o->load.n_threads, 0, 1024));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_gpu", &o->load.n_gpu_layers, -1, 100000));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_ctx", &o->load.n_ctx));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_batch", &o->load.n_batch));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_thread", &o->load.n_threads));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_gpu", &o->load.n_gpu_layers));
   RESIDENT_RETURN_IF_ERROR(GetBool(opts, "use_mmap", &o->load.use_mmap));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "temperature", &o->sampling.temperature, 0, 100));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_k", &o->sampling.top_k, 0, kInt32Max));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_p", &o->sampling.top_p, 0, 1));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "min_p", &o->sampling.min_p, 0, 1));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_penalty", &o->sampling.repeat_penalty, 0, 100));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_last_n", &o->sampling.repeat_last_n, -1, kInt32Max));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "presence_penalty", &o->sampling.presence_penalty, -100, 100));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "frequency_penalty", &o->sampling.frequency_penalty, -100, 100));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "seed", &o->sampling.seed, -1, 9.007199254740992e15));
-  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_predict", &o->num_predict, -2, kInt32Max));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "temperature", &o->sampling.temperature));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_k", &o->sampling.top_k));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "top_p", &o->sampling.top_p));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "min_p", &o->sampling.min_p));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_penalty", &o->sampling.repeat_penalty));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "repeat_last_n", &o->sampling.repeat_last_n));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "presence_penalty", &o->sampling.presence_penalty));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "frequency_penalty", &o->sampling.frequency_penalty));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "seed", &o->sampling.seed));
+  RESIDENT_RETURN_IF_ERROR(GetNumber(opts, "num_predict", &o->num_predict));
+  for (const OptionSpec& spec : OptionTable()) {
+    if (spec.applied) continue;
+    double ignored = 0;
+    RESIDENT_RETURN_IF_ERROR(GetNumber(opts, std::string(spec.name).c_str(), &ignored));
+  }
   if (auto s = opts.find("stop"); s != opts.end() && !s->is_null()) {
     o->stop.clear();
     if (s->is_string()) {
@@ -142,6 +149,12 @@ Status DecodeOptions(const json& j, const RequestDefaults& d, ModelOptions* o) {
   if (it == j.end() || it->is_null()) return Status::Ok();
   if (!it->is_object()) return WrongType("options", "an object", *it);
   RESIDENT_RETURN_IF_ERROR(DecodeOptionsObject(*it, o));
+  // As Ollama does, an option that changes nothing is logged, not refused.
+  for (const auto& [name, value] : it->items()) {
+    const OptionSpec* spec = FindOption(name);
+    if (!spec) spdlog::warn("invalid option provided: {} (ignored)", name);
+    else if (!spec->applied) spdlog::info("option {} is not supported by resident: ignored", name);
+  }
   o->request_json = it->dump();
   return Status::Ok();
 }
@@ -200,11 +213,8 @@ Result<json> ParseObject(std::string_view body) {
 }
 
 TemplateUse ClassifyTemplate(std::string_view t) {
-  std::string compact;
-  for (char ch : t) {
-    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r' && ch != '-') compact += ch;
-  }
-  return compact == "{{.Prompt}}" ? TemplateUse::kPassThrough : TemplateUse::kModel;
+  return store::ClassifyTemplate(t) == store::TemplateKind::kPassThrough ? TemplateUse::kPassThrough
+                                                                         : TemplateUse::kModel;
 }
 
 Result<ModelOptions> ResolveOptions(const ModelOptions& request,

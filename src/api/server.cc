@@ -417,7 +417,7 @@ void ApiServer::HandlePs(httplib::Response& res) {
   const WallTime far_future = ctx_.clock.WallNow() + std::chrono::hours(24 * 365 * 200);
   for (const sched::LoadedModel& m : ctx_.scheduler.Snapshot()) {
     auto entry = ctx_.catalog.Find(m.name);
-    WallTime expires = m.forever ? far_future : m.expires_at.value_or(ctx_.clock.WallNow() + m.keep_alive);
+    WallTime expires = m.forever ? far_future : m.expires_at.value_or(SaturatingAdd(ctx_.clock.WallNow(), m.keep_alive));
     models.push_back(json{{"name", m.name},
                           {"model", m.name},
                           {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},

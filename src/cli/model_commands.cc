@@ -107,12 +107,15 @@ class ProgressLine {
  public:
   void Update(const std::string& what, uint64_t done, uint64_t total) {
     auto now = std::chrono::steady_clock::now();
-    if (what != what_ && !what_.empty()) {
+    // Each pass over the file ("hashing model", then "copying model") has its own rate and ETA.
+    if (what != what_ || done < done_) {
       start_ = now;
+      start_done_ = done;
     }
-    double secs = std::chrono::duration<double>(now - start_).count();
     what_ = what;
-    double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    done_ = done;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    double rate = secs > 0 ? static_cast<double>(done - start_done_) / secs : 0;
     int pct = total ? static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)) : 100;
     int filled = pct / 5;
     std::string bar = std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(20 - filled), ' ');
@@ -134,6 +137,8 @@ class ProgressLine {
  private:
   std::string what_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  uint64_t start_done_ = 0;  // bytes done when this pass's first line was written
+  uint64_t done_ = 0;
   bool open_ = false;
 };
 
@@ -204,22 +209,26 @@ struct CreateArgs {
   bool local = false;
 };
 
-// The Modelfile, parsed here so that its errors carry the file name and line; FROM paths are
-// made absolute against the Modelfile's folder.
+// The Modelfile, parsed here so that its errors carry the file name and line. FROM is resolved
+// as Ollama's CLI does: "~/..." is in the home folder, an absolute path is a file, a relative
+// one is a file in the Modelfile's folder when it exists there (never in the working folder);
+// anything else is a model name. A FROM that looks like a path (./x, x.gguf, not a valid model
+// name) is made absolute even when missing, so that the error says which file is missing.
 Result<store::Modelfile> ReadModelfile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot open " + path + " (give the Modelfile with -f FILE)");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto mf = store::ParseModelfile(text);
   if (!mf.ok()) return Status::InvalidArgument(path + ": " + mf.status().message());
-  fs::path from(mf->from);
-  fs::path base = fs::absolute(path).parent_path();
+  const std::string& from = mf->from;
+  fs::path file;
+  if (from.starts_with("~/")) file = fs::path(HomeDir()) / from.substr(2);
+  else if (fs::path(from).is_absolute()) file = from;
+  else file = fs::absolute(path).parent_path() / from;
+  bool looks_like_path = from[0] == '.' || from[0] == '/' || from[0] == '~' || from.ends_with(".gguf") ||
+                         !store::ParseModelName(from).ok();
   std::error_code ec;
-  bool is_path = mf->from.find('/') != std::string::npos || mf->from.ends_with(".gguf") || mf->from[0] == '.' ||
-                 mf->from[0] == '~';
-  if (mf->from[0] == '~') from = fs::path(HomeDir()) / mf->from.substr(mf->from.find('/') + 1);
-  else if (from.is_relative() && (is_path || fs::exists(base / from, ec))) from = base / from;
-  if (is_path || fs::exists(from, ec)) mf->from = fs::weakly_canonical(from, ec).string();
+  if (looks_like_path || fs::exists(file, ec)) mf->from = fs::weakly_canonical(file, ec).string();
   return mf;
 }
 

@@ -126,11 +126,13 @@ Result<std::string> BlobStore::ReadVerified(std::string_view digest, uint64_t ma
   return bytes;
 }
 
-Result<ImportedBlob> BlobStore::ImportFile(const std::string& path, const HashProgress& progress) {
+Result<ImportedBlob> BlobStore::ImportFile(const std::string& path, const ImportProgress& progress) {
   struct stat before {};
   if (::stat(path.c_str(), &before) != 0) return Status::NotFound("cannot open " + path + ": " + Errno());
   if (!S_ISREG(before.st_mode)) return Status::InvalidArgument(path + " is not a regular file");
-  auto hex = Sha256File(path, progress);
+  HashProgress hashing;
+  if (progress) hashing = [&](uint64_t done, uint64_t total) { return progress(ImportPass::kHashing, done, total); };
+  auto hex = Sha256File(path, hashing);
   if (!hex.ok()) return hex.status();
   ImportedBlob out;
   out.digest = "sha256:" + *hex;
@@ -193,7 +195,7 @@ Result<ImportedBlob> BlobStore::ImportFile(const std::string& path, const HashPr
       st = WriteAll(fd, buf.data(), static_cast<size_t>(n), tmp);
       if (!st.ok()) break;
       done += static_cast<uint64_t>(n);
-      if (progress && !progress(done, out.size)) {
+      if (progress && !progress(ImportPass::kCopying, done, out.size)) {
         st = Status::Cancelled("import of " + path + " was cancelled");
         break;
       }

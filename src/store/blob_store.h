@@ -29,6 +29,12 @@ struct ImportedBlob {
 
 const char* ImportHowName(ImportedBlob::How how);
 
+// The passes of an import over the file's bytes: hashing it, then, only when neither a hard link
+// nor a reflink can place it, copying it into the store (hashed again as it is written).
+enum class ImportPass { kHashing, kCopying };
+// Bytes done in this pass and the file's size. Return false to stop.
+using ImportProgress = std::function<bool(ImportPass pass, uint64_t done, uint64_t total)>;
+
 class BlobStore {
  public:
   // `root` is the store's root; blobs live in root/blobs. Nothing is created until a write.
@@ -45,12 +51,12 @@ class BlobStore {
   // kInvalidArgument on a malformed digest, kInternal "digest mismatch" when the bytes differ.
   Result<std::string> ReadVerified(std::string_view digest, uint64_t max_bytes = 64u << 20) const;
 
-  // Imports a file as a blob: hashes it (progress as it goes), then places it without a second
-  // copy when possible: a hard link when on the same file system, else a reflink (FICLONE),
-  // else a copy that is hashed again while written and checked. Errors: kNotFound (no such
-  // file), kInternal (I/O, or the file changed while it was imported), kCancelled (progress
-  // returned false).
-  Result<ImportedBlob> ImportFile(const std::string& path, const HashProgress& progress = nullptr);
+  // Imports a file as a blob: hashes it (progress as it goes, kHashing), then places it without a
+  // second copy when possible: a hard link when on the same file system, else a reflink
+  // (FICLONE), else a copy that is hashed again while written and checked (progress from 0
+  // again, kCopying). Errors: kNotFound (no such file), kInternal (I/O, or the file changed
+  // while it was imported), kCancelled (progress returned false).
+  Result<ImportedBlob> ImportFile(const std::string& path, const ImportProgress& progress = nullptr);
 
   // Removes a blob. Missing blobs are fine. Errors: kInvalidArgument for a malformed digest.
   Status Remove(std::string_view digest);

@@ -26,7 +26,33 @@ Result<Layer> ParseLayer(const json& j, const char* what) {
   return l;
 }
 
-json LayerJson(const Layer& l) { return json{{"mediaType", l.media_type}, {"digest", l.digest}, {"size", l.size}}; }
+// Written with ordered_json: keys in the order Ollama's Go structs write them, so that the bytes
+// (and so the model's ID, their SHA-256) are the ones Ollama would write.
+using ordered_json = nlohmann::ordered_json;
+
+ordered_json LayerJson(const Layer& l) {
+  return ordered_json{{"mediaType", l.media_type}, {"digest", l.digest}, {"size", l.size}};
+}
+
+// GOARCH of the machine, as Ollama's config blob names it.
+constexpr const char* kArchitecture =
+#if defined(__x86_64__)
+    "amd64";
+#elif defined(__aarch64__)
+    "arm64";
+#elif defined(__i386__)
+    "386";
+#elif defined(__arm__)
+    "arm";
+#elif defined(__riscv) && __riscv_xlen == 64
+    "riscv64";
+#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
+    "ppc64le";
+#elif defined(__s390x__)
+    "s390x";
+#else
+    "unknown";
+#endif
 
 }  // namespace
 
@@ -64,23 +90,26 @@ Result<Manifest> ParseManifest(std::string_view text) {
 }
 
 std::string SerializeManifest(const Manifest& m) {
-  json layers = json::array();
+  ordered_json layers = ordered_json::array();
   for (const Layer& l : m.layers) layers.push_back(LayerJson(l));
-  json j{{"schemaVersion", 2}, {"mediaType", kManifestMediaType}, {"config", LayerJson(m.config)}, {"layers", layers}};
+  ordered_json j{{"schemaVersion", 2},
+                 {"mediaType", kManifestMediaType},
+                 {"config", LayerJson(m.config)},
+                 {"layers", layers}};
   return j.dump();
 }
 
+std::string ConfigArchitecture() { return kArchitecture; }
+
 std::string SerializeConfig(const ModelConfig& c, const std::vector<std::string>& layer_digests) {
-  json families = json::array();
-  for (const auto& f : c.model_families) families.push_back(f);
-  json j{{"model_format", c.model_format},
-         {"model_family", c.model_family},
-         {"model_families", families},
-         {"model_type", c.model_type},
-         {"file_type", c.file_type},
-         {"architecture", "amd64"},
-         {"os", "linux"},
-         {"rootfs", json{{"type", "layers"}, {"diff_ids", layer_digests}}}};
+  ordered_json j{{"model_format", c.model_format},
+                 {"model_family", c.model_family},
+                 {"model_families", c.model_families},
+                 {"model_type", c.model_type},
+                 {"file_type", c.file_type},
+                 {"architecture", kArchitecture},
+                 {"os", "linux"},
+                 {"rootfs", ordered_json{{"type", "layers"}, {"diff_ids", layer_digests}}}};
   return j.dump();
 }
 

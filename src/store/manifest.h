@@ -43,11 +43,15 @@ struct Manifest {
 // that is not sha256:<64 hex>.
 Result<Manifest> ParseManifest(std::string_view json_text);
 
-// The JSON bytes of a manifest (schemaVersion 2, the Docker media type), as Ollama writes them.
+// The JSON bytes of a manifest as Ollama writes them, keys in its order:
+// {"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+//  "config":{"mediaType":..,"digest":..,"size":N},"layers":[{"mediaType":..,"digest":..,"size":N}]}.
 std::string SerializeManifest(const Manifest& manifest);
 
-// The config blob: {"model_format":"gguf","model_family":..,"model_families":[..],
-// "model_type":"20M","file_type":"F16","architecture":"amd64","os":"linux","rootfs":{...}}.
+// The config blob, keys in Ollama's order: {"model_format":"gguf","model_family":..,
+// "model_families":[..],"model_type":"20M","file_type":"F16","architecture":"amd64","os":"linux",
+// "rootfs":{"type":"layers","diff_ids":[..]}}. "architecture" is this machine's, in Go's
+// GOARCH words (ConfigArchitecture: "amd64", "arm64"...).
 struct ModelConfig {
   std::string model_format = "gguf";
   std::string model_family;
@@ -57,6 +61,7 @@ struct ModelConfig {
 };
 
 std::string SerializeConfig(const ModelConfig& config, const std::vector<std::string>& layer_digests);
+std::string ConfigArchitecture();
 // Errors: kInvalidArgument "corrupt config: ..." when not a JSON object. Missing fields are empty.
 Result<ModelConfig> ParseConfig(std::string_view json_text);
 

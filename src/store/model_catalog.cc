@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <optional>
 
@@ -30,6 +31,31 @@ void FillDetails(ModelEntry& m) {
 }
 
 }  // namespace
+
+TemplateKind ClassifyTemplate(std::string_view t) {
+  if (t.empty()) return TemplateKind::kNone;
+  if (t.find("{%") != std::string_view::npos) return TemplateKind::kJinja;
+  std::string compact;
+  for (char ch : t) {
+    if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r' && ch != '-') compact += ch;
+  }
+  if (compact == "{{.Prompt}}") return TemplateKind::kPassThrough;
+  // Each action's first word, after "{{", an optional trim marker and spaces.
+  for (size_t at = t.find("{{"); at != std::string_view::npos; at = t.find("{{", at + 2)) {
+    size_t i = at + 2;
+    if (i < t.size() && t[i] == '-') ++i;
+    while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) ++i;
+    if (i < t.size() && (t[i] == '.' || t[i] == '$')) return TemplateKind::kGo;
+    std::string_view rest = t.substr(i);
+    for (std::string_view keyword : {"if", "range", "with", "end", "else", "template", "block", "define"}) {
+      if (rest.starts_with(keyword) &&
+          (rest.size() == keyword.size() || !std::isalnum(static_cast<unsigned char>(rest[keyword.size()])))) {
+        return TemplateKind::kGo;
+      }
+    }
+  }
+  return TemplateKind::kJinja;
+}
 
 Result<std::string> NormalizeModelName(std::string_view name) {
   auto n = ParseModelName(name);

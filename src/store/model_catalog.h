@@ -14,6 +14,21 @@
 
 namespace resident::store {
 
+// How resident uses a model's TEMPLATE (ModelEntry::template_text).
+enum class TemplateKind {
+  kNone,         // no TEMPLATE: the GGUF's own chat template (tokenizer.chat_template)
+  // Ollama's pass-through Go template "{{ .Prompt }}" (spaces and trim markers allowed):
+  // /api/generate sends the prompt as it is (raw); /api/chat uses the GGUF's own chat template.
+  kPassThrough,
+  kGo,     // any other Ollama Go template, which resident does not run: the GGUF's own is used
+  kJinja,  // a Jinja chat template (the kind GGUF files carry): used instead of the GGUF's own
+};
+
+// A template with a Jinja statement ({% ... %}) is Jinja; else one with a Go action
+// ({{ .Field }}, {{ $var }}, {{ if/range/with/end/else/template/block/define }}) is Go (or
+// pass-through); any other text is taken as Jinja. "" is kNone.
+TemplateKind ClassifyTemplate(std::string_view text);
+
 struct ModelEntry {
   std::string name;        // display name, "demo:latest"
   std::string path;        // the GGUF weights file
@@ -23,7 +38,7 @@ struct ModelEntry {
 
   // What a Modelfile (or an Ollama manifest's layers) adds to the weights. Empty for a bare GGUF.
   std::string system;                 // SYSTEM: the default system prompt
-  std::string template_text;          // TEMPLATE as written (Ollama's Go template syntax)
+  std::string template_text;          // TEMPLATE as written (Ollama's Go syntax, or Jinja)
   std::string license;                // LICENSE (all of them, joined by blank lines)
   // PARAMETER lines in order, already validated: ("temperature", "0.7"), ("stop", "</s>")...
   // Request options override them.
@@ -35,9 +50,8 @@ struct ModelEntry {
   std::string parameter_size;         // "8.0B"
   std::string quantization_level;     // "Q4_K_M"
   bool read_only = false;             // from an Ollama store served read-only, or a folder
-  // TEMPLATE is in Ollama's Go text/template syntax, which resident does not execute: the GGUF's
-  // own chat template (tokenizer.chat_template) is used instead, and /api/show says so.
-  bool template_is_go = false;
+  // What resident does with TEMPLATE; /api/show says it in `template_note`.
+  TemplateKind template_kind = TemplateKind::kNone;
   std::string source;                 // "store", "ollama" or "folder": where the entry comes from
 };
 

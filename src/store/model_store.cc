@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -12,7 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bytes.h"
+#include "core/option_table.h"
 #include "store/gguf_metadata.h"
+#include "store/store_lock.h"
 
 namespace resident::store {
 namespace fs = std::filesystem;
@@ -43,17 +46,8 @@ Result<std::string> ReadSmallFile(const std::string& path, uint64_t max) {
   return bytes;
 }
 
-// Ollama's TEMPLATE is a Go text/template ({{ .Prompt }}, {{ if .System }}...); a Jinja template
-// (what GGUF files carry) uses {% ... %} and names without a leading dot.
-bool LooksLikeGoTemplate(const std::string& t) {
-  if (t.find("{%") != std::string::npos) return false;
-  for (const char* marker : {"{{ .", "{{.", "{{- .", "{{ if", "{{- if", "{{ range", "{{- range", "{{ end", "{{- end"}) {
-    if (t.find(marker) != std::string::npos) return true;
-  }
-  return false;
-}
-
-// The params layer: {"stop":["a","b"],"temperature":0.7,...}.
+// The params layer: {"stop":["a","b"],"temperature":0.7,...}, from validated parameters
+// (ValidateParameter): never throws.
 std::string ParamsJson(const std::vector<std::pair<std::string, std::string>>& parameters) {
   json j = json::object();
   for (const auto& [k, v] : parameters) {
@@ -62,8 +56,8 @@ std::string ParamsJson(const std::vector<std::pair<std::string, std::string>>& p
         if (!j.contains(k)) j[k] = json::array();
         j[k].push_back(v);
         break;
-      case ParameterType::kInt: j[k] = std::stoll(v); break;
-      case ParameterType::kFloat: j[k] = std::stod(v); break;
+      case ParameterType::kInt: j[k] = static_cast<int64_t>(std::strtoll(v.c_str(), nullptr, 10)); break;
+      case ParameterType::kFloat: j[k] = std::strtod(v.c_str(), nullptr); break;
       case ParameterType::kBool: j[k] = v == "true"; break;
     }
   }
@@ -237,7 +231,7 @@ Result<ModelEntry> ModelStore::LoadEntry(const ModelName& name, const std::strin
     if (!t.ok()) return t.status();
     if (l.media_type == kLayerTemplate) {
       e.template_text = *t;
-      e.template_is_go = LooksLikeGoTemplate(*t);
+      e.template_kind = ClassifyTemplate(*t);
     } else if (l.media_type == kLayerSystem) {
       e.system = *t;
     } else if (l.media_type == kLayerParams) {
@@ -304,24 +298,34 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
     if (progress) progress(ev);
   };
   std::lock_guard lock(mu_);
+  // Shared with other creates, never with a prune: from the first blob to the manifest.
+  auto store_lock = StoreLock::Acquire(root_, StoreLock::Mode::kShared);
+  if (!store_lock.ok()) return store_lock.status();
 
-  // Where the weights come from: a file, or an existing model.
+  // Where the weights come from: a file, or an existing model. An absolute path is a file; a
+  // relative one is a file only in base_dir (a Modelfile's folder) and only when it exists there,
+  // as Ollama's CLI resolves FROM; anything else is a model name, never a file in this
+  // process's working folder.
   std::string weights_path;
   ModelEntry inherited;
   fs::path from(mf.from);
-  if (from.is_relative() && !base_dir.empty()) from = fs::path(base_dir) / from;
   std::error_code ec;
-  bool is_file = fs::exists(from, ec);
-  bool looks_like_path = mf.from.find('/') != std::string::npos || mf.from.ends_with(".gguf") || mf.from[0] == '.';
+  bool is_file = from.is_absolute();
+  if (!is_file && !base_dir.empty() && fs::exists(fs::path(base_dir) / from, ec)) {
+    from = fs::path(base_dir) / from;
+    is_file = true;
+  }
   if (is_file) {
+    if (!fs::exists(from, ec)) return Status::NotFound("FROM " + mf.from + ": no such file");
     if (!fs::is_regular_file(from, ec)) return Status::InvalidArgument("FROM " + mf.from + " is not a regular file");
     weights_path = fs::canonical(from, ec).string();
-  } else if (looks_like_path && !ParseModelName(mf.from).ok()) {
-    return Status::NotFound("FROM " + mf.from + ": no such file");
+  } else if (!ParseModelName(mf.from).ok()) {
+    return Status::NotFound("FROM " + mf.from + ": no such file" +
+                           (base_dir.empty() ? " (a path must be absolute)" : " in " + base_dir));
   } else {
     auto base = models.Find(mf.from);
     if (!base.ok()) {
-      if (base.status().code() == StatusCode::kNotFound && looks_like_path) {
+      if (base.status().code() == StatusCode::kNotFound && mf.from.ends_with(".gguf")) {
         return Status::NotFound("FROM " + mf.from + ": no such file or model");
       }
       return base.status();
@@ -347,8 +351,8 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
     say({"using existing layer " + weights_digest, weights_digest});
   } else {
     say({"importing " + weights_path});
-    auto imported = blobs_.ImportFile(weights_path, [&](uint64_t done, uint64_t total) {
-      say({"hashing model", "", total, done});
+    auto imported = blobs_.ImportFile(weights_path, [&](ImportPass pass, uint64_t done, uint64_t total) {
+      say({pass == ImportPass::kCopying ? "copying model" : "hashing model", "", total, done});
       return true;
     });
     if (!imported.ok()) return imported.status();
@@ -360,7 +364,20 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   // Modelfile values override the inherited ones.
   std::string template_text = mf.has_template ? mf.template_text : inherited.template_text;
   std::string system = mf.has_system ? mf.system : inherited.system;
-  auto parameters = inherited.parameters;
+  // Inherited parameters come from another store's params layer: checked like a Modelfile's.
+  std::vector<std::pair<std::string, std::string>> parameters;
+  for (const auto& [k, v] : inherited.parameters) {
+    if (!FindOption(Lower(k))) {
+      spdlog::warn("model \"{}\": parameter {} is not an option resident knows; \"{}\" does not inherit it",
+                   inherited.name, k, name->Display());
+      continue;
+    }
+    if (Status st = ValidateParameter(k, v); !st.ok()) {
+      return Status::InvalidArgument("cannot create \"" + name->Display() + "\": the params layer of model \"" +
+                                     inherited.name + "\" is malformed: " + st.message());
+    }
+    parameters.emplace_back(Lower(k), v);
+  }
   if (!mf.parameters.empty()) {
     std::set<std::string> given;
     for (const auto& p : mf.parameters) given.insert(p.first);
@@ -411,6 +428,8 @@ Status ModelStore::Copy(std::string_view from, std::string_view to) {
   auto dst = ParseModelName(to);
   if (!dst.ok()) return dst.status();
   std::lock_guard lock(mu_);
+  auto store_lock = StoreLock::Acquire(root_, StoreLock::Mode::kShared);
+  if (!store_lock.ok()) return store_lock.status();
   auto path = ManifestPath(*src);
   if (!path.ok()) return ModelNotFound(from);
   auto entry = LoadEntry(*src, *path);  // refuse to copy a broken model
@@ -424,29 +443,36 @@ Result<std::vector<std::string>> ModelStore::Delete(std::string_view raw) {
   RESIDENT_RETURN_IF_ERROR(CheckWritable());
   auto name = ParseModelName(raw);
   if (!name.ok()) return name.status();
-  std::vector<std::string> removed_weights;
-  {
-    std::lock_guard lock(mu_);
-    auto path = ManifestPath(*name);
-    if (!path.ok()) return Status::NotFound("model '" + std::string(raw) + "' not found");
-    std::error_code ec;
-    fs::remove(*path, ec);
-    if (ec) return Status::Internal("cannot remove " + *path + ": " + ec.message());
-    // Remove the now-empty folders up to manifests/.
-    const fs::path stop = fs::path(root_) / "manifests";
-    for (fs::path dir = fs::path(*path).parent_path(); dir != stop && dir.string().size() > stop.string().size();
-         dir = dir.parent_path()) {
-      if (!fs::is_empty(dir, ec) || !fs::remove(dir, ec)) break;
-    }
+  const Status not_found = Status::NotFound("model '" + std::string(raw) + "' not found");
+  std::error_code ec;
+  if (!fs::is_directory(root_, ec)) return not_found;
+  std::lock_guard lock(mu_);
+  auto store_lock = StoreLock::Acquire(root_, StoreLock::Mode::kExclusive);
+  if (!store_lock.ok()) return store_lock.status();
+  auto path = ManifestPath(*name);
+  if (!path.ok()) return not_found;
+  fs::remove(*path, ec);
+  if (ec) return Status::Internal("cannot remove " + *path + ": " + ec.message());
+  // Remove the now-empty folders up to manifests/.
+  const fs::path stop = fs::path(root_) / "manifests";
+  for (fs::path dir = fs::path(*path).parent_path(); dir != stop && dir.string().size() > stop.string().size();
+       dir = dir.parent_path()) {
+    if (!fs::is_empty(dir, ec) || !fs::remove(dir, ec)) break;
   }
-  auto pruned = Prune();
-  if (!pruned.ok()) return pruned.status();
-  return pruned;
+  return PruneLocked();
 }
 
 Result<std::vector<std::string>> ModelStore::Prune() {
   RESIDENT_RETURN_IF_ERROR(CheckWritable());
+  std::error_code ec;
+  if (!fs::is_directory(root_, ec)) return std::vector<std::string>{};
   std::lock_guard lock(mu_);
+  auto store_lock = StoreLock::Acquire(root_, StoreLock::Mode::kExclusive);
+  if (!store_lock.ok()) return store_lock.status();
+  return PruneLocked();
+}
+
+Result<std::vector<std::string>> ModelStore::PruneLocked() {
   std::set<std::string> referenced;
   std::error_code ec;
   const fs::path base = root_ + "/manifests";

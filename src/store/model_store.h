@@ -8,10 +8,11 @@
 // Consistency: blobs are written first (temp file + rename, digest checked), the manifest last
 // (temp file + rename), so a reader sees either the old model or the complete new one, and an
 // interrupted create leaves at most an unreferenced blob, which the next delete prunes.
-// Thread safety: reads need no lock (they only follow renames); writes (Create, Copy, Delete)
-// are serialized by mu_ so that pruning never races a create in this process. Two processes
-// writing one store at once (a server and `resident create --local`) can race a prune against
-// a create; the create then fails cleanly rather than leaving a broken model.
+// Thread safety: reads need no lock (they only follow renames); writes (Create, Copy, Delete,
+// Prune) are serialized by mu_ in this process, and across processes (a server and
+// `resident create --local`) by a StoreLock on <root>/.lock: shared for Create and Copy,
+// exclusive for Delete and Prune, so a prune never removes a blob whose manifest is still being
+// written. Read-only stores are never locked (nothing is written there).
 #pragma once
 
 #include <functional>
@@ -51,12 +52,13 @@ class ModelStore final : public ModelCatalog {
   // Every model whose manifest and blobs are sound; broken ones are skipped with a warning.
   std::vector<ModelEntry> List() const override;
 
-  // Creates (or replaces) `name` from a parsed Modelfile. FROM is a .gguf path (relative paths
-  // are resolved against `base_dir`), or a model name looked up in `models` (any catalog: its
-  // weights are linked in, its template/system/parameters/messages/license inherited and then
-  // overridden by the Modelfile). A FROM that names an existing file is a path. Errors:
-  // kInvalidArgument (bad name, not a GGUF file, read-only store), kNotFound (FROM not found),
-  // kInternal (I/O).
+  // Creates (or replaces) `name` from a parsed Modelfile. FROM is a .gguf file: an absolute
+  // path, or a path relative to `base_dir` (a Modelfile's folder; "" for none) that exists
+  // there; anything else is a model name looked up in `models` (any catalog: its weights are
+  // linked in, its template/system/parameters/messages/license inherited and then overridden by
+  // the Modelfile). A relative FROM is never looked up in the working folder. Errors:
+  // kInvalidArgument (bad name, not a GGUF file, read-only store, a malformed params layer in the
+  // FROM model, naming it), kNotFound (FROM not found), kInternal (I/O).
   Result<ModelEntry> Create(std::string_view name, const Modelfile& modelfile, const std::string& base_dir,
                             const ModelCatalog& models, const CreateProgress& progress);
 
@@ -82,12 +84,14 @@ class ModelStore final : public ModelCatalog {
   Result<ModelEntry> LoadEntry(const ModelName& name, const std::string& manifest_path) const;
   Status WriteManifest(const ModelName& name, const std::string& bytes);
   Status CheckWritable() const;
+  // Prune's work; the caller holds mu_ and the exclusive StoreLock.
+  Result<std::vector<std::string>> PruneLocked();
 
   const std::string root_;
   const bool read_only_;
   const std::string source_;
   BlobStore blobs_;
-  std::mutex mu_;  // serializes Create, Copy, Delete and Prune
+  std::mutex mu_;  // serializes Create, Copy, Delete and Prune in this process
 };
 
 // The root of resident's own store: $RESIDENT_MODELS, else <home>/.resident/models.

@@ -3,46 +3,11 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <map>
 
 #include <fmt/format.h>
 
 namespace resident::store {
 namespace {
-
-struct ParamSpec {
-  ParameterType type;
-  double min;
-  double max;
-};
-
-const std::map<std::string, ParamSpec>& Specs() {
-  constexpr double kInf = 1e300;
-  static const std::map<std::string, ParamSpec> specs = {
-      {"num_ctx", {ParameterType::kInt, 1, 1 << 24}},
-      {"num_batch", {ParameterType::kInt, 1, 1 << 24}},
-      {"num_gpu", {ParameterType::kInt, -1, 1 << 20}},
-      {"num_thread", {ParameterType::kInt, 0, 4096}},
-      {"use_mmap", {ParameterType::kBool, 0, 0}},
-      {"temperature", {ParameterType::kFloat, 0, kInf}},
-      {"top_k", {ParameterType::kInt, 0, 1 << 30}},
-      {"top_p", {ParameterType::kFloat, 0, 1}},
-      {"min_p", {ParameterType::kFloat, 0, 1}},
-      {"typical_p", {ParameterType::kFloat, 0, 1}},
-      {"seed", {ParameterType::kInt, -kInf, kInf}},
-      {"num_predict", {ParameterType::kInt, -2, kInf}},
-      {"stop", {ParameterType::kString, 0, 0}},
-      {"repeat_penalty", {ParameterType::kFloat, 0, kInf}},
-      {"repeat_last_n", {ParameterType::kInt, -1, kInf}},
-      {"presence_penalty", {ParameterType::kFloat, -kInf, kInf}},
-      {"frequency_penalty", {ParameterType::kFloat, -kInf, kInf}},
-      {"num_keep", {ParameterType::kInt, -1, kInf}},
-      {"mirostat", {ParameterType::kInt, 0, 2}},
-      {"mirostat_tau", {ParameterType::kFloat, 0, kInf}},
-      {"mirostat_eta", {ParameterType::kFloat, 0, kInf}},
-  };
-  return specs;
-}
 
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -73,46 +38,38 @@ std::string Unquote(std::string_view s) {
 }  // namespace
 
 ParameterType ParameterTypeOf(const std::string& name) {
-  auto it = Specs().find(Lower(name));
-  return it == Specs().end() ? ParameterType::kString : it->second.type;
+  const OptionSpec* spec = FindOption(Lower(name));
+  return spec ? spec->type : ParameterType::kString;
 }
 
 Status ValidateParameter(const std::string& raw_name, const std::string& value) {
   std::string name = Lower(raw_name);
-  auto it = Specs().find(name);
-  if (it == Specs().end()) return Status::InvalidArgument("unknown parameter \"" + raw_name + "\"");
-  const ParamSpec& spec = it->second;
+  const OptionSpec* spec = FindOption(name);
+  if (!spec) return Status::InvalidArgument("unknown parameter \"" + raw_name + "\"");
   auto bad = [&](const std::string& why) {
     return Status::InvalidArgument(fmt::format("invalid value \"{}\" for parameter {}: {}", value, name, why));
   };
-  switch (spec.type) {
+  switch (spec->type) {
     case ParameterType::kString:
       if (value.empty()) return bad("empty");
       return Status::Ok();
     case ParameterType::kBool:
       if (value != "true" && value != "false") return bad("expected true or false");
       return Status::Ok();
-    case ParameterType::kInt: {
-      if (value.empty()) return bad("expected an integer");
-      errno = 0;
-      char* end = nullptr;
-      long long v = std::strtoll(value.c_str(), &end, 10);
-      if (*end != '\0' || errno == ERANGE) return bad("expected an integer");
-      if (static_cast<double>(v) < spec.min || static_cast<double>(v) > spec.max) {
-        return bad(fmt::format("out of range [{}, {}]", spec.min, spec.max));
-      }
-      return Status::Ok();
-    }
+    case ParameterType::kInt:
     case ParameterType::kFloat: {
-      if (value.empty()) return bad("expected a number");
+      // Both are read as numbers, then checked by the table the request-time check uses too.
+      if (value.empty()) return bad(spec->type == ParameterType::kInt ? "expected an integer" : "expected a number");
       errno = 0;
       char* end = nullptr;
       double v = std::strtod(value.c_str(), &end);
-      if (*end != '\0' || errno == ERANGE || !std::isfinite(v)) return bad("expected a number");
-      if (v < spec.min || v > spec.max) {
-        return bad(spec.max > 1e299 ? fmt::format("must be at least {}", spec.min)
-                                    : fmt::format("out of range [{}, {}]", spec.min, spec.max));
+      if (*end != '\0' || errno == ERANGE) {
+        return bad(spec->type == ParameterType::kInt ? "expected an integer" : "expected a number");
       }
+      if (spec->type == ParameterType::kInt && value.find_first_of(".eExXnN") != std::string::npos) {
+        return bad("expected an integer");
+      }
+      if (Status st = CheckOptionNumber(*spec, v); !st.ok()) return bad(st.message());
       return Status::Ok();
     }
   }

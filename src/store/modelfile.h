@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/option_table.h"
 #include "core/status.h"
 #include "store/model_catalog.h"
 
@@ -37,14 +38,12 @@ struct Modelfile {
 // value, unterminated string, missing or repeated FROM, ADAPTER not supported...).
 Result<Modelfile> ParseModelfile(std::string_view text);
 
-// Checks one PARAMETER: a known name (num_ctx, num_batch, num_gpu, num_thread, use_mmap,
-// temperature, top_k, top_p, min_p, typical_p, seed, num_predict, stop, repeat_penalty,
-// repeat_last_n, presence_penalty, frequency_penalty, num_keep, mirostat, mirostat_tau,
-// mirostat_eta) and a value of its type and range. Names are lowercased. Errors:
+// Checks one PARAMETER: a name of core/option_table.h's table and a value of its type and
+// range, the same check a request's `options` get. Names are lowercased. Errors:
 // kInvalidArgument naming the parameter and the problem.
 Status ValidateParameter(const std::string& name, const std::string& value);
 
-enum class ParameterType { kInt, kFloat, kBool, kString };
+using ParameterType = OptionType;
 // The value's type for a known parameter name (kString for "stop"); kString for unknown ones.
 ParameterType ParameterTypeOf(const std::string& name);
 

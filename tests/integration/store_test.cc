@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -274,6 +275,167 @@ TEST_F(StoreServerTest, CliCreatesListsShowsCopiesAndRemoves) {
   auto down = Cli("list", env, dir_);
   EXPECT_NE(down.code, 0);
   EXPECT_NE(down.out.find("could not connect"), std::string::npos) << down.out;
+}
+
+// The prompt tokens of one chat turn (deterministic: it is the rendered prompt's length).
+int64_t ChatPromptTokens(int port, const std::string& model) {
+  json chat{{"model", model},
+            {"messages", json::array({{{"role", "user"}, {"content", "hello there"}}})},
+            {"stream", false},
+            {"options", {{"num_predict", 1}, {"seed", 1}}}};
+  auto r = Post(port, "/api/chat", chat.dump());
+  EXPECT_EQ(r.status, 200) << model << ": " << r.body;
+  return r.json().value("prompt_eval_count", int64_t{-1});
+}
+
+int64_t GeneratePromptTokens(int port, const std::string& model, bool raw) {
+  json gen{{"model", model}, {"prompt", "hello there"}, {"raw", raw}, {"stream", false},
+           {"options", {{"num_predict", 1}, {"seed", 1}}}};
+  auto r = Post(port, "/api/generate", gen.dump());
+  EXPECT_EQ(r.status, 200) << model << ": " << r.body;
+  return r.json().value("prompt_eval_count", int64_t{-1});
+}
+
+TEST_F(StoreServerTest, AJinjaTemplateIsUsedAndShowTellsWhatEachTemplateDoes) {
+  ServerProcess server(dir_ + "/folder", Env());
+  const int port = server.port();
+  std::string marker;
+  for (int i = 0; i < 40; ++i) marker += "zebra ";
+  const std::string jinja = "{% for m in messages %}" + marker + "{{ m['content'] }}\n{% endfor %}";
+  auto create = [&](const std::string& name, const std::string& tmpl) {
+    json body{{"model", name}, {"from", gguf_}, {"stream", false}};
+    if (!tmpl.empty()) body["template"] = tmpl;
+    auto r = Post(port, "/api/create", body.dump());
+    ASSERT_EQ(r.status, 200) << name << ": " << r.body;
+  };
+  create("plain", "");
+  create("jinja", jinja);
+  create("go", "{{ if .System }}{{ .System }}{{ end }}<|user|>{{ .Prompt }}");
+  create("pass", "{{ .Prompt }}");
+
+  // Jinja: the runner renders the chat with it (the marker is in the prompt); the others use
+  // the GGUF's own chat template, as a model without TEMPLATE does.
+  const int64_t plain = ChatPromptTokens(port, "plain");
+  ASSERT_GT(plain, 0);
+  EXPECT_GE(ChatPromptTokens(port, "jinja"), plain + 40);
+  EXPECT_EQ(ChatPromptTokens(port, "go"), plain);
+  EXPECT_EQ(ChatPromptTokens(port, "pass"), plain);
+  // The pass-through template: generate sends the prompt as it is, exactly as raw does.
+  EXPECT_EQ(GeneratePromptTokens(port, "pass", false), GeneratePromptTokens(port, "plain", true));
+  EXPECT_LT(GeneratePromptTokens(port, "pass", false), GeneratePromptTokens(port, "plain", false));
+  // The model without TEMPLATE still renders with the GGUF's template after the Jinja one ran.
+  EXPECT_EQ(ChatPromptTokens(port, "plain"), plain);
+
+  auto show = [&](const std::string& name) { return Post(port, "/api/show", json{{"model", name}}.dump()).json(); };
+  json s = show("jinja");
+  EXPECT_EQ(s["template"], jinja);
+  EXPECT_EQ(s["chat_template"], jinja);
+  EXPECT_NE(s["template_note"].get<std::string>().find("Jinja chat template"), std::string::npos) << s.dump();
+  EXPECT_EQ(s["modelfile"].get<std::string>().rfind("# TEMPLATE is a Jinja", 0), 0u);
+  s = show("go");
+  EXPECT_NE(s["template_note"].get<std::string>().find("GGUF's own chat template"), std::string::npos) << s.dump();
+  EXPECT_NE(s["chat_template"], s["template"]);
+  s = show("pass");
+  EXPECT_NE(s["template_note"].get<std::string>().find("sends the prompt as it is"), std::string::npos) << s.dump();
+  s = show("plain");
+  EXPECT_FALSE(s.contains("template_note"));
+  EXPECT_FALSE(s["template"].get<std::string>().empty());  // the GGUF's own
+  EXPECT_TRUE(server.alive());
+}
+
+TEST_F(StoreServerTest, FromIsNeverAFileInTheServersWorkingFolder) {
+  // The server runs in a folder holding GGUF files named like models.
+  const std::string cwd = dir_ + "/cwd";
+  fs::create_directories(cwd);
+  const std::string other = SynthModel("20M", 2);
+  fs::copy_file(other, cwd + "/foo");
+  fs::copy_file(other, cwd + "/nope");
+  const fs::path before = fs::current_path();
+  fs::current_path(cwd);
+  ServerProcess server(dir_ + "/folder", Env());
+  fs::current_path(before);
+  const int port = server.port();
+
+  auto r = Post(port, "/api/create", json{{"model", "bar"}, {"from", "nope"}}.dump());
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_NE(r.body.find("not found"), std::string::npos) << r.body;
+  ASSERT_EQ(Post(port, "/api/create", json{{"model", "foo"}, {"from", gguf_}, {"stream", false}}.dump()).status, 200);
+  r = Post(port, "/api/create", json{{"model", "bar"}, {"from", "foo"}, {"stream", false}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = Post(port, "/api/create", json{{"model", "baz"}, {"modelfile", "FROM foo\nSYSTEM hi\n"}, {"stream", false}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(Post(port, "/api/copy", R"({"source":"foo","destination":"qux"})").status, 200);
+  // Every one of them has the model foo's weights; ./foo never entered the store.
+  EXPECT_FALSE(fs::exists(store_ + "/blobs/sha256-" + *store::Sha256File(other)));
+  EXPECT_TRUE(fs::exists(store_ + "/blobs/sha256-" + *store::Sha256File(gguf_)));
+  auto from_line = [&](const std::string& name) {
+    std::string mf = Post(port, "/api/show", json{{"model", name}}.dump()).json()["modelfile"].get<std::string>();
+    size_t at = mf.find("\nFROM ");
+    return mf.substr(at, mf.find('\n', at + 1) - at);
+  };
+  EXPECT_EQ(from_line("bar"), from_line("foo"));
+  EXPECT_EQ(from_line("baz"), from_line("foo"));
+  EXPECT_EQ(from_line("qux"), from_line("foo"));
+  EXPECT_TRUE(server.alive());
+}
+
+TEST_F(StoreServerTest, CliResolvesARelativeFromAgainstTheModelfilesFolder) {
+  // The Modelfile's folder holds the weights under a bare name; the CLI runs elsewhere.
+  fs::create_directories(dir_ + "/mf");
+  fs::copy_file(gguf_, dir_ + "/mf/weights");
+  std::ofstream(dir_ + "/mf/Modelfile") << "FROM weights\n";
+  std::ofstream(dir_ + "/mf/Missing") << "FROM sub/../gone.gguf\n";
+  auto local = Cli("create rel -f '" + dir_ + "/mf/Modelfile' --local", Env(), dir_);
+  ASSERT_EQ(local.code, 0) << local.out;
+  EXPECT_TRUE(fs::exists(store_ + "/blobs/sha256-" + *store::Sha256File(gguf_)));
+  auto missing = Cli("create gone -f '" + dir_ + "/mf/Missing' --local", Env(), dir_);
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.out.find(dir_ + "/mf/gone.gguf"), std::string::npos) << missing.out;  // named absolute
+
+  ServerProcess server(dir_ + "/folder", Env());
+  auto env = Env();
+  env["RESIDENT_HOST"] = "127.0.0.1:" + std::to_string(server.port());
+  auto remote = Cli("create remote -f '" + dir_ + "/mf/Modelfile'", env, dir_);
+  ASSERT_EQ(remote.code, 0) << remote.out;
+  auto show = Post(server.port(), "/api/show", R"({"model":"remote"})").json();
+  EXPECT_NE(show["modelfile"].get<std::string>().find("sha256-" + *store::Sha256File(gguf_)), std::string::npos);
+}
+
+TEST_F(StoreServerTest, OllamaModelsFlagServesTheStoreAndSkipsBrokenModels) {
+  std::string ollama = dir_ + "/ollama";
+  OllamaLayout layout(ollama);
+  std::string weights = ReadAll(gguf_);
+  layout.Model("registry.ollama.ai/library/good/latest", weights, {});
+  layout.Model("registry.ollama.ai/library/notgguf/latest", "PK\x03\x04 a zip file, not weights", {});
+  fs::create_directories(ollama + "/manifests/registry.ollama.ai/library/corrupt");
+  std::ofstream(ollama + "/manifests/registry.ollama.ai/library/corrupt/latest") << "{\"schemaVersion\":2,";
+  auto before = Snapshot(ollama);
+
+  // The flag alone (no RESIDENT_OLLAMA_MODELS).
+  ServerProcess server(dir_ + "/folder", Env(), RESIDENT_BINARY, {"--ollama-models", ollama});
+  const int port = server.port();
+  auto tags = Get(port, "/api/tags").json();
+  ASSERT_EQ(tags["models"].size(), 1u) << tags.dump();
+  EXPECT_EQ(tags["models"][0]["name"], "good:latest");
+
+  for (const auto& [name, problem] : std::vector<std::pair<std::string, std::string>>{
+           {"corrupt", "corrupt manifest"}, {"notgguf", "not a GGUF file"}}) {
+    auto r = Post(port, "/api/generate", json{{"model", name}, {"prompt", "hi"}, {"stream", false}}.dump());
+    EXPECT_GE(r.status, 400) << name;
+    EXPECT_NE(r.json()["error"].get<std::string>().find("model \"" + name + ":latest\""), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(problem), std::string::npos) << r.body;
+    auto s = Post(port, "/api/show", json{{"model", name}}.dump());
+    EXPECT_GE(s.status, 400) << name;
+    EXPECT_NE(s.body.find(name + ":latest"), std::string::npos) << s.body;
+  }
+  auto good = Post(port, "/api/generate",
+                   R"({"model":"good","prompt":"hi","stream":false,"options":{"num_predict":2}})");
+  EXPECT_EQ(good.status, 200) << good.body;
+  auto chat = Post(port, "/api/chat",
+                   R"({"model":"good","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":1}})");
+  EXPECT_EQ(chat.status, 200) << chat.body;
+  EXPECT_EQ(Snapshot(ollama), before);
+  EXPECT_TRUE(server.alive());
 }
 
 }  // namespace

@@ -94,7 +94,7 @@ std::string SynthModel(const std::string& params, int seed) {
 }
 
 ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env,
-                             const std::string& binary) {
+                             const std::string& binary, const std::vector<std::string>& args) {
   port_ = FreePort();
   static int counter = 0;
   log_path_ = TestDir() + "/server-" + std::to_string(++counter) + ".log";
@@ -103,13 +103,18 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   env.emplace("RESIDENT_SPARE_RUNNER", "0");
   // A private, empty model store unless the test gives one: never the user's ~/.resident/models.
   env.emplace("RESIDENT_MODELS", TestDir() + "/store-" + std::to_string(counter));
+  std::vector<std::string> argv_strings = {binary, "serve", "--models-dir", models_dir};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = ::fork();
   if (pid_ == 0) {
     for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::execl(binary.c_str(), binary.c_str(), "serve", "--models-dir", models_dir.c_str(), nullptr);
+    ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
   for (int i = 0; i < 500; ++i) {

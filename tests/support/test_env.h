@@ -31,8 +31,9 @@ class ServerProcess {
  public:
   // models_dir: a folder of .gguf files. env: extra environment variables.
   // binary: the resident executable to start (default: the one built with the tests).
+  // args: more arguments for `serve` (after --models-dir).
   explicit ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env = {},
-                         const std::string& binary = RESIDENT_BINARY);
+                         const std::string& binary = RESIDENT_BINARY, const std::vector<std::string>& args = {});
   ~ServerProcess();
 
   int port() const { return port_; }

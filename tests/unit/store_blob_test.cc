@@ -93,7 +93,8 @@ TEST_F(StoreBlobTest, ImportHardLinksOnTheSameFileSystem) {
   std::string src = Write("weights.gguf", std::string(10000, 'w'));
   BlobStore blobs(dir_.string());
   uint64_t last = 0;
-  auto imported = blobs.ImportFile(src, [&](uint64_t done, uint64_t) {
+  auto imported = blobs.ImportFile(src, [&](ImportPass pass, uint64_t done, uint64_t) {
+    EXPECT_EQ(pass, ImportPass::kHashing);  // a hard link copies nothing
     last = done;
     return true;
   });
@@ -109,7 +110,7 @@ TEST_F(StoreBlobTest, ImportHardLinksOnTheSameFileSystem) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->how, ImportedBlob::How::kExisting);
   EXPECT_EQ(blobs.ImportFile((dir_ / "missing").string()).status().code(), StatusCode::kNotFound);
-  auto cancelled = BlobStore((dir_ / "other").string()).ImportFile(src, [](uint64_t, uint64_t) { return false; });
+  auto cancelled = BlobStore((dir_ / "other").string()).ImportFile(src, [](ImportPass, uint64_t, uint64_t) { return false; });
   EXPECT_EQ(cancelled.status().code(), StatusCode::kCancelled);
 }
 
@@ -120,13 +121,25 @@ TEST_F(StoreBlobTest, ImportCopiesAcrossFileSystems) {
   if (!fs::create_directories(shm, ec) || ec) GTEST_SKIP() << "no /dev/shm";
   std::string src = Write("w.gguf", "GGUF-and-more");
   BlobStore blobs(shm.string());
-  auto imported = blobs.ImportFile(src);
+  std::vector<std::pair<ImportPass, uint64_t>> seen;
+  auto imported = blobs.ImportFile(src, [&](ImportPass pass, uint64_t done, uint64_t) {
+    seen.emplace_back(pass, done);
+    return true;
+  });
   struct stat a {}, b {};
   ::stat(src.c_str(), &a);
   ::stat(shm.c_str(), &b);
   ASSERT_TRUE(imported.ok()) << imported.status().message();
   if (a.st_dev != b.st_dev) {
     EXPECT_NE(imported->how, ImportedBlob::How::kHardLink);
+  }
+  // The copy is its own pass, reported as such (not a second hashing pass from 0).
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().first, ImportPass::kHashing);
+  if (imported->how == ImportedBlob::How::kCopy) {
+    EXPECT_EQ(seen.back(), std::make_pair(ImportPass::kCopying, uint64_t{13}));
+  } else {
+    EXPECT_EQ(seen.back().first, ImportPass::kHashing);
   }
   EXPECT_EQ(*blobs.ReadVerified(imported->digest), "GGUF-and-more");
   fs::remove_all(shm, ec);
@@ -157,6 +170,37 @@ TEST_F(StoreBlobTest, ManifestRoundTripsAndRejectsCorruption) {
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.status().message().find("corrupt manifest"), std::string::npos);
   }
+}
+
+TEST_F(StoreBlobTest, ManifestAndConfigBytesAreTheOnesOllamaWrites) {
+  Manifest m;
+  m.config = {std::string(kConfigMediaType), "sha256:" + std::string(64, 'c'), 10};
+  m.layers.push_back({std::string(kLayerModel), "sha256:" + std::string(64, 'd'), 1000});
+  m.layers.push_back({std::string(kLayerParams), "sha256:" + std::string(64, 'e'), 5});
+  EXPECT_EQ(SerializeManifest(m),
+            R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",)"
+            R"("config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:)" +
+                std::string(64, 'c') +
+                R"(","size":10},"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:)" +
+                std::string(64, 'd') +
+                R"(","size":1000},{"mediaType":"application/vnd.ollama.image.params","digest":"sha256:)" +
+                std::string(64, 'e') + R"(","size":5}]})");
+
+#if defined(__x86_64__)
+  EXPECT_EQ(ConfigArchitecture(), "amd64");
+#elif defined(__aarch64__)
+  EXPECT_EQ(ConfigArchitecture(), "arm64");
+#endif
+  ModelConfig c;
+  c.model_family = "llama";
+  c.model_families = {"llama"};
+  c.model_type = "20M";
+  c.file_type = "F16";
+  EXPECT_EQ(SerializeConfig(c, {"sha256:a", "sha256:b"}),
+            R"({"model_format":"gguf","model_family":"llama","model_families":["llama"],"model_type":"20M",)"
+            R"("file_type":"F16","architecture":")" +
+                ConfigArchitecture() +
+                R"(","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:a","sha256:b"]}})");
 }
 
 TEST_F(StoreBlobTest, ConfigRoundTrips) {

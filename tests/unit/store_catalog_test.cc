@@ -1,12 +1,16 @@
 // ModelStore (resident's store and an Ollama store served read-only), CompositeCatalog and the
 // folder catalog, on real GGUF files written by the synthesizer.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "store/composite_catalog.h"
 #include "store/gguf_metadata.h"
@@ -100,6 +104,21 @@ class StoreCatalogTest : public ::testing::Test {
 
 fs::path* StoreCatalogTest::shared_ = nullptr;
 
+TEST(TemplateKindTest, TellsGoPassThroughAndJinjaApart) {
+  EXPECT_EQ(ClassifyTemplate(""), TemplateKind::kNone);
+  for (const char* t : {"{{ .Prompt }}", "{{.Prompt}}", "{{- .Prompt -}}", " {{ .Prompt }}\n"}) {
+    EXPECT_EQ(ClassifyTemplate(t), TemplateKind::kPassThrough) << t;
+  }
+  for (const char* t : {"{{ if .System }}{{ .System }}{{ end }}{{ .Prompt }}", "{{- range .Messages }}x{{ end }}",
+                        "{{ $x := 1 }}", "<s>{{ .Prompt }}</s>", "{{ template \"x\" }}"}) {
+    EXPECT_EQ(ClassifyTemplate(t), TemplateKind::kGo) << t;
+  }
+  for (const char* t : {"{% for m in messages %}{{ m['content'] }}{% endfor %}", "{{ messages[0]['content'] }}",
+                        "{{- bos_token }}{% if add_generation_prompt %}x{% endif %}", "{{ endless }}"}) {
+    EXPECT_EQ(ClassifyTemplate(t), TemplateKind::kJinja) << t;
+  }
+}
+
 TEST_F(StoreCatalogTest, CreatesFromAGgufFileInOllamasLayout) {
   ModelStore store((dir_ / "store").string(), false, "store");
   Modelfile mf = From(gguf_);
@@ -124,7 +143,7 @@ TEST_F(StoreCatalogTest, CreatesFromAGgufFileInOllamasLayout) {
   EXPECT_EQ(fs::hard_link_count(gguf_), 2u);  // the blob is the same file
   EXPECT_EQ(e->system, "be brief");
   EXPECT_EQ(e->template_text, "{{ .System }} {{ .Prompt }}");
-  EXPECT_TRUE(e->template_is_go);
+  EXPECT_EQ(e->template_kind, TemplateKind::kGo);
   EXPECT_EQ(e->license, "MIT");
   ASSERT_EQ(e->messages.size(), 2u);
   EXPECT_EQ(e->family, "llama");
@@ -271,7 +290,7 @@ TEST_F(StoreCatalogTest, ServesAnOllamaStoreReadOnly) {
   ASSERT_TRUE(e.ok()) << e.status().message();
   EXPECT_TRUE(e->read_only);
   EXPECT_EQ(e->source, "ollama");
-  EXPECT_TRUE(e->template_is_go);
+  EXPECT_EQ(e->template_kind, TemplateKind::kGo);
   EXPECT_EQ(e->system, "You are a llama.");
   EXPECT_EQ(e->license, "LLAMA LICENSE\n\nsecond");
   EXPECT_EQ(e->family, "llama");
@@ -340,6 +359,123 @@ TEST_F(StoreCatalogTest, BadModelsAreReportedByNameAndOthersKeepWorking) {
   EXPECT_EQ(list[0].name, "good:latest");
   EXPECT_EQ(list[1].name, "vision:latest");
   EXPECT_TRUE(store.Find("good").ok());
+}
+
+TEST_F(StoreCatalogTest, APruneWaitsForACreateToWriteItsManifest) {
+  // Two ModelStore objects on one root stand for two processes (a server pruning, `resident
+  // create --local`): flock(2) excludes two open files of one process as it excludes two processes.
+  const std::string root = (dir_ / "store").string();
+  ModelStore creator(root, false, "store");
+  ModelStore pruner(root, false, "store");
+  std::atomic<bool> pruned{false};
+  std::thread prune;
+  auto created = creator.Create("m", From(gguf_), "", creator, [&](const CreateEvent& e) {
+    if (e.status.rfind("model placed", 0) != 0) return;
+    // The weights blob is in the store and no manifest names it yet: an orphan, to a prune.
+    prune = std::thread([&] {
+      auto r = pruner.Prune();
+      EXPECT_TRUE(r.ok()) << r.status().message();
+      pruned = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(pruned) << "the prune ran while the create was between its blobs and its manifest";
+  });
+  ASSERT_TRUE(prune.joinable());
+  prune.join();
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  EXPECT_TRUE(pruned);
+  auto e = pruner.Find("m");
+  ASSERT_TRUE(e.ok()) << e.status().message();  // the manifest's blobs are all there
+  EXPECT_TRUE(fs::exists(root + "/.lock"));
+  // Delete takes the same lock (exclusive) and still works after it.
+  ASSERT_TRUE(pruner.Delete("m").ok());
+  EXPECT_EQ(creator.Find("m").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreCatalogTest, FromIsAPathOnlyWhenAbsoluteOrInTheModelfilesFolder) {
+  ModelStore store((dir_ / "store").string(), false, "store");
+  ASSERT_TRUE(store.Create("foo", From(gguf_), "", store, nullptr).ok());
+  // The working folder holds files named like models: they are never FROM's file.
+  fs::path cwd = dir_ / "cwd";
+  fs::create_directories(cwd);
+  std::ofstream(cwd / "foo") << "not a model";
+  fs::copy_file(gguf_, cwd / "other");
+  const fs::path before = fs::current_path();
+  fs::current_path(cwd);
+  auto bar = store.Create("bar", From("foo"), "", store, nullptr);
+  auto other = store.Create("other", From("other"), "", store, nullptr);
+  auto dotted = store.Create("dotted", From("./other"), "", store, nullptr);
+  fs::current_path(before);
+  ASSERT_TRUE(bar.ok()) << bar.status().message();
+  EXPECT_EQ(bar->path, store.Find("foo")->path);  // the model foo, not ./foo
+  EXPECT_EQ(other.status().code(), StatusCode::kNotFound) << other.status().message();
+  EXPECT_NE(other.status().message().find("\"other\" not found"), std::string::npos) << other.status().message();
+  EXPECT_EQ(dotted.status().code(), StatusCode::kNotFound) << dotted.status().message();
+
+  // Against base_dir (the Modelfile's folder), a relative FROM that exists there is the file,
+  // with or without ./ or .gguf; one that does not is a model name.
+  fs::create_directories(dir_ / "mf");
+  fs::copy_file(gguf_, dir_ / "mf" / "plain");
+  auto plain = store.Create("plain", From("plain"), (dir_ / "mf").string(), store, nullptr);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(plain->path, (dir_ / "store/blobs").string() + "/sha256-" + *Sha256File(gguf_));
+  auto named = store.Create("named", From("foo"), (dir_ / "mf").string(), store, nullptr);
+  ASSERT_TRUE(named.ok()) << named.status().message();
+  EXPECT_EQ(named->path, store.Find("foo")->path);
+}
+
+TEST_F(StoreCatalogTest, ACopyingImportReportsItsOwnPass) {
+  // /dev/shm is another file system than the temp folder on most machines: no hard link there.
+  std::error_code ec;
+  fs::path shm = fs::path("/dev/shm") / (dir_.parent_path().filename().string() + "-copy");
+  if (!fs::create_directories(shm, ec) || ec) GTEST_SKIP() << "no /dev/shm";
+  struct stat a {}, b {};
+  ::stat(gguf_.c_str(), &a);
+  ::stat(shm.c_str(), &b);
+  if (a.st_dev == b.st_dev) {
+    fs::remove_all(shm, ec);
+    GTEST_SKIP() << "/dev/shm is on the temp folder's file system";
+  }
+  ModelStore store((shm / "store").string(), false, "store");
+  std::vector<std::string> passes;  // the byte-progress labels, each run of one label once
+  std::string placed;
+  auto created = store.Create("m", From(gguf_), "", store, [&](const CreateEvent& e) {
+    if (e.total && (passes.empty() || passes.back() != e.status)) passes.push_back(e.status);
+    if (e.status.rfind("model placed", 0) == 0) placed = e.status;
+  });
+  fs::remove_all(shm, ec);
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  if (placed.find("(copy)") != std::string::npos) {
+    EXPECT_EQ(passes, (std::vector<std::string>{"hashing model", "copying model"}));
+  } else {
+    EXPECT_EQ(passes, std::vector<std::string>{"hashing model"}) << placed;  // a reflink copies nothing
+  }
+}
+
+TEST_F(StoreCatalogTest, AMalformedInheritedParamsLayerIsAnErrorNamingTheModel) {
+  fs::path root = dir_ / "ollama";
+  std::string weights = ReadAll(gguf_);
+  OllamaModel(root, "registry.ollama.ai/library/hot/latest", weights, {{"params", R"({"temperature":"hot"})"}});
+  OllamaModel(root, "registry.ollama.ai/library/half/latest", weights, {{"params", R"({"num_ctx":1.5})"}});
+  OllamaModel(root, "registry.ollama.ai/library/huge/latest", weights, {{"params", R"({"seed":1e300})"}});
+  OllamaModel(root, "registry.ollama.ai/library/fine/latest", weights,
+              {{"params", R"({"num_gqa":8,"temperature":0.5,"stop":["x"]})"}});
+  ModelStore ollama(root.string(), /*read_only=*/true, "ollama");
+  ModelStore own((dir_ / "store").string(), false, "store");
+  CompositeCatalog all({&own, &ollama});
+  for (const auto& [model, option] : std::vector<std::pair<std::string, std::string>>{
+           {"hot", "temperature"}, {"half", "num_ctx"}, {"huge", "seed"}}) {
+    auto r = own.Create("mine", From(model), "", all, nullptr);
+    ASSERT_FALSE(r.ok()) << model;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("model \"" + model + ":latest\""), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(option), std::string::npos) << r.status().message();
+  }
+  EXPECT_TRUE(own.List().empty());
+  // Options resident does not know are not inherited; the others are.
+  auto fine = own.Create("mine", From("fine"), "", all, nullptr);
+  ASSERT_TRUE(fine.ok()) << fine.status().message();
+  EXPECT_EQ(fine->parameters, (std::vector<std::pair<std::string, std::string>>{{"stop", "x"}, {"temperature", "0.5"}}));
 }
 
 TEST_F(StoreCatalogTest, CompositeSearchesInOrderAndFolderNamesFiles) {

@@ -76,7 +76,7 @@ TEST(StoreModelfileTest, ValidatesEveryDocumentedParameter) {
        std::vector<std::pair<std::string, std::string>>{{"num_ctx", "2048"}, {"num_batch", "512"}, {"num_gpu", "-1"},
                                                         {"num_thread", "4"}, {"use_mmap", "true"}, {"temperature", "0"},
                                                         {"top_k", "40"}, {"top_p", "0.9"}, {"min_p", "0.05"},
-                                                        {"typical_p", "1"}, {"seed", "-7"}, {"num_predict", "-2"},
+                                                        {"typical_p", "1"}, {"seed", "-1"}, {"num_predict", "-2"},
                                                         {"stop", "x"}, {"repeat_penalty", "1.1"}, {"repeat_last_n", "-1"},
                                                         {"presence_penalty", "-0.5"}, {"frequency_penalty", "0.5"},
                                                         {"num_keep", "4"}, {"mirostat", "2"}, {"mirostat_tau", "5"},
@@ -87,6 +87,9 @@ TEST(StoreModelfileTest, ValidatesEveryDocumentedParameter) {
   EXPECT_FALSE(ValidateParameter("temperature", "nan").ok());
   EXPECT_FALSE(ValidateParameter("temperature", "inf").ok());
   EXPECT_FALSE(ValidateParameter("seed", "99999999999999999999999").ok());
+  // The ranges are the request options' (core/option_table.h): -1 is "random", below is refused.
+  EXPECT_FALSE(ValidateParameter("seed", "-7").ok());
+  EXPECT_FALSE(ValidateParameter("temperature", "150").ok());
 }
 
 TEST(StoreModelfileTest, FormatsParametersAndModelfile) {
