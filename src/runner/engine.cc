@@ -119,7 +119,6 @@ struct Engine::Slot {
   bool busy = false;
 
   // The request being served (when busy).
-  uint64_t id = 0;
   int32_t num_predict = -1;
   std::vector<std::string> stop;
   bool return_context = false;
@@ -176,7 +175,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   const uint32_t n_seq = static_cast<uint32_t>(std::max(1, request.n_parallel));
   const uint32_t n_ctx = static_cast<uint32_t>(request.n_ctx > 0 ? request.n_ctx : std::min(n_ctx_train, 4096));
   cparams.n_ctx = n_ctx * n_seq;
-  cparams.n_batch = cparams.n_ubatch = static_cast<uint32_t>(std::max(1, request.n_batch));
+  // A step holds one token of every slot at least.
+  cparams.n_batch = cparams.n_ubatch = std::max(static_cast<uint32_t>(std::max(1, request.n_batch)), n_seq);
   cparams.n_seq_max = n_seq;
   cparams.kv_unified = false;
   cparams.n_threads = cparams.n_threads_batch = threads;
@@ -189,6 +189,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                      std::to_string(n_ctx) + " tokens for \"" + request.model_path + "\" (out of memory?)");
   }
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
+  engine->batch_ = llama_batch_init(engine->n_batch_, 0, 1);
   engine->auto_threads_ = request.n_threads <= 0;
   engine->cores_ = threads;
   engine->threads_now_ = threads;
@@ -231,6 +232,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
 Engine::~Engine() {
   if (ctx_) llama_free(ctx_);
   if (threadpool_) threadpool_free_(threadpool_);
+  if (batch_.token != nullptr) llama_batch_free(batch_);
   if (model_) llama_model_free(model_);
 }
 
@@ -378,7 +380,6 @@ Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::
   slot->cached.resize(keep);
 
   slot->busy = true;
-  slot->id = request.id;
   slot->num_predict = request.num_predict;
   slot->stop = request.stop;
   slot->return_context = request.return_context;
@@ -455,8 +456,8 @@ void Engine::Step() {
   if (!Busy()) return;
 
   // The batch: the next token of every generating slot, then prompt chunks while there is room.
-  llama_batch batch = llama_batch_init(n_batch_, 0, 1);
-  struct BatchFree { llama_batch* b; ~BatchFree() { llama_batch_free(*b); } } batch_free{&batch};
+  llama_batch& batch = batch_;
+  batch.n_tokens = 0;
   batch_cancel_.clear();
   auto add = [&](Slot& s, int32_t token, bool logits) {
     int32_t i = batch.n_tokens++;
@@ -544,8 +545,7 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
     }
   } restore{this};
   batch_cancel_.assign(1, &cancel);
-  llama_batch batch = llama_batch_init(n_batch_, 0, 1);
-  struct BatchFree { llama_batch* b; ~BatchFree() { llama_batch_free(*b); } } batch_free{&batch};
+  llama_batch& batch = batch_;
 
   for (const std::string& input : request.inputs) {
     auto tokens = Tokenize(input, true);

@@ -11,12 +11,9 @@
 #include <vector>
 
 #include "core/status.h"
+#include "llama.h"
 #include "runner/protocol.h"
 
-struct llama_model;
-struct llama_context;
-struct llama_vocab;
-struct llama_sampler;
 struct ggml_threadpool;
 
 namespace resident::runner {
@@ -94,6 +91,7 @@ class Engine {
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
   int32_t n_batch_ = 512;
+  llama_batch batch_{};  // room for n_batch_ tokens, reused by every step
   std::vector<std::unique_ptr<Slot>> slots_;
   // The cancel flags of the requests in the batch being decoded (llama.cpp's abort callback).
   std::vector<const std::atomic<bool>*> batch_cancel_;

@@ -152,8 +152,9 @@ class Server {
         admitted = Admit(free_slots, busy);
       }
       share_->SetBusy(true);
-      for (auto& [work, flag] : admitted) {
-        std::visit([this, &flag](auto& r) { Handle(r, flag); }, work);
+      for (auto& item : admitted) {
+        const Flag& flag = item.second;
+        std::visit([this, &flag](auto& r) { Handle(r, flag); }, item.first);
       }
       engine_->Step();
     }
