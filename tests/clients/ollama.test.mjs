@@ -62,15 +62,31 @@ test('list, ps and version', async () => {
   assert.match(v.version, /^\d+\.\d+\.\d+/);
 });
 
-test('show', async (t) => {
-  const probe = await fetch(server.url + '/api/show', { method: 'POST', body: '{"model":"tiny"}' });
-  if (probe.status === 404 && (await probe.text()).includes('404 page not found')) {
-    t.skip('/api/show is not served by this build yet (store issue)');
-    return;
-  }
+test('show', async () => {
   const r = await ollama.show({ model: 'tiny' });
   assert.equal(typeof r.modelfile, 'string');
   assert.equal(r.details.format, 'gguf');
+});
+
+test('create, copy and delete', async () => {
+  const progress = [];
+  for await (const p of await ollama.create({
+    model: 'made', from: 'tiny', system: 'You are terse.', parameters: { temperature: 0.1 }, stream: true,
+  })) {
+    progress.push(p.status);
+  }
+  assert.equal(progress.at(-1), 'success');
+  const shown = await ollama.show({ model: 'made' });
+  assert.equal(shown.system, 'You are terse.');
+  assert.match(shown.parameters, /temperature\s+0\.1/);
+  assert.equal((await ollama.copy({ source: 'made', destination: 'made-too' })).status, 'success');
+  const r = await ollama.generate({ model: 'made-too', prompt: 'hi', options: { num_predict: 2 } });
+  assert.equal(r.eval_count, 2);
+  await ollama.delete({ model: 'made' });
+  await ollama.delete({ model: 'made-too' });
+  const names = (await ollama.list()).models.map((m) => m.name);
+  assert.ok(!names.includes('made:latest') && !names.includes('made-too:latest'), names.join(','));
+  await assert.rejects(ollama.show({ model: 'made' }), (e) => e.status_code === 404);
 });
 
 test('an unknown model is a ResponseError with status 404', async () => {
