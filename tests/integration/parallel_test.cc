@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -102,7 +104,9 @@ TEST_F(ParallelTest, TwoRequestsForOneModelAreServedAtOnce) {
   other.join();
   EXPECT_EQ(pair[0]["response"], alone_a.json()["response"]);
   EXPECT_EQ(pair[1]["response"], alone_b.json()["response"]);
-  EXPECT_EQ(server.Children().size(), 1u) << "one runner serves both";
+  std::ifstream log(server.log_path());
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(server.Children().size(), 1u) << "one runner serves both\n" << text;
 }
 
 TEST_F(ParallelTest, AClientThatLeavesDoesNotDisturbTheOtherSlot) {

@@ -145,7 +145,15 @@ std::vector<pid_t> ServerProcess::Children() const {
   for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec)) {
     std::ifstream in(task.path() / "children");
     pid_t p;
-    while (in >> p) out.push_back(p);
+    while (in >> p) {
+      // Runners only: a sanitizer build's server may also start llvm-symbolizer (to symbolize a
+      // stack for a report or a suppression), which is not the server's doing.
+      std::ifstream cmdline("/proc/" + std::to_string(p) + "/cmdline");
+      std::string argv0, argv1;
+      std::getline(cmdline, argv0, '\0');
+      std::getline(cmdline, argv1, '\0');
+      if (argv1 == "runner" || argv0.empty()) out.push_back(p);  // empty: exited, not yet reaped
+    }
   }
   return out;
 }
