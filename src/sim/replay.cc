@@ -174,6 +174,7 @@ Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
   std::condition_variable cv;
   std::map<std::string, int> in_flight;          // by policy key of the server model
   std::map<std::string, double> last_done;       // by policy key: when its last request ended
+  std::set<std::string> sent_since_sample;       // by policy key: a request started since the last sample
   std::atomic<int> done_count{0}, sent_count{0}, cold_count{0};
   bool stop = false;
   const auto t0 = Clock::now();
@@ -208,12 +209,13 @@ Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
           for (const auto& [name, bytes] : result.samples.back().bytes) {
             double gbs = static_cast<double>(bytes) / 1e9 * dt;
             result.resident_gbs += gbs;
-            // Idle: loaded, and no replayed request in flight for it over this interval (as of
-            // its start).
+            // Idle: loaded, and no replayed request for it in this interval (none in flight
+            // now, none started since the last sample: a short request may fall between two).
             auto f = in_flight.find(name);
-            if (f == in_flight.end() || f->second == 0) result.idle_gbs += gbs;
+            if ((f == in_flight.end() || f->second == 0) && !sent_since_sample.count(name)) result.idle_gbs += gbs;
           }
         }
+        sent_since_sample.clear();
         uint64_t total = 0;
         for (const auto& [name, bytes] : s.bytes) total += bytes;
         result.peak_bytes = std::max(result.peak_bytes, total);
@@ -255,6 +257,7 @@ Result<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options) {
         if ((ld == last_done.end() || s.t > ld->second) && !s.bytes.count(key)) seen_unloaded = true;
       }
       ++in_flight[key];
+      sent_since_sample.insert(key);
     }
     auto finished = std::make_shared<std::atomic<bool>>(false);
     const TraceRequest& r = trace.requests[i];

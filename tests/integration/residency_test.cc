@@ -249,37 +249,51 @@ TEST(MemoryReturnTest, MemoryComesBackAfterAnUnload) {
   }
 }
 
-// The machine's used memory (MemTotal - MemAvailable in /proc/meminfo): what `free` calls used,
-// page cache excluded.
+// The machine's used memory from /proc/meminfo, counted from the allocated side: anonymous pages
+// of every process, shared memory (tmpfs, memfd), unreclaimable kernel slab, page tables and
+// kernel stacks. Not MemTotal - MemAvailable: on this virtual machine the kernel lends freed pages
+// to the host for a while (virtio free page reporting), so the free side moves by hundreds of MB
+// for seconds after any large free, with nothing allocated (measured: MemFree 500 MB short with
+// AnonPages, Cached and Slab back to their exact level).
 int64_t MachineUsedBytes() {
   std::ifstream in("/proc/meminfo");
   std::string key;
-  int64_t total = -1, available = -1;
+  int64_t used = 0;
+  int found = 0;
   while (in >> key) {
     int64_t kb = 0;
     in >> kb;
-    if (key == "MemTotal:") total = kb * 1024;
-    if (key == "MemAvailable:") available = kb * 1024;
+    if (key == "AnonPages:" || key == "Shmem:" || key == "SUnreclaim:" || key == "PageTables:" ||
+        key == "KernelStack:") {
+      used += kb * 1024;
+      ++found;
+    }
     in.ignore(1 << 16, '\n');
   }
-  return total < 0 || available < 0 ? -1 : total - available;
+  return found == 5 ? used : -1;
 }
 
-// The median of a few readings 50 ms apart: one reading can catch a passing allocation elsewhere.
-int64_t SettledMachineUsedBytes() {
-  std::vector<int64_t> v;
-  for (int i = 0; i < 7; ++i) {
-    v.push_back(MachineUsedBytes());
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+// "Used" once it has settled: readings every 100 ms until a whole second of them lies within
+// `spread` (at most 20 s), then their median (a runner's exit frees its memory over a few ms).
+int64_t SettledMachineUsedBytes(int64_t spread) {
+  std::vector<int64_t> window;
+  for (int i = 0; i < 200; ++i) {
+    window.push_back(MachineUsedBytes());
+    if (window.size() > 10) window.erase(window.begin());
+    if (window.size() == 10 && *std::max_element(window.begin(), window.end()) -
+                                       *std::min_element(window.begin(), window.end()) <= spread) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  std::sort(window.begin(), window.end());
+  return window[window.size() / 2];
 }
 
 // The issue's own measure: the whole machine's used memory from /proc/meminfo comes back to its
 // level before the load, within 2% of the model's size. The model is loaded without mmap (1 GB of
 // anonymous memory, so "used" sees all of it; a mapped model would sit in the page cache, which
-// meminfo counts as available). Runs alone (RUN_SERIAL); other processes on the machine still
+// is not used memory). Runs alone (RUN_SERIAL); other processes on the machine still
 // move "used" by a few MB, so a try may be repeated: a real leak stays in every try.
 TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel) {
   std::string dir = TestDir() + "/memory-machine";
@@ -294,20 +308,21 @@ TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel)
   std::string report;
   bool returned = false;
   for (int attempt = 0; attempt < 3 && !returned; ++attempt) {
-    int64_t before = SettledMachineUsedBytes();
+    const int64_t spread = 4 << 20;
+    int64_t before = SettledMachineUsedBytes(spread);
     ASSERT_EQ(Post(server.port(), "/api/generate", load).status, 200);
     json ps = Get(server.port(), "/api/ps").json();
     int64_t model_size = ps["models"][0]["size"];
-    int64_t loaded = SettledMachineUsedBytes();
+    int64_t loaded = SettledMachineUsedBytes(spread);
     ASSERT_EQ(Post(server.port(), "/api/generate", unload).status, 200);
     for (int i = 0; i < 100 && !server.Children().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_TRUE(server.Children().empty());
-    int64_t after = SettledMachineUsedBytes();
+    int64_t after = SettledMachineUsedBytes(spread);
     report += "attempt " + std::to_string(attempt) + ": used before " + std::to_string(before) + ", loaded " +
               std::to_string(loaded) + ", after " + std::to_string(after) + ", model " + std::to_string(model_size) + "\n";
     RecordProperty("machine_residue_bytes_" + std::to_string(attempt), std::to_string(after - before));
     // The measure sees the model (so the check can fail)...
-    ASSERT_GT(static_cast<double>(loaded - before), 0.5 * static_cast<double>(model_size)) << report;
+    ASSERT_GT(static_cast<double>(loaded - before), 0.8 * static_cast<double>(model_size)) << report;
     // ...and it all comes back.
     returned = std::abs(static_cast<double>(after - before)) < 0.02 * static_cast<double>(model_size);
   }
