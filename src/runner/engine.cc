@@ -51,6 +51,17 @@ void InitBackendsOnce() {
   });
 }
 
+// A function of the loaded CPU backend library that its registry does not hand out: looked up in
+// the library that holds `known` (one of its functions). nullptr if not found.
+template <typename Fn>
+Fn* CpuBackendFunction(void* known, const char* name) {
+  Dl_info info{};
+  if (dladdr(known, &info) == 0 || info.dli_fname == nullptr) return nullptr;
+  void* lib = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);  // already loaded: only a handle
+  if (lib == nullptr) return nullptr;
+  return reinterpret_cast<Fn*>(dlsym(lib, name));
+}
+
 // True when a request in the batch being decoded was cancelled (data: the engine's batch_cancel_).
 bool AbortCallback(void* data) {
   for (const std::atomic<bool>* flag : *static_cast<const std::vector<const std::atomic<bool>*>*>(data)) {
@@ -201,9 +212,16 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
     auto* tp_free = reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
     if (tp_new != nullptr && tp_free != nullptr) {
       ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+      // Its workers spin for a while (about 0.3 s here) waiting for the next graph before they
+      // sleep: good between the tokens of a generation, a waste of a core after the last one, and
+      // a theft from the other runners' decodes. So the pool starts paused (the first decode
+      // resumes it) and is paused again whenever the runner runs out of work (Idle()).
+      tpp.paused = true;
       engine->threadpool_ = tp_new(&tpp);
       if (engine->threadpool_ != nullptr) {
         engine->threadpool_free_ = tp_free;
+        engine->threadpool_pause_ = CpuBackendFunction<decltype(ggml_threadpool_pause)>(
+            reinterpret_cast<void*>(tp_new), "ggml_threadpool_pause");
         llama_attach_threadpool(engine->ctx_, engine->threadpool_, nullptr);
       }
     }
@@ -446,6 +464,10 @@ void Engine::Accept(Slot& slot, int32_t token) {
     return finish();
   }
   slot.next = token;
+}
+
+void Engine::Idle() {
+  if (threadpool_ != nullptr && threadpool_pause_ != nullptr) threadpool_pause_(threadpool_);
 }
 
 void Engine::Step() {

@@ -60,6 +60,8 @@ class Engine {
 
   // One decode of every busy slot. No-op when nothing is busy.
   void Step();
+  // Nothing to do for now: the CPU threads sleep instead of spinning until the next decode.
+  void Idle();
 
   // With the default thread count (the load request's n_threads 0), the cores are split among the
   // runners busy at each decode (see cpu_share.h); `share` outlives the engine.
@@ -99,6 +101,7 @@ class Engine {
   std::string chat_template_override_;  // LoadRequest::chat_template
   ggml_threadpool* threadpool_ = nullptr;  // kept across decodes (the prebuilt ggml has no OpenMP)
   void (*threadpool_free_)(ggml_threadpool*) = nullptr;
+  void (*threadpool_pause_)(ggml_threadpool*) = nullptr;
   bool auto_threads_ = true;  // n_threads was 0: physical cores, shared
   int cores_ = 1;
   int threads_now_ = 0;

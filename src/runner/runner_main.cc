@@ -146,7 +146,10 @@ class Server {
         std::unique_lock<std::mutex> lock(mu_);
         const int free_slots = engine_->FreeSlots();
         const bool busy = engine_->Busy();
-        if (!busy && queue_.empty()) share_->SetBusy(false);
+        if (!busy && queue_.empty()) {
+          share_->SetBusy(false);
+          engine_->Idle();
+        }
         cv_.wait(lock, [&] { return stopping_ || busy || !queue_.empty(); });
         if (stopping_) break;
         admitted = Admit(free_slots, busy);

@@ -9,6 +9,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "support/test_env.h"
@@ -248,6 +251,33 @@ TEST_F(ServerTest, ASpareRunnerWaitsInReserveAndServesTheNextColdStart) {
   EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 2}})["eval_count"], 2);
   int status = server.Terminate();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// CPU time (user + system, in clock ticks) that process `pid` has used so far.
+long CpuTicks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state ... cmajflt
+  long utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return utime + stime;
+}
+
+TEST_F(ServerTest, ARunnerWithNothingToDoUsesNoCpu) {
+  // ggml's worker threads spin for a while after each decode, waiting for the next one; the
+  // runner puts them to sleep as soon as its last request is done, and wakes them for the next.
+  ServerProcess server(dir_);
+  ASSERT_EQ(Generate(server.port(), "hi", {{"num_predict", 8}})["eval_count"], 8);
+  auto kids = server.Children();
+  ASSERT_EQ(kids.size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const long before = CpuTicks(kids[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const long used = CpuTicks(kids[0]) - before;
+  EXPECT_LE(used * 1000 / sysconf(_SC_CLK_TCK), 30) << "ms of CPU in 600 ms with nothing to do";
+  EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 8}})["eval_count"], 8) << "and it still works";
 }
 
 TEST_F(ServerTest, SigtermDuringALongGenerationExitsPromptly) {
