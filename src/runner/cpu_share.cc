@@ -52,11 +52,16 @@ void CpuShare::SetBusy(bool busy) {
 
 int CpuShare::BusyCount() const {
   if (table_ == nullptr || row_ < 0) return 1;
+  return std::max(1, BusyRunners());
+}
+
+int CpuShare::BusyRunners() const {
+  if (table_ == nullptr) return 0;
   int n = 0;
   for (int i = 0; i < kRows; ++i) {
     if (table_->owner[i].load(std::memory_order_relaxed) != 0 && table_->busy[i].load(std::memory_order_relaxed) != 0) ++n;
   }
-  return std::max(1, n);
+  return n;
 }
 
 void CpuShare::Forget(pid_t pid) {

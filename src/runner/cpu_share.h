@@ -33,6 +33,8 @@ class CpuShare {
   void SetBusy(bool busy);
   // Runners busy now (at least 1 when this process is busy itself).
   int BusyCount() const;
+  // Server side: runners busy now (0 without a share).
+  int BusyRunners() const;
   // Server side: the runner `pid` is gone; its row is free again.
   void Forget(pid_t pid);
 

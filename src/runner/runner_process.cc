@@ -424,9 +424,17 @@ void ProcessRunnerFactory::RefillLoop() {
   while (!stopping_) {
     cv_.wait(lock, [&] { return stopping_ || (want_spare_ && !spare_); });
     if (stopping_) break;
-    // Let the load that used the last spare finish its first request before a new process
-    // competes with it for the CPU.
-    if (cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) break;
+    // Starting a runner costs a core for a moment (exec, loading the backends): let the load
+    // that used the last spare finish its first request, then wait for a quiet moment (no load
+    // and no runner computing), so that the new process competes with nobody. A server that is
+    // never quiet gets its spare after kSpareMaxWait all the same.
+    if (cv_.wait_for(lock, kSpareDelay, [&] { return stopping_; })) break;
+    const auto give_up = std::chrono::steady_clock::now() + kSpareMaxWait;
+    while (!stopping_ && !SpareMayStart(loading_.size(), CpuShare::ForServer().BusyRunners()) &&
+           std::chrono::steady_clock::now() < give_up) {
+      cv_.wait_for(lock, kSpareQuietPoll);
+    }
+    if (stopping_) break;
     lock.unlock();
     auto spawned = RunnerProcess::Spawn(options_.executable);
     lock.lock();

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -109,6 +110,17 @@ class RunnerProcess final : public ModelRunner {
 // Starts runner processes. With keep_spare, one started process always waits in reserve, so a
 // cold start skips exec, dynamic linking and backend loading (tens of milliseconds); it costs
 // one idle process of about 15 MB. A used spare is replaced a second later, in the background.
+// The spare runner: a process started ahead so that a load skips exec and backend loading. A new
+// spare starts kSpareDelay after the last one was used, at a quiet moment (SpareMayStart), or
+// after kSpareMaxWait if the server is never quiet.
+inline constexpr std::chrono::milliseconds kSpareDelay{1000};
+inline constexpr std::chrono::milliseconds kSpareQuietPoll{50};
+inline constexpr std::chrono::milliseconds kSpareMaxWait{10000};
+// Quiet: no load in progress and no runner computing.
+inline bool SpareMayStart(size_t loads_in_progress, int busy_runners) {
+  return loads_in_progress == 0 && busy_runners == 0;
+}
+
 class ProcessRunnerFactory final : public RunnerFactory {
  public:
   explicit ProcessRunnerFactory(RunnerProcess::Options options, bool keep_spare = false);

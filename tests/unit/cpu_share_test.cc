@@ -1,5 +1,6 @@
 // CpuShare: the page every runner of a server shares to split the cores among the busy ones.
 #include "runner/cpu_share.h"
+#include "runner/runner_process.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -64,7 +65,9 @@ TEST(CpuShareTest, RunnersSeeEachOtherBusyAndTheServerFreesTheRowOfOneThatIsGone
   ASSERT_GE(server.fd(), 0);
   FakeRunner busy_a(server.fd(), true), idle(server.fd(), false), busy_b(server.fd(), true);
   EXPECT_EQ(busy_a.Report(), 2);  // itself and busy_b, not the idle one
+  EXPECT_EQ(server.BusyRunners(), 2) << "the server sees the same count";
   server.Forget(busy_a.pid());
+  EXPECT_EQ(server.BusyRunners(), 1);
   EXPECT_EQ(idle.Report(), 1);  // busy_b only (and never less than 1)
   server.Forget(idle.pid());
   // busy_b exits while busy: until the server forgets it, it still counts.
@@ -78,6 +81,15 @@ TEST(CpuShareTest, RunnersSeeEachOtherBusyAndTheServerFreesTheRowOfOneThatIsGone
   FakeRunner last(server.fd(), true);
   EXPECT_EQ(last.Report(), 1);
   server.Forget(last.pid());
+  EXPECT_EQ(server.BusyRunners(), 0) << "the server's own count has no floor of 1";
+}
+
+TEST(CpuShareTest, ASpareRunnerStartsOnlyWhenNoLoadRunsAndNoRunnerComputes) {
+  EXPECT_TRUE(SpareMayStart(0, 0));
+  EXPECT_FALSE(SpareMayStart(1, 0)) << "a load in progress";
+  EXPECT_FALSE(SpareMayStart(0, 1)) << "a runner decoding";
+  EXPECT_FALSE(SpareMayStart(2, 3));
+  EXPECT_LT(kSpareDelay, kSpareMaxWait) << "a busy server still gets its spare, later";
 }
 
 }  // namespace
