@@ -6,10 +6,15 @@
 // first token out, model not loaded) can be no faster unless it avoids part of this work.
 //
 //   llama_floor --model PATH [--threads N] [--ctx 2048] [--batch 512] [--runs 5] [--prompt "hi"]
+//   llama_floor --model PATH [...] --stdin
 //
 // Output (stdout): one JSON object per run, then one summary object whose "median_total_s" is the
 // median of the runs' "total_s". Times are seconds (steady_clock). llama.cpp's log is dropped
 // below warnings.
+//
+// With --stdin the process first prints {"ready":true,...} once its backends are loaded, then
+// does one run per line read from stdin (printing its JSON object), and exits at end of input
+// without a summary: bench/cold_start drives it so that its runs take turns with the servers'.
 
 #include <dlfcn.h>
 
@@ -20,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <string>
 #include <string_view>
@@ -39,6 +45,7 @@ struct Options {
   int batch = 512;
   int runs = 5;
   std::string prompt = "hi";
+  bool from_stdin = false;  // one run per line of stdin
 };
 
 struct RunTimes {
@@ -133,8 +140,9 @@ std::string json_string(std::string_view s) {
 [[noreturn]] void usage(int code) {
   std::fprintf(code == 0 ? stdout : stderr,
                "usage: llama_floor --model PATH [--threads N] [--ctx 2048] [--batch 512] [--runs 5] "
-               "[--prompt \"hi\"]\n"
-               "  --threads defaults to the number of physical cores\n");
+               "[--prompt \"hi\"] [--stdin]\n"
+               "  --threads defaults to the number of physical cores\n"
+               "  --stdin: one run per line read from stdin (after printing a ready line)\n");
   std::exit(code);
 }
 
@@ -153,6 +161,10 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "-h" || a == "--help") usage(0);
+    if (a == "--stdin") {
+      o.from_stdin = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "llama_floor: %s needs a value\n", argv[i]);
       usage(2);
@@ -256,6 +268,15 @@ bool run_once(const Options& o, RunTimes& t, int& n_prompt, llama_token& first) 
   return ok;
 }
 
+void print_run(int run, const RunTimes& t, int n_prompt, llama_token first) {
+  std::printf(
+      "{\"run\":%d,\"load_s\":%.6f,\"context_s\":%.6f,\"tokenize_s\":%.6f,\"decode_s\":%.6f,"
+      "\"sample_s\":%.6f,\"total_s\":%.6f,\"free_s\":%.6f,\"n_prompt_tokens\":%d,\"first_token\":%d}\n",
+      run, t.load_s, t.context_s, t.tokenize_s, t.decode_s, t.sample_s, t.total(), t.free_s, n_prompt,
+      static_cast<int>(first));
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -278,6 +299,24 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (o.from_stdin) {
+    std::printf("{\"ready\":true,\"setup_s\":%.6f}\n", setup_s);
+    std::fflush(stdout);
+    std::string line;
+    for (int i = 1; std::getline(std::cin, line); ++i) {
+      RunTimes t;
+      int n_prompt = 0;
+      llama_token first = -1;
+      if (!run_once(o, t, n_prompt, first)) {
+        llama_backend_free();
+        return 1;
+      }
+      print_run(i, t, n_prompt, first);
+    }
+    llama_backend_free();
+    return 0;
+  }
+
   std::vector<double> totals, loads, contexts, decodes;
   for (int i = 0; i < o.runs; ++i) {
     RunTimes t;
@@ -287,12 +326,7 @@ int main(int argc, char** argv) {
       llama_backend_free();
       return 1;
     }
-    std::printf(
-        "{\"run\":%d,\"load_s\":%.6f,\"context_s\":%.6f,\"tokenize_s\":%.6f,\"decode_s\":%.6f,"
-        "\"sample_s\":%.6f,\"total_s\":%.6f,\"free_s\":%.6f,\"n_prompt_tokens\":%d,\"first_token\":%d}\n",
-        i + 1, t.load_s, t.context_s, t.tokenize_s, t.decode_s, t.sample_s, t.total(), t.free_s, n_prompt,
-        static_cast<int>(first));
-    std::fflush(stdout);
+    print_run(i + 1, t, n_prompt, first);
     totals.push_back(t.total());
     loads.push_back(t.load_s);
     contexts.push_back(t.context_s);
