@@ -268,13 +268,19 @@ bool run_once(const Options& o, RunTimes& t, int& n_prompt, llama_token& first) 
   return ok;
 }
 
-void print_run(int run, const RunTimes& t, int n_prompt, llama_token first) {
+// One run, printed as one JSON line. Returns false (after printing why) on failure.
+bool run_and_print(const Options& o, int run, RunTimes& t) {
+  t = RunTimes{};
+  int n_prompt = 0;
+  llama_token first = -1;
+  if (!run_once(o, t, n_prompt, first)) return false;
   std::printf(
       "{\"run\":%d,\"load_s\":%.6f,\"context_s\":%.6f,\"tokenize_s\":%.6f,\"decode_s\":%.6f,"
       "\"sample_s\":%.6f,\"total_s\":%.6f,\"free_s\":%.6f,\"n_prompt_tokens\":%d,\"first_token\":%d}\n",
       run, t.load_s, t.context_s, t.tokenize_s, t.decode_s, t.sample_s, t.total(), t.free_s, n_prompt,
       static_cast<int>(first));
   std::fflush(stdout);
+  return true;
 }
 
 }  // namespace
@@ -303,15 +309,12 @@ int main(int argc, char** argv) {
     std::printf("{\"ready\":true,\"setup_s\":%.6f}\n", setup_s);
     std::fflush(stdout);
     std::string line;
+    RunTimes t;
     for (int i = 1; std::getline(std::cin, line); ++i) {
-      RunTimes t;
-      int n_prompt = 0;
-      llama_token first = -1;
-      if (!run_once(o, t, n_prompt, first)) {
+      if (!run_and_print(o, i, t)) {
         llama_backend_free();
         return 1;
       }
-      print_run(i, t, n_prompt, first);
     }
     llama_backend_free();
     return 0;
@@ -320,13 +323,10 @@ int main(int argc, char** argv) {
   std::vector<double> totals, loads, contexts, decodes;
   for (int i = 0; i < o.runs; ++i) {
     RunTimes t;
-    int n_prompt = 0;
-    llama_token first = -1;
-    if (!run_once(o, t, n_prompt, first)) {
+    if (!run_and_print(o, i + 1, t)) {
       llama_backend_free();
       return 1;
     }
-    print_run(i + 1, t, n_prompt, first);
     totals.push_back(t.total());
     loads.push_back(t.load_s);
     contexts.push_back(t.context_s);
