@@ -265,7 +265,7 @@ long CpuTicks(pid_t pid) {
   return utime + stime;
 }
 
-TEST_F(ServerTest, ARunnerWithNothingToDoUsesNoCpu) {
+TEST_F(ServerTest, AnIdleRunnerUsesNoCpu) {
   // ggml's worker threads spin for a while after each decode, waiting for the next one; the
   // runner puts them to sleep as soon as its last request is done, and wakes them for the next.
   ServerProcess server(dir_);
@@ -276,7 +276,7 @@ TEST_F(ServerTest, ARunnerWithNothingToDoUsesNoCpu) {
   const long before = CpuTicks(kids[0]);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   const long used = CpuTicks(kids[0]) - before;
-  EXPECT_LE(used * 1000 / sysconf(_SC_CLK_TCK), 30) << "ms of CPU in 600 ms with nothing to do";
+  EXPECT_LE(used * 1000 / sysconf(_SC_CLK_TCK), 30) << "ms of CPU in 600 ms while idle";
   EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 8}})["eval_count"], 8) << "and it still works";
 }
 
