@@ -212,7 +212,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
     auto* tp_free = reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
     if (tp_new != nullptr && tp_free != nullptr) {
       ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
-      // Its workers spin for a while (about 0.3 s here) waiting for the next graph before they
+      // Its workers spin for a while (about 0.2 s here) waiting for the next graph before they
       // sleep: good between the tokens of a generation, a waste of a core after the last one, and
       // a theft from the other runners' decodes. So the pool starts paused (the first decode
       // resumes it) and is paused again whenever the runner runs out of work (Idle()).

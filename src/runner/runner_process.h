@@ -107,12 +107,9 @@ class RunnerProcess final : public ModelRunner {
   int wait_status_ = 0;                                    // guarded by mu_
 };
 
-// Starts runner processes. With keep_spare, one started process always waits in reserve, so a
-// cold start skips exec, dynamic linking and backend loading (tens of milliseconds); it costs
-// one idle process of about 15 MB. A used spare is replaced a second later, in the background.
-// The spare runner: a process started ahead so that a load skips exec and backend loading. A new
-// spare starts kSpareDelay after the last one was used, at a quiet moment (SpareMayStart), or
-// after kSpareMaxWait if the server is never quiet.
+// When a used spare runner is replaced: kSpareDelay after it was used, at a quiet moment
+// (SpareMayStart, checked every kSpareQuietPoll), or after kSpareMaxWait more if the server is
+// never quiet.
 inline constexpr std::chrono::milliseconds kSpareDelay{1000};
 inline constexpr std::chrono::milliseconds kSpareQuietPoll{50};
 inline constexpr std::chrono::milliseconds kSpareMaxWait{10000};
@@ -121,6 +118,9 @@ inline bool SpareMayStart(size_t loads_in_progress, int busy_runners) {
   return loads_in_progress == 0 && busy_runners == 0;
 }
 
+// Starts runner processes. With keep_spare, one started process always waits in reserve, so a
+// cold start skips exec, dynamic linking and backend loading (tens of milliseconds); it costs
+// one idle process of about 15 MB. A used spare is replaced in the background (see kSpareDelay).
 class ProcessRunnerFactory final : public RunnerFactory {
  public:
   explicit ProcessRunnerFactory(RunnerProcess::Options options, bool keep_spare = false);
