@@ -122,12 +122,27 @@ std::pair<size_t, bool> StopScan(std::string_view held, const std::vector<std::s
   return {held.size() - keep, false};
 }
 
+size_t ReusablePrefix(const std::vector<int32_t>& cached, size_t canonical, const std::vector<int32_t>& prompt,
+                      size_t n_batch, bool reproducible) {
+  if (prompt.empty()) return 0;
+  size_t common = 0;
+  while (common < cached.size() && common < prompt.size() && cached[common] == prompt[common]) ++common;
+  common = std::min(common, prompt.size() - 1);
+  if (!reproducible) return common;
+  n_batch = std::max<size_t>(1, n_batch);
+  const size_t last_chunk = (prompt.size() - 1) / n_batch * n_batch;  // where a fresh context's last chunk starts
+  const size_t keep = std::min({common, canonical, last_chunk});
+  return keep / n_batch * n_batch;
+}
+
 // One request in one sequence of the context.
 struct Engine::Slot {
   explicit Slot(int32_t seq_id) : seq(seq_id) {}
   const int32_t seq;
   std::vector<int32_t> cached;  // tokens whose KV entries are in the context for `seq`
+  size_t canonical = 0;         // the first `canonical` of them were decoded as a fresh context would (ReusablePrefix)
   bool busy = false;
+  bool reproducible = false;    // the request has a seed: its prompt is decoded in canonical chunks
 
   // The request being served (when busy).
   int32_t num_predict = -1;
@@ -288,9 +303,9 @@ std::string Engine::TokenText(int32_t token) const {
 
 Engine::Engine() = default;
 
-void Engine::PickThreads() {
+void Engine::PickThreads(bool fixed) {
   if (!auto_threads_ || share_ == nullptr) return;
-  int t = CpuShare::ThreadsFor(cores_, share_->BusyCount());
+  int t = fixed ? cores_ : CpuShare::ThreadsFor(cores_, share_->BusyCount());
   if (t != threads_now_) {
     llama_set_n_threads(ctx_, t, t);
     threads_now_ = t;
@@ -375,27 +390,29 @@ Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::
   auto sampler = MakeSampler(request);
   if (!sampler.ok()) return sampler.status();
 
-  // The free slot whose cached tokens share the longest prefix with this prompt; at least the
-  // last prompt token is decoded again so that its logits exist.
+  // A request with a seed gives the same text however warm the context is (ReusablePrefix).
+  const bool reproducible = request.sampling.seed >= 0;
+  // The free slot that can keep the most of its cached tokens for this prompt.
   Slot* slot = nullptr;
   size_t keep = 0;
   for (auto& s : slots_) {
     if (s->busy) continue;
-    size_t n = 0;
-    while (n < s->cached.size() && n < tokens->size() && s->cached[n] == (*tokens)[n]) ++n;
+    size_t n = ReusablePrefix(s->cached, s->canonical, *tokens, static_cast<size_t>(n_batch_), reproducible);
     if (slot == nullptr || n > keep) {
       slot = s.get();
       keep = n;
     }
   }
   if (slot == nullptr) return Status::Internal("no free slot");
-  if (keep == tokens->size()) --keep;
   llama_memory_t mem = llama_get_memory(ctx_);
   if (!llama_memory_seq_rm(mem, slot->seq, static_cast<llama_pos>(keep), -1)) {
     llama_memory_seq_rm(mem, slot->seq, -1, -1);
     keep = 0;
   }
   slot->cached.resize(keep);
+  // Whole chunks stay canonical; a cut inside one leaves only the chunks before it.
+  slot->canonical = std::min(slot->canonical, keep) / static_cast<size_t>(n_batch_) * static_cast<size_t>(n_batch_);
+  slot->reproducible = reproducible;
 
   slot->busy = true;
   slot->num_predict = request.num_predict;
@@ -498,16 +515,24 @@ void Engine::Step() {
   }
   for (auto& s : slots_) {
     if (!s->busy || s->generating) continue;
-    while (s->prompt_done + static_cast<size_t>(s->n_in_batch) < s->prompt.size() && batch.n_tokens < n_batch_) {
+    // A reproducible prompt goes in the chunks a fresh context uses: [k·n_batch, (k+1)·n_batch).
+    const size_t chunk = static_cast<size_t>(n_batch_);
+    const size_t end = s->reproducible ? std::min(s->prompt.size(), (s->prompt_done / chunk + 1) * chunk) : s->prompt.size();
+    while (s->prompt_done + static_cast<size_t>(s->n_in_batch) < end && batch.n_tokens < n_batch_) {
       size_t i = s->prompt_done + static_cast<size_t>(s->n_in_batch);
       add(*s, s->prompt[i], i + 1 == s->prompt.size());
     }
   }
+  int slots_in_batch = 0;
+  bool fixed_threads = false;
   for (auto& s : slots_) {
-    if (s->n_in_batch > 0) batch_cancel_.push_back(s->cancel.get());
+    if (s->n_in_batch == 0) continue;
+    batch_cancel_.push_back(s->cancel.get());
+    ++slots_in_batch;
+    fixed_threads |= s->reproducible;
   }
 
-  PickThreads();
+  PickThreads(fixed_threads);
   int rc = llama_decode(ctx_, batch);
   batch_cancel_.clear();
   if (rc != 0) {
@@ -521,6 +546,7 @@ void Engine::Step() {
       } else {
         llama_memory_seq_rm(mem, s->seq, -1, -1);
         s->cached.clear();
+        s->canonical = 0;
         Finish(*s, Status::Internal("llama_decode failed with code " + std::to_string(rc)));
       }
     }
@@ -532,6 +558,12 @@ void Engine::Step() {
     if (s->generating) {
       s->cached.push_back(s->next);
     } else {
+      // A whole aligned chunk, alone in its batch, right after the canonical prefix, at the engine's
+      // own thread count, extends it: a fresh context would have decoded exactly this.
+      if (slots_in_batch == 1 && s->n_in_batch == n_batch_ && s->canonical == s->cached.size() &&
+          s->cached.size() % static_cast<size_t>(n_batch_) == 0 && threads_now_ == cores_) {
+        s->canonical += static_cast<size_t>(n_batch_);
+      }
       s->cached.insert(s->cached.end(), s->prompt.begin() + static_cast<long>(s->prompt_done),
                        s->prompt.begin() + static_cast<long>(s->prompt_done) + s->n_in_batch);
       s->prompt_done += static_cast<size_t>(s->n_in_batch);
@@ -562,7 +594,10 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
     ~Restore() {
       llama_set_embeddings(e->ctx_, false);
       llama_memory_clear(llama_get_memory(e->ctx_), true);
-      for (auto& slot : e->slots_) slot->cached.clear();
+      for (auto& slot : e->slots_) {
+        slot->cached.clear();
+        slot->canonical = 0;
+      }
       e->batch_cancel_.clear();
     }
   } restore{this};

@@ -85,8 +85,9 @@ class Engine {
   void Accept(Slot& slot, int32_t token);
   void Finish(Slot& slot, Result<DoneEvent> result);
   std::string TokenText(int32_t token) const;
-  // Sets the threads for the next decode (see ShareCores).
-  void PickThreads();
+  // Sets the threads for the next decode (see ShareCores); `fixed`: the engine's own thread count
+  // whatever other runners do (a reproducible request is in the batch).
+  void PickThreads(bool fixed = false);
 
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
@@ -111,6 +112,21 @@ class Engine {
 // Text helpers with no llama.cpp dependency, exposed for tests.
 // Length of the longest prefix of `text` that does not end inside a UTF-8 character.
 size_t CompleteUtf8Prefix(std::string_view text);
+// How many of a slot's cached tokens a new prompt may keep (their KV entries are reused; the rest
+// of the prompt is decoded). `cached` are the slot's tokens, the first `canonical` of which were
+// decoded as a fresh context decodes them: in whole chunks of `n_batch` tokens starting at
+// position 0, each chunk alone in its batch, with the engine's fixed thread count. At least the
+// last prompt token is always decoded again (its logits are needed).
+// - Not reproducible: the longest common prefix of `cached` and `prompt`.
+// - Reproducible (a request with a seed): only whole chunks of the canonical prefix, and never the
+//   chunk that holds the prompt's last token, so that the prompt is decoded in exactly the chunks a
+//   fresh context would decode it in, from exactly the same KV entries. llama.cpp's CPU kernels
+//   take other code paths for other batch sizes (flash attention tiles, matrix kernels) and split
+//   attention over the KV cache by thread count, so any other reuse can change the logits' last
+//   bits, and with them the sampled text.
+size_t ReusablePrefix(const std::vector<int32_t>& cached, size_t canonical, const std::vector<int32_t>& prompt,
+                      size_t n_batch, bool reproducible);
+
 // Where `held` may be cut for emission given the stop strings: returns {emit_len, stopped}.
 // When a stop string occurs, emit_len is its position and stopped is true; otherwise emit_len
 // excludes the longest suffix that could still begin a stop string.

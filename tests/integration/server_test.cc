@@ -71,20 +71,6 @@ TEST_F(ServerTest, StreamsOneTokenPerLineAndFinishesWithStatistics) {
   EXPECT_EQ(lines.back()["eval_count"], 5);
 }
 
-TEST_F(ServerTest, SameSeedGivesTheSameTextTwice) {
-  ServerProcess server(dir_);
-  json opts{{"num_predict", 24}, {"seed", 1234}, {"temperature", 0.9}};
-  std::string a = Generate(server.port(), "The weather today", opts)["response"];
-  std::string b = Generate(server.port(), "The weather today", opts)["response"];
-  EXPECT_EQ(a, b);
-  // And after a reload in a fresh runner process.
-  ASSERT_EQ(Post(server.port(), "/api/generate", R"({"model":"tiny","keep_alive":0})").status, 200);
-  std::string c = Generate(server.port(), "The weather today", opts)["response"];
-  EXPECT_EQ(a, c);
-  std::string d = Generate(server.port(), "The weather today", {{"num_predict", 24}, {"seed", 99}, {"temperature", 0.9}})["response"];
-  EXPECT_NE(a, d);
-}
-
 TEST_F(ServerTest, StopSequencesEndTheOutputBeforeTheStop) {
   ServerProcess server(dir_);
   json opts{{"num_predict", 40}, {"seed", 5}, {"temperature", 0}};
