@@ -32,11 +32,6 @@ void SendJson(httplib::Response& res, const json& body) {
   res.set_content(DumpJson(body), "application/json; charset=utf-8");
 }
 
-std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka) {
-  if (!ka) return std::nullopt;
-  return ka->forever ? sched::kForever : ka->duration;
-}
-
 namespace {
 
 // Device, inode, size and modification time of the file (after symlinks), or "" if it cannot be
@@ -69,7 +64,7 @@ Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, con
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
   return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, LoadRequestFor(entry, options), FileIdentity(entry.path)},
-                               ToSchedKeepAlive(keep_alive));
+                               keep_alive);
 }
 
 Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request) {

@@ -37,9 +37,6 @@ void SendJson(httplib::Response& res, const nlohmann::json& body);
 std::string JsonLine(const nlohmann::json& j);
 std::string DumpJson(const nlohmann::json& j);
 
-// keep_alive as the scheduler takes it.
-std::optional<Duration> ToSchedKeepAlive(const std::optional<KeepAlive>& ka);
-
 // Finds the model by name and takes a lease on it (loading it if needed). Errors: the catalog's
 // (400 bad name, 404 unknown) or the scheduler's (load failure, busy).
 // The same for a model already looked up, with options already resolved (ResolveOptions). A

@@ -123,6 +123,14 @@ std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<
   PerModel(w, stats, "resident_model_runner_exits_total", Type::kCounter,
            "Times the model's runner process was found gone (crashed or killed) and the model unloaded.",
            [](const ModelStats& m) { return Num(m.unloads_for(UnloadReason::kExited)); });
+  PerModel(w, stats, "resident_model_prewarms_total", Type::kCounter,
+           "Loads of the model ahead of a request that keep_alive \"auto\" predicted.",
+           [](const ModelStats& m) { return Num(m.prewarms); });
+  PerModel(w, stats, "resident_model_prewarm_hits_total", Type::kCounter,
+           "Prewarms whose request found the model loaded.", [](const ModelStats& m) { return Num(m.prewarm_hits); });
+  PerModel(w, stats, "resident_model_prewarm_misses_total", Type::kCounter,
+           "Prewarms that served no request warm: the request came first, there was no room, or none came.",
+           [](const ModelStats& m) { return Num(m.prewarm_misses); });
   PerModel(w, stats, "resident_model_loaded", Type::kGauge, "1 while the model is loaded, else 0.",
            [](const ModelStats& m) { return m.loaded ? 1.0 : 0.0; });
   PerModel(w, stats, "resident_model_predicted_bytes", Type::kGauge,
@@ -165,11 +173,13 @@ nlohmann::ordered_json EventJson(const sched::ResidencyEvent& e) {
   if (!e.for_model.empty()) j["for_model"] = e.for_model;
   if (!e.error.empty()) j["error"] = e.error;
   if (e.type == T::kLoad || e.type == T::kLoadFailed) j["duration_s"] = Seconds(e.duration);
-  if (e.type != T::kLoadFailed) j["bytes"] = e.bytes;
+  if (e.type != T::kLoadFailed && e.type != T::kPrewarmHit && e.type != T::kPrewarmMiss) j["bytes"] = e.bytes;
   if (e.type == T::kLoad || e.type == T::kLoadFailed) j["predicted_bytes"] = e.predicted_bytes;
   if (e.idle) j["idle_s"] = Seconds(*e.idle);
-  if (e.keep_alive) j["keep_alive"] = KeepAlive::Of(*e.keep_alive).ToString();
+  if (e.keep_alive) j["keep_alive"] = e.keep_alive->ToString();
   if (e.pid != 0) j["pid"] = e.pid;
+  if (!e.origin.empty()) j["origin"] = e.origin;
+  if (!e.explanation.empty()) j["explanation"] = e.explanation;
   return j;
 }
 

@@ -417,25 +417,43 @@ void ApiServer::HandlePs(httplib::Response& res) {
   const WallTime far_future = ctx_.clock.WallNow() + std::chrono::hours(24 * 365 * 200);
   for (const sched::LoadedModel& m : ctx_.scheduler.Snapshot()) {
     auto entry = ctx_.catalog.Find(m.name);
-    WallTime expires = m.forever ? far_future : m.expires_at.value_or(SaturatingAdd(ctx_.clock.WallNow(), m.keep_alive));
-    models.push_back(json{{"name", m.name},
-                          {"model", m.name},
-                          {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},
-                          {"digest", entry.ok() ? entry->digest : ""},
-                          {"details", entry.ok() ? EntryDetails(*entry, &m.facts) : FactDetails(m.facts)},
-                          {"expires_at", FormatRfc3339(expires)},
-                          {"size_vram", m.facts.vram_bytes},
-                          {"context_length", m.facts.n_ctx},
-                          // resident's additions: what it predicted, what it measured, and why
-                          // the model stays.
-                          {"size_predicted", m.predicted_bytes},
-                          {"size_measured", m.measured_bytes},
-                          {"load_seconds", std::chrono::duration<double>(m.load_duration).count()},
-                          {"keep_alive", m.forever ? "forever" : KeepAlive::Of(m.keep_alive).ToString()},
-                          {"pinned", m.pinned},
-                          {"active_requests", m.active_requests}});
+    // In use: when it would expire if the request ended now.
+    Duration keep = m.keep_alive.automatic ? m.planned_keep.value_or(Duration::zero()) : m.keep_alive.duration;
+    WallTime expires = m.keep_alive.forever ? far_future
+                                            : m.expires_at.value_or(SaturatingAdd(ctx_.clock.WallNow(), keep));
+    json model{{"name", m.name},
+               {"model", m.name},
+               {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},
+               {"digest", entry.ok() ? entry->digest : ""},
+               {"details", entry.ok() ? EntryDetails(*entry, &m.facts) : FactDetails(m.facts)},
+               {"expires_at", FormatRfc3339(expires)},
+               {"size_vram", m.facts.vram_bytes},
+               {"context_length", m.facts.n_ctx},
+               // resident's additions: what it predicted, what it measured, and why the model stays.
+               {"size_predicted", m.predicted_bytes},
+               {"size_measured", m.measured_bytes},
+               {"load_seconds", std::chrono::duration<double>(m.load_duration).count()},
+               {"keep_alive", m.keep_alive.ToString()},
+               {"pinned", m.pinned},
+               {"active_requests", m.active_requests}};
+    if (!m.keep_alive_reason.empty()) model["keep_alive_reason"] = m.keep_alive_reason;
+    if (m.prewarmed) model["prewarmed"] = true;
+    models.push_back(std::move(model));
   }
-  SendJson(res, json{{"models", models}});
+  json out{{"models", models}};
+  // resident's addition: models "auto" unloaded and will load again ahead of a predicted request.
+  std::vector<sched::PendingPrewarm> prewarms = ctx_.scheduler.Prewarms();
+  if (!prewarms.empty()) {
+    json list = json::array();
+    for (const auto& p : prewarms) {
+      list.push_back(json{{"model", p.name},
+                          {"load_at", FormatRfc3339(p.load_at)},
+                          {"expected_at", FormatRfc3339(p.ready_at)},
+                          {"reason", p.reason}});
+    }
+    out["prewarms"] = std::move(list);
+  }
+  SendJson(res, out);
 }
 
 void ApiServer::HandleTags(httplib::Response& res) {

@@ -18,6 +18,7 @@
 #include "sim/simulator.h"
 #include "sim/svg_plot.h"
 #include "sim/trace.h"
+#include "sim/trace_synth.h"
 
 namespace resident::cli {
 namespace {
@@ -60,6 +61,8 @@ Result<sim::Trace> ReadTrace(const TraceArgs& a) {
 struct SimulateArgs {
   TraceArgs trace;
   std::vector<std::string> configs;
+  std::vector<std::string> cold_start_costs;
+  std::string learner;
   int max_loaded = -1;
   std::string memory_limit;
   std::string model_size = "1GB";
@@ -69,6 +72,33 @@ struct SimulateArgs {
   double gen_tps = 20;
   std::string json_out;
 };
+
+Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
+  sched::LearnerConfig c;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    size_t eq = item.find('=');
+    char* end = nullptr;
+    double v = eq == std::string::npos ? 0 : std::strtod(item.c_str() + eq + 1, &end);
+    if (eq == std::string::npos || end == item.c_str() + eq + 1 || *end != '\0' || !(v >= 0)) {
+      return Status::InvalidArgument("--learner: \"" + item + "\" is not NAME=NUMBER");
+    }
+    std::string key = item.substr(0, eq);
+    if (key == "prewarm") c.prewarm = v != 0;
+    else if (key == "half_life") c.half_life_s = v;
+    else if (key == "min_gaps") c.min_gaps = static_cast<size_t>(v);
+    else if (key == "prewarm_cost") c.prewarm_cost = v;
+    else if (key == "context") c.context_width = v;
+    else if (key == "lead") c.prewarm_lead = v;
+    else if (key == "min_prewarm") c.min_prewarm_s = v;
+    else return Status::InvalidArgument("--learner: unknown setting \"" + key + "\"");
+  }
+  return c;
+}
 
 int Simulate(const SimulateArgs& args) {
   auto trace = ReadTrace(args.trace);
@@ -97,7 +127,20 @@ int Simulate(const SimulateArgs& args) {
   for (const auto& path : args.configs) {
     auto p = sched::LoadPolicyFile(path, KeepAlive::Of(kDefaultKeepAlive));
     if (!p.ok()) return Fail(p.status());
-    policies.push_back({"config " + path, kDefaultKeepAlive, *p});
+    policies.push_back({"config " + path, KeepAlive::Of(kDefaultKeepAlive), *p});
+  }
+  // More "auto" rows, one per cold start cost (the default one is among the standard rows).
+  for (const auto& text : args.cold_start_costs) {
+    auto c = sched::ParseColdStartCost(text);
+    if (!c.ok()) return Fail(Status::InvalidArgument("--cold-start-cost " + text + ": " + c.status().message()));
+    sim::SimPolicy auto_row{"auto cold_start_cost " + c->ToString(), KeepAlive::Auto(), std::nullopt};
+    auto_row.cold_start_cost = *c;
+    policies.push_back(auto_row);
+  }
+  if (!args.learner.empty()) {
+    auto config = ParseLearnerSettings(args.learner);
+    if (!config.ok()) return Fail(config.status());
+    for (auto& p : policies) p.learner = *config;
   }
   sim::SimSetup setup = sim::MakeSetup(*trace, d);
   std::map<std::string, uint64_t> bytes_of;
@@ -132,7 +175,8 @@ int Simulate(const SimulateArgs& args) {
       j.push_back({{"policy", r.label}, {"requests", r.requests}, {"cold", r.cold}, {"loads", r.loads},
                    {"waited_for_room", r.waited_for_room}, {"failed", r.failed}, {"idle_gb_s", r.idle_gbs},
                    {"resident_gb_s", r.resident_gbs}, {"peak_bytes", r.peak_bytes},
-                   {"bound_idle_gb_s", bound.IdleAt(r.loads)}, {"cold_by_model", r.cold_by_model}});
+                   {"bound_idle_gb_s", bound.IdleAt(r.loads)}, {"cold_by_model", r.cold_by_model},
+                   {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model}});
     }
     nlohmann::json out{{"rows", j}, {"bound", {{"min_loads", bound.models}, {"idle_gb_s", bound.idle_gbs}}}};
     std::ofstream f(args.json_out);
@@ -198,6 +242,18 @@ int PrintTrace(const TraceArgs& a) {
   return 0;
 }
 
+int MakeTrace(const sim::SynthTraceOptions& o) {
+  auto trace = sim::SynthesizeTrace(o);
+  if (!trace.ok()) return Fail(trace.status());
+  std::printf("# resident bench make-trace --shape %s --seed %llu --hours %g\n", o.shape.c_str(),
+              static_cast<unsigned long long>(o.seed), o.hours);
+  std::printf("timestamp_s,model,prompt_tokens,output_tokens\n");
+  for (const auto& r : trace->requests) {
+    std::printf("%.3f,%s,%d,%d\n", r.t, r.model.c_str(), r.prompt_tokens, r.output_tokens);
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
@@ -207,9 +263,14 @@ void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
   auto sa = std::make_shared<SimulateArgs>();
   auto* sim = bench->add_subcommand(
       "simulate", "Run a trace through the scheduler's policy in virtual time: keep_alive 0, 1m, 5m, 10m, 30m, "
-                  "forever and any --config, against the offline lower bound");
+                  "forever, auto and any --config, against the offline lower bound");
   AddTraceOptions(sim, sa->trace);
   sim->add_option("--config", sa->configs, "A policy file to compare as well (repeatable)");
+  sim->add_option("--learner", sa->learner,
+                  "Settings of the auto rows' learner, for tuning: prewarm=0|1, half_life=SECONDS, min_gaps=N, "
+                  "prewarm_cost=FRACTION, context=WIDTH, lead=MULTIPLE, min_prewarm=SECONDS (comma-separated)");
+  sim->add_option("--cold-start-cost", sa->cold_start_costs,
+                  "One more keep_alive auto row with this cold start cost, e.g. 100x or 10m (repeatable)");
   sim->add_option("--max-loaded", sa->max_loaded, "Models loaded at once (default: RESIDENT_MAX_LOADED_MODELS or 3)");
   sim->add_option("--memory-limit", sa->memory_limit, "Memory budget, e.g. 12GiB (default: none)");
   sim->add_option("--model-size", sa->model_size, "Size of each model the trace gives none for")->capture_default_str();
@@ -238,6 +299,14 @@ void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
                                             "(the requests simulate and replay would use)");
   AddTraceOptions(tr, *ta);
   tr->callback([&chosen, ta] { chosen = [ta] { return PrintTrace(*ta); }; });
+
+  auto ma = std::make_shared<sim::SynthTraceOptions>();
+  auto* mk = bench->add_subcommand("make-trace", "Print a synthetic request CSV of a known shape: periodic, bursty, "
+                                                 "diurnal, longtail, rare, changing or mixed");
+  mk->add_option("--shape", ma->shape, "The traffic's shape")->capture_default_str();
+  mk->add_option("--seed", ma->seed, "Seed of the random draw (same seed, same trace)")->capture_default_str();
+  mk->add_option("--hours", ma->hours, "Length of the trace")->capture_default_str();
+  mk->callback([&chosen, ma] { chosen = [ma] { return MakeTrace(*ma); }; });
 }
 
 }  // namespace resident::cli

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "cli/config.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
@@ -26,10 +29,38 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
   rs.config_path = config_flag.empty() ? EnvFirst({"RESIDENT_CONFIG"}).value_or("") : config_flag;
   sched::Policy policy;
   policy.default_keep_alive = keep_alive;
+  // RESIDENT_KEEP_ALIVE wins over the file's keep_alive, which wins over OLLAMA_KEEP_ALIVE.
+  const bool resident_keep_alive_set = EnvFirst({"RESIDENT_KEEP_ALIVE"}).has_value();
   if (!rs.config_path.empty()) {
-    auto loaded = sched::LoadPolicyFile(rs.config_path, keep_alive);
+    auto loaded = sched::LoadPolicyFile(rs.config_path, keep_alive, resident_keep_alive_set);
     if (!loaded.ok()) return loaded.status();
     policy = std::move(loaded).value();
+  }
+  if (auto env = EnvFirst({"RESIDENT_COLD_START_COST"})) {
+    auto cost = sched::ParseColdStartCost(*env);
+    if (!cost.ok()) {
+      return Status::InvalidArgument("RESIDENT_COLD_START_COST=\"" + *env + "\": " + cost.status().message() +
+                                     " (a multiple of the load time such as \"300x\", or a duration such as \"10m\")");
+    }
+    policy.cold_start_cost = *cost;
+  }
+  if (auto env = EnvFirst({"RESIDENT_PRELOAD"})) {
+    std::string list = *env;
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string::npos) comma = list.size();
+      std::string name = list.substr(pos, comma - pos);
+      while (!name.empty() && std::isspace(static_cast<unsigned char>(name.front()))) name.erase(0, 1);
+      while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+      if (!name.empty()) rs.preload.push_back(name);
+      pos = comma + 1;
+    }
+  }
+  for (const auto& [name, entry] : policy.models) {
+    if (entry.preload && std::find(rs.preload.begin(), rs.preload.end(), name) == rs.preload.end()) {
+      rs.preload.push_back(name);
+    }
   }
 
   auto max_loaded = IntFromEnv("RESIDENT_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS", 3, 0);
@@ -43,7 +74,8 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
   so.max_loaded = *max_loaded == 0 ? 3 : *max_loaded;  // 0 means the default, as in Ollama
   so.num_parallel = *num_parallel;
   so.max_queue = *max_queue;
-  so.default_keep_alive = keep_alive.forever ? sched::kForever : keep_alive.duration;
+  so.default_keep_alive = policy.default_keep_alive;
+  so.cold_start_cost = policy.cold_start_cost;
   rs.num_ctx = *num_ctx;
 
   const uint64_t physical = machine.physical;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "sched/scheduler.h"
@@ -18,9 +19,14 @@ struct ResidencySettings {
   std::string config_path;                // empty: no policy file
   std::string budget_source;              // how the memory budget was chosen, for the log
   bool spare_runner = true;               // RESIDENT_SPARE_RUNNER=0 turns the warm spare off
+  // Models to load at start-up and again when their runner dies: RESIDENT_PRELOAD (comma-separated
+  // names) and the policy entries with preload = true.
+  std::vector<std::string> preload;
 };
 
-// Reads RESIDENT_KEEP_ALIVE / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning), the policy file
+// Reads RESIDENT_KEEP_ALIVE ("auto" allowed) / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning;
+// RESIDENT_KEEP_ALIVE wins over the file's keep_alive, which wins over OLLAMA_KEEP_ALIVE),
+// RESIDENT_COLD_START_COST (wins over the file's cold_start_cost), RESIDENT_PRELOAD, the policy file
 // (config_flag, else RESIDENT_CONFIG), RESIDENT_MEMORY_LIMIT (else the file's memory_limit, else
 // 75% of physical memory, never above a cgroup limit), RESIDENT_LOAD_TIMEOUT (Go duration or
 // seconds; <= 0 waits forever; default 5m), RESIDENT_HEALTH_TIMEOUT (a loaded runner that does not

@@ -220,6 +220,12 @@ KeepAlive KeepAlive::Forever() {
   return k;
 }
 
+KeepAlive KeepAlive::Auto() {
+  KeepAlive k;
+  k.automatic = true;
+  return k;
+}
+
 KeepAlive KeepAlive::Of(Duration d) {
   if (d < Duration::zero() || d == Duration::max()) return Forever();
   KeepAlive k;
@@ -227,7 +233,9 @@ KeepAlive KeepAlive::Of(Duration d) {
   return k;
 }
 
-std::string KeepAlive::ToString() const { return forever ? "forever" : FormatGoDuration(duration); }
+std::string KeepAlive::ToString() const {
+  return automatic ? "auto" : forever ? "forever" : FormatGoDuration(duration);
+}
 
 std::string FormatGoDuration(Duration d) {
   // Largest: "-2562047h47m16.854775808s".
@@ -387,6 +395,7 @@ KeepAlive DefaultKeepAliveFromEnv(std::string* warning) {
   for (const char* name : {"RESIDENT_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE"}) {
     const char* raw = std::getenv(name);
     if (raw == nullptr || TrimEnvValue(raw).empty()) continue;  // unset, as Ollama's Var sees it
+    if (std::string_view(name) == "RESIDENT_KEEP_ALIVE" && TrimEnvValue(raw) == "auto") return KeepAlive::Auto();
     if (std::optional<KeepAlive> k = ParseKeepAliveEnv(raw)) return *k;
     if (warning != nullptr) {
       *warning = std::string("invalid ") + name + " " + GoQuote(raw) +

@@ -18,17 +18,22 @@ namespace resident {
 // 2^63-2 ns, about 292 years), as in Ollama, which reports it back as such: every time computed
 // from one (now + keep_alive) saturates at the clock's end instead of overflowing
 // (SaturatingAdd, core/clock.h), so such a model never expires.
+//
+// "auto" (resident's own, accepted where a default is set: RESIDENT_KEEP_ALIVE and the policy
+// file, never in a request) leaves the choice to the residency learner (sched/learner.h).
 struct KeepAlive {
-  Duration duration{0};  // meaningful only when !forever; never negative
+  Duration duration{0};  // meaningful only when !forever && !automatic; never negative
   bool forever = false;
+  bool automatic = false;  // "auto"
 
   static KeepAlive Forever();
+  static KeepAlive Auto();
   // A negative duration means forever (as in Ollama), and so does Duration::max()
   // (Ollama's forever is math.MaxInt64 nanoseconds).
   static KeepAlive Of(Duration d);
 
   bool operator==(const KeepAlive&) const = default;
-  // Go's Duration.String() ("5m0s", "1.5s", "300ms", "0s"), or "forever".
+  // Go's Duration.String() ("5m0s", "1.5s", "300ms", "0s"), or "forever", or "auto".
   std::string ToString() const;
 };
 
@@ -69,8 +74,8 @@ Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in);
 // Negative = forever. Empty (after trimming) or invalid → nullopt.
 std::optional<KeepAlive> ParseKeepAliveEnv(std::string_view value);
 
-// The default keep_alive: RESIDENT_KEEP_ALIVE if set and non-empty after trimming, else
-// OLLAMA_KEEP_ALIVE likewise, else 5 minutes. The first variable that is set decides: an invalid
+// The default keep_alive: RESIDENT_KEEP_ALIVE if set and non-empty after trimming ("auto"
+// allowed), else OLLAMA_KEEP_ALIVE likewise (Ollama's forms only), else 5 minutes. The first variable that is set decides: an invalid
 // value gives 5 minutes and a message in *warning (left empty otherwise; warning may be null).
 KeepAlive DefaultKeepAliveFromEnv(std::string* warning);
 

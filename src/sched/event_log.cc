@@ -23,6 +23,8 @@ const char* TypeName(ResidencyEvent::Type type) {
     case ResidencyEvent::Type::kLoadFailed: return "load_failed";
     case ResidencyEvent::Type::kUnload: return "unload";
     case ResidencyEvent::Type::kEvict: return "evict";
+    case ResidencyEvent::Type::kPrewarmHit: return "prewarm_hit";
+    case ResidencyEvent::Type::kPrewarmMiss: return "prewarm_miss";
   }
   return "unknown";
 }
@@ -34,10 +36,17 @@ std::string Describe(const ResidencyEvent& e) {
       std::string sizes = e.bytes ? fmt::format("{} measured, predicted {}", FormatBytes(e.bytes),
                                                 FormatBytes(e.predicted_bytes))
                                   : fmt::format("predicted {}, not measured", FormatBytes(e.predicted_bytes));
-      return fmt::format("loaded {} in {:.2f} s ({}, pid {})", e.model, Seconds(e.duration), sizes, e.pid);
+      std::string why = e.origin.empty() ? "" : fmt::format(" ({}{}{})", e.origin, e.explanation.empty() ? "" : ": ",
+                                                              e.explanation);
+      return fmt::format("loaded {} in {:.2f} s ({}, pid {}){}", e.model, Seconds(e.duration), sizes, e.pid, why);
     }
     case Type::kLoadFailed:
       return fmt::format("loading {} failed after {:.2f} s: {}", e.model, Seconds(e.duration), e.error);
+    case Type::kPrewarmHit:
+      return fmt::format("prewarm of {} hit: the request found it loaded{}", e.model,
+                         e.idle ? fmt::format(" ({} after it was ready)", Brief(*e.idle)) : std::string());
+    case Type::kPrewarmMiss:
+      return fmt::format("prewarm of {} missed: {}", e.model, e.explanation);
     case Type::kUnload:
     case Type::kEvict:
       break;
@@ -45,8 +54,8 @@ std::string Describe(const ResidencyEvent& e) {
   std::string what = fmt::format("unloaded {} ({}", e.model, FormatBytes(e.bytes));
   UnloadReason reason = e.reason.value_or(UnloadReason::kManual);
   if (reason == UnloadReason::kExpired) {
-    return fmt::format("{}, expired after keep_alive {})", what,
-                       e.keep_alive ? KeepAlive::Of(*e.keep_alive).ToString() : std::string("?"));
+    return fmt::format("{}, expired after keep_alive {}){}", what, e.keep_alive ? e.keep_alive->ToString() : "?",
+                       e.explanation.empty() ? "" : ": " + e.explanation);
   }
   if (e.idle) what += ", idle " + Brief(*e.idle);
   switch (reason) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/keep_alive.h"
 #include "sched/residency_stats.h"
 
 namespace resident::sched {
@@ -24,6 +25,8 @@ struct ResidencyEvent {
     kLoadFailed,  // a load failed (error)
     kUnload,      // unloaded: expired, manual, reload, exited
     kEvict,       // unloaded to make room for another model: memory, count
+    kPrewarmHit,  // the request a prewarm was for found the model loaded
+    kPrewarmMiss, // a prewarm did not serve a request warm (see `explanation`)
   };
   uint64_t seq = 0;  // set by EventLog::Append: 1, 2, 3...
   WallTime time{};
@@ -35,12 +38,14 @@ struct ResidencyEvent {
   uint64_t bytes = 0;                  // load: measured (0: not measured); unload, evict: bytes freed
   uint64_t predicted_bytes = 0;        // load, load_failed
   std::optional<Duration> idle;        // unload, evict: since its last request ended
-  std::optional<Duration> keep_alive;  // unload (expired): the keep_alive that ran out
+  std::optional<KeepAlive> keep_alive; // unload (expired): the keep_alive that ran out
   std::string for_model;               // evict: the model it made room for
   pid_t pid = 0;                       // load: the runner process
+  std::string origin;                  // load: "" (a request), "prewarm" or "preload"
+  std::string explanation;             // why, when "auto" decided (the learner's reason), or a miss's cause
 };
 
-// "load", "load_failed", "unload", "evict".
+// "load", "load_failed", "unload", "evict", "prewarm_hit", "prewarm_miss".
 const char* TypeName(ResidencyEvent::Type type);
 
 // The event as one line for the server log, e.g.

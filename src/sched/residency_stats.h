@@ -42,6 +42,11 @@ struct ModelStats {
   uint64_t requests = 0;       // leases granted
   uint64_t cold_starts = 0;    // of those, requests that waited for a load (theirs or another's)
   std::array<uint64_t, kUnloadReasonCount> unloads{};  // indexed by UnloadReason
+  // keep_alive "auto": loads ahead of a predicted request, those whose request found the model
+  // loaded, and those that did not (the request came first, found no room, or never came).
+  uint64_t prewarms = 0;
+  uint64_t prewarm_hits = 0;
+  uint64_t prewarm_misses = 0;
   // Bytes × seconds while the model counted against the budget (from the start of its load to
   // its unload), and the part of it with no request holding the model (loaded and idle). Bytes
   // are the measured figure once there is one, else the prediction.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "core/bytes.h"
@@ -12,11 +13,20 @@ namespace resident::sched {
 namespace {
 
 constexpr Duration kMeasureEvery = std::chrono::seconds(2);
+// An idle model's runner can die (a crash, its health check) with nobody asking: the timer looks
+// at least this often so that it leaves /api/ps and the budget.
+constexpr Duration kReapEvery = std::chrono::seconds(1);
+// A background load that found another load running tries again after this.
+constexpr Duration kRetryBackgroundLoad = std::chrono::milliseconds(250);
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
-KeepAlive ToKeepAlive(Duration d) { return d == kForever ? KeepAlive::Forever() : KeepAlive::Of(d); }
-Duration ToDuration(const KeepAlive& k) { return k.forever ? kForever : k.duration; }
+Duration FromSeconds(double s) {
+  if (!(s < 1e9 * 365 * 24 * 3600)) return Duration::max();
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(std::max(0.0, s)));
+}
+
+bool IsZero(const KeepAlive& k) { return !k.forever && !k.automatic && k.duration == Duration::zero(); }
 
 }  // namespace
 
@@ -51,19 +61,26 @@ bool Scheduler::SameLoadOptions(const runner::LoadRequest& a, const runner::Load
          a.chat_template == b.chat_template;
 }
 
-Duration Scheduler::ResolveKeepAlive(const ModelSpec& spec, std::optional<Duration> requested, bool fresh) const {
+Limits Scheduler::limits() const {
+  return Limits{options_.max_loaded, options_.num_parallel, options_.max_queue, options_.memory_budget};
+}
+
+double Scheduler::WallSeconds() const { return std::chrono::duration<double>(clock_.WallNow().time_since_epoch()).count(); }
+
+std::optional<KeepAlive> Scheduler::ResolveKeepAlive(const ModelSpec& spec, std::optional<KeepAlive> requested,
+                                                     bool fresh) const {
   const Policy* policy = options_.policy ? &*options_.policy : nullptr;
-  Duration d;
+  KeepAlive k;
   if (requested) {
-    d = policy ? ToDuration(policy->Clamp(ToKeepAlive(*requested))) : *requested;
+    k = policy ? policy->Clamp(*requested) : *requested;
   } else if (fresh) {
-    d = policy ? ToDuration(policy->DefaultFor(spec.name)) : options_.default_keep_alive;
+    k = policy ? policy->DefaultFor(spec.name) : options_.default_keep_alive;
   } else {
-    return Duration::min();  // keep the model's current duration
+    return std::nullopt;  // keep the model's current one
   }
   // A pinned model never expires; only an explicit keep_alive 0 (or a stop) unloads it.
-  if (policy && policy->Pinned(spec.name) && d != Duration::zero()) d = kForever;
-  return d;
+  if (policy && policy->Pinned(spec.name) && !IsZero(k)) k = KeepAlive::Forever();
+  return k;
 }
 
 uint64_t Scheduler::MemoryInUseLocked() const {
@@ -77,79 +94,179 @@ uint64_t Scheduler::MemoryInUse() const {
   return MemoryInUseLocked();
 }
 
-std::vector<std::shared_ptr<Scheduler::Entry>> Scheduler::ChooseVictims(uint64_t bytes, bool* never_fits) const {
-  *never_fits = false;
-  const TimePoint now = clock_.Now();
-  const uint64_t budget = options_.memory_budget;
-  uint64_t in_use = MemoryInUseLocked();
-  size_t count = entries_.size();
-  auto fits = [&](uint64_t used, size_t n) {
-    return static_cast<int>(n) < options_.max_loaded && (budget == 0 || used + bytes <= budget);
-  };
-  if (fits(in_use, count)) return {};
-
-  // Could it ever fit? Only pinned models (and ones being unloaded, which will go) stay.
-  uint64_t pinned_bytes = 0;
-  size_t pinned_count = 0;
-  for (const auto& [key, e] : entries_) {
-    if (e->pinned) {
-      pinned_bytes += e->Bytes();
-      ++pinned_count;
-    }
+CostModel Scheduler::CostFor(const std::string& name, uint64_t bytes, double load_s) const {
+  const Policy* policy = options_.policy ? &*options_.policy : nullptr;
+  ColdStartCost cc = policy ? policy->ColdStartCostFor(name) : options_.cold_start_cost;
+  CostModel c;
+  c.load_s = load_s;
+  c.cold_start_s = cc.SecondsFor(load_s, bytes);
+  if (policy && policy->min_keep_alive && !policy->min_keep_alive->forever) {
+    c.min_keep_s = Seconds(policy->min_keep_alive->duration);
   }
-  if (!fits(pinned_bytes, pinned_count)) {
-    *never_fits = true;
-    return {};
+  if (policy && policy->max_keep_alive && !policy->max_keep_alive->forever) {
+    c.max_keep_s = Seconds(policy->max_keep_alive->duration);
   }
-
-  struct Candidate {
-    std::shared_ptr<Entry> entry;
-    double cost;
-  };
-  std::vector<Candidate> candidates;
-  for (const auto& [key, e] : entries_) {
-    if (e->state != State::kReady || e->refs > 0 || e->queued > 0 || e->pinned) continue;
-    double idle_min = std::chrono::duration<double>(now - e->last_used).count() / 60.0;
-    double reload_s = std::max(0.001, std::chrono::duration<double>(e->load_duration).count());
-    double reuse = 1.0 / (1.0 + std::max(0.0, idle_min));
-    double cost = reload_s * reuse / static_cast<double>(std::max<uint64_t>(1, e->Bytes()));
-    candidates.push_back({e, cost});
-  }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    if (a.cost != b.cost) return a.cost < b.cost;
-    return a.entry->last_used < b.entry->last_used;
-  });
-  std::vector<std::shared_ptr<Entry>> victims;
-  for (const Candidate& c : candidates) {
-    victims.push_back(c.entry);
-    in_use -= c.entry->Bytes();
-    --count;
-    if (fits(in_use, count)) return victims;
-  }
-  return {};  // not enough idle models now: wait
+  return c;
 }
 
-Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Duration> keep_alive) {
+const ResidencyPlan& Scheduler::PlanLocked(const std::string& name, const Entry& e) {
+  Learning& l = learning_[name];
+  const double now = WallSeconds();
+  l.history.bytes = e.Bytes();
+  l.history.load_s = Seconds(e.load_duration);
+  // Plans change slowly: made again after a sixteenth of the kept gaps are new, or a minute.
+  const size_t n = l.history.gaps.size();
+  auto [it, made] = l.plans.try_emplace(ContextBucket(l.history));
+  Learning::Cached& c = it->second;
+  if (made || l.history.requests - c.requests_at >= std::max<size_t>(1, n / 16) || now - c.at >= 60) {
+    // What is typical of every model, rebuilt each minute, for a model with few gaps of its own.
+    if (prior_at_ < 0 || now - prior_at_ >= 60) {
+      prior_ = PriorGaps{};
+      for (const auto& [other, ol] : learning_) prior_.Add(ol.history);
+      prior_at_ = now;
+    }
+    c.plan = Plan(l.history, now, options_.learner, CostFor(name, e.Bytes(), l.history.load_s), &prior_);
+    c.requests_at = l.history.requests;
+    c.at = now;
+  }
+  l.latest = &c.plan;
+  return c.plan;
+}
+
+SchedulerView Scheduler::ViewLocked() const {
+  SchedulerView view;
+  view.models.reserve(entries_.size());
+  for (const auto& [key, e] : entries_) {
+    ModelView m;
+    m.key = key;
+    m.loading = e->state == State::kLoading;
+    m.alive = m.loading || (e->runner && e->runner->alive());
+    m.refs = e->refs;
+    m.queued = e->queued;
+    m.pinned = e->pinned;
+    m.bytes = e->Bytes();
+    m.last_used = e->last_used;
+    if (e->refs == 0) m.expires_at = e->expires_at;
+    view.models.push_back(m);
+  }
+  view.unloading_bytes = unloading_bytes_;
+  view.unloading = unloading_;
+  view.loading = loading_;
+  view.shutdown = shutdown_;
+  view.waiting = waiting_;
+  view.eviction_cost = [this](const ModelView& m) {
+    const Entry& e = *entries_.at(std::string(m.key));
+    const TimePoint now = clock_.Now();
+    double reuse = DefaultReuseProbability(now - e.last_used);
+    if (e.keep_alive.automatic) {
+      auto l = learning_.find(e.spec.name);
+      if (l != learning_.end() && l->second.history.gaps.size() >= options_.learner.min_gaps) {
+        const double load_s = Seconds(e.load_duration);
+        const double horizon = CostFor(e.spec.name, e.Bytes(), load_s).cold_start_s;
+        if (auto p = ReuseProbability(l->second.history, WallSeconds(), Seconds(now - e.last_used), horizon,
+                                      options_.learner)) {
+          reuse = *p;
+        }
+      }
+    }
+    return EvictionCost(Seconds(e.load_duration), reuse, e.Bytes());
+  };
+  return view;
+}
+
+Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e) {
+  const std::string key = e->spec.load.model_path;
+  const ModelSpec spec = e->spec;
+  loading_ = true;
+  lock.unlock();
+  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(e->predicted_bytes));
+  const TimePoint load_start = clock_.Now();
+  auto runner = factory_.Start(spec.load, nullptr);
+  lock.lock();
+  loading_ = false;
+  auto fail = [&](Status error) {
+    Accrue(*e, clock_.Now());
+    e->state = State::kFailed;
+    e->load_error = std::move(error);
+    if (auto it = entries_.find(key); it != entries_.end() && it->second == e) entries_.erase(it);
+    cv_.notify_all();
+    return e->load_error;
+  };
+  if (!runner.ok()) {
+    ++stats_[spec.name].load_failures;
+    ResidencyEvent ev;
+    ev.type = ResidencyEvent::Type::kLoadFailed;
+    ev.model = spec.name;
+    ev.error = runner.status().message();
+    ev.duration = clock_.Now() - load_start;
+    ev.predicted_bytes = e->predicted_bytes;
+    Emit(std::move(ev));
+    return fail(runner.status());
+  }
+  e->runner = std::move(runner).value();
+  if (shutdown_) {
+    Status st = fail(Status::Unavailable("the server is shutting down"));
+    lock.unlock();
+    e->runner->Close();
+    lock.lock();
+    return st;
+  }
+  const TimePoint loaded_at = clock_.Now();
+  Accrue(*e, loaded_at);
+  e->state = State::kReady;
+  e->load_duration = loaded_at - load_start;
+  e->last_used = loaded_at;
+  e->measured_bytes = e->runner->facts().rss_bytes;
+  e->measured_at = loaded_at;
+  ModelStats& stats = stats_[spec.name];
+  ++stats.loads;
+  stats.load_seconds.Observe(Seconds(e->load_duration));
+  ResidencyEvent ev;
+  ev.type = ResidencyEvent::Type::kLoad;
+  ev.model = spec.name;
+  ev.duration = e->load_duration;
+  ev.bytes = e->measured_bytes;
+  ev.predicted_bytes = e->predicted_bytes;
+  ev.pid = e->runner->pid();
+  if (e->origin == Origin::kPrewarm) {
+    ++stats.prewarms;
+    ev.origin = "prewarm";
+    ev.explanation = e->keep_alive_reason;
+  } else if (e->origin == Origin::kPreload) {
+    ev.origin = "preload";
+  }
+  Emit(std::move(ev));
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<KeepAlive> keep_alive) {
   // The runner serves num_parallel requests at once: its context holds that many sequences.
   ModelSpec spec = requested;
   spec.load.n_parallel = std::max(1, options_.num_parallel);
+  std::unique_lock<std::mutex> lock(mu_);
+  return AcquireLocked(lock, spec, keep_alive);
+}
+
+Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
+                                       std::optional<KeepAlive> keep_alive) {
   const std::string& key = spec.load.model_path;
   const TimePoint start = clock_.Now();
-  std::unique_lock<std::mutex> lock(mu_);
-  if (shutdown_) return Status::Unavailable("the server is shutting down");
-  if (waiting_ >= options_.max_queue) {
-    return Status::ResourceExhausted("server busy, please try again.  maximum pending requests exceeded");
-  }
-  ++waiting_;
+  AcquireAsk ask;
+  ask.key = key;
+  ask.name = spec.name;
+  ask.arriving = true;
+  bool counted = false;              // inside waiting_
   std::shared_ptr<Entry> queued_on;  // the entry this request counts as queued for
   struct Unwait {
     Scheduler* s;
+    bool* counted;
     std::shared_ptr<Entry>* q;
     ~Unwait() {
-      --s->waiting_;
+      if (*counted) --s->waiting_;
       if (*q) --(*q)->queued;
     }
-  } unwait{this, &queued_on};
+  } unwait{this, &counted, &queued_on};
   auto queue_on = [&](const std::shared_ptr<Entry>& e) {
     if (queued_on == e) return;
     if (queued_on) --queued_on->queued;
@@ -161,179 +278,146 @@ Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<Durat
     CloseDetached(std::move(d));
     lock.lock();
   };
-  auto close_one = [&](const std::string& k, UnloadReason reason) {
-    std::vector<Detached> d;
-    d.push_back(Detach(k, reason));
-    close_now(std::move(d));
-  };
-  std::optional<uint64_t> predicted;
   bool cold = false;  // this request waited for a load (its own or another's)
 
   while (true) {
-    if (shutdown_) return Status::Unavailable("the server is shutting down");
     auto it = entries_.find(key);
-    if (it != entries_.end()) {
-      std::shared_ptr<Entry> e = it->second;
-      queue_on(e);
-      if (e->state == State::kLoading) {
-        cold = true;
-        cv_.wait(lock, [&] { return shutdown_ || e->state != State::kLoading; });
-        if (e->state == State::kFailed) return e->load_error;
-        continue;
-      }
-      if (!e->runner->alive() && e->refs == 0) {
-        spdlog::warn("the runner for {} is gone; loading it again", e->spec.name);
-        close_one(key, UnloadReason::kExited);
-        continue;
-      }
-      // Other options, or the file was replaced under the same path (other weights): reload.
-      if (!SameLoadOptions(e->spec.load, spec.load) || e->spec.file_identity != spec.file_identity) {
-        if (e->refs == 0) {
-          close_one(key, UnloadReason::kReload);
+    std::shared_ptr<Entry> e = it != entries_.end() ? it->second : nullptr;
+    ask.matches_loaded = e == nullptr || (SameLoadOptions(e->spec.load, spec.load) &&
+                                          e->spec.file_identity == spec.file_identity);
+    const Decision d = DecideAcquire(ViewLocked(), limits(), ask);
+    if (ask.arriving) {
+      ask.arriving = false;
+      if (d.kind == Decision::Kind::kFail) return d.error;
+      ++waiting_;
+      counted = true;
+      // The request arrived: its model's idle gap ends, and a prewarm it would beat is off.
+      learning_[spec.name].history.Arrive(WallSeconds());
+      ++history_version_;
+      if (prewarms_.erase(key) > 0) PrewarmOutcome(spec.name, false, "the request came before the prewarm started");
+    }
+    if (e) queue_on(e);
+    switch (d.kind) {
+      case Decision::Kind::kFail:
+        return d.error;
+      case Decision::Kind::kWait:
+        if (d.waiting_for == Decision::Wait::kLoad) {
+          cold = true;
+          if (e->origin == Origin::kPrewarm && !e->prewarm_late) {
+            e->prewarm_late = true;
+            PrewarmOutcome(spec.name, false, "the request came while it was still loading");
+          }
+          cv_.wait(lock, [&] { return shutdown_ || e->state != State::kLoading; });
+          if (e->state == State::kFailed) return e->load_error;
         } else {
           cv_.wait(lock);
         }
         continue;
+      case Decision::Kind::kPredict: {
+        uint64_t bytes = 0;
+        if (options_.predictor) {
+          lock.unlock();
+          auto p = options_.predictor(spec);
+          lock.lock();
+          if (!p.ok()) return p.status();
+          bytes = *p;
+        }
+        ask.predicted = bytes;
+        continue;  // the world may have changed while unlocked
       }
-      if (e->refs >= options_.num_parallel) {
-        cv_.wait(lock);
+      case Decision::Kind::kUnload: {
+        std::vector<Detached> gone;
+        uint64_t used = MemoryInUseLocked();
+        for (const Eviction& v : d.unload) {
+          std::string detail, for_model;
+          if (v.reason == UnloadReason::kMemory || v.reason == UnloadReason::kCount) {
+            for_model = spec.name;
+            detail = fmt::format(" (needs {}; {} of {} in use, {} of {} models)", FormatBytes(ask.predicted.value_or(0)),
+                                 FormatBytes(used),
+                                 options_.memory_budget ? FormatBytes(options_.memory_budget) : std::string("no budget"),
+                                 entries_.size(), options_.max_loaded);
+          } else if (v.reason == UnloadReason::kExited) {
+            spdlog::warn("the runner for {} is gone; loading it again", spec.name);
+          }
+          auto victim = entries_.find(v.key);
+          if (victim == entries_.end()) continue;
+          used -= victim->second->Bytes();
+          gone.push_back(Detach(v.key, v.reason, for_model, detail));
+        }
+        close_now(std::move(gone));
         continue;
       }
-      Accrue(*e, clock_.Now());
-      ++e->refs;
-      e->expires_at.reset();
-      Duration d = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false);
-      if (d != Duration::min() && !e->unload_requested) e->keep_alive = d;  // a stop wins
-      ModelStats& stats = stats_[spec.name];
-      ++stats.requests;
-      if (cold) ++stats.cold_starts;
-      Lease lease;
-      lease.sched_ = this;
-      lease.key_ = key;
-      lease.runner_ = e->runner.get();
-      lease.load_duration_ = clock_.Now() - start;
-      return lease;
-    }
-
-    // Not loaded. Predict its footprint once (file I/O: outside the lock).
-    if (!predicted) {
-      uint64_t bytes = 0;
-      if (options_.predictor) {
-        lock.unlock();
-        auto p = options_.predictor(spec);
-        lock.lock();
-        if (!p.ok()) return p.status();
-        bytes = *p;
+      case Decision::Kind::kLoad: {
+        auto fresh = std::make_shared<Entry>();
+        fresh->spec = spec;
+        fresh->keep_alive = *ResolveKeepAlive(spec, keep_alive, /*fresh=*/true);
+        fresh->pinned = options_.policy && options_.policy->Pinned(spec.name);
+        fresh->predicted_bytes = ask.predicted.value_or(0);
+        fresh->accrued_at = clock_.Now();  // it counts against the budget from now on
+        entries_[key] = fresh;
+        queue_on(fresh);
+        cold = true;
+        Status st = LoadLocked(lock, fresh);
+        if (!st.ok()) return st;
+        continue;  // take the lease through the common path
       }
-      predicted = bytes;
-      if (options_.memory_budget && bytes > options_.memory_budget) {
-        return Status::FailedPrecondition(
-            "model \"" + spec.name + "\" needs about " + FormatBytes(bytes) + " but the memory budget is " +
-            FormatBytes(options_.memory_budget) + " (RESIDENT_MEMORY_LIMIT): it can never be loaded");
+      case Decision::Kind::kLease: {
+        const TimePoint now = clock_.Now();
+        Accrue(*e, now);
+        ++e->refs;
+        if (e->prewarmed) {
+          e->prewarmed = false;
+          ResidencyEvent ev;
+          ev.type = ResidencyEvent::Type::kPrewarmHit;
+          ev.model = spec.name;
+          ev.idle = now - e->last_used;
+          ++stats_[spec.name].prewarm_hits;
+          Emit(std::move(ev));
+        }
+        e->expires_at.reset();
+        std::optional<KeepAlive> k = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false);
+        if (k && !e->unload_requested) {  // a stop wins
+          e->keep_alive = *k;
+          e->keep_alive_reason.clear();
+        }
+        ModelStats& stats = stats_[spec.name];
+        ++stats.requests;
+        if (cold) ++stats.cold_starts;
+        Lease lease;
+        lease.sched_ = this;
+        lease.key_ = key;
+        lease.runner_ = e->runner.get();
+        lease.load_duration_ = now - start;
+        return lease;
       }
-      continue;  // the world may have changed while unlocked
     }
-    // One load at a time, and not while memory is still being returned.
-    if (loading_ || unloading_ > 0) {
-      cv_.wait(lock);
-      continue;
-    }
-    bool never_fits = false;
-    std::vector<std::shared_ptr<Entry>> victims = ChooseVictims(*predicted, &never_fits);
-    if (never_fits) {
-      return Status::FailedPrecondition("model \"" + spec.name + "\" needs about " + FormatBytes(*predicted) +
-                                       " and does not fit next to the pinned models within the memory budget of " +
-                                       FormatBytes(options_.memory_budget));
-    }
-    bool fits_now = victims.empty() && static_cast<int>(entries_.size()) < options_.max_loaded &&
-                    (options_.memory_budget == 0 || MemoryInUseLocked() + *predicted <= options_.memory_budget);
-    if (!fits_now && victims.empty()) {
-      cv_.wait(lock);  // every model is busy, queued for or pinned: wait for one to go idle
-      continue;
-    }
-    if (!victims.empty()) {
-      std::vector<Detached> gone;
-      // Each victim goes for the limit still exceeded when it is chosen: memory first, then count.
-      uint64_t used = MemoryInUseLocked();
-      for (const auto& v : victims) {
-        bool over_memory = options_.memory_budget != 0 && used + *predicted > options_.memory_budget;
-        std::string detail = fmt::format(
-            " (needs {}; {} of {} in use, {} of {} models)", FormatBytes(*predicted), FormatBytes(MemoryInUseLocked()),
-            options_.memory_budget ? FormatBytes(options_.memory_budget) : std::string("no budget"), entries_.size(),
-            options_.max_loaded);
-        used -= v->Bytes();
-        gone.push_back(Detach(v->spec.load.model_path, over_memory ? UnloadReason::kMemory : UnloadReason::kCount,
-                              spec.name, detail));
-      }
-      close_now(std::move(gone));
-      continue;
-    }
-
-    auto e = std::make_shared<Entry>();
-    e->spec = spec;
-    e->keep_alive = ResolveKeepAlive(spec, keep_alive, /*fresh=*/true);
-    e->pinned = options_.policy && options_.policy->Pinned(spec.name);
-    e->predicted_bytes = *predicted;
-    e->accrued_at = clock_.Now();  // it counts against the budget from now on
-    entries_[key] = e;
-    queue_on(e);
-    loading_ = true;
-    cold = true;
-    lock.unlock();
-    spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(*predicted));
-    const TimePoint load_start = clock_.Now();
-    auto runner = factory_.Start(spec.load, nullptr);
-    lock.lock();
-    loading_ = false;
-    if (!runner.ok()) {
-      const TimePoint now = clock_.Now();
-      Accrue(*e, now);
-      e->state = State::kFailed;
-      e->load_error = runner.status();
-      entries_.erase(key);
-      cv_.notify_all();
-      ++stats_[spec.name].load_failures;
-      ResidencyEvent ev;
-      ev.type = ResidencyEvent::Type::kLoadFailed;
-      ev.model = spec.name;
-      ev.error = runner.status().message();
-      ev.duration = now - load_start;
-      ev.predicted_bytes = e->predicted_bytes;
-      Emit(std::move(ev));
-      return e->load_error;
-    }
-    e->runner = std::move(runner).value();
-    if (shutdown_) {
-      Accrue(*e, clock_.Now());
-      e->state = State::kFailed;
-      e->load_error = Status::Unavailable("the server is shutting down");
-      entries_.erase(key);
-      cv_.notify_all();
-      lock.unlock();
-      e->runner->Close();
-      return e->load_error;
-    }
-    const TimePoint loaded_at = clock_.Now();
-    Accrue(*e, loaded_at);
-    e->state = State::kReady;
-    e->load_duration = loaded_at - load_start;
-    e->last_used = loaded_at;
-    e->measured_bytes = e->runner->facts().rss_bytes;
-    e->measured_at = loaded_at;
-    ModelStats& stats = stats_[spec.name];
-    ++stats.loads;
-    stats.load_seconds.Observe(Seconds(e->load_duration));
-    ResidencyEvent ev;
-    ev.type = ResidencyEvent::Type::kLoad;
-    ev.model = spec.name;
-    ev.duration = e->load_duration;
-    ev.bytes = e->measured_bytes;
-    ev.predicted_bytes = e->predicted_bytes;
-    ev.pid = e->runner->pid();
-    Emit(std::move(ev));
-    cv_.notify_all();
-    // Loop: take the lease through the common path.
   }
+}
+
+Decision Scheduler::Probe(const ModelSpec& requested) {
+  ModelSpec spec = requested;
+  spec.load.n_parallel = std::max(1, options_.num_parallel);
+  uint64_t predicted = 0;
+  if (options_.predictor) {
+    auto p = options_.predictor(spec);
+    if (!p.ok()) {
+      Decision d;
+      d.kind = Decision::Kind::kFail;
+      d.error = p.status();
+      return d;
+    }
+    predicted = *p;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string& key = spec.load.model_path;
+  AcquireAsk ask;
+  ask.key = key;
+  ask.name = spec.name;
+  ask.predicted = predicted;
+  auto it = entries_.find(key);
+  ask.matches_loaded = it == entries_.end() || (SameLoadOptions(it->second->spec.load, spec.load) &&
+                                                it->second->spec.file_identity == spec.file_identity);
+  return DecideAcquire(ViewLocked(), limits(), ask);
 }
 
 void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
@@ -362,16 +446,51 @@ void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
     --e.refs;
     e.last_used = clock_.Now();
     if (e.refs == 0 && !shutdown_) {
-      if (e.keep_alive == Duration::zero() || e.unload_requested || !e.runner->alive()) {
-        to_close.push_back(Detach(key, e.runner->alive() ? UnloadReason::kManual : UnloadReason::kExited));
-      } else if (e.keep_alive != kForever) {
-        e.expires_at = SaturatingAdd(clock_.Now(), e.keep_alive);  // ~292 years at most: no overflow
-        timer_cv_.notify_all();
-      }
+      learning_[e.spec.name].history.Idle(WallSeconds());
+      ++history_version_;
+      StartTimerLocked(key, e, to_close);
     }
     cv_.notify_all();
   }
   CloseDetached(std::move(to_close));
+}
+
+void Scheduler::StartTimerLocked(const std::string& key, Entry& e, std::vector<Detached>& to_close) {
+  const TimePoint now = clock_.Now();
+  if (IsZero(e.keep_alive) || e.unload_requested || !e.runner->alive()) {
+    to_close.push_back(Detach(key, e.runner->alive() ? UnloadReason::kManual : UnloadReason::kExited));
+    return;
+  }
+  if (e.keep_alive.forever) return;
+  if (!e.keep_alive.automatic) {
+    e.expires_at = SaturatingAdd(now, e.keep_alive.duration);  // ~292 years at most: no overflow
+    timer_cv_.notify_all();
+    return;
+  }
+  const ResidencyPlan& plan = PlanLocked(e.spec.name, e);
+  e.keep_alive_reason = plan.reason;
+  if (plan.kind == ResidencyPlan::Kind::kKeep) {
+    if (std::isfinite(plan.keep_s)) {
+      if (plan.keep_s <= 0) {
+        to_close.push_back(Detach(key, UnloadReason::kExpired, "", "", plan.reason));
+        return;
+      }
+      e.expires_at = SaturatingAdd(now, FromSeconds(plan.keep_s));
+      timer_cv_.notify_all();
+    }
+    return;
+  }
+  // Unload now; load again shortly before the predicted request.
+  const double load_s = Seconds(e.load_duration);
+  Prewarm p;
+  p.spec = e.spec;
+  p.ready_at = SaturatingAdd(now, FromSeconds(plan.prewarm_ready_s));
+  p.load_at = SaturatingAdd(now, FromSeconds(std::max(0.0, plan.prewarm_ready_s - options_.learner.prewarm_lead * load_s)));
+  p.keep_until = SaturatingAdd(p.ready_at, FromSeconds(plan.prewarm_keep_s));
+  p.reason = plan.reason;
+  to_close.push_back(Detach(key, UnloadReason::kExpired, "", "", plan.reason));
+  prewarms_[key] = std::move(p);
+  timer_cv_.notify_all();
 }
 
 void Scheduler::Accrue(Entry& e, TimePoint now) {
@@ -390,13 +509,28 @@ void Scheduler::Emit(ResidencyEvent event, const std::string& log_detail) {
   events_.Append(std::move(event));
 }
 
+void Scheduler::PrewarmOutcome(const std::string& name, bool hit, const std::string& why) {
+  ModelStats& stats = stats_[name];
+  ++(hit ? stats.prewarm_hits : stats.prewarm_misses);
+  ResidencyEvent ev;
+  ev.type = hit ? ResidencyEvent::Type::kPrewarmHit : ResidencyEvent::Type::kPrewarmMiss;
+  ev.model = name;
+  ev.explanation = why;
+  Emit(std::move(ev));
+}
+
 Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reason, const std::string& for_model,
-                                      const std::string& log_detail) {
+                                      const std::string& log_detail, const std::string& explanation) {
   auto it = entries_.find(key);
   Entry& e = *it->second;
   const TimePoint now = clock_.Now();
   Accrue(e, now);
   ++stats_[e.spec.name].unloads[static_cast<size_t>(reason)];
+  if (e.prewarmed) {
+    e.prewarmed = false;
+    PrewarmOutcome(e.spec.name, false, "unloaded unused (" + std::string(ReasonName(reason)) + ")");
+  }
+  if (auto p = preloads_.find(key); p != preloads_.end()) p->second.wanted = reason == UnloadReason::kExited;
   ResidencyEvent ev;
   ev.type = reason == UnloadReason::kMemory || reason == UnloadReason::kCount ? ResidencyEvent::Type::kEvict
                                                                                : ResidencyEvent::Type::kUnload;
@@ -404,7 +538,10 @@ Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reaso
   ev.reason = reason;
   ev.bytes = e.Bytes();
   ev.idle = now - e.last_used;
-  if (reason == UnloadReason::kExpired) ev.keep_alive = e.keep_alive;
+  if (reason == UnloadReason::kExpired) {
+    ev.keep_alive = e.keep_alive;
+    ev.explanation = explanation.empty() && e.keep_alive.automatic ? e.keep_alive_reason : explanation;
+  }
   ev.for_model = for_model;
   Emit(std::move(ev), log_detail);
   Detached d{std::move(e.runner), e.Bytes()};
@@ -428,16 +565,19 @@ void Scheduler::CloseDetached(std::vector<Detached> runners) {
     unloading_bytes_ -= d.bytes;
   }
   cv_.notify_all();
+  timer_cv_.notify_all();  // a background load may have waited for the memory
 }
 
 void Scheduler::Unload(const std::string& model_path) {
   std::vector<Detached> to_close;
   {
     std::unique_lock<std::mutex> lock(mu_);
+    prewarms_.erase(model_path);
+    if (auto p = preloads_.find(model_path); p != preloads_.end()) p->second.wanted = false;
     auto it = entries_.find(model_path);
     if (it == entries_.end()) return;
     std::shared_ptr<Entry> e = it->second;
-    e->keep_alive = Duration::zero();
+    e->keep_alive = KeepAlive::Of(Duration::zero());
     e->unload_requested = true;  // sticky: later keep_alive values of requests do not undo it
     e->expires_at.reset();
     if (e->state == State::kReady && e->refs == 0) {
@@ -457,6 +597,16 @@ void Scheduler::Unload(const std::string& model_path) {
   CloseDetached(std::move(to_close));
 }
 
+void Scheduler::Preload(const ModelSpec& requested) {
+  ModelSpec spec = requested;
+  spec.load.n_parallel = std::max(1, options_.num_parallel);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    preloads_[spec.load.model_path] = PreloadWant{spec, true};
+  }
+  timer_cv_.notify_all();
+}
+
 int Scheduler::QueuedRequests() const {
   std::lock_guard<std::mutex> lock(mu_);
   return waiting_;
@@ -474,8 +624,16 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
     m.pid = e->runner->pid();
     m.active_requests = e->refs;
     m.keep_alive = e->keep_alive;
-    m.forever = e->keep_alive == kForever;
+    m.keep_alive_reason = e->keep_alive_reason;
+    if (e->keep_alive.automatic) {
+      auto l = learning_.find(e->spec.name);
+      if (l != learning_.end() && l->second.latest != nullptr) {
+        const ResidencyPlan& p = *l->second.latest;
+        m.planned_keep = p.kind == ResidencyPlan::Kind::kKeep ? FromSeconds(p.keep_s) : Duration::zero();
+      }
+    }
     m.pinned = e->pinned;
+    m.prewarmed = e->prewarmed;
     m.predicted_bytes = e->predicted_bytes;
     m.measured_bytes = e->measured_bytes;
     m.load_duration = e->load_duration;
@@ -487,6 +645,16 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
     return m.expires_at ? m.expires_at->time_since_epoch().count() : std::numeric_limits<int64_t>::max();
   };
   std::stable_sort(out.begin(), out.end(), [&](const auto& a, const auto& b) { return rank(a) > rank(b); });
+  return out;
+}
+
+std::vector<PendingPrewarm> Scheduler::Prewarms() const {
+  std::vector<PendingPrewarm> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, p] : prewarms_) {
+    out.push_back({p.spec.name, clock_.ToWall(p.load_at), clock_.ToWall(p.ready_at), p.reason});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.load_at < b.load_at; });
   return out;
 }
 
@@ -516,49 +684,164 @@ ResidencyStats Scheduler::Stats() const {
   return out;
 }
 
+std::map<std::string, UsageHistory> Scheduler::Histories() const {
+  std::map<std::string, UsageHistory> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, l] : learning_) out[name] = l.history;
+  return out;
+}
+
+void Scheduler::RestoreHistories(const std::map<std::string, UsageHistory>& histories) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, h] : histories) {
+    Learning& l = learning_[name];
+    l.history = h;
+    l.plans.clear();
+    l.latest = nullptr;
+  }
+}
+
+uint64_t Scheduler::history_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return history_version_;
+}
+
 void Scheduler::Tick() {
   std::vector<Detached> to_close;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    TimePoint now = clock_.Now();
-    std::vector<std::string> expired, exited;
-    for (auto& [key, e] : entries_) {
-      if (e->state != State::kReady || e->refs != 0 || e->queued != 0) continue;
-      if (!e->runner->alive()) {
-        exited.push_back(key);  // killed by its health check, or crashed while idle
-      } else if (e->expires_at && *e->expires_at <= now) {
-        expired.push_back(key);
-      }
+    for (const Eviction& v : DecideTick(ViewLocked(), clock_.Now())) {
+      to_close.push_back(Detach(v.key, v.reason));
     }
-    for (const auto& key : expired) to_close.push_back(Detach(key, UnloadReason::kExpired));
-    for (const auto& key : exited) to_close.push_back(Detach(key, UnloadReason::kExited));
   }
   CloseDetached(std::move(to_close));
+  std::unique_lock<std::mutex> lock(mu_);
+  StartBackgroundLoadLocked(lock);
 }
 
-namespace {
-constexpr Duration kReapEvery = std::chrono::seconds(1);
-}  // namespace
+bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
+  if (shutdown_) return false;
+  const TimePoint now = clock_.Now();
+  // The earliest due prewarm, else a wanted preload.
+  const Prewarm* due = nullptr;
+  std::string due_key;
+  for (const auto& [key, p] : prewarms_) {
+    if (p.load_at <= now && (due == nullptr || p.load_at < due->load_at)) {
+      due = &p;
+      due_key = key;
+    }
+  }
+  ModelSpec spec;
+  Origin origin;
+  uint64_t bytes = 0;
+  std::string reason;
+  TimePoint keep_until{};
+  if (due != nullptr) {
+    origin = Origin::kPrewarm;
+    spec = due->spec;
+    reason = due->reason;
+    keep_until = due->keep_until;
+    auto l = learning_.find(spec.name);
+    bytes = l != learning_.end() ? l->second.history.bytes : 0;
+  } else {
+    auto want = std::find_if(preloads_.begin(), preloads_.end(), [&](const auto& kv) {
+      return kv.second.wanted && entries_.count(kv.first) == 0;
+    });
+    if (want == preloads_.end()) return false;
+    origin = Origin::kPreload;
+    spec = want->second.spec;
+    if (options_.predictor) {
+      lock.unlock();
+      auto p = options_.predictor(spec);
+      lock.lock();
+      if (!p.ok()) {
+        spdlog::warn("cannot preload {}: {}", spec.name, p.status().message());
+        if (auto again = preloads_.find(spec.load.model_path); again != preloads_.end()) again->second.wanted = false;
+        return true;
+      }
+      bytes = *p;
+    }
+  }
+  const std::string key = spec.load.model_path;
+  const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes);
+  if (d.kind == Decision::Kind::kLease) {  // loaded or loading already
+    if (origin == Origin::kPrewarm) prewarms_.erase(key);
+    if (origin == Origin::kPreload) preloads_[key].wanted = false;
+    return true;
+  }
+  if (d.kind == Decision::Kind::kWait) {
+    if (d.waiting_for == Decision::Wait::kOtherLoad) {
+      if (origin == Origin::kPrewarm) prewarms_[key].load_at = SaturatingAdd(now, kRetryBackgroundLoad);
+      return false;
+    }
+    if (origin == Origin::kPrewarm) {
+      prewarms_.erase(key);
+      PrewarmOutcome(spec.name, false, "no free room when it was due (prewarms never evict)");
+      return true;
+    }
+    return false;  // a preload waits for room
+  }
+  if (origin == Origin::kPrewarm) prewarms_.erase(key);
+  if (origin == Origin::kPreload) preloads_[key].wanted = false;
+  auto e = std::make_shared<Entry>();
+  e->spec = spec;
+  e->origin = origin;
+  e->keep_alive = origin == Origin::kPrewarm ? KeepAlive::Auto() : *ResolveKeepAlive(spec, std::nullopt, true);
+  e->keep_alive_reason = reason;
+  e->pinned = options_.policy && options_.policy->Pinned(spec.name);
+  e->predicted_bytes = bytes;
+  e->accrued_at = now;
+  entries_[key] = e;
+  Status st = LoadLocked(lock, e);
+  if (!st.ok()) {
+    spdlog::warn("{} of {} failed: {}", origin == Origin::kPrewarm ? "prewarm" : "preload", spec.name, st.message());
+    if (origin == Origin::kPrewarm) PrewarmOutcome(spec.name, false, "its load failed: " + st.message());
+    return true;
+  }
+  if (e->refs > 0 || e->queued > 0) return true;  // a request came during the load and takes it now
+  std::vector<Detached> to_close;
+  if (origin == Origin::kPrewarm) {
+    e->prewarmed = true;
+    e->expires_at = std::max(keep_until, clock_.Now());
+  } else {
+    StartTimerLocked(key, *e, to_close);
+  }
+  timer_cv_.notify_all();
+  if (!to_close.empty()) {
+    lock.unlock();
+    CloseDetached(std::move(to_close));
+    lock.lock();
+  }
+  return true;
+}
+
+TimePoint Scheduler::NextTimer() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return NextTimerLocked();
+}
+
+TimePoint Scheduler::NextTimerLocked() const {
+  TimePoint next = TimePoint::max();
+  for (const auto& [key, e] : entries_) {
+    if (e->state == State::kReady && e->refs == 0 && e->queued == 0 && e->expires_at) next = std::min(next, *e->expires_at);
+  }
+  for (const auto& [key, p] : prewarms_) next = std::min(next, p.load_at);
+  for (const auto& [key, p] : preloads_) {
+    if (p.wanted && entries_.count(key) == 0) next = std::min(next, clock_.Now());
+  }
+  return next;
+}
 
 void Scheduler::TimerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!shutdown_) {
-    std::optional<TimePoint> next;
+    const TimePoint next = NextTimerLocked();
     bool idle = false;
-    for (auto& [key, e] : entries_) {
-      if (e->refs == 0 && e->expires_at && (!next || *e->expires_at < *next)) next = e->expires_at;
-      idle |= e->state == State::kReady && e->refs == 0;
-    }
-    if (!next && !idle) {
-      clock_.WaitUntil(timer_cv_, lock, TimePoint::max());  // until a timer is armed
-      continue;
-    }
-    // An idle model's runner can die (a crash, its health check) with nobody asking: look at
-    // least once a second so that it leaves /api/ps and the budget.
+    for (auto& [key, e] : entries_) idle |= e->state == State::kReady && e->refs == 0;
     // Waits on the injected clock (a fake clock in tests wakes it when advanced); a deadline is
     // TimePoint::max() at most (SaturatingAdd), never an overflowing now + duration.
     const TimePoint now = clock_.Now();
-    TimePoint deadline = next ? *next : SaturatingAdd(now, kReapEvery);
+    TimePoint deadline = next;
     if (idle) deadline = std::min(deadline, SaturatingAdd(now, kReapEvery));
     if (deadline > now && clock_.WaitUntil(timer_cv_, lock, deadline)) continue;
     lock.unlock();
@@ -574,6 +857,7 @@ void Scheduler::Shutdown() {
     if (shutdown_) return;
     shutdown_ = true;
     events_.Close();
+    prewarms_.clear();
     for (auto& [key, e] : entries_) {
       if (e->runner) running.push_back(e->runner.get());
     }

@@ -2,33 +2,26 @@
 // and unload. Requests take a move-only Lease on a model; the keep-alive timer starts when the
 // last lease is dropped; a model is unloaded only while no lease is held.
 //
-// Rules (Ollama's, see shared/reference/ollama-behaviour.md §2):
-// - A model is identified by its weights file; two names for one file share one runner.
-// - Acquire on a loaded model takes a lease (at most num_parallel at once; the rest wait), stops
-//   its expiry timer and, when keep_alive is given, replaces the model's duration.
-// - When the last lease is dropped: duration 0 unloads now, a negative ("forever") never
-//   expires, otherwise expires_at = now + duration.
-// - A model loads once however many requests wait for it; a failed load reaches every waiter.
-// - One load at a time. Before a load the model's footprint is predicted (GGUF metadata: weights,
-//   KV cache, compute buffers); after it, the runner's measured resident memory replaces the
-//   prediction. A model predicted above the whole budget fails at once (never swaps the machine)
-//   with kFailedPrecondition (HTTP 500, as Ollama answers a model too large for the system: a
-//   retry cannot help, unlike kResourceExhausted's 503).
-// - When a load would exceed max_loaded or the memory budget, idle models are unloaded to make
-//   room, cheapest first (see EvictionCost). Never a pinned model, one with requests in flight or
-//   queued for it, or one still loading; when nothing can go, the request waits.
-// - Requests waiting beyond max_queue get kResourceExhausted ("server busy").
+// What to do is decided by the pure functions of decision.h (the rules are written there); this
+// class performs their decisions: it keeps the map, waits, starts and closes runners outside its
+// lock, and counts and logs. Acquire is a loop: decide, perform, decide again.
 //
-// Eviction cost: the expected time lost by evicting a model, per byte it frees:
-//     cost = reload_seconds × reuse_likelihood / bytes,   reuse_likelihood = 1 / (1 + idle_minutes)
-// where reload_seconds is the model's own measured load time. Models are evicted in increasing
-// cost until the new one fits: a big model that reloads fast and has been idle long goes first;
-// a small one in steady use stays.
+// keep_alive (Ollama's rules):
+// - Acquire on a loaded model stops its expiry timer and, when a keep_alive is given, replaces
+//   the model's; a fresh load without one takes the policy's default.
+// - When the last lease is dropped: 0 unloads now, forever never expires, a duration sets
+//   expires_at = now + duration, and "auto" asks the learner (learner.h): keep for a while, or
+//   unload now and prewarm (load again into free room shortly before the request it predicts).
+// - Unload() is sticky: requests in flight finish, and their keep_alive does not cancel it.
 //
-// Observability: every load, failed load, unload and eviction is logged as one line and
-// appended to events() with its reason (UnloadReason), duration and bytes; Stats() returns the
-// counters (loads, load times, requests, cold starts, unloads by reason, memory × time resident
-// and idle, accumulated at each state change with the injected clock).
+// Every model's idle gaps are recorded (UsageHistory, by model name) whatever its keep_alive, so
+// that switching to "auto" starts from what is known; for "auto" models, the learned reuse
+// probability also weighs their eviction cost.
+//
+// Observability: every load, failed load, unload, eviction and prewarm is logged as one line and
+// appended to events() with its reason; Stats() returns the counters (loads, load times,
+// requests, cold starts, unloads by reason, prewarms and their hits and misses, memory × time
+// resident and idle, accumulated at each state change with the injected clock).
 #pragma once
 
 #include <condition_variable>
@@ -41,16 +34,16 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/keep_alive.h"
 #include "core/status.h"
 #include "runner/model_runner.h"
+#include "sched/decision.h"
 #include "sched/event_log.h"
+#include "sched/learner.h"
 #include "sched/policy.h"
 #include "sched/residency_stats.h"
 
 namespace resident::sched {
-
-// keep_alive: a duration, or kForever.
-inline constexpr Duration kForever = Duration::max();
 
 struct ModelSpec {
   std::string name;            // the model's name ("demo:latest"): policy entries and reports
@@ -70,13 +63,23 @@ struct LoadedModel {
   runner::ModelFacts facts;
   pid_t pid = 0;
   int active_requests = 0;
-  Duration keep_alive{0};
+  KeepAlive keep_alive;                // as set (the request's, the policy's, or "auto")
+  std::string keep_alive_reason;       // why this keep_alive (auto: the learner's reason)
+  std::optional<Duration> planned_keep;  // auto: how long the latest plan keeps it once idle
   std::optional<WallTime> expires_at;  // nullopt: in use, or forever
-  bool forever = false;
   bool pinned = false;
+  bool prewarmed = false;              // loaded ahead of a predicted request, not used yet
   uint64_t predicted_bytes = 0;
   uint64_t measured_bytes = 0;         // 0 until measured
   Duration load_duration{0};           // how long its load took
+};
+
+// A model unloaded by "auto" that will be loaded again ahead of its next predicted request.
+struct PendingPrewarm {
+  std::string name;
+  WallTime load_at{};   // when its load starts
+  WallTime ready_at{};  // when the learner expects the next request
+  std::string reason;
 };
 
 class Scheduler;
@@ -110,22 +113,34 @@ class Scheduler {
     int max_loaded = 3;
     int num_parallel = 1;
     int max_queue = 512;
-    Duration default_keep_alive = std::chrono::minutes(5);  // used when policy is unset
-    std::optional<Policy> policy;  // per-model keep_alive and pins, clamps
+    KeepAlive default_keep_alive = KeepAlive::Of(kDefaultKeepAlive);  // used when policy is unset
+    std::optional<Policy> policy;  // per-model keep_alive, pins, cold start costs, clamps
     uint64_t memory_budget = 0;    // bytes; 0: no budget
     FootprintPredictor predictor;  // unset: every model is predicted at 0 bytes
-    bool timer_thread = true;      // false in tests: call Tick() instead
+    bool timer_thread = true;      // false in tests and the simulator: call Tick() instead
     size_t event_log_capacity = 1000;  // events kept by events()
+    LearnerConfig learner;         // keep_alive "auto"
+    ColdStartCost cold_start_cost; // for "auto" when policy is unset (else the policy's)
   };
 
   Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
   ~Scheduler();  // unloads every model
 
   // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
-  // current duration (the default on a fresh load). Errors: the load's error, kUnavailable if
-  // the scheduler is shutting down, kResourceExhausted when the queue is full, kFailedPrecondition
+  // current one (the default on a fresh load). Errors: the load's error, kUnavailable if the
+  // scheduler is shutting down, kResourceExhausted when the queue is full, kFailedPrecondition
   // when the model can never fit the memory budget (alone, or next to the pinned models).
-  Result<Lease> Acquire(const ModelSpec& spec, std::optional<Duration> keep_alive);
+  Result<Lease> Acquire(const ModelSpec& spec, std::optional<KeepAlive> keep_alive);
+
+  // Loads the model in the background at the next Tick (the timer thread's, or the caller's), into
+  // free room without evicting anything, and again whenever its runner dies; retried each tick
+  // while there is no room. Its keep_alive is the policy's default, counted from the load.
+  void Preload(const ModelSpec& spec);
+
+  // What Acquire would decide now for this model, after predicting its footprint (no lease is
+  // taken, nothing changes). The simulator asks it before an arrival to know whether the request
+  // would wait for room.
+  Decision Probe(const ModelSpec& spec);
 
   // Bytes the loaded (and loading, and unloading) models count against the budget.
   uint64_t MemoryInUse() const;
@@ -135,7 +150,7 @@ class Scheduler {
   // Sticky: a request that takes a lease before then (one in flight or waiting for the load) is
   // served, but its keep_alive does not cancel the unload. Returns once that entry is unloaded
   // (or at once, if it was not loaded); a request arriving after that loads the model anew, and
-  // Unload does not wait for the new load.
+  // Unload does not wait for the new load. A pending prewarm of the model is cancelled.
   void Unload(const std::string& model_path);
 
   // Requests inside Acquire (waiting for a load, a slot or room), for metrics and tests.
@@ -143,16 +158,29 @@ class Scheduler {
 
   // Loaded models, newest expiry first.
   std::vector<LoadedModel> Snapshot() const;
+  // Models that "auto" unloaded and will load again, soonest first.
+  std::vector<PendingPrewarm> Prewarms() const;
 
   // The residency counters of every model loaded since start, with the memory × time of the
   // models loaded now counted up to now.
   ResidencyStats Stats() const;
 
-  // Loads, failed loads, unloads and evictions, newest last. Closed by Shutdown().
+  // Loads, failed loads, unloads, evictions and prewarms, newest last. Closed by Shutdown().
   const EventLog& events() const { return events_; }
 
-  // Unloads models whose timer has expired. The timer thread calls it; tests call it directly.
+  // What the learner knows, by model name (to save it), and a saved copy to start from
+  // (replaces what is known of those models; call before the first request).
+  std::map<std::string, UsageHistory> Histories() const;
+  void RestoreHistories(const std::map<std::string, UsageHistory>& histories);
+  // Increases whenever a history changes (so that a saver writes only when needed).
+  uint64_t history_version() const;
+
+  // Unloads models whose timer has expired and runners that died, then starts due prewarms and
+  // preloads (one load at a time: a load runs inside this call). The timer thread calls it;
+  // tests and the simulator call it directly.
   void Tick();
+  // When Tick next has something to do: the earliest expiry or prewarm (max(): nothing).
+  TimePoint NextTimer() const;
 
   // Unloads everything and refuses new requests. Idempotent.
   void Shutdown();
@@ -160,17 +188,22 @@ class Scheduler {
  private:
   friend class Lease;
   enum class State { kLoading, kReady, kFailed };
+  enum class Origin { kRequest, kPrewarm, kPreload };
   struct Entry {
     ModelSpec spec;
     State state = State::kLoading;
+    Origin origin = Origin::kRequest;
     std::unique_ptr<runner::ModelRunner> runner;
     Status load_error;
     int refs = 0;
-    Duration keep_alive{0};
+    KeepAlive keep_alive;
+    std::string keep_alive_reason;
     bool unload_requested = false;  // Unload(): unload when the last lease drops, whatever keep_alive
     std::optional<TimePoint> expires_at;  // TimePoint::max() for a keep_alive beyond the clock's range
     TimePoint last_used{};
     bool pinned = false;
+    bool prewarmed = false;         // loaded by a prewarm and not used yet
+    bool prewarm_late = false;      // a request came while its prewarm was still loading
     int queued = 0;                 // requests waiting inside Acquire for this model
     uint64_t predicted_bytes = 0;
     uint64_t measured_bytes = 0;
@@ -179,30 +212,68 @@ class Scheduler {
     TimePoint accrued_at{};         // memory × time is counted in stats_ up to here
     uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
   };
-
-  void Release(const std::string& key, runner::ModelRunner* runner);
-  // The keep_alive a request ends up with (request, else entry/default; clamped; pins).
-  Duration ResolveKeepAlive(const ModelSpec& spec, std::optional<Duration> requested, bool fresh) const;
-  // Picks models to unload so that a load of `bytes` fits; empty when it cannot fit now.
-  // *blocked_by_pins: it could never fit because of pinned models alone.
-  std::vector<std::shared_ptr<Entry>> ChooseVictims(uint64_t bytes, bool* never_fits) const;
-  uint64_t MemoryInUseLocked() const;
-  // Removes the entry from the map, counting and logging the unload (`for_model`: the model an
-  // eviction makes room for; `log_detail` is appended to the log line); the runner is closed by
-  // the caller after unlocking.
+  struct Learning {
+    UsageHistory history;
+    // Plans by ContextBucket (they depend on the latest gap), made again once stale.
+    struct Cached {
+      ResidencyPlan plan;
+      uint64_t requests_at = 0;
+      double at = 0;
+    };
+    std::map<int, Cached> plans;
+    const ResidencyPlan* latest = nullptr;  // the plan used last (for reports)
+  };
+  struct Prewarm {
+    ModelSpec spec;
+    TimePoint load_at{};
+    TimePoint ready_at{};
+    TimePoint keep_until{};
+    std::string reason;
+  };
+  struct PreloadWant {
+    ModelSpec spec;
+    bool wanted = true;  // load at the next tick (at start, and after its runner died)
+  };
   struct Detached {
     std::unique_ptr<runner::ModelRunner> runner;
     uint64_t bytes = 0;
   };
+
+  Result<Lease> AcquireLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
+                              std::optional<KeepAlive> keep_alive);
+  // The decisions' view of the map (decision.h).
+  SchedulerView ViewLocked() const;
+  TimePoint NextTimerLocked() const;
+  Limits limits() const;
+  // Starts a runner for `e` (already in the map as kLoading) with the lock released; returns with
+  // it held and the entry kReady, or its error (the entry removed, waiters woken).
+  Status LoadLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e);
+  void Release(const std::string& key, runner::ModelRunner* runner);
+  // The keep_alive a request ends up with (request, else entry/default; clamped; pins); nullopt:
+  // keep the model's current one.
+  std::optional<KeepAlive> ResolveKeepAlive(const ModelSpec& spec, std::optional<KeepAlive> requested, bool fresh) const;
+  // The model's timer once idle: its keep_alive, or the learner's plan for "auto" (which may
+  // unload it now and leave a prewarm). Returns the runners to close.
+  void StartTimerLocked(const std::string& key, Entry& e, std::vector<Detached>& to_close);
+  const ResidencyPlan& PlanLocked(const std::string& name, const Entry& e);
+  CostModel CostFor(const std::string& name, uint64_t bytes, double load_s) const;
+  double WallSeconds() const;
+  uint64_t MemoryInUseLocked() const;
+  // Removes the entry from the map, counting and logging the unload (`for_model`: the model an
+  // eviction makes room for; `log_detail` is appended to the log line); the runner is closed by
+  // the caller after unlocking.
   Detached Detach(const std::string& key, UnloadReason reason, const std::string& for_model = "",
-                  const std::string& log_detail = "");
+                  const std::string& log_detail = "", const std::string& explanation = "");
   // Adds the entry's memory × time since e.accrued_at to stats_, up to `now`. Call before any
   // change to its state, refs or bytes, and before it leaves the map.
   void Accrue(Entry& e, TimePoint now);
   // Stamps, logs and stores an event.
   void Emit(ResidencyEvent event, const std::string& log_detail = "");
+  void PrewarmOutcome(const std::string& name, bool hit, const std::string& why);
   void CloseDetached(std::vector<Detached> runners);
   bool SameLoadOptions(const runner::LoadRequest& a, const runner::LoadRequest& b) const;
+  // One due prewarm or preload, if any: decided and performed (the load runs unlocked).
+  bool StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock);
   void TimerLoop();
 
   const Options options_;
@@ -215,6 +286,12 @@ class Scheduler {
   // By model path; guarded by mu_. Shared because requests waiting on a load keep the entry to
   // read its outcome after a failed load has removed it from the map.
   std::map<std::string, std::shared_ptr<Entry>> entries_;
+  std::map<std::string, Learning> learning_;   // by model name; guarded by mu_
+  PriorGaps prior_;                   // what is typical, for models with few gaps; guarded by mu_
+  double prior_at_ = -1;              // when prior_ was built (wall seconds); guarded by mu_
+  std::map<std::string, Prewarm> prewarms_;    // by model path; guarded by mu_
+  std::map<std::string, PreloadWant> preloads_;  // by model path; guarded by mu_
+  uint64_t history_version_ = 0;      // guarded by mu_
   int waiting_ = 0;                   // requests inside Acquire; guarded by mu_
   int unloading_ = 0;                 // runners being closed outside the lock; guarded by mu_
   uint64_t unloading_bytes_ = 0;      // their bytes, still in use until closed; guarded by mu_

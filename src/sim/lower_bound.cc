@@ -28,8 +28,20 @@ LowerBound ComputeLowerBound(const Trace& trace, const std::map<std::string, uin
     bool any = false;
   };
   std::map<std::string, Open> open;
-  std::vector<double> gaps_gbs;  // bytes × seconds of every idle gap, in GB·s
+  // Every idle gap, in GB·s: what keeping the model through it costs, and what unloading in it
+  // saves at most (the gap, and the load time by which the load can shorten the next gap).
+  std::vector<double> saved_gbs;
+  double kept_gbs = 0;   // every gap kept
+  double first_loads = 0;  // each model's first load can shorten the gap after it
   LowerBound lb;
+  auto gb_of = [&](const std::string& model) {
+    auto b = bytes_of.find(model);
+    return b == bytes_of.end() ? 0.0 : static_cast<double>(b->second) / 1e9;
+  };
+  auto load_of = [&](const std::string& model) {
+    auto l = load_s.find(model);
+    return l == load_s.end() ? 0.0 : l->second;
+  };
   for (size_t i = 0; i < trace.requests.size(); ++i) {
     const auto& r = trace.requests[i];
     double end = r.t + (i < service_s.size() ? service_s[i] : 0.0);
@@ -39,24 +51,22 @@ LowerBound ComputeLowerBound(const Trace& trace, const std::map<std::string, uin
       o.end = end;
       ++lb.models;
       ++lb.busy_periods;
+      first_loads += gb_of(r.model) * load_of(r.model);
       continue;
     }
     if (r.t > o.end) {
-      auto b = bytes_of.find(r.model);
-      double gb = b == bytes_of.end() ? 0.0 : static_cast<double>(b->second) / 1e9;
-      auto l = load_s.find(r.model);
-      double load = l == load_s.end() ? 0.0 : l->second;
-      gaps_gbs.push_back(std::max(0.0, r.t - o.end - load) * gb);
+      const double gb = gb_of(r.model);
+      kept_gbs += (r.t - o.end) * gb;
+      saved_gbs.push_back((r.t - o.end + load_of(r.model)) * gb);
       ++lb.busy_periods;
     }
     o.end = std::max(o.end, end);
   }
-  std::sort(gaps_gbs.begin(), gaps_gbs.end(), std::greater<double>());
-  double total = 0;
-  for (double g : gaps_gbs) total += g;
-  lb.idle_gbs.reserve(gaps_gbs.size() + 1);
-  lb.idle_gbs.push_back(total);
-  for (double g : gaps_gbs) {
+  std::sort(saved_gbs.begin(), saved_gbs.end(), std::greater<double>());
+  double total = kept_gbs - first_loads;
+  lb.idle_gbs.reserve(saved_gbs.size() + 1);
+  lb.idle_gbs.push_back(std::max(0.0, total));
+  for (double g : saved_gbs) {
     total -= g;
     lb.idle_gbs.push_back(std::max(0.0, total));
   }

@@ -10,9 +10,11 @@
 // So the curve Bound(C) (C = models .. total busy periods) is the least idle byte-seconds any
 // policy can reach with C loads; it ignores load time, capacity limits and the memory budget, so
 // it is a true lower bound: a policy with C loads and I idle byte-seconds has I >= Bound(C).
-// A load is memory in use, not idle, and a busy period that began with a load ends that much
-// later; not knowing which periods begin cold, the bound shortens every gap by the model's load
-// time (so it stays below what any policy, the simulated ones included, can reach).
+// A load is memory in use, not idle, and a busy period that began with a load ends at most the
+// load time later, so the gap after it is at most that much shorter. The bound therefore takes
+// every load (each model's first included) to shorten one gap by the model's load time, whichever
+// gap that is: unloading in a gap saves at most (gap + load time) × bytes. (It stays below what
+// any policy, the simulated ones included, can reach; gaps after warm busy periods are exact.)
 #pragma once
 
 #include <cstdint>

@@ -31,17 +31,23 @@ struct Books {
     double idle_since = 0;   // meaningful when loaded && active == 0
     double gb = 0;
     uint64_t bytes = 0;
+    int loads = 0;
+    double idle_gbs = 0;
   };
   std::map<std::string, Model> models;
   double resident_gbs = 0, idle_gbs = 0;
   uint64_t in_use = 0, peak = 0;
   int loads = 0;
 
+  void AddIdle(Model& m, double gbs) {
+    idle_gbs += gbs;
+    m.idle_gbs += gbs;
+  }
   void Unloaded(const std::string& name, double now, uint64_t bytes) {
     Model& m = models[name];
     if (!m.loaded) return;
     resident_gbs += (now - m.load_start) * m.gb;
-    if (m.active == 0) idle_gbs += (now - m.idle_since) * m.gb;
+    if (m.active == 0) AddIdle(m, (now - m.idle_since) * m.gb);
     m.loaded = false;
     in_use -= bytes;
   }
@@ -99,6 +105,7 @@ class SimFactory final : public runner::RunnerFactory {
     books_->in_use += it->second.bytes;
     books_->peak = std::max(books_->peak, books_->in_use);
     ++books_->loads;
+    ++m.loads;
     clock_->Advance(Seconds(it->second.load_s));
     m.ready_at = Now();
     m.idle_since = Now();
@@ -140,12 +147,13 @@ SimSetup MakeSetup(const Trace& trace, const SetupDefaults& d) {
 }
 
 std::vector<SimPolicy> StandardPolicies() {
-  return {{"keep_alive 0", Duration::zero(), std::nullopt},
-          {"keep_alive 1m", 1min, std::nullopt},
-          {"keep_alive 5m", 5min, std::nullopt},
-          {"keep_alive 10m", 10min, std::nullopt},
-          {"keep_alive 30m", 30min, std::nullopt},
-          {"keep_alive forever", sched::kForever, std::nullopt}};
+  return {{"keep_alive 0", KeepAlive::Of(Duration::zero()), std::nullopt},
+          {"keep_alive 1m", KeepAlive::Of(1min), std::nullopt},
+          {"keep_alive 5m", KeepAlive::Of(5min), std::nullopt},
+          {"keep_alive 10m", KeepAlive::Of(10min), std::nullopt},
+          {"keep_alive 30m", KeepAlive::Of(30min), std::nullopt},
+          {"keep_alive forever", KeepAlive::Forever(), std::nullopt},
+          {"keep_alive auto", KeepAlive::Auto(), std::nullopt}};
 }
 
 Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimPolicy& policy) {
@@ -168,6 +176,8 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   o.max_queue = std::numeric_limits<int>::max() / 2;
   o.default_keep_alive = policy.default_keep_alive;
   o.policy = policy.policy;
+  o.cold_start_cost = policy.cold_start_cost;
+  o.learner = policy.learner;
   o.memory_budget = setup.memory_budget;
   if (policy.policy && policy.policy->memory_limit && setup.memory_budget == 0) o.memory_budget = *policy.policy->memory_limit;
   o.predictor = [&setup](const sched::ModelSpec& spec) -> Result<uint64_t> {
@@ -175,8 +185,6 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     return it == setup.models.end() ? 0 : it->second.bytes;
   };
   o.timer_thread = false;
-  const uint64_t budget = o.memory_budget;
-  const int max_loaded = o.max_loaded;
   sched::Scheduler sched(std::move(o), factory, clock);
 
   auto now_s = [&] { return std::chrono::duration<double>(clock.Now() - t0).count(); };
@@ -208,40 +216,18 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   std::map<std::string, std::deque<size_t>> held;
   size_t held_count = 0;
 
-  // Pins, as the scheduler reads them from the policy.
-  std::map<std::string, bool> pinned_model;
-  for (const auto& name : trace.models) pinned_model[name] = policy.policy && policy.policy->Pinned(name);
-  // Would Acquire of this model return without waiting for another request to finish? The
-  // scheduler's own rule (ChooseVictims), on the loaded models as the fake runners see them.
+  // Would Acquire of this model wait for another request to finish (room)? Asked of the
+  // scheduler's own decision (Scheduler::Probe), on the loaded models as they are now.
   auto can_start = [&](const std::string& model) {
-    uint64_t need = setup.models.at(model).bytes;
-    uint64_t used = 0, kept_bytes = 0, pinned_bytes = 0;
-    int loaded = 0, kept = 0, pinned = 0;
-    for (const auto& [name, m] : books.models) {
-      if (!m.loaded) continue;
-      if (name == model) return true;
-      ++loaded;
-      used += m.bytes;
-      bool pin = pinned_model[name];
-      if (m.active > 0 || pin) {
-        kept_bytes += m.bytes;
-        ++kept;
-      }
-      if (pin) {
-        pinned_bytes += m.bytes;
-        ++pinned;
-      }
-    }
-    auto fits = [&](uint64_t u, int n) { return n < max_loaded && (budget == 0 || u + need <= budget); };
-    if (fits(used, loaded)) return true;
-    if (!fits(pinned_bytes, pinned)) return true;  // Acquire fails at once: never fits
-    return fits(kept_bytes, kept);  // else idle models can be evicted to make room
+    sched::Decision d = sched.Probe(specs[model]);
+    return !(d.kind == sched::Decision::Kind::kWait && d.waiting_for == sched::Decision::Wait::kRoom);
   };
-  // Keep-alive expiries of idle models, read from the scheduler when a model goes idle.
-  std::map<std::string, TimePoint> expiry;
   auto start = [&](size_t i, bool was_held) -> Status {
     const auto& r = trace.requests[i];
     const int loads_before = books.loads;
+    Books::Model& before = books.models[r.model];
+    // Arriving while a prewarm (or any load) of its model is still running is cold too.
+    const bool loading = before.loaded && r.t < before.ready_at;
     auto lease = sched.Acquire(specs[r.model], std::nullopt);
     if (!lease.ok()) {
       if (lease.status().code() == StatusCode::kInternal) return lease.status();
@@ -249,55 +235,29 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
       return Status::Ok();
     }
     Books::Model& m = books.models[r.model];
-    bool cold = books.loads != loads_before || r.t < m.ready_at || was_held;
+    bool cold = books.loads != loads_before || loading || r.t < m.ready_at || was_held;
     if (cold) {
       ++result.cold;
       ++result.cold_by_model[r.model];
     }
     if (was_held) ++result.waited_for_room;
-    if (m.active == 0) books.idle_gbs += (now_s() - m.idle_since) * m.gb;
+    if (m.active == 0) books.AddIdle(m, (now_s() - m.idle_since) * m.gb);
     ++m.active;
-    expiry.erase(r.model);
     completions.push({now_s() + setup.service_s[i], i});
     in_flight.emplace(i, InFlight{std::move(lease).value(), r.model});
     return Status::Ok();
   };
-  // The earliest keep_alive expiry, exactly (in the clock's own nanoseconds); max() when none.
-  auto next_expiry = [&]() {
-    TimePoint best = TimePoint::max();
-    for (auto it = expiry.begin(); it != expiry.end();) {
-      if (!books.models[it->first].loaded) {
-        it = expiry.erase(it);  // evicted or unloaded meanwhile
-        continue;
-      }
-      best = std::min(best, it->second);
-      ++it;
-    }
-    return best;
-  };
-  auto read_expiry = [&](const std::string& model) {
-    expiry.erase(model);
-    const WallTime wall_now = clock.WallNow();
-    for (const auto& m : sched.Snapshot()) {
-      if (m.path == model && m.expires_at) {
-        expiry[model] = SaturatingAdd(clock.Now(), SaturatingSub(*m.expires_at, wall_now));
-      }
-    }
-  };
-  // Unloads, each at its own time, every model that expires up to `until`.
-  auto expire_until = [&](TimePoint until) {
+  // Runs the scheduler's timers (keep_alive expiries, prewarms), each at its own time, up to
+  // `until`. A prewarm's load advances the clock by its load time inside Tick.
+  auto timers_until = [&](TimePoint until) {
     while (true) {
-      TimePoint e = next_expiry();
+      TimePoint e = sched.NextTimer();
       if (e > until) return;
       advance_tp(e);
+      const TimePoint before = clock.Now();
       sched.Tick();
-      if (next_expiry() <= clock.Now()) {
-        // The scheduler kept a model we thought expired: re-read, never spin.
-        for (auto& [name, tp] : std::map<std::string, TimePoint>(expiry)) {
-          if (tp <= clock.Now()) read_expiry(name);
-        }
-        if (next_expiry() <= clock.Now()) clock.Advance(std::chrono::microseconds(1));
-      }
+      // A timer that did nothing (it can happen only if its model changed meanwhile): move on.
+      if (sched.NextTimer() <= before && clock.Now() == before) clock.Advance(std::chrono::microseconds(1));
     }
   };
 
@@ -307,7 +267,7 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
     double t_arrival = next < reqs.size() ? reqs[next].t : std::numeric_limits<double>::infinity();
     double t_done = completions.empty() ? std::numeric_limits<double>::infinity() : completions.top().first;
     double t = std::min(t_arrival, t_done);
-    expire_until(std::max(clock.Now(), t0 + Seconds(t)));
+    timers_until(std::max(clock.Now(), t0 + Seconds(t)));
     advance_to(t);
     if (t_done <= t_arrival) {
       size_t i = completions.top().second;
@@ -315,10 +275,8 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
       auto it = in_flight.find(i);
       Books::Model& m = books.models[it->second.model];
       if (--m.active == 0) m.idle_since = now_s();
-      const std::string done_model = it->second.model;
       it->second.lease.Release();
       in_flight.erase(it);
-      if (m.active == 0 && m.loaded) read_expiry(done_model);
       // Room may have been freed: the model with the oldest held request that fits now loads,
       // and all its held requests start (they waited for the same load); repeat.
       while (held_count > 0) {
@@ -352,13 +310,17 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   if (held_count > 0) return Status::Internal("simulation stuck with " + std::to_string(held_count) + " requests held");
   // Expiries up to the end of the trace, then whatever is still loaded counts until the end.
   const double end = std::max(trace.duration_s, now_s());
-  expire_until(std::max(clock.Now(), t0 + Seconds(end)));
+  timers_until(std::max(clock.Now(), t0 + Seconds(end)));
   advance_to(end);
   for (auto& [name, m] : books.models) {
     if (!m.loaded) continue;
     books.resident_gbs += (end - m.load_start) * m.gb;
-    if (m.active == 0) books.idle_gbs += (end - m.idle_since) * m.gb;
+    if (m.active == 0) books.AddIdle(m, (end - m.idle_since) * m.gb);
     m.loaded = false;  // the scheduler's shutdown below must not count it again
+  }
+  for (const auto& [name, m] : books.models) {
+    result.loads_by_model[name] = m.loads;
+    result.idle_gbs_by_model[name] = m.idle_gbs;
   }
   sched.Shutdown();
   result.loads = books.loads;

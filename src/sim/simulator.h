@@ -2,21 +2,24 @@
 //
 // Design: one thread drives the real sched::Scheduler (timer thread off) with a FakeClock and
 // fake runners, in a discrete-event loop over arrivals and completions:
-//   - before each event the clock moves to the earliest pending keep_alive expiry (read from
-//     Scheduler::Snapshot) and Tick() unloads what expired, so unload times are exact;
-//   - an arrival calls Scheduler::Acquire; a load happens inside it through the fake
-//     RunnerFactory, which advances the FakeClock by the model's load time (so the scheduler
-//     measures that load time and uses it for its eviction cost). Events that fell inside the
-//     load are handled at the load's end: the model they target was not delayed in reality
-//     (an approximation of at most one load time for other models; never counted as cold);
+//   - before each event the clock moves to each of the scheduler's own timers in turn
+//     (Scheduler::NextTimer: keep_alive expiries, prewarms) and Tick() performs them, so unloads
+//     and prewarm loads happen at their exact times;
+//   - an arrival calls Scheduler::Acquire; a load happens inside it (or inside Tick, for a
+//     prewarm) through the fake RunnerFactory, which advances the FakeClock by the model's load
+//     time (so the scheduler measures that load time and uses it, for its eviction cost and
+//     for "auto"). Events that fell inside the load are handled at the load's end: the model
+//     they target was not delayed in reality (an approximation of at most one load time for
+//     other models; never counted as cold);
 //   - a completion (arrival + wait + service time) releases the request's Lease;
 //   - num_parallel is unlimited, so Acquire never waits for a slot. Acquire would also wait
 //     when a load needs room and every loaded model is busy; that can never end in a single
-//     thread, so the simulator checks first (same rule as the scheduler: max_loaded, budget,
-//     idle non-pinned models can go) and holds such a request until a completion frees room.
-//     These are counted as `waited_for_room` (and are cold starts too).
+//     thread, so the simulator first asks the scheduler's own decision (Scheduler::Probe) and
+//     holds such a request until a completion frees room. These are counted as
+//     `waited_for_room` (and are cold starts too).
 // A request is cold when its Acquire loaded the model, or when it arrived while its model was
-// still loading (it shared that load) — what the live server reports as load_duration > 0.
+// still loading (it shared that load, a prewarm's included) — what the live server reports as
+// load_duration > 0. Loads count prewarms.
 // Memory is counted from the start of a load to the unload; idle = loaded with no request.
 #pragma once
 
@@ -27,7 +30,9 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/keep_alive.h"
 #include "core/status.h"
+#include "sched/learner.h"
 #include "sched/policy.h"
 #include "sim/lower_bound.h"
 #include "sim/trace.h"
@@ -49,8 +54,10 @@ struct SimSetup {
 // One row: a keep_alive for every request's model (requests carry none), or a policy file.
 struct SimPolicy {
   std::string label;
-  Duration default_keep_alive{0};             // sched::kForever for forever
+  KeepAlive default_keep_alive;               // Of(0), a duration, Forever() or Auto()
   std::optional<sched::Policy> policy;
+  sched::ColdStartCost cold_start_cost;       // for Auto() without a policy
+  sched::LearnerConfig learner;
 };
 
 struct SimResult {
@@ -65,6 +72,8 @@ struct SimResult {
   uint64_t peak_bytes = 0;
   double wall_s = 0;          // how long the simulation took
   std::map<std::string, int> cold_by_model;
+  std::map<std::string, int> loads_by_model;
+  std::map<std::string, double> idle_gbs_by_model;
 };
 
 // Sizes: the trace's hints, else `default_bytes`; load time: load_s if > 0, else
@@ -83,7 +92,7 @@ SimSetup MakeSetup(const Trace& trace, const SetupDefaults& defaults);
 
 Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimPolicy& policy);
 
-// The default comparison: keep_alive 0, 1m, 5m, 10m, 30m, forever.
+// The default comparison: keep_alive 0, 1m, 5m, 10m, 30m, forever, auto.
 std::vector<SimPolicy> StandardPolicies();
 
 // The table printed by `resident bench simulate`.

@@ -1,5 +1,7 @@
 #include "sim/trace.h"
 
+#include <utility>
+
 #include <algorithm>
 #include <charconv>
 #include <fstream>
@@ -99,12 +101,13 @@ Result<Trace> ParseAzure(const std::vector<std::string_view>& lines, const std::
 Result<Trace> ParseRequestCsv(const std::vector<std::string_view>& lines, const std::string& source) {
   Trace trace;
   trace.format = "csv";
+  bool first = true;  // the first line that is not a comment may be a header
   for (size_t i = 0; i < lines.size(); ++i) {
     std::string_view line = Trim(lines[i]);
     if (line.empty() || line.front() == '#') continue;
     auto fields = SplitCsv(line);
     double t = 0;
-    if (i == 0 && (fields.empty() || !ParseDouble(fields[0], &t))) continue;  // a header
+    if (std::exchange(first, false) && (fields.empty() || !ParseDouble(fields[0], &t))) continue;  // a header
     if (fields.size() != 4) return LineError(source, i + 1, "expected timestamp_s,model,prompt_tokens,output_tokens");
     long long prompt = 0, output = 0;
     if (!ParseDouble(fields[0], &t) || t < 0) return LineError(source, i + 1, "bad timestamp_s");

@@ -84,7 +84,7 @@ TEST(EventLogTest, EveryKindOfEventReadsAsOneLogLine) {
   unload.bytes = 1'600'000'000;
   unload.idle = 3s;
   unload.reason = UnloadReason::kExpired;
-  unload.keep_alive = 5min;
+  unload.keep_alive = KeepAlive::Of(5min);
   EXPECT_EQ(Describe(unload), "unloaded a:latest (1.6 GB, expired after keep_alive 5m0s)");
   unload.reason = UnloadReason::kManual;
   EXPECT_EQ(Describe(unload), "unloaded a:latest (1.6 GB, idle 3s): stopped (keep_alive 0)");

@@ -143,7 +143,7 @@ TEST(MetricsRoutesTest, EventsCarryWhatAppliesToTheirType) {
   ResidencyEvent expired = evict;
   expired.type = ResidencyEvent::Type::kUnload;
   expired.reason = UnloadReason::kExpired;
-  expired.keep_alive = 5min;
+  expired.keep_alive = KeepAlive::Of(5min);
   expired.for_model.clear();
   auto j = EventJson(expired);
   EXPECT_EQ(j["reason"], "expired");

@@ -57,7 +57,7 @@ TEST_F(SettingsTest, DefaultsMatchOllama) {
   EXPECT_EQ(s->scheduler.max_loaded, 3);
   EXPECT_EQ(s->scheduler.num_parallel, 1);
   EXPECT_EQ(s->scheduler.max_queue, 512);
-  EXPECT_EQ(s->scheduler.default_keep_alive, Duration(5min));
+  EXPECT_EQ(s->scheduler.default_keep_alive, KeepAlive::Of(Duration(5min)));
   EXPECT_EQ(s->num_ctx, 2048);
   EXPECT_EQ(s->load_timeout, 5min);
   EXPECT_EQ(s->health_timeout, 20s);
@@ -76,7 +76,7 @@ TEST_F(SettingsTest, OllamaNamesAreTheFallbackAndResidentNamesWin) {
   EXPECT_EQ(s->scheduler.max_loaded, 5);
   EXPECT_EQ(s->scheduler.num_parallel, 4);
   EXPECT_EQ(s->scheduler.max_queue, 7);
-  EXPECT_EQ(s->scheduler.default_keep_alive, Duration(10min));
+  EXPECT_EQ(s->scheduler.default_keep_alive, KeepAlive::Of(Duration(10min)));
   EXPECT_EQ(s->scheduler.policy->default_keep_alive, KeepAlive::Of(10min));
   EXPECT_EQ(s->num_ctx, 4096);
   EXPECT_EQ(s->load_timeout, 30s);
@@ -92,7 +92,7 @@ TEST_F(SettingsTest, OllamaNamesAreTheFallbackAndResidentNamesWin) {
   EXPECT_EQ(s->scheduler.max_loaded, 2);
   EXPECT_EQ(s->scheduler.num_parallel, 1);
   EXPECT_EQ(s->scheduler.max_queue, 9);
-  EXPECT_EQ(s->scheduler.default_keep_alive, sched::kForever);
+  EXPECT_EQ(s->scheduler.default_keep_alive, KeepAlive::Forever());
   EXPECT_EQ(s->num_ctx, 1024);
   EXPECT_EQ(s->load_timeout, 0ms);  // no limit
 }
@@ -123,7 +123,7 @@ TEST_F(SettingsTest, BadValuesNameTheVariable) {
   Set("OLLAMA_KEEP_ALIVE", "soon");
   auto s = Load();
   ASSERT_TRUE(s.ok());
-  EXPECT_EQ(s->scheduler.default_keep_alive, Duration(5min));
+  EXPECT_EQ(s->scheduler.default_keep_alive, KeepAlive::Of(Duration(5min)));
 }
 
 TEST_F(SettingsTest, TheBudgetIsThreeQuartersOfMemoryNeverAboveTheCgroupLimit) {

@@ -146,7 +146,7 @@ TEST_F(SchedulerTest, AFailedLoadReachesEveryWaiterAndLeavesNothingLoaded) {
 TEST_F(SchedulerTest, TimerStartsWhenTheLastLeaseIsDroppedAndExpires) {
   Scheduler s(Opts(), factory_, clock_);
   {
-    auto lease = s.Acquire(Spec("a"), Duration(5min));
+    auto lease = s.Acquire(Spec("a"), KeepAlive::Of(Duration(5min)));
     ASSERT_TRUE(lease.ok());
     clock_.Advance(10min);  // time in use does not count
     s.Tick();
@@ -166,7 +166,7 @@ TEST_F(SchedulerTest, TimerStartsWhenTheLastLeaseIsDroppedAndExpires) {
 
 TEST_F(SchedulerTest, ANewRequestCancelsTheTimer) {
   Scheduler s(Opts(), factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min))).ok());
   clock_.Advance(50s);
   {
     auto lease = s.Acquire(Spec("a"), std::nullopt);
@@ -184,10 +184,10 @@ TEST_F(SchedulerTest, ANewRequestCancelsTheTimer) {
 
 TEST_F(SchedulerTest, KeepAliveZeroUnloadsWhenTheLastLeaseDrops) {
   Scheduler s(Opts(), factory_, clock_);
-  auto first = s.Acquire(Spec("a"), Duration(5min));
+  auto first = s.Acquire(Spec("a"), KeepAlive::Of(Duration(5min)));
   ASSERT_TRUE(first.ok());
   first->Release();
-  auto second = s.Acquire(Spec("a"), Duration::zero());
+  auto second = s.Acquire(Spec("a"), KeepAlive::Of(Duration::zero()));
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(factory_.closes, 0);
   second->Release();
@@ -197,24 +197,24 @@ TEST_F(SchedulerTest, KeepAliveZeroUnloadsWhenTheLastLeaseDrops) {
 
 TEST_F(SchedulerTest, ARequestWithoutKeepAliveKeepsTheModelsDuration) {
   Scheduler::Options o = Opts();
-  o.default_keep_alive = 5min;
+  o.default_keep_alive = KeepAlive::Of(5min);
   Scheduler s(o, factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), kForever).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Forever()).ok());
   ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
-  EXPECT_TRUE(s.Snapshot()[0].forever);
+  EXPECT_TRUE(s.Snapshot()[0].keep_alive.forever);
   clock_.Advance(1000h);
   s.Tick();
   EXPECT_EQ(s.Snapshot().size(), 1u);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(2min)).ok());  // a request with keep_alive overwrites it
-  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(2min));
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration(2min))).ok());  // a request with keep_alive overwrites it
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, KeepAlive::Of(Duration(2min)));
 }
 
 TEST_F(SchedulerTest, AFreshLoadWithoutKeepAliveUsesTheDefault) {
   Scheduler::Options o = Opts();
-  o.default_keep_alive = 30s;
+  o.default_keep_alive = KeepAlive::Of(30s);
   Scheduler s(o, factory_, clock_);
   ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
-  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(30s));
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, KeepAlive::Of(Duration(30s)));
 }
 
 TEST_F(SchedulerTest, TheLeastRecentlyUsedIdleModelMakesRoom) {
@@ -483,19 +483,19 @@ TEST_F(SchedulerTest, PolicyEntriesAndClampsDecideTheKeepAlive) {
   o.policy->min_keep_alive = KeepAlive::Of(10s);
   Scheduler s(o, factory_, clock_);
   ASSERT_TRUE(s.Acquire(Spec("chat:latest"), std::nullopt).ok());
-  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(12h));  // 24h entry clamped to the max
-  ASSERT_TRUE(s.Acquire(Spec("chat:latest"), kForever).ok());
-  EXPECT_EQ(s.Snapshot()[0].keep_alive, Duration(12h));  // forever clamped too
-  ASSERT_TRUE(s.Acquire(Spec("other:latest"), Duration(1s)).ok());
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, KeepAlive::Of(Duration(12h)));  // 24h entry clamped to the max
+  ASSERT_TRUE(s.Acquire(Spec("chat:latest"), KeepAlive::Forever()).ok());
+  EXPECT_EQ(s.Snapshot()[0].keep_alive, KeepAlive::Of(Duration(12h)));  // forever clamped too
+  ASSERT_TRUE(s.Acquire(Spec("other:latest"), KeepAlive::Of(Duration(1s))).ok());
   for (auto& m : s.Snapshot()) {
     if (m.name == "other:latest") {
-      EXPECT_EQ(m.keep_alive, Duration(10s));  // raised to the min
+      EXPECT_EQ(m.keep_alive, KeepAlive::Of(Duration(10s)));  // raised to the min
     }
   }
   ASSERT_TRUE(s.Acquire(Spec("rare:latest"), std::nullopt).ok());
   for (auto& m : s.Snapshot()) {
     if (m.name == "rare:latest") {
-      EXPECT_EQ(m.keep_alive, Duration(10s));  // its 0 raised to the min
+      EXPECT_EQ(m.keep_alive, KeepAlive::Of(Duration(10s)));  // its 0 raised to the min
     }
   }
 }
@@ -532,7 +532,7 @@ TEST_F(SchedulerTest, ARequestForAModelBeingEvictedWaitsAndLoadsItAgain) {
 
 TEST_F(SchedulerTest, ARequestAsTheTimerFiresLoadsTheModelAgainCleanly) {
   Scheduler s(Opts(), factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min))).ok());
   clock_.Advance(1min);
   std::thread ticker([&] { s.Tick(); });
   auto lease = s.Acquire(Spec("a"), std::nullopt);
@@ -564,7 +564,7 @@ std::vector<std::string> EventTrail(const Scheduler& s) {
 TEST_F(SchedulerTest, ByteSecondsAreExactAcrossLoadUseIdleAndEviction) {
   Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);  // each runner measures 1000 bytes
   {
-    auto lease = s.Acquire(Spec("a"), Duration(1h));
+    auto lease = s.Acquire(Spec("a"), KeepAlive::Of(Duration(1h)));
     ASSERT_TRUE(lease.ok());
     clock_.Advance(10s);  // in use: resident, not idle
   }
@@ -604,7 +604,7 @@ TEST_F(BudgetTest, ALoadCountsItsPredictionUntilMeasuredAndIsNeverIdle) {
   o.predictor = [](const ModelSpec&) -> Result<uint64_t> { return 900; };  // measured: 400
   Scheduler s(o, factory_, clock_);
   factory_.gated = true;
-  auto load = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), Duration(1min)).ok(); });
+  auto load = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min))).ok(); });
   factory_.WaitForStarts(1);
   clock_.Advance(10s);  // loading: 900 predicted bytes held, nobody idle
   auto loading = s.Stats();
@@ -635,7 +635,7 @@ TEST_F(BudgetTest, ALoadCountsItsPredictionUntilMeasuredAndIsNeverIdle) {
   EXPECT_EQ(Describe(events[0]), "loaded a in 10.00 s (400 B measured, predicted 900 B, pid 1)");
   EXPECT_EQ(events[1].type, ResidencyEvent::Type::kUnload);
   EXPECT_EQ(events[1].reason, UnloadReason::kExpired);
-  EXPECT_EQ(events[1].keep_alive, Duration(1min));
+  EXPECT_EQ(events[1].keep_alive, KeepAlive::Of(Duration(1min)));
   EXPECT_EQ(events[1].idle, Duration(1min));
   EXPECT_EQ(events[1].bytes, 400u);
   EXPECT_EQ(events[1].time, clock_.WallNow());
@@ -659,10 +659,10 @@ TEST_F(BudgetTest, EvictionsForMemoryNameTheModelTheyMakeRoomFor) {
 
 TEST_F(SchedulerTest, EveryUnloadIsCountedWithItsReason) {
   Scheduler s(Opts(/*max_loaded=*/1), factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(1min)).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min))).ok());
   clock_.Advance(1min);
   s.Tick();                                                 // expired
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration::zero()).ok());  // manual: keep_alive 0
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration::zero())).ok());  // manual: keep_alive 0
   ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
   s.Unload("a");                                            // manual: a stop
   ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
@@ -721,8 +721,8 @@ TEST_F(SchedulerTest, TheEventLogKeepsTheNewestEventsAndShutdownClosesIt) {
   Scheduler::Options o = Opts();
   o.event_log_capacity = 2;
   Scheduler s(o, factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration::zero()).ok());  // load, unload
-  ASSERT_TRUE(s.Acquire(Spec("b"), Duration::zero()).ok());  // load, unload
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration::zero())).ok());  // load, unload
+  ASSERT_TRUE(s.Acquire(Spec("b"), KeepAlive::Of(Duration::zero())).ok());  // load, unload
   auto kept = s.events().Since(0);
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].seq, 3u);
@@ -741,7 +741,7 @@ namespace {
 TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
   Scheduler s(Opts(), factory_, clock_);
   {
-    auto lease = s.Acquire(Spec("a"), std::chrono::duration_cast<Duration>(std::chrono::hours(1)));
+    auto lease = s.Acquire(Spec("a"), KeepAlive::Of(std::chrono::duration_cast<Duration>(std::chrono::hours(1))));
     ASSERT_TRUE(lease.ok());
   }
   ASSERT_EQ(s.Snapshot().size(), 1u);
@@ -762,11 +762,11 @@ TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
 namespace resident::sched {
 namespace {
 
-// The duration a request's keep_alive reaches the scheduler with (as the API passes it).
-Duration RequestKeepAlive(KeepAliveInput in) {
+// The keep_alive a request reaches the scheduler with (as the API passes it).
+KeepAlive RequestKeepAlive(KeepAliveInput in) {
   Result<KeepAlive> k = ParseKeepAlive(in);
   EXPECT_TRUE(k.ok()) << k.status().ToString();
-  return k->forever ? kForever : k->duration;
+  return *k;
 }
 KeepAliveInput KeepAliveText(std::string s) { return {KeepAliveInput::Kind::kString, 0, std::move(s)}; }
 KeepAliveInput KeepAliveNumber(double n) { return {KeepAliveInput::Kind::kNumber, n, ""}; }
@@ -792,12 +792,12 @@ TEST_F(SchedulerTest, AKeepAliveBeyondTheClocksRangeSaturatesAndNeverExpires) {
     FakeClock clock;
     FakeFactory factory;
     Scheduler s(Opts(), factory, clock);
-    const Duration d = RequestKeepAlive(in);
-    ASSERT_NE(d, kForever);
+    const KeepAlive d = RequestKeepAlive(in);
+    ASSERT_FALSE(d.forever);
     ASSERT_TRUE(s.Acquire(Spec("a"), d).ok());  // released at once: its timer starts
     ASSERT_EQ(s.Snapshot().size(), 1u);
     LoadedModel m = s.Snapshot()[0];
-    EXPECT_FALSE(m.forever);
+    EXPECT_FALSE(m.keep_alive.forever);
     EXPECT_EQ(m.keep_alive, d);
     ASSERT_TRUE(m.expires_at.has_value());
     EXPECT_GT(*m.expires_at, clock.WallNow() + std::chrono::hours(24 * 365 * 200));  // far away, not past
@@ -815,8 +815,8 @@ TEST_F(SchedulerTest, TheTimerThreadUnloadsAtTheExpiryNotLater) {
   Scheduler::Options o = Opts();
   o.timer_thread = true;
   Scheduler s(o, factory_, clock_);
-  ASSERT_TRUE(s.Acquire(Spec("a"), Duration(2s + 50ms)).ok());  // released at once
-  ASSERT_TRUE(s.Acquire(Spec("b"), Duration(1h)).ok());
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(Duration(2s + 50ms))).ok());  // released at once
+  ASSERT_TRUE(s.Acquire(Spec("b"), KeepAlive::Of(Duration(1h))).ok());
   clock_.AwaitWaiter();
   clock_.Advance(2s + 49ms);
   clock_.AwaitWaiter();
@@ -827,7 +827,7 @@ TEST_F(SchedulerTest, TheTimerThreadUnloadsAtTheExpiryNotLater) {
   EXPECT_EQ(s.Snapshot()[0].path, "b");
   EXPECT_EQ(factory_.closes, 1);
   // A keep_alive at the end of the clock's range: the timer computes no overflowing deadline.
-  ASSERT_TRUE(s.Acquire(Spec("c"), Duration::max() - Duration(1)).ok());
+  ASSERT_TRUE(s.Acquire(Spec("c"), KeepAlive::Of(Duration::max() - Duration(1))).ok());
   clock_.AwaitWaiter();
   clock_.Advance(1h);  // b expires, c does not
   clock_.AwaitWaiter();
@@ -842,13 +842,13 @@ TEST_F(SchedulerTest, AStopIsStickyAgainstTheKeepAliveOfARequestInFlight) {
   Scheduler::Options o = Opts();
   o.num_parallel = 2;
   Scheduler s(o, factory_, clock_);
-  auto first = s.Acquire(Spec("a"), Duration(5min));
+  auto first = s.Acquire(Spec("a"), KeepAlive::Of(Duration(5min)));
   ASSERT_TRUE(first.ok());
   auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
-  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == Duration::zero(); }));  // stop seen
+  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == KeepAlive::Of(Duration::zero()); }));  // stop seen
   // A request that reaches the model before the stop completes is served; its keep_alive of an
   // hour does not cancel the stop (it used to, and the stop then waited an hour).
-  auto second = s.Acquire(Spec("a"), Duration(1h));
+  auto second = s.Acquire(Spec("a"), KeepAlive::Of(Duration(1h)));
   ASSERT_TRUE(second.ok());
   first->Release();
   EXPECT_EQ(unload.wait_for(0s), std::future_status::timeout);  // the second request still runs
@@ -868,7 +868,7 @@ TEST_F(SchedulerTest, AStopDoesNotWaitForTheNextLoadOfTheSameModel) {
   auto first = s.Acquire(Spec("a"), std::nullopt);
   ASSERT_TRUE(first.ok());
   auto unload = std::async(std::launch::async, [&] { s.Unload("a"); });
-  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == Duration::zero(); }));
+  ASSERT_TRUE(Eventually([&] { return s.Snapshot()[0].keep_alive == KeepAlive::Of(Duration::zero()); }));
   // A request queued for a slot; when the stop unloads the model, it loads it again, and that
   // load hangs (gated). The stop is done with the entry it was asked about and must return.
   factory_.gated = true;
@@ -888,7 +888,7 @@ TEST_F(SchedulerTest, AStopDuringTheLoadServesTheWaitingRequestThenUnloads) {
   Scheduler s(Opts(), factory_, clock_);
   factory_.gated = true;
   auto request = std::async(std::launch::async, [&] {
-    auto lease = s.Acquire(Spec("a"), Duration(1h));  // its keep_alive does not undo the stop
+    auto lease = s.Acquire(Spec("a"), KeepAlive::Of(Duration(1h)));  // its keep_alive does not undo the stop
     return lease.ok();
   });
   factory_.WaitForStarts(1);

@@ -35,7 +35,7 @@ TEST(SimReplayTest, SimulatorAndLiveServerAgreeOnColdStarts) {
   d.load_s = 0.5;
   d.default_bytes = 80'000'000;
   sim::SimSetup setup = sim::MakeSetup(*trace, d);
-  auto simulated = sim::Simulate(*trace, setup, sim::SimPolicy{"3s", 3s, std::nullopt});
+  auto simulated = sim::Simulate(*trace, setup, sim::SimPolicy{"3s", KeepAlive::Of(3s), std::nullopt});
   ASSERT_TRUE(simulated.ok()) << simulated.status().message();
   EXPECT_EQ(simulated->cold, 4);
 

@@ -28,7 +28,7 @@ SimSetup MakeSim(const Trace& t, int max_loaded = 3) {
   return s;
 }
 
-SimResult RunSim(const Trace& t, const SimSetup& s, Duration keep_alive) {
+SimResult RunSim(const Trace& t, const SimSetup& s, KeepAlive keep_alive) {
   auto r = Simulate(t, s, SimPolicy{"p", keep_alive, std::nullopt});
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? *r : SimResult{};
@@ -38,18 +38,18 @@ TEST(SimSimulatorTest, KeepAliveDecidesColdStartsAndIdleMemory) {
   Trace t = Csv("0,a,1,1\n100,a,1,1\n");
   SimSetup s = MakeSim(t);
   // 5m: loaded 0..1, busy 1..2, idle 2..100, busy 100..101; the trace ends at 101.
-  SimResult five = RunSim(t, s, 5min);
+  SimResult five = RunSim(t, s, KeepAlive::Of(5min));
   EXPECT_EQ(five.cold, 1);
   EXPECT_EQ(five.loads, 1);
   EXPECT_NEAR(five.idle_gbs, 98, 1e-6);
   EXPECT_NEAR(five.resident_gbs, 101, 1e-6);
   // 1m: expires at 62, loads again at 100 (100..101), busy 101..102.
-  SimResult one = RunSim(t, s, 1min);
+  SimResult one = RunSim(t, s, KeepAlive::Of(1min));
   EXPECT_EQ(one.cold, 2);
   EXPECT_NEAR(one.idle_gbs, 60, 1e-6);
   EXPECT_NEAR(one.resident_gbs, 62 + 2, 1e-6);
   // 0: unloaded after each request, nothing idle.
-  SimResult zero = RunSim(t, s, 0s);
+  SimResult zero = RunSim(t, s, KeepAlive::Of(0s));
   EXPECT_EQ(zero.cold, 2);
   EXPECT_NEAR(zero.idle_gbs, 0, 1e-6);
   EXPECT_NEAR(zero.resident_gbs, 4, 1e-6);
@@ -57,7 +57,7 @@ TEST(SimSimulatorTest, KeepAliveDecidesColdStartsAndIdleMemory) {
 
 TEST(SimSimulatorTest, ARequestArrivingDuringALoadIsColdToo) {
   Trace t = Csv("0,a,1,1\n0.5,a,1,1\n5,a,1,1\n");
-  SimResult r = RunSim(t, MakeSim(t), 5min);
+  SimResult r = RunSim(t, MakeSim(t), KeepAlive::Of(5min));
   EXPECT_EQ(r.loads, 1);
   EXPECT_EQ(r.cold, 2);
 }
@@ -65,7 +65,7 @@ TEST(SimSimulatorTest, ARequestArrivingDuringALoadIsColdToo) {
 TEST(SimSimulatorTest, TheModelCapEvictsThroughTheSchedulersCostOrder) {
   // max 2 loaded, forever: c evicts a (idle longest, same reload time and size), a evicts b.
   Trace t = Csv("0,a,1,1\n10,b,1,1\n20,c,1,1\n30,a,1,1\n");
-  SimResult r = RunSim(t, MakeSim(t, 2), sched::kForever);
+  SimResult r = RunSim(t, MakeSim(t, 2), KeepAlive::Forever());
   EXPECT_EQ(r.loads, 4);
   EXPECT_EQ(r.cold, 4);
   EXPECT_EQ(r.cold_by_model["a"], 2);
@@ -76,7 +76,7 @@ TEST(SimSimulatorTest, ARequestThatNeedsRoomWaitsForABusyModelToFinish) {
   Trace t = Csv("0,a,1,1\n1,b,1,1\n");
   SimSetup s = MakeSim(t, 1);
   s.service_s = {10, 1};
-  SimResult r = RunSim(t, s, 5min);
+  SimResult r = RunSim(t, s, KeepAlive::Of(5min));
   EXPECT_EQ(r.cold, 2);
   EXPECT_EQ(r.waited_for_room, 1);
   // a: loaded 0..1, busy 1..11, then evicted for b at 11; b loads 11..12, busy 12..13.
@@ -87,10 +87,10 @@ TEST(SimSimulatorTest, APinFromAPolicyFileKeepsTheModel) {
   Trace t = Csv("0,a,1,1\n1000,a,1,1\n2000,a,1,1\n");
   auto policy = sched::ParsePolicy("[models.a]\npin = true\n", "p.toml", KeepAlive::Of(5min));
   ASSERT_TRUE(policy.ok()) << policy.status().message();
-  auto r = Simulate(t, MakeSim(t), SimPolicy{"pinned", 5min, *policy});
+  auto r = Simulate(t, MakeSim(t), SimPolicy{"pinned", KeepAlive::Of(5min), *policy});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->cold, 1);
-  EXPECT_EQ(RunSim(t, MakeSim(t), 5min).cold, 3);
+  EXPECT_EQ(RunSim(t, MakeSim(t), KeepAlive::Of(5min)).cold, 3);
 }
 
 TEST(SimLowerBoundTest, UnloadsInTheLongestGapsFirst) {
