@@ -61,10 +61,13 @@ Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, con
   return AcquireEntry(ctx, *entry, options, keep_alive);
 }
 
+sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& options) {
+  return sched::ModelSpec{entry.name, LoadRequestFor(entry, options), FileIdentity(entry.path)};
+}
+
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive) {
-  return ctx.scheduler.Acquire(sched::ModelSpec{entry.name, LoadRequestFor(entry, options), FileIdentity(entry.path)},
-                               keep_alive);
+  return ctx.scheduler.Acquire(SpecFor(entry, options), keep_alive);
 }
 
 Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request) {

@@ -42,6 +42,10 @@ std::string DumpJson(const nlohmann::json& j);
 // The same for a model already looked up, with options already resolved (ResolveOptions). A
 // Jinja TEMPLATE (store::TemplateKind::kJinja) goes with the load and replaces the GGUF's chat
 // template. Errors: the scheduler's (a template the runner cannot parse fails the load).
+// The scheduler's spec of a model looked up in the catalog, with resolved options: its name, the
+// load request (weights, load options, a Jinja TEMPLATE) and the weights file's identity.
+sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& options);
+
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive);
 

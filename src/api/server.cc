@@ -411,6 +411,15 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
   SendJson(res, j);
 }
 
+Status ApiServer::Preload(const std::string& model) {
+  auto entry = ctx_.catalog.Find(model);
+  if (!entry.ok()) return entry.status();
+  auto options = ResolveOptions(ModelOptions{}, entry->parameters, ctx_.defaults);
+  if (!options.ok()) return options.status();
+  ctx_.scheduler.Preload(SpecFor(*entry, *options));
+  return Status::Ok();
+}
+
 void ApiServer::HandlePs(httplib::Response& res) {
   json models = json::array();
   // "Forever" reads as a date far in the future, as Ollama reports it.

@@ -45,6 +45,10 @@ class ApiServer {
 
   // Binds the listening socket. Errors: kUnavailable when the address cannot be bound.
   Status Bind();
+  // Asks the scheduler to load the model in the background now and whenever its runner dies
+  // (sched::Scheduler::Preload), with its Modelfile parameters over the server's defaults.
+  // Errors: the catalog's (unknown or bad name, a broken model), a parameter that does not decode.
+  Status Preload(const std::string& model);
   int port() const { return port_; }
   // True when the bound address takes connections from this machine only. After Bind().
   bool loopback_only() const;

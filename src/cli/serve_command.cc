@@ -3,7 +3,9 @@
 #include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "api/server.h"
@@ -14,6 +16,7 @@
 #include "core/bytes.h"
 #include "core/keep_alive.h"
 #include "runner/runner_process.h"
+#include "sched/learner_state.h"
 #include "sched/scheduler.h"
 #include "store/composite_catalog.h"
 #include "store/model_catalog.h"
@@ -26,6 +29,61 @@ std::string DefaultModelsDir() {
   if (auto v = EnvFirst({"RESIDENT_GGUF_DIR"})) return *v;
   return HomeDir() + "/.resident/gguf";
 }
+
+// RESIDENT_LEARNER_STATE (a path, or "off"), else STORE/../residency-history.
+std::string LearnerStatePath(const std::string& store_root) {
+  if (auto v = EnvFirst({"RESIDENT_LEARNER_STATE"})) return *v == "off" ? "" : *v;
+  std::filesystem::path root(store_root);
+  if (root.has_filename() == false) root = root.parent_path();
+  return (root.parent_path() / "residency-history").string();
+}
+
+// Saves the learner's state every 30 s when it changed, and once more at Stop().
+class LearnerSaver {
+ public:
+  LearnerSaver(const sched::Scheduler& scheduler, std::string path) : scheduler_(scheduler), path_(std::move(path)) {
+    if (!path_.empty()) thread_ = std::thread([this] { Loop(); });
+  }
+  ~LearnerSaver() { Stop(); }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    SaveIfChanged();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::seconds(30), [&] { return stop_; })) {
+      lock.unlock();
+      SaveIfChanged();
+      lock.lock();
+    }
+  }
+  void SaveIfChanged() {
+    if (path_.empty()) return;
+    uint64_t version = scheduler_.history_version();
+    if (version == saved_version_) return;
+    if (Status st = sched::SaveLearnerState(path_, scheduler_.Histories()); !st.ok()) {
+      spdlog::warn("cannot save the residency history: {}", st.message());
+      return;
+    }
+    saved_version_ = version;
+  }
+
+  const sched::Scheduler& scheduler_;
+  const std::string path_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t saved_version_ = 0;
+  std::thread thread_;
+};
 
 struct ServeArgs {
   std::string config;  // policy file (RESIDENT_CONFIG)
@@ -85,6 +143,23 @@ int Serve(const ServeArgs& args) {
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
 
+  // What keep_alive "auto" learned survives restarts: a small file next to the store.
+  std::string learner_path = LearnerStatePath(store_root);
+  if (!learner_path.empty()) {
+    auto saved = sched::LoadLearnerState(learner_path);
+    if (saved.ok()) {
+      scheduler.RestoreHistories(*saved);
+      spdlog::info("residency history of {} models from {}", saved->size(), learner_path);
+    } else if (saved.status().code() != StatusCode::kNotFound) {
+      spdlog::warn("ignoring the residency history {}: {}", learner_path, saved.status().message());
+    }
+  }
+  LearnerSaver saver(scheduler, learner_path);
+  for (const std::string& name : settings->preload) {
+    if (Status st = server.Preload(name); !st.ok()) spdlog::warn("cannot preload {}: {}", name, st.message());
+    else spdlog::info("preloading {}", name);
+  }
+
   // On SIGINT/SIGTERM: stop accepting, then unload every runner. Requests in flight end at once
   // (a streaming client gets a last error line) instead of holding the exit for minutes.
   std::thread signal_thread([&] {
@@ -114,6 +189,7 @@ int Serve(const ServeArgs& args) {
                ao.api_key.empty() ? "" : "; API key required");
   server.Serve();
   signal_thread.join();
+  saver.Stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -103,6 +103,8 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   env.emplace("RESIDENT_SPARE_RUNNER", "0");
   // A private, empty model store unless the test gives one: never the user's ~/.resident/models.
   env.emplace("RESIDENT_MODELS", TestDir() + "/store-" + std::to_string(counter));
+  // No residency history shared between the servers of a test unless the test asks for one.
+  env.emplace("RESIDENT_LEARNER_STATE", "off");
   std::vector<std::string> argv_strings = {binary, "serve", "--models-dir", models_dir};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
