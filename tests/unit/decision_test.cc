@@ -116,7 +116,9 @@ Expect Load() { return {Kind::kLoad}; }
 Expect Predict() { return {Kind::kPredict}; }
 Expect WaitFor(Wait w) { return {Kind::kWait, w}; }
 Expect Unload(std::vector<Eviction> v) { return {Kind::kUnload, Wait::kNone, std::move(v)}; }
-Expect Fail(StatusCode code, std::string message = "") { return {Kind::kFail, Wait::kNone, {}, code, std::move(message)}; }
+Expect Fail(StatusCode code, std::string message = "") {
+  return {Kind::kFail, Wait::kNone, {}, code, std::move(message)};
+}
 
 AcquireAsk Ask(std::string_view key, std::optional<uint64_t> predicted = std::nullopt) {
   AcquireAsk a;
