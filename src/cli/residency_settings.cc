@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "cli/config.h"
 #include "core/bytes.h"
@@ -30,7 +31,8 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
   sched::Policy policy;
   policy.default_keep_alive = keep_alive;
   // RESIDENT_KEEP_ALIVE wins over the file's keep_alive, which wins over OLLAMA_KEEP_ALIVE.
-  const bool resident_keep_alive_set = EnvFirst({"RESIDENT_KEEP_ALIVE"}).has_value();
+  // (Set as DefaultKeepAliveFromEnv reads it: blanks or quotes alone are unset.)
+  const bool resident_keep_alive_set = KeepAliveEnvIsSet(std::getenv("RESIDENT_KEEP_ALIVE"));
   if (!rs.config_path.empty()) {
     auto loaded = sched::LoadPolicyFile(rs.config_path, keep_alive, resident_keep_alive_set);
     if (!loaded.ok()) return loaded.status();

@@ -390,11 +390,13 @@ std::optional<KeepAlive> ParseKeepAliveEnv(std::string_view value) {
   return KeepAlive::Of(std::chrono::seconds(*n));
 }
 
+bool KeepAliveEnvIsSet(const char* value) { return value != nullptr && !TrimEnvValue(value).empty(); }
+
 KeepAlive DefaultKeepAliveFromEnv(std::string* warning) {
   if (warning != nullptr) warning->clear();
   for (const char* name : {"RESIDENT_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE"}) {
     const char* raw = std::getenv(name);
-    if (raw == nullptr || TrimEnvValue(raw).empty()) continue;  // unset, as Ollama's Var sees it
+    if (!KeepAliveEnvIsSet(raw)) continue;  // unset, as Ollama's Var sees it
     if (std::string_view(name) == "RESIDENT_KEEP_ALIVE" && TrimEnvValue(raw) == "auto") return KeepAlive::Auto();
     if (std::optional<KeepAlive> k = ParseKeepAliveEnv(raw)) return *k;
     if (warning != nullptr) {

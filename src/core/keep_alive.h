@@ -74,6 +74,10 @@ Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in);
 // Negative = forever. Empty (after trimming) or invalid → nullopt.
 std::optional<KeepAlive> ParseKeepAliveEnv(std::string_view value);
 
+// Whether a keep_alive variable's value counts as set: non-empty once trimmed as
+// ParseKeepAliveEnv trims it (DefaultKeepAliveFromEnv skips the others, as Ollama does).
+bool KeepAliveEnvIsSet(const char* value);
+
 // The default keep_alive: RESIDENT_KEEP_ALIVE if set and non-empty after trimming ("auto"
 // allowed), else OLLAMA_KEEP_ALIVE likewise (Ollama's forms only), else 5 minutes. The first variable that is set decides: an invalid
 // value gives 5 minutes and a message in *warning (left empty otherwise; warning may be null).

@@ -97,7 +97,8 @@ Status ParseCostPart(const std::string& t, ColdStartCost& c) {
   auto number = [&](size_t suffix, double* v) {
     char* end = nullptr;
     *v = std::strtod(t.c_str(), &end);
-    return !t.empty() && end == t.c_str() + t.size() - suffix && *v >= 0 && *v <= 1e12;
+    // At least one character of number: "x" alone is no multiple.
+    return !t.empty() && end != t.c_str() && end == t.c_str() + t.size() - suffix && *v >= 0 && *v <= 1e12;
   };
   double v = 0;
   if (t.size() > 3 && t.compare(t.size() - 3, 3, "GBs") == 0) {

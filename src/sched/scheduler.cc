@@ -745,7 +745,7 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     bytes = l != learning_.end() ? l->second.history.bytes : 0;
   } else {
     auto want = std::find_if(preloads_.begin(), preloads_.end(), [&](const auto& kv) {
-      return kv.second.wanted && entries_.count(kv.first) == 0;
+      return kv.second.wanted && kv.second.retry_at <= now && entries_.count(kv.first) == 0;
     });
     if (want == preloads_.end()) return false;
     origin = Origin::kPreload;
@@ -770,6 +770,8 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     return true;
   }
   if (d.kind == Decision::Kind::kWait) {
+    // Tried again shortly, not at once: the timer thread would spin until room is free.
+    if (origin == Origin::kPreload) preloads_[key].retry_at = SaturatingAdd(now, kRetryBackgroundLoad);
     if (d.waiting_for == Decision::Wait::kOtherLoad) {
       if (origin == Origin::kPrewarm) prewarms_[key].load_at = SaturatingAdd(now, kRetryBackgroundLoad);
       return false;
@@ -827,7 +829,7 @@ TimePoint Scheduler::NextTimerLocked() const {
   }
   for (const auto& [key, p] : prewarms_) next = std::min(next, p.load_at);
   for (const auto& [key, p] : preloads_) {
-    if (p.wanted && entries_.count(key) == 0) next = std::min(next, clock_.Now());
+    if (p.wanted && entries_.count(key) == 0) next = std::min(next, std::max(p.retry_at, clock_.Now()));
   }
   return next;
 }

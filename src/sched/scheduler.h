@@ -133,8 +133,9 @@ class Scheduler {
   Result<Lease> Acquire(const ModelSpec& spec, std::optional<KeepAlive> keep_alive);
 
   // Loads the model in the background at the next Tick (the timer thread's, or the caller's), into
-  // free room without evicting anything, and again whenever its runner dies; retried each tick
-  // while there is no room. Its keep_alive is the policy's default, counted from the load.
+  // free room without evicting anything, and again whenever its runner dies; while there is no
+  // room (or another load runs) it is tried again a quarter second later (NextTimer()), not at
+  // once. Its keep_alive is the policy's default, counted from the load.
   void Preload(const ModelSpec& spec);
 
   // What Acquire would decide now for this model, after predicting its footprint (no lease is
@@ -233,6 +234,7 @@ class Scheduler {
   struct PreloadWant {
     ModelSpec spec;
     bool wanted = true;  // load at the next tick (at start, and after its runner died)
+    TimePoint retry_at{};  // found no room or another load running: not tried again before this
   };
   struct Detached {
     std::unique_ptr<runner::ModelRunner> runner;

@@ -89,5 +89,193 @@ TEST(Policy, ModelKeysNormalizeLikeModelNames) {
   EXPECT_EQ(PolicyModelKey("host:5000/ns/m"), "host:5000/ns/m:latest");
 }
 
+// ---- keep_alive "auto", cold_start_cost, preload --------------------------------------------------
+
+TEST(Policy, KeepAliveAutoAtTheTopLevelAndPerModel) {
+  auto p = ParsePolicy(R"(
+keep_alive = "auto"
+min_keep_alive = "1m"
+
+[models.coder]
+keep_alive = "auto"
+
+[models.chat]
+keep_alive = "10m"
+)", "resident.toml", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->default_keep_alive, KeepAlive::Auto());
+  EXPECT_EQ(p->file_keep_alive, KeepAlive::Auto());
+  EXPECT_EQ(p->DefaultFor("coder"), KeepAlive::Auto());      // the clamps bound the learner's times instead
+  EXPECT_EQ(p->DefaultFor("anything"), KeepAlive::Auto());
+  EXPECT_EQ(p->DefaultFor("chat"), KeepAlive::Of(10min));
+  EXPECT_EQ(p->Clamp(KeepAlive::Auto()), KeepAlive::Auto());
+
+  // Per model under a fixed default.
+  auto q = ParsePolicy("keep_alive = \"30m\"\n[models.coder]\nkeep_alive = \"auto\"\n", "f", k5m);
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(q->DefaultFor("coder:latest"), KeepAlive::Auto());
+  EXPECT_EQ(q->DefaultFor("other"), KeepAlive::Of(30min));
+}
+
+TEST(Policy, TheFilesKeepAliveYieldsToTheEnvironmentWhenAsked) {
+  auto p = ParsePolicy("keep_alive = \"auto\"\n", "f", KeepAlive::Of(2min), /*env_default_wins=*/true);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->default_keep_alive, KeepAlive::Of(2min));
+  EXPECT_EQ(p->file_keep_alive, KeepAlive::Auto());  // kept for reports
+  auto q = ParsePolicy("keep_alive = \"1h\"\n", "f", KeepAlive::Of(2min));
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->default_keep_alive, KeepAlive::Of(1h));
+  auto none = ParsePolicy("", "f", KeepAlive::Of(2min));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->default_keep_alive, KeepAlive::Of(2min));
+  EXPECT_FALSE(none->file_keep_alive.has_value());
+}
+
+TEST(Policy, AutoIsOnlyForKeepAliveAndSpelledExactly) {
+  auto min = ParsePolicy("min_keep_alive = \"auto\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(min.ok());
+  EXPECT_EQ(min.status().message(), "conf.toml:1:18: min_keep_alive: time: invalid duration \"auto\"");
+  auto upper = ParsePolicy("\n[models.a]\nkeep_alive = \"Auto\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(upper.ok());
+  EXPECT_EQ(upper.status().message(), "conf.toml:3:14: keep_alive: time: invalid duration \"Auto\"");
+  auto wrong_type = ParsePolicy("keep_alive = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(wrong_type.ok());
+  EXPECT_EQ(wrong_type.status().message(),
+            "conf.toml:1:14: keep_alive must be a duration such as \"5m\" or a number of seconds, or \"auto\"");
+  auto max_type = ParsePolicy("max_keep_alive = [1]\n", "conf.toml", k5m);
+  ASSERT_FALSE(max_type.ok());
+  EXPECT_EQ(max_type.status().message(),
+            "conf.toml:1:18: max_keep_alive must be a duration such as \"5m\" or a number of seconds");
+}
+
+TEST(ColdStartCost, EveryForm) {
+  struct Case {
+    const char* text;
+    std::optional<double> multiple;
+    std::optional<Duration> idle;
+    std::optional<double> gb_seconds;
+    const char* formatted;
+  };
+  const Case cases[] = {
+      {"300x", 300, std::nullopt, std::nullopt, "300x"},
+      {"2.5X", 2.5, std::nullopt, std::nullopt, "2.5x"},
+      {"15m", std::nullopt, Duration(15min), std::nullopt, "15m0s"},
+      {"1h30m", std::nullopt, Duration(90min), std::nullopt, "1h30m0s"},
+      {"600", std::nullopt, Duration(600s), std::nullopt, "10m0s"},
+      {"0", std::nullopt, Duration(0s), std::nullopt, "0s"},
+      {"500GBs", std::nullopt, std::nullopt, 500, "500GBs"},
+      {"15m,300x", 300, Duration(15min), std::nullopt, "15m0s,300x"},
+      {" 10m , 2x , 100GBs ", 2, Duration(10min), 100, "10m0s,2x,100GBs"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    auto r = ParseColdStartCost(c.text);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->load_time_multiple, c.multiple);
+    EXPECT_EQ(r->idle, c.idle);
+    EXPECT_EQ(r->gb_seconds, c.gb_seconds);
+    EXPECT_EQ(r->ToString(), c.formatted);
+  }
+  for (const char* bad : {"", "lots", "-5m", "-3x", "x", "GBs", "12GB", "300x,", ",15m", "15m 300x", "1e13x"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseColdStartCost(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ColdStartCost, TheLargestPartCounts) {
+  ColdStartCost def;  // "15m,300x"
+  EXPECT_EQ(def.ToString(), "15m0s,300x");
+  EXPECT_DOUBLE_EQ(def.SecondsFor(1, 1'000'000'000), 900);     // 300 s < 15 min
+  EXPECT_DOUBLE_EQ(def.SecondsFor(10, 1'000'000'000), 3000);   // 300 × 10 s
+  ColdStartCost gbs = *ParseColdStartCost("500GBs");
+  EXPECT_DOUBLE_EQ(gbs.SecondsFor(1, 2'000'000'000), 250);     // 500 GB·s of a 2 GB model
+  EXPECT_DOUBLE_EQ(gbs.SecondsFor(1, 500'000'000), 1000);
+  ColdStartCost x = *ParseColdStartCost("300x");
+  EXPECT_DOUBLE_EQ(x.SecondsFor(0, 1), 0);
+  EXPECT_DOUBLE_EQ(x.SecondsFor(-1, 1), 0);
+  EXPECT_DOUBLE_EQ(ParseColdStartCost("1m,500GBs")->SecondsFor(1, 20'000'000'000), 60);
+}
+
+TEST(Policy, ColdStartCostAtTheTopLevelAndPerModel) {
+  auto p = ParsePolicy(R"(
+cold_start_cost = "20m"
+[models.big]
+cold_start_cost = "50x, 1m"
+[models.num]
+cold_start_cost = 600
+[models.frac]
+cold_start_cost = 1.5
+[models.plain]
+pin = true
+)", "resident.toml", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->cold_start_cost.ToString(), "20m0s");
+  EXPECT_EQ(p->ColdStartCostFor("big").ToString(), "1m0s,50x");
+  EXPECT_EQ(p->ColdStartCostFor("num").ToString(), "10m0s");
+  EXPECT_EQ(p->ColdStartCostFor("frac").ToString(), "1.5s");
+  EXPECT_EQ(p->ColdStartCostFor("plain").ToString(), "20m0s");
+  EXPECT_EQ(p->ColdStartCostFor("unknown").ToString(), "20m0s");
+  // Without one, the default.
+  auto d = ParsePolicy("", "f", k5m);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->ColdStartCostFor("x").ToString(), "15m0s,300x");
+}
+
+TEST(Policy, ColdStartCostErrorsNameTheFileLineAndColumn) {
+  struct Case {
+    const char* text;
+    const char* where;  // the message's beginning
+  };
+  const Case cases[] = {
+      {"cold_start_cost = \"lots\"\n", "conf.toml:1:19: cold_start_cost must be"},
+      {"\n\ncold_start_cost = \"-5m\"\n", "conf.toml:3:19: cold_start_cost must be"},
+      {"cold_start_cost = true\n", "conf.toml:1:19: cold_start_cost must be"},
+      {"cold_start_cost = \"300x,\"\n", "conf.toml:1:19: cold_start_cost must be"},
+      {"[models.a]\ncold_start_cost = \"-3x\"\n", "conf.toml:2:19: cold_start_cost must be"},
+      {"[models.a]\n  cold_start_cost = [\"1m\"]\n", "conf.toml:2:21: cold_start_cost must be"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    auto p = ParsePolicy(c.text, "conf.toml", k5m);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(p.status().message().rfind(c.where, 0), 0u) << p.status().message();
+    EXPECT_NE(p.status().message().find("such as \"300x\""), std::string::npos) << p.status().message();
+  }
+}
+
+TEST(Policy, PreloadIsABooleanPerModel) {
+  auto p = ParsePolicy("[models.a]\npreload = true\n[models.b]\npreload = false\npin = true\n[models.c]\n", "f", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_NE(p->Find("a"), nullptr);
+  EXPECT_TRUE(p->Find("a")->preload);
+  EXPECT_FALSE(p->Find("a")->pin);
+  EXPECT_FALSE(p->Find("b")->preload);
+  EXPECT_TRUE(p->Find("b")->pin);
+  EXPECT_FALSE(p->Find("c")->preload);
+  auto bad = ParsePolicy("[models.a]\npreload = \"yes\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "conf.toml:2:11: preload must be true or false");
+}
+
+TEST(Policy, UnknownKeysListTheKnownOnes) {
+  auto top = ParsePolicy("keep_alive = \"5m\"\ncold_start = \"5m\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(top.ok());
+  EXPECT_EQ(top.status().message(),
+            "conf.toml:2:1: unknown key \"cold_start\" in the top level (known: keep_alive, min_keep_alive, "
+            "max_keep_alive, memory_limit, cold_start_cost, models)");
+  auto model = ParsePolicy("[models.\"Llama3.2\"]\n  preloaded = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().message(),
+            "conf.toml:2:3: unknown key \"preloaded\" in [models.\"Llama3.2\"] (known: keep_alive, pin, preload, "
+            "cold_start_cost)");
+  // A top-level key that belongs in a model entry is unknown there too.
+  auto misplaced = ParsePolicy("pin = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(misplaced.ok());
+  EXPECT_NE(misplaced.status().message().find("unknown key \"pin\" in the top level"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace resident::sched

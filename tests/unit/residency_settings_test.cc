@@ -47,7 +47,8 @@ class SettingsTest : public ::testing::Test {
       "RESIDENT_KEEP_ALIVE",       "OLLAMA_KEEP_ALIVE",     "RESIDENT_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS",
       "RESIDENT_NUM_PARALLEL",     "OLLAMA_NUM_PARALLEL",   "RESIDENT_MAX_QUEUE",         "OLLAMA_MAX_QUEUE",
       "RESIDENT_CONTEXT_LENGTH",   "OLLAMA_CONTEXT_LENGTH", "RESIDENT_MEMORY_LIMIT",      "RESIDENT_CONFIG",
-      "RESIDENT_LOAD_TIMEOUT",     "OLLAMA_LOAD_TIMEOUT",   "RESIDENT_HEALTH_TIMEOUT",    "RESIDENT_SPARE_RUNNER"};
+      "RESIDENT_LOAD_TIMEOUT",     "OLLAMA_LOAD_TIMEOUT",   "RESIDENT_HEALTH_TIMEOUT",    "RESIDENT_SPARE_RUNNER",
+      "RESIDENT_COLD_START_COST",  "RESIDENT_PRELOAD"};
   std::map<std::string, std::string> saved_;
 };
 
@@ -109,7 +110,8 @@ TEST_F(SettingsTest, BadValuesNameTheVariable) {
       {"OLLAMA_MAX_LOADED_MODELS", "many"}, {"RESIDENT_MAX_LOADED_MODELS", "-1"}, {"OLLAMA_NUM_PARALLEL", "0"},
       {"RESIDENT_NUM_PARALLEL", "2x"},      {"OLLAMA_MAX_QUEUE", "0"},            {"RESIDENT_MAX_QUEUE", "1.5"},
       {"RESIDENT_CONTEXT_LENGTH", "big"},   {"RESIDENT_MEMORY_LIMIT", "lots"},    {"RESIDENT_LOAD_TIMEOUT", "1d"},
-      {"RESIDENT_HEALTH_TIMEOUT", "soon"},  {"RESIDENT_CONFIG", "/nonexistent/resident.toml"}};
+      {"RESIDENT_HEALTH_TIMEOUT", "soon"},  {"RESIDENT_CONFIG", "/nonexistent/resident.toml"},
+      {"RESIDENT_COLD_START_COST", "lots"}, {"RESIDENT_COLD_START_COST", "-5m"}};
   for (const auto& [name, value] : bad) {
     SCOPED_TRACE(std::string(name) + "=" + value);
     Set(name, value);
@@ -166,6 +168,136 @@ TEST_F(SettingsTest, ThePolicyFilesMemoryLimitComesAfterTheVariable) {
   s = Load({16 * kGiB, 0});
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->scheduler.memory_budget, 1 * kGiB);
+}
+
+// ---- keep_alive "auto", cold_start_cost, preload ----------------------------------------------
+
+class AutoSettingsTest : public SettingsTest {
+ protected:
+  // A policy file with this text, named by RESIDENT_CONFIG.
+  std::string Config(const std::string& text) {
+    std::string path = resident::testing::TestCaseDir() + "/resident.toml";
+    std::ofstream(path) << text;
+    Set("RESIDENT_CONFIG", path.c_str());
+    return path;
+  }
+  static KeepAlive DefaultOf(const ResidencySettings& s) {
+    EXPECT_EQ(s.scheduler.default_keep_alive, s.scheduler.policy->default_keep_alive);
+    return s.scheduler.default_keep_alive;
+  }
+};
+
+TEST_F(AutoSettingsTest, ResidentKeepAliveBeatsTheFileWhichBeatsOllamaKeepAlive) {
+  Set("OLLAMA_KEEP_ALIVE", "10m");
+  auto s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(10min));  // no file: OLLAMA_KEEP_ALIVE
+
+  Config("keep_alive = \"1h\"\n");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(1h));  // the file over OLLAMA_KEEP_ALIVE
+
+  Set("RESIDENT_KEEP_ALIVE", "2m");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(2min));  // RESIDENT_KEEP_ALIVE over the file
+  EXPECT_EQ(s->scheduler.policy->file_keep_alive, KeepAlive::Of(1h));
+
+  // A RESIDENT_KEEP_ALIVE that is only blanks or quotes counts as unset, as DefaultKeepAliveFromEnv
+  // reads it: the file's keep_alive still beats OLLAMA_KEEP_ALIVE.
+  for (const char* blank : {"  ", "\"\"", "''"}) {
+    SCOPED_TRACE(blank);
+    Set("RESIDENT_KEEP_ALIVE", blank);
+    s = Load();
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(1h));
+  }
+
+  // A file without a keep_alive leaves the environment's.
+  Config("memory_limit = \"1GiB\"\n");
+  ::unsetenv("RESIDENT_KEEP_ALIVE");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(10min));
+}
+
+TEST_F(AutoSettingsTest, KeepAliveAutoFromTheVariableOrTheFile) {
+  Set("RESIDENT_KEEP_ALIVE", "auto");
+  auto s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Auto());
+  Set("RESIDENT_KEEP_ALIVE", " auto ");  // trimmed, as every keep_alive variable
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Auto());
+  Config("keep_alive = \"1h\"\n");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Auto());  // the variable still wins
+
+  ::unsetenv("RESIDENT_KEEP_ALIVE");
+  Set("OLLAMA_KEEP_ALIVE", "10m");
+  Config("keep_alive = \"auto\"\n[models.coder]\nkeep_alive = \"30m\"\n");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Auto());
+  EXPECT_EQ(s->scheduler.policy->DefaultFor("coder"), KeepAlive::Of(30min));
+
+  // OLLAMA_KEEP_ALIVE takes Ollama's forms only: "auto" there is invalid, so 5 minutes.
+  ::unsetenv("RESIDENT_CONFIG");
+  Set("OLLAMA_KEEP_ALIVE", "auto");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(DefaultOf(*s), KeepAlive::Of(5min));
+}
+
+TEST_F(AutoSettingsTest, ResidentColdStartCostBeatsTheFiles) {
+  auto s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->scheduler.cold_start_cost.ToString(), "15m0s,300x");  // the default
+
+  Config("cold_start_cost = \"1h\"\n[models.big]\ncold_start_cost = \"10x\"\n");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->scheduler.cold_start_cost.ToString(), "1h0m0s");
+  EXPECT_EQ(s->scheduler.policy->ColdStartCostFor("small").ToString(), "1h0m0s");
+
+  Set("RESIDENT_COLD_START_COST", "60x,5m");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->scheduler.cold_start_cost.ToString(), "5m0s,60x");
+  EXPECT_EQ(s->scheduler.policy->ColdStartCostFor("small").ToString(), "5m0s,60x");
+  EXPECT_EQ(s->scheduler.policy->ColdStartCostFor("big").ToString(), "10x");  // a model's own entry still wins
+
+  Set("RESIDENT_COLD_START_COST", "lots");
+  s = Load();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.status().message().rfind("RESIDENT_COLD_START_COST=\"lots\": ", 0), 0u) << s.status().message();
+  EXPECT_NE(s.status().message().find("such as \"300x\""), std::string::npos) << s.status().message();
+}
+
+TEST_F(AutoSettingsTest, PreloadsFromTheVariableThenTheFile) {
+  auto s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->preload.empty());
+
+  Set("RESIDENT_PRELOAD", " a, b:7b ,,c ,");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->preload, (std::vector<std::string>{"a", "b:7b", "c"}));
+
+  Config("[models.d]\npreload = true\n[models.e]\npreload = false\n[models.\"b:7b\"]\npreload = true\n");
+  s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // The file's entries by their normalized names, after the variable's, each once.
+  EXPECT_EQ(s->preload, (std::vector<std::string>{"a", "b:7b", "c", "d:latest"}));
+
+  ::unsetenv("RESIDENT_PRELOAD");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->preload, (std::vector<std::string>{"b:7b", "d:latest"}));
 }
 
 TEST(CgroupLimit, ReadsV2ThenV1AndIgnoresNoLimit) {

@@ -15,77 +15,14 @@
 #include "api/requests.h"
 #include "core/keep_alive.h"
 #include "core/time_format.h"
+#include "support/fake_runners.h"
 
 namespace resident::sched {
 namespace {
 
 using namespace std::chrono_literals;
 
-class FakeRunner final : public runner::ModelRunner {
- public:
-  FakeRunner(std::string path, std::atomic<int>* closes, uint64_t rss) : closes_(closes) {
-    facts_.rss_bytes = rss;
-    facts_.architecture = path;
-  }
-  Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
-                                     const std::function<bool(std::string_view)>&) override {
-    return runner::DoneEvent{};
-  }
-  Result<runner::EmbedResult> Embed(const runner::EmbedRequest&) override { return runner::EmbedResult{}; }
-  Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
-  Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{0, facts_.rss_bytes, 0}; }
-  Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
-  const runner::ModelFacts& facts() const override { return facts_; }
-  pid_t pid() const override { return 1; }
-  bool alive() const override { return alive_; }
-  void Close() override {
-    if (alive_.exchange(false) || !closed_) {
-      closed_ = true;
-      ++*closes_;
-    }
-  }
-  std::atomic<bool> alive_{true};
-
- private:
-  bool closed_ = false;
-  std::atomic<int>* closes_;
-  runner::ModelFacts facts_;
-};
-
-// Loads succeed at once unless a gate is set, or fail for paths listed in `failing`.
-class FakeFactory final : public runner::RunnerFactory {
- public:
-  Result<std::unique_ptr<runner::ModelRunner>> Start(const runner::LoadRequest& request,
-                                                     const std::function<void(float)>&) override {
-    std::unique_lock<std::mutex> lock(mu);
-    ++starts;
-    started_cv.notify_all();
-    gate_cv.wait(lock, [&] { return !gated; });
-    if (request.model_path == failing) return Status::InvalidArgument("bad file " + failing);
-    auto size = sizes.find(request.model_path);
-    auto r = std::make_unique<FakeRunner>(request.model_path, &closes, size == sizes.end() ? 1000 : size->second);
-    last = r.get();
-    return std::unique_ptr<runner::ModelRunner>(std::move(r));
-  }
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu);
-    gated = false;
-    gate_cv.notify_all();
-  }
-  void WaitForStarts(int n) {
-    std::unique_lock<std::mutex> lock(mu);
-    started_cv.wait(lock, [&] { return starts >= n; });
-  }
-
-  std::mutex mu;
-  std::condition_variable gate_cv, started_cv;
-  bool gated = false;
-  int starts = 0;
-  std::string failing;
-  std::atomic<int> closes{0};
-  FakeRunner* last = nullptr;
-  std::map<std::string, uint64_t> sizes;  // measured RSS of each model's runner
-};
+using resident::testing::FakeFactory;
 
 ModelSpec Spec(const std::string& path) {
   ModelSpec s;

@@ -5,6 +5,7 @@
 
 #include "sched/scheduler.h"
 #include "sim/lower_bound.h"
+#include "sim/trace_synth.h"
 
 namespace resident::sim {
 namespace {
@@ -126,6 +127,84 @@ TEST(SimLowerBoundTest, EverySimulatedPolicyIsAboveTheBound) {
     ASSERT_TRUE(r.ok());
     EXPECT_GE(r->idle_gbs + 1e-6, lb.IdleAt(r->loads)) << p.label;
     EXPECT_GE(r->loads, lb.models);
+  }
+}
+
+// ---- keep_alive "auto" on synthetic traffic -------------------------------------------------------
+
+SimResult Row(const Trace& t, const SimSetup& s, const std::string& label) {
+  for (const auto& p : StandardPolicies()) {
+    if (p.label == label) {
+      auto r = Simulate(t, s, p);
+      EXPECT_TRUE(r.ok()) << r.status().message();
+      return r.ok() ? *r : SimResult{};
+    }
+  }
+  ADD_FAILURE() << "no row " << label;
+  return {};
+}
+
+TEST(SimSimulatorTest, StandardPoliciesEndWithAnAutoRow) {
+  std::vector<std::string> labels;
+  for (const auto& p : StandardPolicies()) labels.push_back(p.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"keep_alive 0", "keep_alive 1m", "keep_alive 5m", "keep_alive 10m",
+                                              "keep_alive 30m", "keep_alive forever", "keep_alive auto"}));
+  EXPECT_EQ(StandardPolicies().back().default_keep_alive, KeepAlive::Auto());
+  EXPECT_FALSE(StandardPolicies().back().policy.has_value());
+}
+
+TEST(SimSimulatorTest, OnPeriodicTrafficAutoHasFewerColdStartsAndLessIdleMemoryThanFiveMinutes) {
+  for (uint64_t seed : {1, 2, 3}) {
+    SCOPED_TRACE(seed);
+    auto t = SynthesizeTrace({"periodic", seed, 24});
+    ASSERT_TRUE(t.ok()) << t.status().message();
+    // The defaults of `resident bench simulate`: 1 GB models, 3 loaded at most.
+    SimSetup s = MakeSetup(*t, SetupDefaults{});
+    SimResult five = Row(*t, s, "keep_alive 5m");
+    SimResult automatic = Row(*t, s, "keep_alive auto");
+    EXPECT_LE(automatic.cold, five.cold);
+    EXPECT_LT(automatic.idle_gbs, five.idle_gbs);
+    EXPECT_EQ(automatic.requests, five.requests);
+    EXPECT_EQ(automatic.failed, 0);
+
+    // Every model fits at once: keep_alive alone decides. "auto" still starts cold less often than
+    // 5m, and beats 10m on both counts.
+    SetupDefaults roomy;
+    roomy.max_loaded = 12;
+    SimSetup r = MakeSetup(*t, roomy);
+    SimResult auto_roomy = Row(*t, r, "keep_alive auto");
+    SimResult ten = Row(*t, r, "keep_alive 10m");
+    EXPECT_LE(auto_roomy.cold, Row(*t, r, "keep_alive 5m").cold);
+    EXPECT_LE(auto_roomy.cold, ten.cold);
+    EXPECT_LT(auto_roomy.idle_gbs, ten.idle_gbs);
+  }
+}
+
+TEST(SimLowerBoundTest, EveryRowStaysAboveTheBoundOnPeriodicTraffic) {
+  for (uint64_t seed : {1, 2}) {
+    SCOPED_TRACE(seed);
+    auto t = SynthesizeTrace({"periodic", seed, 24});
+    ASSERT_TRUE(t.ok());
+    SetupDefaults d;
+    d.max_loaded = 12;  // no request waits for room: the bound's own assumption
+    SimSetup s = MakeSetup(*t, d);
+    std::map<std::string, uint64_t> bytes;
+    std::map<std::string, double> load;
+    for (const auto& [n, p] : s.models) {
+      bytes[n] = p.bytes;
+      load[n] = p.load_s;
+    }
+    LowerBound lb = ComputeLowerBound(*t, bytes, s.service_s, load);
+    EXPECT_EQ(lb.models, 12);
+    for (const auto& p : StandardPolicies()) {
+      SCOPED_TRACE(p.label);
+      auto r = Simulate(*t, s, p);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      EXPECT_EQ(r->waited_for_room, 0);
+      EXPECT_GE(r->loads, lb.models);
+      EXPECT_GE(r->idle_gbs + 1e-6, lb.IdleAt(r->loads)) << r->loads << " loads";
+      EXPECT_LE(r->cold, r->requests);
+    }
   }
 }
 

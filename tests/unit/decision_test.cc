@@ -1,0 +1,329 @@
+// The scheduler's residency decisions (sched/decision.h) as tables: a view of the loaded models,
+// the limits and what is asked, and the decision expected. No threads, no clock, no runners.
+#include "sched/decision.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+
+namespace resident::sched {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = Decision::Kind;
+using Wait = Decision::Wait;
+
+// A model in the view, built up: M("a").Busy().Pinned().
+struct M : ModelView {
+  explicit M(std::string_view k, uint64_t b = 100) {
+    key = k;
+    bytes = b;
+  }
+  M& Loading() {
+    loading = true;
+    return *this;
+  }
+  M& Dead() {
+    alive = false;
+    return *this;
+  }
+  M& Refs(int n) {
+    refs = n;
+    return *this;
+  }
+  M& Queued(int n) {
+    queued = n;
+    return *this;
+  }
+  M& Pin() {
+    pinned = true;
+    return *this;
+  }
+  M& UsedAt(int s) {
+    last_used = TimePoint() + std::chrono::seconds(s);
+    return *this;
+  }
+  M& ExpiresAt(int s) {
+    expires_at = TimePoint() + std::chrono::seconds(s);
+    return *this;
+  }
+};
+
+Limits L(int max_loaded, uint64_t budget = 0, int num_parallel = 1, int max_queue = 512) {
+  return Limits{max_loaded, num_parallel, max_queue, budget};
+}
+
+// What the scheduler is doing besides the models in the map.
+struct Busy {
+  bool loading = false;
+  int unloading = 0;
+  uint64_t unloading_bytes = 0;
+  bool shutdown = false;
+  int waiting = 0;
+};
+
+// Eviction costs by key (1.0 when not listed).
+using Costs = std::map<std::string, double>;
+
+SchedulerView View(std::vector<ModelView> models, Busy busy = {}, Costs costs = {}) {
+  SchedulerView v;
+  v.models = std::move(models);
+  v.loading = busy.loading;
+  v.unloading = busy.unloading;
+  v.unloading_bytes = busy.unloading_bytes;
+  v.shutdown = busy.shutdown;
+  v.waiting = busy.waiting;
+  v.eviction_cost = [costs](const ModelView& m) {
+    auto it = costs.find(std::string(m.key));
+    return it == costs.end() ? 1.0 : it->second;
+  };
+  return v;
+}
+
+std::string Describe(const std::vector<Eviction>& victims) {
+  std::string out;
+  for (const Eviction& e : victims) out += e.key + ":" + std::string(ReasonName(e.reason)) + " ";
+  return out;
+}
+
+struct Expect {
+  Kind kind = Kind::kWait;
+  Wait waiting_for = Wait::kNone;
+  std::vector<Eviction> unload;
+  StatusCode code = StatusCode::kOk;
+  std::string message;  // exact, when not empty
+};
+
+void Check(const Decision& d, const Expect& e) {
+  EXPECT_EQ(static_cast<int>(d.kind), static_cast<int>(e.kind));
+  EXPECT_EQ(static_cast<int>(d.waiting_for), static_cast<int>(e.waiting_for));
+  EXPECT_EQ(Describe(d.unload), Describe(e.unload));
+  EXPECT_EQ(d.error.code(), e.code) << d.error.message();
+  if (!e.message.empty()) {
+    EXPECT_EQ(d.error.message(), e.message);
+  }
+  if (e.kind != Kind::kFail) {
+    EXPECT_TRUE(d.error.ok()) << d.error.message();
+  }
+}
+
+Expect Lease() { return {Kind::kLease}; }
+Expect Load() { return {Kind::kLoad}; }
+Expect Predict() { return {Kind::kPredict}; }
+Expect WaitFor(Wait w) { return {Kind::kWait, w}; }
+Expect Unload(std::vector<Eviction> v) { return {Kind::kUnload, Wait::kNone, std::move(v)}; }
+Expect Fail(StatusCode code, std::string message = "") {
+  return {Kind::kFail, Wait::kNone, {}, code, std::move(message)};
+}
+
+AcquireAsk Ask(std::string_view key, std::optional<uint64_t> predicted = std::nullopt) {
+  AcquireAsk a;
+  a.key = key;
+  a.name = key;
+  a.predicted = predicted;
+  return a;
+}
+AcquireAsk Other(AcquireAsk a) {  // other load options, or another file under the same path
+  a.matches_loaded = false;
+  return a;
+}
+AcquireAsk Arriving(AcquireAsk a) {
+  a.arriving = true;
+  return a;
+}
+
+struct AcquireCase {
+  const char* name;
+  SchedulerView view;
+  Limits limits;
+  AcquireAsk ask;
+  Expect expect;
+};
+
+TEST(DecideAcquire, Table) {
+  const std::string too_big = "model \"big\" needs about " + FormatBytes(2000) + " but the memory budget is " +
+                              FormatBytes(1000) + " (RESIDENT_MEMORY_LIMIT): it can never be loaded";
+  const std::string pinned_full = "model \"c\" needs about " + FormatBytes(300) +
+                                  " and does not fit next to the pinned models within the memory budget of " +
+                                  FormatBytes(1000);
+  const AcquireCase cases[] = {
+      // A model in the map.
+      {"a loaded idle model: lease", View({M("a")}), L(3), Ask("a"), Lease()},
+      {"a free slot of num_parallel: lease", View({M("a").Refs(1)}), L(3, 0, 2), Ask("a"), Lease()},
+      {"every slot taken: wait for a slot", View({M("a").Refs(2)}), L(3, 0, 2), Ask("a"), WaitFor(Wait::kSlot)},
+      {"still loading: wait for the load", View({M("a").Loading()}), L(3), Ask("a"), WaitFor(Wait::kLoad)},
+      {"loading with other options: still wait for the load", View({M("a").Loading()}), L(3), Other(Ask("a")),
+       WaitFor(Wait::kLoad)},
+      {"a dead idle runner: unload it (exited)", View({M("a").Dead()}), L(3), Ask("a"),
+       Unload({{"a", UnloadReason::kExited}})},
+      {"a dead runner still leased: wait for its slot", View({M("a").Dead().Refs(1)}), L(3), Ask("a"),
+       WaitFor(Wait::kSlot)},
+      {"other options, idle: unload to reload", View({M("a")}), L(3), Other(Ask("a")),
+       Unload({{"a", UnloadReason::kReload}})},
+      {"other options, busy: wait to reload", View({M("a").Refs(1)}), L(3, 0, 4), Other(Ask("a")),
+       WaitFor(Wait::kReload)},
+      {"a loaded model needs no prediction, even over the budget", View({M("a", 5000)}), L(3, 1000), Ask("a"),
+       Lease()},
+      {"a loaded model is leased while another loads", View({M("a"), M("b").Loading()}, {.loading = true}), L(3),
+       Ask("a"), Lease()},
+
+      // A model not in the map.
+      {"not predicted yet: predict first", View({}), L(3, 1000), Ask("x"), Predict()},
+      {"not predicted, even when a load runs", View({}, {.loading = true}), L(3), Ask("x"), Predict()},
+      {"fits: load", View({M("a", 400)}), L(3, 1000), Ask("b", 600), Load()},
+      {"no budget: any size loads", View({M("a", 1ull << 40)}), L(3), Ask("b", 1ull << 40), Load()},
+      {"above the whole budget: fail for good", View({}), L(3, 1000), Ask("big", 2000),
+       Fail(StatusCode::kFailedPrecondition, too_big)},
+      {"above the whole budget fails even while a load runs", View({}, {.loading = true}), L(3, 1000),
+       Ask("big", 2000), Fail(StatusCode::kFailedPrecondition, too_big)},
+      {"a load running: wait", View({}, {.loading = true}), L(3), Ask("x", 10), WaitFor(Wait::kOtherLoad)},
+      {"an unload running: wait", View({}, {.unloading = 1, .unloading_bytes = 10}), L(3), Ask("x", 10),
+       WaitFor(Wait::kOtherLoad)},
+      {"exactly the budget: load", View({M("a", 400)}), L(3, 1000), Ask("b", 600), Load()},
+
+      // Eviction.
+      {"count: the cheapest goes", View({M("a"), M("b"), M("c")}, {}, {{"a", 2}, {"b", 0.5}, {"c", 3}}), L(3),
+       Ask("d", 1), Unload({{"b", UnloadReason::kCount}})},
+      {"equal costs: the least recently used goes",
+       View({M("a").UsedAt(30), M("b").UsedAt(10), M("c").UsedAt(20)}), L(3), Ask("d", 1),
+       Unload({{"b", UnloadReason::kCount}})},
+      {"cost before recency", View({M("a").UsedAt(10), M("b").UsedAt(20)}, {}, {{"a", 2}, {"b", 1}}), L(2),
+       Ask("c", 1), Unload({{"b", UnloadReason::kCount}})},
+      {"memory: one victim is enough", View({M("a", 400), M("b", 400)}, {}, {{"a", 2}, {"b", 1}}), L(10, 1000),
+       Ask("c", 300), Unload({{"b", UnloadReason::kMemory}})},
+      {"memory: victims until it fits, cheapest first",
+       View({M("a", 400), M("b", 400), M("c", 100)}, {}, {{"a", 1}, {"b", 2}, {"c", 3}}), L(10, 1000),
+       Ask("d", 900), Unload({{"a", UnloadReason::kMemory}, {"b", UnloadReason::kMemory}})},
+      {"never pinned, busy, queued or loading, whatever their cost",
+       View({M("p").Pin(), M("busy").Refs(1), M("q").Queued(1), M("l").Loading(), M("x")}, {.loading = false},
+            {{"p", 0}, {"busy", 0}, {"q", 0}, {"l", 0}, {"x", 100}}),
+       L(5), Ask("y", 1), Unload({{"x", UnloadReason::kCount}})},
+      {"pinned stay, others make room within the budget", View({M("p", 600).Pin(), M("x", 300)}, {}, {{"p", 0}}),
+       L(10, 1000), Ask("c", 300), Unload({{"x", UnloadReason::kMemory}})},
+      {"nothing evictable: wait for room", View({M("busy").Refs(1), M("q").Queued(2), M("l").Loading()}), L(3),
+       Ask("x", 1), WaitFor(Wait::kRoom)},
+      {"evictable models that cannot make room: wait",
+       View({M("busy", 800).Refs(1), M("x", 100)}), L(10, 1000), Ask("c", 300), WaitFor(Wait::kRoom)},
+      {"only pinned models fill max_loaded: fail", View({M("p1").Pin(), M("p2").Pin()}), L(2), Ask("c", 1),
+       Fail(StatusCode::kFailedPrecondition)},
+      {"pinned models leave no memory: fail", View({M("p", 800).Pin(), M("x", 100)}), L(10, 1000), Ask("c", 300),
+       Fail(StatusCode::kFailedPrecondition, pinned_full)},
+
+      // Queue and shutdown.
+      {"a full queue on arrival: server busy", View({M("a")}, {.waiting = 2}), L(3, 0, 1, 2), Arriving(Ask("a")),
+       Fail(StatusCode::kResourceExhausted, "server busy, please try again.  maximum pending requests exceeded")},
+      {"room in the queue on arrival: decided as usual", View({M("a")}, {.waiting = 1}), L(3, 0, 1, 2),
+       Arriving(Ask("a")), Lease()},
+      {"a request already queued is not refused again", View({M("a")}, {.waiting = 5}), L(3, 0, 1, 2), Ask("a"),
+       Lease()},
+      {"shutdown: unavailable", View({M("a")}, {.shutdown = true}), L(3), Ask("a"),
+       Fail(StatusCode::kUnavailable, "the server is shutting down")},
+      {"shutdown before a full queue", View({}, {.shutdown = true, .waiting = 9}), L(3, 0, 1, 2), Arriving(Ask("a")),
+       Fail(StatusCode::kUnavailable)},
+  };
+  for (const AcquireCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    Check(DecideAcquire(c.view, c.limits, c.ask), c.expect);
+  }
+}
+
+// The eviction cost is asked only of candidates, and only when room is needed.
+TEST(DecideAcquire, AsksTheCostOnlyOfCandidatesWhenRoomIsNeeded) {
+  std::vector<std::string> asked;
+  SchedulerView v = View({M("p").Pin(), M("busy").Refs(1), M("x"), M("y")});
+  v.eviction_cost = [&](const ModelView& m) {
+    asked.emplace_back(m.key);
+    return 1.0;
+  };
+  EXPECT_EQ(DecideAcquire(v, L(5), Ask("z", 1)).kind, Kind::kLoad);
+  EXPECT_TRUE(asked.empty());
+  Check(DecideAcquire(v, L(4), Ask("z", 1)), Unload({{"x", UnloadReason::kCount}}));
+  EXPECT_EQ(asked, (std::vector<std::string>{"x", "y"}));
+}
+
+struct TickCase {
+  const char* name;
+  std::vector<ModelView> models;
+  int now_s;
+  std::vector<Eviction> expect;
+};
+
+TEST(DecideTick, Table) {
+  const TickCase cases[] = {
+      {"nothing loaded", {}, 100, {}},
+      {"idle, not yet expired", {M("a").ExpiresAt(101)}, 100, {}},
+      {"idle, expiring now", {M("a").ExpiresAt(100)}, 100, {{"a", UnloadReason::kExpired}}},
+      {"idle, expired", {M("a").ExpiresAt(50)}, 100, {{"a", UnloadReason::kExpired}}},
+      {"no timer (forever, or in use)", {M("a")}, 100, {}},
+      {"busy with a past expiry", {M("a").ExpiresAt(50).Refs(1)}, 100, {}},
+      {"queued for with a past expiry", {M("a").ExpiresAt(50).Queued(1)}, 100, {}},
+      {"loading", {M("a").Loading().ExpiresAt(50)}, 100, {}},
+      {"a dead idle runner, not expired", {M("a").Dead().ExpiresAt(500)}, 100, {{"a", UnloadReason::kExited}}},
+      {"a dead idle runner without a timer", {M("a").Dead()}, 100, {{"a", UnloadReason::kExited}}},
+      {"a dead expired runner: exited, not expired", {M("a").Dead().ExpiresAt(50)}, 100,
+       {{"a", UnloadReason::kExited}}},
+      {"a dead runner still leased", {M("a").Dead().Refs(1)}, 100, {}},
+      {"a dead runner with a request queued", {M("a").Dead().Queued(1)}, 100, {}},
+      {"several, in map order",
+       {M("a").ExpiresAt(10), M("b").ExpiresAt(200), M("c").Dead(), M("d").ExpiresAt(99).Refs(1),
+        M("e").ExpiresAt(100)},
+       100,
+       {{"a", UnloadReason::kExpired}, {"c", UnloadReason::kExited}, {"e", UnloadReason::kExpired}}},
+  };
+  for (const TickCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    SchedulerView v = View(c.models);
+    EXPECT_EQ(Describe(DecideTick(v, TimePoint() + std::chrono::seconds(c.now_s))), Describe(c.expect));
+  }
+}
+
+struct PrewarmCase {
+  const char* name;
+  SchedulerView view;
+  Limits limits;
+  uint64_t bytes;
+  Expect expect;
+};
+
+TEST(DecidePrewarm, Table) {
+  const PrewarmCase cases[] = {
+      {"free room: load", View({M("a")}), L(3, 1000), 500, Load()},
+      {"exactly the room left: load", View({M("a", 500)}), L(3, 1000), 500, Load()},
+      {"already loaded: nothing to do", View({M("p")}), L(1), 10, Lease()},
+      {"already loading: nothing to do", View({M("p").Loading()}, {.loading = true}), L(1), 10, Lease()},
+      {"max_loaded reached by idle models: never evicts", View({M("a"), M("b")}), L(2), 10, WaitFor(Wait::kRoom)},
+      {"max_loaded reached by busy models", View({M("a").Refs(1), M("b").Refs(1)}), L(2), 10, WaitFor(Wait::kRoom)},
+      {"the budget would be exceeded by idle models", View({M("a", 600)}), L(3, 1000), 500, WaitFor(Wait::kRoom)},
+      {"a load running: wait", View({}, {.loading = true}), L(3), 10, WaitFor(Wait::kOtherLoad)},
+      {"an unload running: wait", View({}, {.unloading = 1, .unloading_bytes = 10}), L(3), 10,
+       WaitFor(Wait::kOtherLoad)},
+      {"shutdown: nothing", View({}, {.shutdown = true}), L(3), 10, WaitFor(Wait::kNone)},
+  };
+  for (const PrewarmCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    Check(DecidePrewarm(c.view, c.limits, "p", c.bytes), c.expect);
+  }
+}
+
+TEST(EvictionCost, ReloadTimeTimesReuseProbabilityPerByte) {
+  EXPECT_DOUBLE_EQ(EvictionCost(10, 0.5, 1000), 10 * 0.5 / 1000);
+  EXPECT_DOUBLE_EQ(EvictionCost(0, 1, 1), 0.001);  // a load of no time still costs something
+  EXPECT_DOUBLE_EQ(EvictionCost(1, 2, 1), 1);      // probabilities are clamped
+  EXPECT_DOUBLE_EQ(EvictionCost(1, -1, 1), 0);
+  EXPECT_DOUBLE_EQ(EvictionCost(1, 1, 0), 1);      // no bytes: counted as one
+  EXPECT_LT(EvictionCost(10, 0.5, 2000), EvictionCost(10, 0.5, 1000));
+}
+
+TEST(DefaultReuseProbability, OneOverOnePlusIdleMinutes) {
+  EXPECT_DOUBLE_EQ(DefaultReuseProbability(0s), 1);
+  EXPECT_DOUBLE_EQ(DefaultReuseProbability(1min), 0.5);
+  EXPECT_DOUBLE_EQ(DefaultReuseProbability(3min), 0.25);
+  EXPECT_DOUBLE_EQ(DefaultReuseProbability(-1min), 1);
+}
+
+}  // namespace
+}  // namespace resident::sched
