@@ -168,7 +168,10 @@ ResidencyPlan Plan(const UsageHistory& history, double now_s, const LearnerConfi
       double warm = (swg[b + 1] - swg[a]) - ready * (sw[b + 1] - sw[a]) + (sw[b + 1] - sw[a]) * V;
       double late = (total - sw[b + 1]) * (window + V + W);
       double c = early + warm + late;
-      if (c < best_cost) {
+      // A prewarm is a prediction: only one that most gaps can prove right, and that saves more
+      // than the noise of the estimate, replaces keeping.
+      const bool predicts = sw[b + 1] - sw[a] >= config.min_prewarm_share * total;
+      if (predicts && c < best_cost && c < (1 - config.min_prewarm_gain) * best_keep_cost) {
         best_cost = c;
         found = true;
         best_ready = ready;

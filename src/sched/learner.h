@@ -63,6 +63,8 @@ struct LearnerConfig {
   bool prewarm = true;            // consider prewarm plans
   double min_prewarm_s = 30;      // prewarm only for gaps longer than this (and than 3 load times)
   double prewarm_cost = 0.5;       // V / W: what a prewarm load costs, as a fraction of a cold start
+  double min_prewarm_share = 0.3;  // a prewarm's window holds at least this share of the gaps' weight
+  double min_prewarm_gain = 0.1;   // and costs at least this fraction less than the best keep plan
   double prewarm_lead = 1.2;      // a prewarm starts this many load times before the ready time
   // Gaps follow the gap before them (a burst's gaps are short, a quiet spell's long): a recorded
   // gap counts less the more its own previous gap differs from the latest one, by a factor

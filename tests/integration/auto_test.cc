@@ -35,7 +35,7 @@ bool Eventually(F done) {
   return true;
 }
 
-class AutoTest : public ::testing::Test {
+class AutoServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = TestCaseDir();
@@ -60,7 +60,7 @@ class AutoTest : public ::testing::Test {
   std::string dir_, state_;
 };
 
-TEST_F(AutoTest, APreloadedModelLoadsWithoutARequestAndAgainAfterItsRunnerDies) {
+TEST_F(AutoServerTest, APreloadedModelLoadsWithoutARequestAndAgainAfterItsRunnerDies) {
   auto env = Env();
   env["RESIDENT_PRELOAD"] = "tiny";
   ServerProcess server(dir_ + "/models", env);
@@ -80,7 +80,7 @@ TEST_F(AutoTest, APreloadedModelLoadsWithoutARequestAndAgainAfterItsRunnerDies) 
   })) << ReadAll(server.log_path());
 }
 
-TEST_F(AutoTest, AutoExplainsItsKeepAliveAndWhatItLearnedSurvivesARestart) {
+TEST_F(AutoServerTest, AutoExplainsItsKeepAliveAndWhatItLearnedSurvivesARestart) {
   {
     ServerProcess server(dir_ + "/models", Env());
     for (int i = 0; i < 6; ++i) Generate(server.port());
@@ -105,7 +105,7 @@ TEST_F(AutoTest, AutoExplainsItsKeepAliveAndWhatItLearnedSurvivesARestart) {
   EXPECT_EQ(after->at("tiny:latest").requests, 7u);  // what it knew, and the new request
 }
 
-TEST_F(AutoTest, ACorruptStateFileIsIgnoredWithALogLineAndReplaced) {
+TEST_F(AutoServerTest, ACorruptStateFileIsIgnoredWithALogLineAndReplaced) {
   { std::ofstream(state_) << "resident-learner 1\nmodel tiny:latest 3 x\n\x01\x02garbage"; }
   ServerProcess server(dir_ + "/models", Env());
   Generate(server.port());
