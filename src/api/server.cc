@@ -97,10 +97,10 @@ ApiServer::~ApiServer() { Stop(); }
 
 Status ApiServer::Bind() {
   if (options_.port == 0) {
-    port_ = http_->bind_to_any_port(options_.host);
+    port_ = http_->BindAnyPort(options_.host);
     if (port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host);
   } else {
-    if (!http_->bind_to_port(options_.host, options_.port)) {
+    if (!http_->BindPort(options_.host, options_.port)) {
       return Status::Unavailable(fmt::format("cannot listen on {}:{}: the address is in use or not available",
                                              options_.host, options_.port));
     }
@@ -122,6 +122,10 @@ void ApiServer::Routes() {
   http_->Get("/", running);
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     NoteRequestStart(ctx_);  // request latency for /metrics
+    if (req.path.size() > kMaxRoutedPath) {  // no route is that long (see kMaxRoutedPath)
+      res.status = 404;
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
   });
   http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
