@@ -59,25 +59,6 @@ Reply Call(int port, const std::string& method, const std::string& path, httplib
 
 httplib::Headers Bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
 
-struct CliResult {
-  int code = -1;
-  std::string out;
-};
-
-// Runs `resident ARGS` against the server on `port` with extra environment (RESIDENT_API_KEY is
-// removed from the inherited environment first), stdout and stderr together.
-CliResult Cli(int port, const std::string& args, const std::map<std::string, std::string>& env = {}) {
-  std::string cmd = "env -u RESIDENT_API_KEY RESIDENT_HOST=127.0.0.1:" + std::to_string(port) + " ";
-  for (const auto& [k, v] : env) cmd += k + "='" + v + "' ";
-  cmd += "timeout 60 " + std::string(RESIDENT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 // True when the server has closed `fd` (a read returns end of file or an error) at once.
 bool ClosedByServer(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -137,19 +118,19 @@ TEST_F(SecurityTest, WithAnApiKeyEveryRouteButTheRootNeedsIt) {
   EXPECT_EQ(page.header("Access-Control-Allow-Origin"), "http://localhost:3000");
 
   // The command line sends RESIDENT_API_KEY.
-  CliResult ps = Cli(port, "ps", {{"RESIDENT_API_KEY", "s3cret-key"}});
+  CliRun ps = RunCli(port, "ps", {{"RESIDENT_API_KEY", "s3cret-key"}});
   EXPECT_EQ(ps.code, 0) << ps.out;
   EXPECT_NE(ps.out.find("NAME"), std::string::npos) << ps.out;
-  CliResult list = Cli(port, "list", {{"RESIDENT_API_KEY", "s3cret-key"}});
+  CliRun list = RunCli(port, "list", {{"RESIDENT_API_KEY", "s3cret-key"}});
   EXPECT_EQ(list.code, 0) << list.out;
   EXPECT_NE(list.out.find("tiny"), std::string::npos) << list.out;
-  CliResult stop = Cli(port, "stop tiny", {{"RESIDENT_API_KEY", "s3cret-key"}});
+  CliRun stop = RunCli(port, "stop tiny", {{"RESIDENT_API_KEY", "s3cret-key"}});
   EXPECT_EQ(stop.code, 0) << stop.out;
   // Without it: a clear refusal, not a crash.
-  CliResult no_key = Cli(port, "ps");
+  CliRun no_key = RunCli(port, "ps");
   EXPECT_NE(no_key.code, 0);
   EXPECT_NE(no_key.out.find("unauthorized"), std::string::npos) << no_key.out;
-  CliResult bad_key = Cli(port, "list", {{"RESIDENT_API_KEY", "nope"}});
+  CliRun bad_key = RunCli(port, "list", {{"RESIDENT_API_KEY", "nope"}});
   EXPECT_NE(bad_key.code, 0);
   EXPECT_NE(bad_key.out.find("not valid"), std::string::npos) << bad_key.out;
 }
@@ -218,7 +199,7 @@ TEST_F(SecurityTest, OversizedBodiesGet413) {
   // Under the limit: handled as usual.
   EXPECT_EQ(Call(server.port(), "POST", "/api/show", {}, R"({"model":"ghost"})").status, 404);
   // A bad limit stops start-up with the variable's name.
-  CliResult bad = Cli(0, "serve", {{"RESIDENT_MAX_BODY", "lots"}, {"RESIDENT_MODELS", dir_ + "/store"}});
+  CliRun bad = RunCli(0, "serve", {{"RESIDENT_MAX_BODY", "lots"}, {"RESIDENT_MODELS", dir_ + "/store"}});
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("RESIDENT_MAX_BODY"), std::string::npos) << bad.out;
 }
