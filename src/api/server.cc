@@ -434,7 +434,7 @@ void ApiServer::HandlePs(httplib::Response& res) {
                           // the model stays.
                           {"size_predicted", m.predicted_bytes},
                           {"size_measured", m.measured_bytes},
-                          {"load_seconds", std::chrono::duration<double>(m.load_duration).count()},
+                          {"load_seconds", ToSeconds(m.load_duration)},
                           {"keep_alive", m.forever ? "forever" : KeepAlive::Of(m.keep_alive).ToString()},
                           {"pinned", m.pinned},
                           {"active_requests", m.active_requests}});

@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 
 #include "core/bytes.h"
+#include "core/clock.h"
 #include "core/keep_alive.h"
 
 namespace resident::sched {
 namespace {
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Whole seconds in Go's format ("4m0s"), as the rest of the log writes durations.
 std::string Brief(Duration d) {
@@ -34,10 +34,10 @@ std::string Describe(const ResidencyEvent& e) {
       std::string sizes = e.bytes ? fmt::format("{} measured, predicted {}", FormatBytes(e.bytes),
                                                 FormatBytes(e.predicted_bytes))
                                   : fmt::format("predicted {}, not measured", FormatBytes(e.predicted_bytes));
-      return fmt::format("loaded {} in {:.2f} s ({}, pid {})", e.model, Seconds(e.duration), sizes, e.pid);
+      return fmt::format("loaded {} in {:.2f} s ({}, pid {})", e.model, ToSeconds(e.duration), sizes, e.pid);
     }
     case Type::kLoadFailed:
-      return fmt::format("loading {} failed after {:.2f} s: {}", e.model, Seconds(e.duration), e.error);
+      return fmt::format("loading {} failed after {:.2f} s: {}", e.model, ToSeconds(e.duration), e.error);
     case Type::kUnload:
     case Type::kEvict:
       break;
