@@ -21,6 +21,16 @@ namespace {
 using nlohmann::json;
 using Ns = std::chrono::nanoseconds;
 
+// Ollama reads every body as JSON whatever its Content-Type, and `curl -d` (every example in its
+// docs) sends application/x-www-form-urlencoded. httplib caps such a body at 8 KB
+// (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH, a 413 that RESIDENT_MAX_BODY cannot lift) and
+// reads a multipart/form-data body into parts, leaving req.body empty. Without the header every
+// body is read as it is, up to RESIDENT_MAX_BODY. Called from the pre-routing handler, which
+// httplib runs on its own (non-const) Request before it reads the body.
+void ReadBodyWhateverItsType(const httplib::Request& req) {
+  const_cast<httplib::Request&>(req).headers.erase("Content-Type");
+}
+
 // The catalog's details (from the store or the Modelfile), completed by the loaded model's facts
 // (`f`, when loaded). Without a catalog entry (its file was removed while loaded), the facts alone.
 json EntryDetails(const store::ModelEntry& entry, const runner::ModelFacts* f) {
@@ -114,6 +124,7 @@ void ApiServer::Routes() {
       res.status = 404;
       return httplib::Server::HandlerResponse::Handled;
     }
+    ReadBodyWhateverItsType(req);
     return Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
   });
   http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {

@@ -204,6 +204,40 @@ TEST_F(SecurityTest, OversizedBodiesGet413) {
   EXPECT_NE(bad.out.find("RESIDENT_MAX_BODY"), std::string::npos) << bad.out;
 }
 
+// Found with `curl -d @body.json` (every example in Ollama's docs is `curl -d`): curl sends
+// application/x-www-form-urlencoded, and the HTTP library capped such bodies at 8 KB, answering
+// "413 request body too large (the limit is 33.6 MB, RESIDENT_MAX_BODY)" to a 20 KB request.
+// Ollama ignores Content-Type; so does every route here, up to RESIDENT_MAX_BODY.
+TEST_F(SecurityTest, BodiesAreReadWhateverTheirContentTypeUpToTheBodyLimit) {
+  ServerProcess server(dir_, {{"RESIDENT_MAX_BODY", "64KiB"}});
+  int port = server.port();
+  const std::string words(20 << 10, 'a');  // 20 KB of prompt: one long token run, trimmed below
+  const std::string generate =
+      json{{"model", "tiny"}, {"prompt", "hi"}, {"system", words}, {"raw", true}, {"stream", false},
+           {"options", {{"num_predict", 1}, {"num_ctx", 8192}}}}
+          .dump();
+  for (const char* type : {"application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz",
+                           "multipart/form-data", "text/plain", ""}) {
+    std::string header = *type ? std::string("Content-Type: ") + type + "\r\n" : "";
+    RawReply gen = RawRequest(port, RawPost("/api/generate", generate, header));
+    EXPECT_EQ(gen.status, 200) << type << ": " << gen.body.substr(0, 300);
+    EXPECT_TRUE(gen.json().value("done", false)) << type << ": " << gen.body.substr(0, 300);
+    // Every route reads the body: a lookup of a model that does not exist, 20 KB of padding.
+    const std::string show = json{{"model", "ghost"}, {"padding", words}}.dump();
+    RawReply r = RawRequest(port, RawPost("/api/show", show, header));
+    EXPECT_EQ(r.status, 404) << type << ": " << r.body.substr(0, 300);
+    RawReply v1 = RawRequest(port, RawPost("/v1/chat/completions",
+                                           json{{"model", "ghost"}, {"messages", {{{"role", "user"}, {"content", words}}}}}.dump(),
+                                           header));
+    EXPECT_EQ(v1.status, 404) << type << ": " << v1.body.substr(0, 300);
+    // Beyond the limit, the 413 names the limit that was hit.
+    RawReply big = RawRequest(port, RawPost("/api/generate", std::string(100 << 10, ' ') + generate, header));
+    EXPECT_EQ(big.status, 413) << type;
+    EXPECT_EQ(big.json().value("error", ""), "request body too large (the limit is 65.5 KB, RESIDENT_MAX_BODY)")
+        << type << ": " << big.body;
+  }
+}
+
 TEST_F(SecurityTest, SlowClientsAreDroppedAfterTheIdleTimeoutWhileOthersAreServed) {
   ServerProcess server(dir_, {{"RESIDENT_IDLE_TIMEOUT", "1s"}, {"RESIDENT_MAX_CONNECTIONS", "8"}});
   int port = server.port();
