@@ -99,7 +99,9 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
     bool gone = false;
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
     std::string piece;
+    size_t pieces = 0;
     while (text->Next(&piece)) {
+      ++pieces;
       if (!gone && !write(SseEvent(gen->Chunk(piece, nullptr, first)))) {  // the client went away
         gone = true;
         text->Cancel();
@@ -107,6 +109,12 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
       first = false;
     }
     const auto& done = text->result();
+    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
+      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/v1/chat/completions" : "/v1/completions",
+                   gen->model,
+                   done.ok() ? "the generation had ended"
+                             : "generation cancelled after " + std::to_string(pieces) + " pieces of text");
+    }
     if (done.ok()) {
       std::string finish = FinishReason(done->done_reason);
       write(SseEvent(gen->Chunk("", finish.c_str(), first)));

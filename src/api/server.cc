@@ -266,7 +266,9 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
   res.set_chunked_content_provider("application/x-ndjson", [gen, text](size_t, httplib::DataSink& sink) {
     std::string piece;
     bool gone = false;
+    size_t pieces = 0;
     while (text->Next(&piece)) {
+      ++pieces;
       std::string line = JsonLine(gen->Chunk(piece, false));
       if (!gone && !sink.write(line.data(), line.size())) {  // the client went away
         gone = true;
@@ -274,6 +276,11 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
       }
     }
     const auto& done = text->result();
+    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
+      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/api/chat" : "/api/generate", gen->model,
+                   done.ok() ? "the generation had ended" : "generation cancelled after " + std::to_string(pieces) +
+                                                               " pieces of text");
+    }
     std::string last;
     if (done.ok()) {
       last = JsonLine(gen->Final(*done, ""));
