@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <thread>
 

@@ -20,8 +20,8 @@
 
 namespace httplib {
 class Server;
-class Request;
-class Response;
+struct Request;
+struct Response;
 }  // namespace httplib
 
 namespace resident::api {
