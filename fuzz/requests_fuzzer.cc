@@ -1,12 +1,14 @@
-// Request bodies of /api/generate, /api/chat, /api/embed and /api/embeddings: JSON into native
-// structs (api/requests). What decodes is then resolved against a model's Modelfile parameters,
-// as a handler does.
+// Request bodies of every route that takes one: Ollama's generate, chat, embed, embeddings,
+// show, create, copy and delete (api/requests) and the OpenAI-compatible chat, completions and
+// embeddings (api/openai_requests): JSON into native structs. What decodes is then resolved
+// against a model's Modelfile parameters, as a handler does.
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "api/openai_requests.h"
 #include "api/requests.h"
 #include "fuzz_check.h"
 
@@ -40,6 +42,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (bool legacy : {false, true}) {
     if (auto e = api::DecodeEmbed(body, kDefaults, legacy); e.ok()) Resolve(e->options);
+  }
+  if (auto s = api::DecodeShow(body); s.ok()) FUZZ_CHECK(!s->model.empty(), "show without a model decoded");
+  if (auto d = api::DecodeDelete(body); d.ok()) FUZZ_CHECK(!d->model.empty(), "delete without a model decoded");
+  if (auto c = api::DecodeCopy(body); c.ok()) {
+    FUZZ_CHECK(!c->source.empty() && !c->destination.empty(), "copy without source or destination decoded");
+  }
+  if (auto c = api::DecodeCreate(body); c.ok()) {
+    FUZZ_CHECK(!c->model.empty() && !c->modelfile.from.empty(), "create without a model or FROM decoded");
+  }
+  if (auto c = api::DecodeOpenAiChat(body, kDefaults); c.ok()) {
+    FUZZ_CHECK(!c->model.empty() && !c->messages.empty(), "OpenAI chat without a model or messages decoded");
+    Resolve(c->options);
+  }
+  if (auto c = api::DecodeOpenAiCompletion(body, kDefaults); c.ok()) {
+    FUZZ_CHECK(!c->model.empty(), "OpenAI completion without a model decoded");
+    Resolve(c->options);
+  }
+  if (auto e = api::DecodeOpenAiEmbedding(body); e.ok()) {
+    FUZZ_CHECK(!e->model.empty() && !e->inputs.empty(), "OpenAI embedding without a model or input decoded");
   }
   return 0;
 }

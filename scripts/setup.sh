@@ -23,7 +23,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config curl ca-certificates
   nodejs npm
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
+  libtomlplusplus-dev libgtest-dev libgmock-dev libssl-dev
   # make fuzz, make check-sanitize: clang with libFuzzer and the sanitizer runtimes
   # (libclang-rt-14-dev), and llvm-symbolizer (llvm-14) for readable reports.
   clang-14 libclang-rt-14-dev llvm-14)

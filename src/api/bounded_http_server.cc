@@ -5,12 +5,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <thread>
 
@@ -163,7 +165,7 @@ class ConnectionStream final : public httplib::Stream {
   // Answers 431 and refuses every further read and write on this connection.
   void RefuseHeaders() {
     SendAll(sock_, CannedAnswer(431, "Request Header Fields Too Large",
-                                fmt::format("request headers larger than {} bytes", limits_.max_header_bytes)));
+                                fmt::format("request headers larger than {} bytes (RESIDENT_MAX_HEADER)", limits_.max_header_bytes)));
     refused_ = true;
   }
 
@@ -180,37 +182,191 @@ class ConnectionStream final : public httplib::Stream {
 
 }  // namespace
 
+// ---- LingeringCloser ----------------------------------------------------------------------
+
+// Closes sockets that were answered and shut down for writing, once their client has closed its
+// side too (or after kLingerFor): closing a socket while the client's request is still unread, or
+// still arriving, resets the connection, and a reset can discard the answer before the client
+// reads it. One thread polls them all (a burst of refused connections costs no thread each).
+class LingeringCloser {
+ public:
+  static constexpr Ms kLingerFor{2000};
+  static constexpr size_t kMaxSockets = 4096;  // beyond: what has arrived is read, then closed
+
+  LingeringCloser() {
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  }
+  ~LingeringCloser() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    Wake();
+    if (thread_.joinable()) thread_.join();
+    for (int fd : incoming_) ::close(fd);
+    if (wake_ >= 0) ::close(wake_);
+  }
+
+  // Takes `fd` (already answered and shut down for writing) and closes it later.
+  void Add(int fd) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_ || wake_ < 0 || held_ + incoming_.size() >= kMaxSockets) {
+        Drain(fd);
+        ::close(fd);
+        return;
+      }
+      incoming_.push_back(fd);
+      if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    }
+    Wake();
+  }
+
+ private:
+  struct Held {
+    int fd;
+    SteadyClock::time_point deadline;
+  };
+
+  // Reads what the client sent; false once it closed its side (or the socket failed).
+  static bool Drain(int fd) {
+    char sink[4096];
+    while (true) {
+      ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+  }
+
+  void Wake() {
+    if (wake_ < 0) return;
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_, &one, sizeof one);
+  }
+
+  void Loop() {
+    std::vector<Held> held;
+    std::vector<pollfd> polled;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) break;
+        const auto deadline = SteadyClock::now() + kLingerFor;
+        for (int fd : incoming_) held.push_back({fd, deadline});
+        incoming_.clear();
+        held_ = held.size();
+      }
+      polled.assign(1, pollfd{wake_, POLLIN, 0});
+      auto next = SteadyClock::now() + kLingerFor;
+      for (const Held& h : held) {
+        polled.push_back(pollfd{h.fd, POLLIN, 0});
+        next = std::min(next, h.deadline);
+      }
+      auto wait = std::chrono::duration_cast<Ms>(next - SteadyClock::now()).count() + 1;
+      int rc = ::poll(polled.data(), polled.size(), static_cast<int>(std::max<int64_t>(1, wait)));
+      if (rc < 0 && errno != EINTR) break;
+      if (polled[0].revents & POLLIN) {
+        uint64_t n;
+        [[maybe_unused]] ssize_t r = ::read(wake_, &n, sizeof n);
+      }
+      const auto now = SteadyClock::now();
+      size_t kept = 0;
+      for (size_t i = 0; i < held.size(); ++i) {
+        bool open = true;
+        if (polled[i + 1].revents != 0) open = Drain(held[i].fd);
+        if (open && now < held[i].deadline) {
+          held[kept++] = held[i];
+        } else {
+          ::close(held[i].fd);
+        }
+      }
+      held.resize(kept);
+    }
+    for (const Held& h : held) ::close(h.fd);
+  }
+
+  std::mutex mu_;
+  std::vector<int> incoming_;  // guarded by mu_: added, not yet polled
+  size_t held_ = 0;            // guarded by mu_: being polled (as of the loop's last turn)
+  bool stop_ = false;          // guarded by mu_
+  int wake_ = -1;              // an eventfd: incoming_ changed, or stop_
+  std::thread thread_;
+};
+
 // ---- BoundedThreadPool --------------------------------------------------------------------
 
-BoundedThreadPool::BoundedThreadPool(size_t workers, size_t max_queued, Overflow overflow)
-    : workers_(std::max<size_t>(1, workers)), max_queued_(max_queued), overflow_(std::move(overflow)) {
-  threads_.reserve(workers_);
-  for (size_t i = 0; i < workers_; ++i) threads_.emplace_back([this] { Work(); });
-}
+BoundedThreadPool::BoundedThreadPool(size_t workers, size_t max_queued, Overflow overflow, size_t stack_bytes,
+                                     std::chrono::milliseconds idle_exit)
+    : workers_(std::max<size_t>(1, workers)), max_queued_(max_queued), overflow_(std::move(overflow)),
+      stack_bytes_(std::max<size_t>(stack_bytes, PTHREAD_STACK_MIN)), idle_exit_(idle_exit) {}
 
 BoundedThreadPool::~BoundedThreadPool() { shutdown(); }
 
+bool BoundedThreadPool::StartWorker() {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  pthread_attr_setstacksize(&attr, stack_bytes_);
+  pthread_t t;
+  int rc = pthread_create(&t, &attr, &BoundedThreadPool::ThreadMain, this);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) return false;
+  live_.push_back(t);
+  return true;
+}
+
+void* BoundedThreadPool::ThreadMain(void* pool) {
+  static_cast<BoundedThreadPool*>(pool)->Work();
+  return nullptr;
+}
+
 void BoundedThreadPool::enqueue(std::function<void()> fn) {
+  JoinExited();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!shutdown_ && running_ + queue_.size() < workers_ + max_queued_) {
       queue_.push_back(std::move(fn));
-      cv_.notify_one();
-      return;
+      // More tasks waiting than idle workers to take them: one more worker, while allowed.
+      bool started = queue_.size() > idle_ && live_.size() < workers_ && StartWorker();
+      if (!started && live_.empty()) {  // no thread to run it, none to come
+        fn = std::move(queue_.back());
+        queue_.pop_back();
+      } else {
+        cv_.notify_one();
+        return;
+      }
     }
   }
   overflow_(std::move(fn));
 }
 
 void BoundedThreadPool::shutdown() {
+  std::vector<pthread_t> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
     shutdown_ = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_) {
-    if (t.joinable()) t.join();
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      all.swap(exited_);
+      if (all.empty() && live_.empty()) return;
+    }
+    for (pthread_t t : all) pthread_join(t, nullptr);
+    all.clear();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !exited_.empty() || live_.empty(); });
   }
+}
+
+void BoundedThreadPool::JoinExited() {
+  std::vector<pthread_t> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done.swap(exited_);
+  }
+  for (pthread_t t : done) pthread_join(t, nullptr);
 }
 
 size_t BoundedThreadPool::load() const {
@@ -218,32 +374,50 @@ size_t BoundedThreadPool::load() const {
   return running_ + queue_.size();
 }
 
+size_t BoundedThreadPool::threads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_.size();
+}
+
 void BoundedThreadPool::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    std::function<void()> fn;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return shutdown_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // shutting down, nothing left to run
-      fn = std::move(queue_.front());
-      queue_.pop_front();
-      ++running_;
+    ++idle_;
+    bool woken = cv_.wait_for(lock, idle_exit_, [this] { return shutdown_ || !queue_.empty(); });
+    --idle_;
+    if (queue_.empty()) {
+      if (shutdown_ || !woken) break;  // shutting down with nothing left, or idle for idle_exit_
+      continue;
     }
+    std::function<void()> fn = std::move(queue_.front());
+    queue_.pop_front();
+    ++running_;
+    lock.unlock();
     fn();
-    std::lock_guard<std::mutex> lock(mu_);
+    fn = nullptr;  // the task's captures go before the lock is taken again
+    lock.lock();
     --running_;
   }
+  // Ended: joined by the next enqueue() or by shutdown().
+  const pthread_t self = pthread_self();
+  live_.erase(std::find_if(live_.begin(), live_.end(), [&](pthread_t t) { return pthread_equal(t, self); }));
+  exited_.push_back(self);
+  cv_.notify_all();
 }
 
 // ---- BoundedHttpServer --------------------------------------------------------------------
 
-BoundedHttpServer::BoundedHttpServer(ConnectionLimits limits) : limits_(limits) {
+BoundedHttpServer::BoundedHttpServer(ConnectionLimits limits)
+    : limits_(limits), closer_(std::make_unique<LingeringCloser>()) {
   new_task_queue = [this] {
-    return new BoundedThreadPool(limits_.max_connections, limits_.max_queued, [](std::function<void()> task) {
-      t_rejecting = true;
-      task();  // httplib's task: process_and_close_socket(sock), on this thread
-      t_rejecting = false;
-    });
+    return new BoundedThreadPool(
+        limits_.max_connections, limits_.max_queued,
+        [](std::function<void()> task) {
+          t_rejecting = true;
+          task();  // httplib's task: process_and_close_socket(sock), on this thread
+          t_rejecting = false;
+        },
+        limits_.worker_stack_bytes);
   };
   auto idle = limits_.idle_timeout;
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(idle);
@@ -254,6 +428,27 @@ BoundedHttpServer::BoundedHttpServer(ConnectionLimits limits) : limits_(limits) 
   set_write_timeout(secs.count(), usecs.count());
   set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(secs.count())));
   set_keep_alive_max_count(std::max<size_t>(1, limits_.max_requests_per_connection));
+}
+
+BoundedHttpServer::~BoundedHttpServer() = default;
+
+bool BoundedHttpServer::BindPort(const std::string& host, int port) {
+  if (!bind_to_port(host, port)) return false;
+  WidenBacklog();
+  return true;
+}
+
+int BoundedHttpServer::BindAnyPort(const std::string& host) {
+  int port = bind_to_any_port(host);
+  if (port > 0) WidenBacklog();
+  return port;
+}
+
+void BoundedHttpServer::WidenBacklog() {
+  // listen() again on a listening socket only changes its backlog; the kernel caps it at
+  // net.core.somaxconn.
+  socket_t sock = svr_sock_;
+  if (sock != INVALID_SOCKET) ::listen(sock, 65535);
 }
 
 bool BoundedHttpServer::BoundToLoopbackOnly() const {
@@ -284,32 +479,10 @@ void BoundedHttpServer::RejectBusy(socket_t sock) {
                  "(RESIDENT_MAX_CONNECTIONS); {} refused so far",
                  limits_.max_connections, limits_.max_queued, n);
   }
-  SendAll(sock, CannedAnswer(503, "Service Unavailable",
-                             fmt::format("server busy: {} connections are open, the most it takes "
-                                         "(RESIDENT_MAX_CONNECTIONS); try again later",
-                                         limits_.max_connections + limits_.max_queued)));
-  // The answer is sent and ends with our FIN; the socket is closed only once the client has read
-  // it and closed its side (or 2 s passed): closing with the client's request still unread, or
-  // arriving later, resets the connection, and a reset can discard the answer before the client
-  // reads it. The lingering happens off the accepting thread, at most 64 sockets at a time.
+  SendAll(sock, CannedAnswer(503, "Service Unavailable", kBusyMessage));
+  // The answer ends with our FIN; the socket is closed once the client has closed its side.
   ::shutdown(sock, SHUT_WR);
-  static std::atomic<int> lingering{0};
-  if (lingering.fetch_add(1) >= 64) {
-    --lingering;
-    ::close(sock);
-    return;
-  }
-  std::thread([sock] {
-    const auto deadline = SteadyClock::now() + Ms(2000);
-    char sink[4096];
-    while (SteadyClock::now() < deadline) {
-      auto left = std::chrono::duration_cast<Ms>(deadline - SteadyClock::now());
-      if (PollFor(sock, POLLIN, left) <= 0) break;
-      if (::recv(sock, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;  // the client closed (or failed)
-    }
-    ::close(sock);
-    --lingering;
-  }).detach();
+  closer_->Add(sock);
 }
 
 bool BoundedHttpServer::process_and_close_socket(socket_t sock) {

@@ -27,9 +27,39 @@ void SendError(httplib::Response& res, const Status& status) {
   res.set_content(DumpJson(json{{"error", status.message()}}), "application/json; charset=utf-8");
 }
 
+namespace {
+
+json OpenAiErrorBody(int http_status, const std::string& message) {
+  const char* type = http_status == 400 ? "invalid_request_error" : http_status == 404 ? "not_found_error" : "api_error";
+  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
+}
+
+}  // namespace
+
+void SendOpenAiError(httplib::Response& res, const Status& status) {
+  res.status = HttpStatusFor(status);
+  res.set_content(DumpJson(OpenAiErrorBody(res.status, status.message())), "application/json; charset=utf-8");
+}
+
+void SendErrorStatus(const httplib::Request& req, httplib::Response& res, int http_status, const std::string& message) {
+  res.status = http_status;
+  json body = req.path.rfind("/v1/", 0) == 0 ? OpenAiErrorBody(http_status, message) : json{{"error", message}};
+  res.set_content(DumpJson(body), "application/json; charset=utf-8");
+}
+
 void SendJson(httplib::Response& res, const json& body) {
   res.status = 200;
   res.set_content(DumpJson(body), "application/json; charset=utf-8");
+}
+
+json ModelDetailsJson(const store::ModelEntry& e) {
+  json families = e.family.empty() ? json(nullptr) : json::array({e.family});
+  return json{{"parent_model", ""},
+              {"format", "gguf"},
+              {"family", e.family},
+              {"families", families},
+              {"parameter_size", e.parameter_size},
+              {"quantization_level", e.quantization_level}};
 }
 
 namespace {
@@ -53,13 +83,6 @@ runner::LoadRequest LoadRequestFor(const store::ModelEntry& entry, const ModelOp
 }
 
 }  // namespace
-
-Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
-                                  const std::optional<KeepAlive>& keep_alive) {
-  auto entry = ctx.catalog.Find(model);
-  if (!entry.ok()) return entry.status();
-  return AcquireEntry(ctx, *entry, options, keep_alive);
-}
 
 sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& options) {
   return sched::ModelSpec{entry.name, LoadRequestFor(entry, options), FileIdentity(entry.path)};

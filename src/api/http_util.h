@@ -1,5 +1,5 @@
-// Small pieces shared by every route file: JSON answers, errors, NDJSON lines, and getting a
-// lease on a model by name.
+// Small pieces shared by every route file: JSON answers, errors, NDJSON lines, a model's
+// details, and the seam to the scheduler: a lease on a model the catalog found.
 #pragma once
 
 #include <optional>
@@ -14,7 +14,8 @@
 #include "store/model_catalog.h"
 
 namespace httplib {
-class Response;
+struct Request;
+struct Response;
 }
 
 namespace resident::api {
@@ -32,24 +33,31 @@ int HttpStatusFor(const Status& status);
 
 // {"error": message} with the status's HTTP code, Ollama's error shape.
 void SendError(httplib::Response& res, const Status& status);
+// {"error":{"message","type","param":null,"code":null}} with the status's HTTP code, OpenAI's
+// error shape (type invalid_request_error for 400, not_found_error for 404, api_error otherwise),
+// for the /v1 routes.
+void SendOpenAiError(httplib::Response& res, const Status& status);
+// An error with this HTTP status and message, in the shape of the request's route: OpenAI's for
+// paths under /v1/, Ollama's otherwise.
+void SendErrorStatus(const httplib::Request& req, httplib::Response& res, int http_status, const std::string& message);
 void SendJson(httplib::Response& res, const nlohmann::json& body);
 // One NDJSON line (invalid UTF-8 replaced, never thrown).
 std::string JsonLine(const nlohmann::json& j);
 std::string DumpJson(const nlohmann::json& j);
 
-// Finds the model by name and takes a lease on it (loading it if needed). Errors: the catalog's
-// (400 bad name, 404 unknown) or the scheduler's (load failure, busy).
-// The same for a model already looked up, with options already resolved (ResolveOptions). A
-// Jinja TEMPLATE (store::TemplateKind::kJinja) goes with the load and replaces the GGUF's chat
-// template. Errors: the scheduler's (a template the runner cannot parse fails the load).
+// A model's "details" object, as /api/tags, /api/ps and /api/show write it: parent_model, format,
+// family, families, parameter_size, quantization_level.
+nlohmann::json ModelDetailsJson(const store::ModelEntry& entry);
+
 // The scheduler's spec of a model looked up in the catalog, with resolved options: its name, the
 // load request (weights, load options, a Jinja TEMPLATE) and the weights file's identity.
 sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& options);
 
+// Takes a lease on a model already looked up in the catalog (loading it if needed), with options
+// already resolved (ResolveOptions). A Jinja TEMPLATE (store::TemplateKind::kJinja) goes with the
+// load and replaces the GGUF's chat template. Errors: the scheduler's (a template the runner
+// cannot parse fails the load).
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
-                                  const std::optional<KeepAlive>& keep_alive);
-
-Result<sched::Lease> AcquireModel(ApiContext& ctx, const std::string& model, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive);
 
 // Runs a generation to its end without streaming, collecting the text, then releases the lease.

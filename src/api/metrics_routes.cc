@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "api/prometheus_text.h"
+#include "core/clock.h"
 #include "core/keep_alive.h"
 #include "core/time_format.h"
 
@@ -18,7 +19,6 @@ using Type = PrometheusWriter::Type;
 using sched::ModelStats;
 using sched::UnloadReason;
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 double Num(uint64_t v) { return static_cast<double>(v); }
 
 constexpr std::chrono::milliseconds kStreamWait{1000};      // how often a stream checks for a stop
@@ -172,10 +172,10 @@ nlohmann::ordered_json EventJson(const sched::ResidencyEvent& e) {
   if (e.reason) j["reason"] = std::string(sched::ReasonName(*e.reason));
   if (!e.for_model.empty()) j["for_model"] = e.for_model;
   if (!e.error.empty()) j["error"] = e.error;
-  if (e.type == T::kLoad || e.type == T::kLoadFailed) j["duration_s"] = Seconds(e.duration);
+  if (e.type == T::kLoad || e.type == T::kLoadFailed) j["duration_s"] = ToSeconds(e.duration);
   if (e.type != T::kLoadFailed && e.type != T::kPrewarmHit && e.type != T::kPrewarmMiss) j["bytes"] = e.bytes;
   if (e.type == T::kLoad || e.type == T::kLoadFailed) j["predicted_bytes"] = e.predicted_bytes;
-  if (e.idle) j["idle_s"] = Seconds(*e.idle);
+  if (e.idle) j["idle_s"] = ToSeconds(*e.idle);
   if (e.keep_alive) j["keep_alive"] = e.keep_alive->ToString();
   if (e.pid != 0) j["pid"] = e.pid;
   if (!e.origin.empty()) j["origin"] = e.origin;
@@ -261,7 +261,7 @@ void RegisterMetricsRoutes(httplib::Server& http, ApiContext& ctx) {
       captures.emplace_back(static_cast<size_t>(req.matches.position(i)), static_cast<size_t>(req.matches.length(i)));
     }
     http_metrics->Observe(RouteLabel(req.method, req.path, !req.matches.empty(), captures), res.status,
-                          Seconds(ctx.clock.Now() - t_request_start.at));
+                          ToSeconds(ctx.clock.Now() - t_request_start.at));
   });
 }
 

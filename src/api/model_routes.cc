@@ -33,18 +33,6 @@ constexpr const char* kJinjaTemplateNote =
     "TEMPLATE is a Jinja chat template: resident renders chat messages with it instead of the GGUF's own "
     "(tokenizer.chat_template)";
 
-// The model name of a request: "model", or the older "name".
-Result<std::string> ModelField(const json& body, const char* key = "model", const char* alt = "name") {
-  for (const char* k : {key, alt}) {
-    if (k && body.contains(k)) {
-      if (!body[k].is_string()) return Status::InvalidArgument(std::string(k) + " must be a string");
-      std::string v = body[k].get<std::string>();
-      if (!v.empty()) return v;
-    }
-  }
-  return Status::InvalidArgument(std::string(key) + " is required");
-}
-
 // A GGUF metadata value as JSON: numbers and booleans typed, summarized arrays as null.
 json InfoValue(const std::string& v) {
   if (v == "true") return true;
@@ -60,28 +48,16 @@ json InfoValue(const std::string& v) {
   return v;
 }
 
-json Details(const store::ModelEntry& e) {
-  json families = e.family.empty() ? json(nullptr) : json::array({e.family});
-  return json{{"parent_model", ""},
-              {"format", "gguf"},
-              {"family", e.family},
-              {"families", families},
-              {"parameter_size", e.parameter_size},
-              {"quantization_level", e.quantization_level}};
-}
-
 Status NotFoundForShow(const Status& st, const std::string& model) {
   if (st.code() == StatusCode::kNotFound) return Status::NotFound("model '" + model + "' not found");
   return st;
 }
 
 void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendError(res, body.status());
-  auto model = ModelField(*body);
-  if (!model.ok()) return SendError(res, model.status());
-  auto entry = ctx.catalog.Find(*model);
-  if (!entry.ok()) return SendError(res, NotFoundForShow(entry.status(), *model));
+  auto call = DecodeShow(req.body);
+  if (!call.ok()) return SendError(res, call.status());
+  auto entry = ctx.catalog.Find(call->model);
+  if (!entry.ok()) return SendError(res, NotFoundForShow(entry.status(), call->model));
   auto info = store::ReadGgufInfo(entry->path);
   if (!info.ok()) {
     return SendError(res, Status::Internal("model \"" + entry->name + "\": " + info.status().message()));
@@ -102,7 +78,7 @@ void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response&
   json j{{"modelfile", modelfile},
          {"parameters", store::FormatParameters(e.parameters)},
          {"template", e.template_kind == store::TemplateKind::kNone ? info->chat_template : e.template_text},
-         {"details", Details(e)},
+         {"details", ModelDetailsJson(e)},
          {"model_info", model_info},
          {"capabilities", json::array({"completion"})},
          {"modified_at", FormatRfc3339(e.modified)}};
@@ -130,76 +106,6 @@ void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response&
   SendJson(res, j);
 }
 
-// The Modelfile of a create request: its "modelfile" text, or Ollama's structured fields.
-Result<store::Modelfile> ModelfileOf(const json& body) {
-  if (body.contains("quantize") && !body["quantize"].is_null() && body["quantize"] != "") {
-    return Status::InvalidArgument("quantize is not supported by resident: quantize the GGUF with llama-quantize");
-  }
-  if (body.contains("adapters") && !body["adapters"].is_null() && !body["adapters"].empty()) {
-    return Status::InvalidArgument("adapters are not supported by resident");
-  }
-  if (body.contains("files") && !body["files"].is_null() && !body["files"].empty()) {
-    return Status::InvalidArgument(
-        "uploaded files are not supported: use \"from\" with the absolute path of a .gguf file on the "
-        "server's machine, or with an existing model name");
-  }
-  if (body.contains("modelfile") && body["modelfile"].is_string() && !body["modelfile"].get<std::string>().empty()) {
-    return store::ParseModelfile(body["modelfile"].get<std::string>());
-  }
-  store::Modelfile mf;
-  if (!body.contains("from") || !body["from"].is_string() || body["from"].get<std::string>().empty()) {
-    return Status::InvalidArgument("neither 'from' nor 'modelfile' was specified");
-  }
-  mf.from = body["from"].get<std::string>();
-  auto text = [&](const char* k, bool& has, std::string& out) -> Status {
-    if (!body.contains(k) || body[k].is_null()) return Status::Ok();
-    if (!body[k].is_string()) return Status::InvalidArgument(std::string(k) + " must be a string");
-    has = true;
-    out = body[k].get<std::string>();
-    return Status::Ok();
-  };
-  RESIDENT_RETURN_IF_ERROR(text("template", mf.has_template, mf.template_text));
-  RESIDENT_RETURN_IF_ERROR(text("system", mf.has_system, mf.system));
-  if (body.contains("parameters") && !body["parameters"].is_null()) {
-    if (!body["parameters"].is_object()) return Status::InvalidArgument("parameters must be an object");
-    for (const auto& [k, v] : body["parameters"].items()) {
-      std::vector<json> values = v.is_array() ? std::vector<json>(v.begin(), v.end()) : std::vector<json>{v};
-      for (const json& x : values) {
-        std::string s = x.is_string() ? x.get<std::string>() : x.dump();
-        RESIDENT_RETURN_IF_ERROR(store::ValidateParameter(k, s));
-        mf.parameters.emplace_back(k, s);
-      }
-    }
-  }
-  if (body.contains("messages") && !body["messages"].is_null()) {
-    if (!body["messages"].is_array()) return Status::InvalidArgument("messages must be an array");
-    for (const json& m : body["messages"]) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-          (m.contains("content") && !m["content"].is_string())) {
-        return Status::InvalidArgument("each message needs a role and a string content");
-      }
-      std::string role = m["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant") {
-        return Status::InvalidArgument("message role must be system, user or assistant");
-      }
-      mf.messages.emplace_back(role, m.value("content", ""));
-    }
-  }
-  if (body.contains("license") && !body["license"].is_null()) {
-    const json& l = body["license"];
-    if (l.is_string()) mf.licenses.push_back(l.get<std::string>());
-    else if (l.is_array()) {
-      for (const json& x : l) {
-        if (!x.is_string()) return Status::InvalidArgument("license must be a string or an array of strings");
-        mf.licenses.push_back(x.get<std::string>());
-      }
-    } else {
-      return Status::InvalidArgument("license must be a string or an array of strings");
-    }
-  }
-  return mf;
-}
-
 json EventJson(const store::CreateEvent& ev) {
   json j{{"status", ev.status}};
   if (!ev.digest.empty()) j["digest"] = ev.digest;
@@ -211,17 +117,14 @@ json EventJson(const store::CreateEvent& ev) {
 }
 
 void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendError(res, body.status());
-  auto model = ModelField(*body);
-  if (!model.ok()) return SendError(res, model.status());
-  if (auto n = store::ParseModelName(*model); !n.ok()) return SendError(res, n.status());
+  auto call = DecodeCreate(req.body);
+  if (!call.ok()) return SendError(res, call.status());
+  const std::string& name = call->model;
+  if (auto n = store::ParseModelName(name); !n.ok()) return SendError(res, n.status());
   if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
-  auto mf = ModelfileOf(*body);
-  if (!mf.ok()) return SendError(res, mf.status());
   // A path sent to the server must be absolute: the server's working folder means nothing to
   // the client.
-  const std::string& from = mf->from;
+  const std::string& from = call->modelfile.from;
   bool is_path = from[0] == '/' || from[0] == '.' || from[0] == '~' || from.ends_with(".gguf") ||
                  !store::ParseModelName(from).ok();
   if (is_path && from[0] != '/') {
@@ -235,21 +138,19 @@ void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
       return SendError(res, Status::NotFound("FROM " + from + ": no such file on the server"));
     }
     if (auto info = store::ReadGgufInfo(from); !info.ok()) {
-      return SendError(res, Status::InvalidArgument("cannot create \"" + *model + "\": " + info.status().message()));
+      return SendError(res, Status::InvalidArgument("cannot create \"" + name + "\": " + info.status().message()));
     }
   } else if (auto base = ctx.catalog.Find(from); !base.ok()) {
     return SendError(res, base.status());
   }
-  bool stream = !body->contains("stream") || !(*body)["stream"].is_boolean() || (*body)["stream"].get<bool>();
-  std::string name = *model;
-
-  if (!stream) {
-    auto created = store->Create(name, *mf, "", ctx.catalog, nullptr);
+  if (!call->stream) {
+    auto created = store->Create(name, call->modelfile, "", ctx.catalog, nullptr);
     if (!created.ok()) return SendError(res, created.status());
     return SendJson(res, json{{"status", "success"}});
   }
-  auto modelfile = std::make_shared<store::Modelfile>(std::move(*mf));
-  res.set_chunked_content_provider("application/x-ndjson", [&ctx, store, name, modelfile](size_t, httplib::DataSink& sink) {
+  auto modelfile = std::make_shared<store::Modelfile>(std::move(call->modelfile));
+  res.set_chunked_content_provider("application/x-ndjson", [&ctx, store, name = call->model, modelfile](
+                                                               size_t, httplib::DataSink& sink) {
     bool client_gone = false;
     auto write = [&](const json& j) {
       if (client_gone) return;
@@ -278,27 +179,25 @@ void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
 }
 
 void HandleCopy(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendError(res, body.status());
-  auto source = ModelField(*body, "source", nullptr);
-  if (!source.ok()) return SendError(res, source.status());
-  auto destination = ModelField(*body, "destination", nullptr);
-  if (!destination.ok()) return SendError(res, destination.status());
-  if (auto n = store::ParseModelName(*source); !n.ok()) return SendError(res, n.status());
-  if (auto n = store::ParseModelName(*destination); !n.ok()) return SendError(res, n.status());
+  auto call = DecodeCopy(req.body);
+  if (!call.ok()) return SendError(res, call.status());
+  const std::string& source = call->source;
+  const std::string& destination = call->destination;
+  if (auto n = store::ParseModelName(source); !n.ok()) return SendError(res, n.status());
+  if (auto n = store::ParseModelName(destination); !n.ok()) return SendError(res, n.status());
   if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
-  Status st = store->Copy(*source, *destination);
+  Status st = store->Copy(source, destination);
   if (st.code() == StatusCode::kNotFound) {
     // Not in resident's store: an Ollama store's or a folder's model is imported under the new name.
-    auto entry = ctx.catalog.Find(*source);
+    auto entry = ctx.catalog.Find(source);
     if (!entry.ok()) {
       return SendError(res, entry.status().code() == StatusCode::kNotFound
-                                ? Status::NotFound("model \"" + *source + "\" not found")
+                                ? Status::NotFound("model \"" + source + "\" not found")
                                 : entry.status());
     }
     store::Modelfile mf;
-    mf.from = *source;
-    auto created = store->Create(*destination, mf, "", ctx.catalog, nullptr);
+    mf.from = source;
+    auto created = store->Create(destination, mf, "", ctx.catalog, nullptr);
     st = created.ok() ? Status::Ok() : created.status();
   }
   if (!st.ok()) return SendError(res, st);
@@ -306,22 +205,21 @@ void HandleCopy(ApiContext& ctx, store::ModelStore* store, const httplib::Reques
 }
 
 void HandleDelete(ApiContext& ctx, store::ModelStore* store, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendError(res, body.status());
-  auto model = ModelField(*body);
-  if (!model.ok()) return SendError(res, model.status());
-  auto name = store::ParseModelName(*model);
+  auto call = DecodeDelete(req.body);
+  if (!call.ok()) return SendError(res, call.status());
+  const std::string& model = call->model;
+  auto name = store::ParseModelName(model);
   if (!name.ok()) return SendError(res, name.status());
   if (!store) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
-  auto entry = store->Find(*model);
+  auto entry = store->Find(model);
   if (entry.status().code() == StatusCode::kNotFound) {
-    auto elsewhere = ctx.catalog.Find(*model);
+    auto elsewhere = ctx.catalog.Find(model);
     if (elsewhere.ok()) {
       return SendError(res, Status::InvalidArgument("model '" + elsewhere->name + "' is served read-only from " +
                                                     (elsewhere->source == "ollama" ? "an Ollama store" : "a folder") +
                                                     "; resident does not delete it"));
     }
-    return SendError(res, Status::NotFound("model '" + *model + "' not found"));
+    return SendError(res, Status::NotFound("model '" + model + "' not found"));
   }
   if (entry.ok()) {
     // Unload first (after its requests in flight) unless another name shares the weights.
@@ -331,7 +229,7 @@ void HandleDelete(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
     }
     if (!shared) ctx.scheduler.Unload(entry->path);
   }
-  auto removed = store->Delete(*model);
+  auto removed = store->Delete(model);
   if (!removed.ok()) return SendError(res, removed.status());
   spdlog::info("deleted {} ({} blobs removed)", name->Display(), removed->size());
   res.status = 200;

@@ -9,19 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "api/generation_stream.h"
-#include "api/requests.h"
+#include "api/openai_requests.h"
 
 namespace resident::api {
 namespace {
 
 using nlohmann::json;
-
-void SendOpenAiError(httplib::Response& res, const Status& status) {
-  res.status = HttpStatusFor(status);
-  const char* type = res.status == 400 ? "invalid_request_error" : res.status == 404 ? "not_found_error" : "api_error";
-  json body{{"error", {{"message", status.message()}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
-  res.set_content(DumpJson(body), "application/json; charset=utf-8");
-}
 
 int64_t UnixSeconds(WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -31,99 +24,6 @@ std::string NewId(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   uint64_t n = counter.fetch_add(1) + static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   return std::string(prefix) + std::to_string(n % 1000000000);
-}
-
-Status TypeError(const char* field, const char* want) {
-  return Status::InvalidArgument(std::string("invalid value for \"") + field + "\": expected " + want);
-}
-
-// The fields every generating route shares, decoded.
-struct OpenAiCall {
-  std::string model;
-  bool stream = false;
-  bool include_usage = false;
-  std::optional<KeepAlive> keep_alive;
-  ModelOptions options;
-  std::string grammar;
-};
-
-Status DecodeCommon(const json& j, const RequestDefaults& defaults, OpenAiCall* c) {
-  auto ka = DecodeKeepAlive(j);
-  if (!ka.ok()) return ka.status();
-  c->keep_alive = *ka;
-  auto m = j.find("model");
-  if (m == j.end() || !m->is_string() || m->get<std::string>().empty()) return Status::InvalidArgument("model is required");
-  c->model = m->get<std::string>();
-  if (auto s = j.find("stream"); s != j.end() && !s->is_null()) {
-    if (!s->is_boolean()) return TypeError("stream", "true or false");
-    c->stream = s->get<bool>();
-  }
-  if (auto so = j.find("stream_options"); so != j.end() && so->is_object()) {
-    c->include_usage = so->value("include_usage", false);
-  }
-  if (auto n = j.find("n"); n != j.end() && !n->is_null() && *n != 1) {
-    return Status::InvalidArgument("only n = 1 is supported");
-  }
-  // OpenAI fields -> Ollama options, then validated by the Ollama decoder.
-  json opts = json::object();
-  auto copy = [&](const char* from, const char* to) {
-    if (auto it = j.find(from); it != j.end() && !it->is_null()) opts[to] = *it;
-  };
-  copy("max_tokens", "num_predict");
-  copy("max_completion_tokens", "num_predict");
-  copy("temperature", "temperature");
-  copy("top_p", "top_p");
-  copy("seed", "seed");
-  copy("stop", "stop");
-  copy("frequency_penalty", "frequency_penalty");
-  copy("presence_penalty", "presence_penalty");
-  auto options = DecodeOptionsJson(opts, defaults);
-  if (!options.ok()) return options.status();
-  c->options = std::move(options).value();
-  if (auto rf = j.find("response_format"); rf != j.end() && !rf->is_null()) {
-    if (!rf->is_object()) return TypeError("response_format", "an object");
-    std::string type = rf->value("type", "");
-    json format;
-    if (type == "json_object") {
-      format = "json";
-    } else if (type == "json_schema") {
-      auto js = rf->find("json_schema");
-      if (js == rf->end() || !js->is_object() || !js->contains("schema")) {
-        return Status::InvalidArgument("response_format json_schema needs json_schema.schema");
-      }
-      format = (*js)["schema"];
-    } else if (type != "text" && !type.empty()) {
-      return Status::InvalidArgument("invalid response_format type \"" + type + "\"");
-    }
-    auto g = GrammarForFormat(format);
-    if (!g.ok()) return g.status();
-    c->grammar = std::move(g).value();
-  }
-  return Status::Ok();
-}
-
-// Message content: a string, or an array of parts of which only text is supported.
-Status DecodeContent(const json& content, std::string* out) {
-  if (content.is_null()) return Status::Ok();
-  if (content.is_string()) {
-    *out = content.get<std::string>();
-    return Status::Ok();
-  }
-  if (!content.is_array()) return TypeError("content", "a string or an array of parts");
-  for (const auto& part : content) {
-    if (!part.is_object()) return TypeError("content", "parts that are objects");
-    std::string type = part.value("type", "");
-    if (type == "text") {
-      auto t = part.find("text");
-      if (t == part.end() || !t->is_string()) return TypeError("text", "a string");
-      *out += t->get<std::string>();
-    } else if (type == "image_url") {
-      return Status::InvalidArgument("images are not supported: resident serves text models only (no vision projector)");
-    } else {
-      return Status::InvalidArgument("unsupported content part type \"" + type + "\"");
-    }
-  }
-  return Status::Ok();
 }
 
 std::string FinishReason(const std::string& done_reason) { return done_reason == "length" ? "length" : "stop"; }
@@ -199,7 +99,9 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
     bool gone = false;
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
     std::string piece;
+    size_t pieces = 0;
     while (text->Next(&piece)) {
+      ++pieces;
       if (!gone && !write(SseEvent(gen->Chunk(piece, nullptr, first)))) {  // the client went away
         gone = true;
         text->Cancel();
@@ -207,6 +109,12 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
       first = false;
     }
     const auto& done = text->result();
+    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
+      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/v1/chat/completions" : "/v1/completions",
+                   gen->model,
+                   done.ok() ? "the generation had ended"
+                             : "generation cancelled after " + std::to_string(pieces) + " pieces of text");
+    }
     if (done.ok()) {
       std::string finish = FinishReason(done->done_reason);
       write(SseEvent(gen->Chunk("", finish.c_str(), first)));
@@ -228,7 +136,7 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
 }
 
 // Looks the model up, resolves options over its Modelfile parameters and takes a lease.
-Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiCall& call, bool chat,
+Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiGenerationCall& call, bool chat,
                                                  store::ModelEntry* entry_out) {
   auto entry = ctx.catalog.Find(call.model);
   if (!entry.ok()) return entry.status();
@@ -252,71 +160,38 @@ Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiCal
 }
 
 void HandleChatCompletions(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendOpenAiError(res, body.status());
-  const json& j = *body;
-  OpenAiCall call;
-  if (Status st = DecodeCommon(j, ctx.defaults, &call); !st.ok()) return SendOpenAiError(res, st);
-  auto m = j.find("messages");
-  if (m == j.end() || !m->is_array() || m->empty()) {
-    return SendOpenAiError(res, Status::InvalidArgument("messages is required: a non-empty array"));
-  }
-  std::vector<runner::ChatMessage> messages;
-  for (const auto& msg : *m) {
-    if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string()) {
-      return SendOpenAiError(res, Status::InvalidArgument("every message needs a role"));
-    }
-    runner::ChatMessage cm{msg["role"].get<std::string>(), ""};
-    if (Status st = DecodeContent(msg.value("content", json()), &cm.content); !st.ok()) return SendOpenAiError(res, st);
-    messages.push_back(std::move(cm));
-  }
-  if (auto t = j.find("tools"); t != j.end() && !t->is_null() && !t->empty()) {
-    return SendOpenAiError(res, Status::InvalidArgument("tools are not supported by resident yet"));
-  }
+  auto call = DecodeOpenAiChat(req.body, ctx.defaults);
+  if (!call.ok()) return SendOpenAiError(res, call.status());
   store::ModelEntry entry;
-  auto gen = Start(ctx, call, /*chat=*/true, &entry);
+  auto gen = Start(ctx, *call, /*chat=*/true, &entry);
   if (!gen.ok()) return SendOpenAiError(res, gen.status());
   auto& msgs = (*gen)->request.messages;
-  if (!entry.system.empty() && messages.front().role != "system") msgs.push_back({"system", entry.system});
+  if (!entry.system.empty() && call->messages.front().role != "system") msgs.push_back({"system", entry.system});
   for (const auto& [role, content] : entry.messages) msgs.push_back({role, content});
-  msgs.insert(msgs.end(), messages.begin(), messages.end());
-  Run(*gen, call.stream, res);
+  msgs.insert(msgs.end(), call->messages.begin(), call->messages.end());
+  Run(*gen, call->stream, res);
 }
 
 void HandleCompletions(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendOpenAiError(res, body.status());
-  const json& j = *body;
-  OpenAiCall call;
-  if (Status st = DecodeCommon(j, ctx.defaults, &call); !st.ok()) return SendOpenAiError(res, st);
-  std::string prompt, suffix;
-  auto p = j.find("prompt");
-  if (p != j.end() && p->is_array() && p->size() == 1) p = p->begin();
-  if (p == j.end() || !p->is_string()) {
-    return SendOpenAiError(res, Status::InvalidArgument("prompt is required: a string (or an array of one string)"));
-  }
-  prompt = p->get<std::string>();
-  if (auto s = j.find("suffix"); s != j.end() && !s->is_null()) {
-    if (!s->is_string()) return SendOpenAiError(res, TypeError("suffix", "a string"));
-    suffix = s->get<std::string>();
-  }
+  auto call = DecodeOpenAiCompletion(req.body, ctx.defaults);
+  if (!call.ok()) return SendOpenAiError(res, call.status());
   store::ModelEntry entry;
-  auto gen = Start(ctx, call, /*chat=*/false, &entry);
+  auto gen = Start(ctx, *call, /*chat=*/false, &entry);
   if (!gen.ok()) return SendOpenAiError(res, gen.status());
-  if (!suffix.empty() && !(*gen)->lease.runner().facts().fim) {
-    return SendOpenAiError(res, Status::InvalidArgument("\"" + call.model + "\" does not support insert"));
+  if (!call->suffix.empty() && !(*gen)->lease.runner().facts().fim) {
+    return SendOpenAiError(res, Status::InvalidArgument("\"" + call->model + "\" does not support insert"));
   }
   // As Ollama's /v1/completions does: the prompt is the user's turn in the model's template
   // (after the Modelfile's SYSTEM), or prompt and suffix around the FIM tokens.
   runner::GenerateRequest& r = (*gen)->request;
-  if (!suffix.empty()) {
-    r.prompt = prompt;
-    r.suffix = suffix;
+  if (!call->suffix.empty()) {
+    r.prompt = call->prompt;
+    r.suffix = call->suffix;
   } else {
     if (!entry.system.empty()) r.messages.push_back({"system", entry.system});
-    r.messages.push_back({"user", prompt});
+    r.messages.push_back({"user", call->prompt});
   }
-  Run(*gen, call.stream, res);
+  Run(*gen, call->stream, res);
 }
 
 std::string Base64(const void* data, size_t n) {
@@ -337,49 +212,24 @@ std::string Base64(const void* data, size_t n) {
 }
 
 void HandleEmbeddings(ApiContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto body = ParseObject(req.body);
-  if (!body.ok()) return SendOpenAiError(res, body.status());
-  const json& j = *body;
-  auto ka = DecodeKeepAlive(j);
-  if (!ka.ok()) return SendOpenAiError(res, ka.status());
-  auto m = j.find("model");
-  if (m == j.end() || !m->is_string() || m->get<std::string>().empty()) {
-    return SendOpenAiError(res, Status::InvalidArgument("model is required"));
-  }
-  std::string model = m->get<std::string>();
-  std::vector<std::string> inputs;
-  auto in = j.find("input");
-  if (in == j.end() || in->is_null()) return SendOpenAiError(res, Status::InvalidArgument("invalid input"));
-  if (in->is_string()) {
-    inputs.push_back(in->get<std::string>());
-  } else if (in->is_array()) {
-    for (const auto& v : *in) {
-      if (!v.is_string()) return SendOpenAiError(res, TypeError("input", "a string or an array of strings"));
-      inputs.push_back(v.get<std::string>());
-    }
-  } else {
-    return SendOpenAiError(res, TypeError("input", "a string or an array of strings"));
-  }
-  if (inputs.empty()) return SendOpenAiError(res, Status::InvalidArgument("invalid input"));
-  std::string encoding = j.value("encoding_format", "float");
-  if (encoding != "float" && encoding != "base64") {
-    return SendOpenAiError(res, Status::InvalidArgument("encoding_format must be \"float\" or \"base64\""));
-  }
+  auto call = DecodeOpenAiEmbedding(req.body);
+  if (!call.ok()) return SendOpenAiError(res, call.status());
+  const std::string& model = call->model;
   auto entry = ctx.catalog.Find(model);
   if (!entry.ok()) return SendOpenAiError(res, entry.status());
   auto options = ResolveOptions(ModelOptions{}, entry->parameters, ctx.defaults);
   if (!options.ok()) return SendOpenAiError(res, options.status());
-  auto lease = AcquireEntry(ctx, *entry, *options, *ka);
+  auto lease = AcquireEntry(ctx, *entry, *options, call->keep_alive);
   if (!lease.ok()) return SendOpenAiError(res, lease.status());
   runner::EmbedRequest er;
-  er.inputs = std::move(inputs);
+  er.inputs = std::move(call->inputs);
   auto result = lease->runner().Embed(er);
   lease->Release();
   if (!result.ok()) return SendOpenAiError(res, result.status());
   json data = json::array();
   for (size_t i = 0; i < result->embeddings.size(); ++i) {
     const auto& e = result->embeddings[i];
-    json v = encoding == "base64" ? json(Base64(e.data(), e.size() * sizeof(float))) : json(e);
+    json v = call->base64 ? json(Base64(e.data(), e.size() * sizeof(float))) : json(e);
     data.push_back(json{{"object", "embedding"}, {"embedding", std::move(v)}, {"index", i}});
   }
   SendJson(res, json{{"object", "list"},

@@ -46,6 +46,23 @@ Status GetBool(const json& j, const char* field, bool* out) {
   return Status::Ok();
 }
 
+// A string field that must be there and not be empty: `field`, else (when given) the older `alt`.
+Status GetRequired(const json& j, const char* field, const char* alt, std::string* out) {
+  RESIDENT_RETURN_IF_ERROR(GetString(j, field, out));
+  if (out->empty() && alt) RESIDENT_RETURN_IF_ERROR(GetString(j, alt, out));
+  if (out->empty()) return Status::InvalidArgument(std::string(field) + " is required");
+  return Status::Ok();
+}
+
+// True when the field is there with a value that asks for something (not null, "", [] or {}).
+bool Present(const json& j, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return false;
+  if (it->is_string()) return !it->get_ref<const std::string&>().empty();
+  if (it->is_array() || it->is_object()) return !it->empty();
+  return true;
+}
+
 Status GetModel(const json& j, std::string* out) {
   RESIDENT_RETURN_IF_ERROR(GetString(j, "model", out));
   if (out->empty()) {
@@ -345,6 +362,117 @@ Result<EmbedCall> DecodeEmbed(std::string_view body, const RequestDefaults& defa
       return WrongType(field, legacy ? "a string" : "a string or an array of strings", *it);
     }
   }
+  return c;
+}
+
+Result<ShowCall> DecodeShow(std::string_view body) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  ShowCall c;
+  RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "model", "name", &c.model));
+  return c;
+}
+
+Result<CopyCall> DecodeCopy(std::string_view body) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  CopyCall c;
+  RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "source", nullptr, &c.source));
+  RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "destination", nullptr, &c.destination));
+  return c;
+}
+
+Result<DeleteCall> DecodeDelete(std::string_view body) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  DeleteCall c;
+  RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "model", "name", &c.model));
+  return c;
+}
+
+namespace {
+
+// Ollama's structured create fields as a Modelfile.
+Result<store::Modelfile> StructuredModelfile(const json& j) {
+  store::Modelfile mf;
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "from", &mf.from));
+  if (mf.from.empty()) return Status::InvalidArgument("neither 'from' nor 'modelfile' was specified");
+  auto text = [&](const char* field, bool* has, std::string* out) -> Status {
+    auto it = j.find(field);
+    if (it == j.end() || it->is_null()) return Status::Ok();
+    RESIDENT_RETURN_IF_ERROR(GetString(j, field, out));
+    *has = true;
+    return Status::Ok();
+  };
+  RESIDENT_RETURN_IF_ERROR(text("template", &mf.has_template, &mf.template_text));
+  RESIDENT_RETURN_IF_ERROR(text("system", &mf.has_system, &mf.system));
+  if (auto it = j.find("parameters"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return WrongType("parameters", "an object", *it);
+    for (const auto& [name, value] : it->items()) {
+      // A parameter's value, or (for "stop") each of an array of them.
+      std::vector<json> values = value.is_array() ? std::vector<json>(value.begin(), value.end()) : std::vector<json>{value};
+      for (const json& v : values) {
+        if (v.is_object() || v.is_array() || v.is_null()) {
+          return Status::InvalidArgument("invalid value for parameter \"" + name + "\": expected a " +
+                                         "string, number or boolean, got " + KindName(v));
+        }
+        std::string text_value = v.is_string() ? v.get<std::string>() : v.dump();
+        RESIDENT_RETURN_IF_ERROR(store::ValidateParameter(name, text_value));
+        mf.parameters.emplace_back(name, text_value);
+      }
+    }
+  }
+  if (auto it = j.find("messages"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return WrongType("messages", "an array", *it);
+    for (const json& m : *it) {
+      if (!m.is_object()) return WrongType("messages", "objects", m);
+      std::string role, content;
+      RESIDENT_RETURN_IF_ERROR(GetString(m, "role", &role));
+      RESIDENT_RETURN_IF_ERROR(GetString(m, "content", &content));
+      if (role != "system" && role != "user" && role != "assistant") {
+        return Status::InvalidArgument("message role must be system, user or assistant");
+      }
+      mf.messages.emplace_back(role, content);
+    }
+  }
+  if (auto it = j.find("license"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      mf.licenses.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const json& l : *it) {
+        if (!l.is_string()) return WrongType("license", "strings", l);
+        mf.licenses.push_back(l.get<std::string>());
+      }
+    } else {
+      return WrongType("license", "a string or an array of strings", *it);
+    }
+  }
+  return mf;
+}
+
+}  // namespace
+
+Result<CreateCall> DecodeCreate(std::string_view body) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  CreateCall c;
+  RESIDENT_RETURN_IF_ERROR(GetRequired(j, "model", "name", &c.model));
+  RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
+  if (Present(j, "quantize")) {
+    return Status::InvalidArgument("quantize is not supported by resident: quantize the GGUF with llama-quantize");
+  }
+  if (Present(j, "adapters")) return Status::InvalidArgument("adapters are not supported by resident");
+  if (Present(j, "files")) {
+    return Status::InvalidArgument(
+        "uploaded files are not supported: use \"from\" with the absolute path of a .gguf file on the "
+        "server's machine, or with an existing model name");
+  }
+  std::string modelfile;
+  RESIDENT_RETURN_IF_ERROR(GetString(j, "modelfile", &modelfile));
+  auto mf = modelfile.empty() ? StructuredModelfile(j) : store::ParseModelfile(modelfile);
+  if (!mf.ok()) return mf.status();
+  c.modelfile = std::move(mf).value();
   return c;
 }
 

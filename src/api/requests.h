@@ -13,6 +13,7 @@
 #include "core/keep_alive.h"
 #include "core/status.h"
 #include "runner/protocol.h"
+#include "store/modelfile.h"
 
 namespace resident::api {
 
@@ -75,7 +76,25 @@ struct EmbedCall {
   ModelOptions options;
 };
 
-struct ModelCall {  // /api/show, /api/delete...
+// The model-management routes (api/model_routes.h).
+struct ShowCall {
+  std::string model;
+};
+
+struct CreateCall {
+  std::string model;
+  // The request's "modelfile" text parsed, or Ollama's structured fields ("from", "template",
+  // "system", "parameters", "messages", "license") laid out as one.
+  store::Modelfile modelfile;
+  bool stream = true;
+};
+
+struct CopyCall {
+  std::string source;
+  std::string destination;
+};
+
+struct DeleteCall {
   std::string model;
 };
 
@@ -115,5 +134,16 @@ Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults
 Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaults);
 // legacy: /api/embeddings with "prompt" instead of "input".
 Result<EmbedCall> DecodeEmbed(std::string_view body, const RequestDefaults& defaults, bool legacy);
+
+// Errors (kInvalidArgument): the body's (see ParseObject), "model is required" ("model", or
+// Ollama's older "name"; "source" and "destination" for copy), a field of the wrong type. The
+// names are not parsed here: the handler checks them against the store.
+Result<ShowCall> DecodeShow(std::string_view body);
+Result<CopyCall> DecodeCopy(std::string_view body);
+Result<DeleteCall> DecodeDelete(std::string_view body);
+// Also: the Modelfile's own errors ("line N: ..."), "neither 'from' nor 'modelfile' was
+// specified", a parameter outside the option table, a message role other than system, user and
+// assistant, and what resident does not support (quantize, adapters, uploaded files).
+Result<CreateCall> DecodeCreate(std::string_view body);
 
 }  // namespace resident::api

@@ -21,25 +21,23 @@ namespace {
 using nlohmann::json;
 using Ns = std::chrono::nanoseconds;
 
-json Details(const std::string& family, const std::string& parameter_size, const std::string& quantization) {
-  json families = family.empty() ? json(nullptr) : json::array({family});
-  return json{{"parent_model", ""},
-              {"format", "gguf"},
-              {"family", family},
-              {"families", families},
-              {"parameter_size", parameter_size},
-              {"quantization_level", quantization}};
+// Ollama reads every body as JSON whatever its Content-Type, and `curl -d` (every example in its
+// docs) sends application/x-www-form-urlencoded. httplib caps such a body at 8 KB
+// (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH, a 413 that RESIDENT_MAX_BODY cannot lift) and
+// reads a multipart/form-data body into parts, leaving req.body empty. Without the header every
+// body is read as it is, up to RESIDENT_MAX_BODY. Called from the pre-routing handler, which
+// httplib runs on its own (non-const) Request before it reads the body.
+void ReadBodyWhateverItsType(const httplib::Request& req) {
+  const_cast<httplib::Request&>(req).headers.erase("Content-Type");
 }
 
-json FactDetails(const runner::ModelFacts& f) {
-  return Details(f.architecture, f.n_params ? FormatCount(f.n_params) : "", "");
-}
-
-// The catalog's details (from the store or the Modelfile), completed by the loaded model's facts.
-json EntryDetails(const store::ModelEntry& e, const runner::ModelFacts* f) {
-  std::string family = e.family.empty() && f ? f->architecture : e.family;
-  std::string size = e.parameter_size.empty() && f && f->n_params ? FormatCount(f->n_params) : e.parameter_size;
-  return Details(family, size, e.quantization_level);
+// The catalog's details (from the store or the Modelfile), completed by the loaded model's facts
+// (`f`, when loaded). Without a catalog entry (its file was removed while loaded), the facts alone.
+json EntryDetails(const store::ModelEntry& entry, const runner::ModelFacts* f) {
+  store::ModelEntry e = entry;
+  if (f && e.family.empty()) e.family = f->architecture;
+  if (f && e.parameter_size.empty() && f->n_params) e.parameter_size = FormatCount(f->n_params);
+  return ModelDetailsJson(e);
 }
 
 // Final statistics shared by generate and chat; zero values are omitted, as Ollama does.
@@ -97,10 +95,10 @@ ApiServer::~ApiServer() { Stop(); }
 
 Status ApiServer::Bind() {
   if (options_.port == 0) {
-    port_ = http_->bind_to_any_port(options_.host);
+    port_ = http_->BindAnyPort(options_.host);
     if (port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host);
   } else {
-    if (!http_->bind_to_port(options_.host, options_.port)) {
+    if (!http_->BindPort(options_.host, options_.port)) {
       return Status::Unavailable(fmt::format("cannot listen on {}:{}: the address is in use or not available",
                                              options_.host, options_.port));
     }
@@ -122,6 +120,11 @@ void ApiServer::Routes() {
   http_->Get("/", running);
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     NoteRequestStart(ctx_);  // request latency for /metrics
+    if (req.path.size() > kMaxRoutedPath) {  // no route is that long (see kMaxRoutedPath)
+      res.status = 404;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    ReadBodyWhateverItsType(req);
     return Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
   });
   http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
@@ -137,25 +140,34 @@ void ApiServer::Routes() {
   RegisterOpenAiRoutes(*http_, ctx_);
   RegisterModelRoutes(*http_, ctx_, options_.store);
   RegisterMetricsRoutes(*http_, ctx_);
-  http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      std::string msg = res.status == 413   ? "request body too large (the limit is " +
-                                                  FormatBytes(options_.max_body_bytes) + ", RESIDENT_MAX_BODY)"
-                        : res.status == 404 ? "404 page not found"
-                                            : "error";
-      res.set_content(json{{"error", msg}}.dump(), "application/json; charset=utf-8");
+  // Answers httplib made itself (no route, a body over the limit, a bad request line) get a
+  // message; on /v1 routes every error has OpenAI's shape.
+  http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler's own error
+    std::string msg;
+    switch (res.status) {
+      case 404: msg = "404 page not found"; break;
+      case 413:
+        msg = "request body too large (the limit is " + FormatBytes(options_.max_body_bytes) + ", RESIDENT_MAX_BODY)";
+        break;
+      case 414: msg = "request line too long (the limit is 8 KB)"; break;
+      case 400: msg = "bad request"; break;
+      default: msg = "HTTP " + std::to_string(res.status); break;
     }
+    SendErrorStatus(req, res, res.status, msg);
   });
-  http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "internal error";
+  // A handler that throws is a bug: the log gets the exception, the client a 500 that says where
+  // to look, never the library's internal message.
+  http_->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
     try {
       if (ep) std::rethrow_exception(ep);
     } catch (const std::exception& e) {
       what = e.what();
     } catch (...) {
     }
-    spdlog::error("request failed: {}", what);
-    SendError(res, Status::Internal(what));
+    spdlog::error("{} {} failed: {}", req.method, req.path, what);
+    SendErrorStatus(req, res, 500, "internal error while handling " + req.path + " (the server log has the details)");
   });
 }
 
@@ -254,7 +266,9 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
   res.set_chunked_content_provider("application/x-ndjson", [gen, text](size_t, httplib::DataSink& sink) {
     std::string piece;
     bool gone = false;
+    size_t pieces = 0;
     while (text->Next(&piece)) {
+      ++pieces;
       std::string line = JsonLine(gen->Chunk(piece, false));
       if (!gone && !sink.write(line.data(), line.size())) {  // the client went away
         gone = true;
@@ -262,6 +276,11 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
       }
     }
     const auto& done = text->result();
+    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
+      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/api/chat" : "/api/generate", gen->model,
+                   done.ok() ? "the generation had ended" : "generation cancelled after " + std::to_string(pieces) +
+                                                               " pieces of text");
+    }
     std::string last;
     if (done.ok()) {
       last = JsonLine(gen->Final(*done, ""));
@@ -434,14 +453,14 @@ void ApiServer::HandlePs(httplib::Response& res) {
                {"model", m.name},
                {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},
                {"digest", entry.ok() ? entry->digest : ""},
-               {"details", entry.ok() ? EntryDetails(*entry, &m.facts) : FactDetails(m.facts)},
+               {"details", EntryDetails(entry.ok() ? *entry : store::ModelEntry{}, &m.facts)},
                {"expires_at", FormatRfc3339(expires)},
                {"size_vram", m.facts.vram_bytes},
                {"context_length", m.facts.n_ctx},
                // resident's additions: what it predicted, what it measured, and why the model stays.
                {"size_predicted", m.predicted_bytes},
                {"size_measured", m.measured_bytes},
-               {"load_seconds", std::chrono::duration<double>(m.load_duration).count()},
+               {"load_seconds", ToSeconds(m.load_duration)},
                {"keep_alive", m.keep_alive.ToString()},
                {"pinned", m.pinned},
                {"active_requests", m.active_requests}};

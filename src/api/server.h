@@ -1,6 +1,7 @@
-// ApiServer: the HTTP adapter. Decodes requests into native structs (api/requests.h), asks the
-// catalog for the weights file and the scheduler for a lease, drives the runner, and writes
-// Ollama-shaped JSON or NDJSON streams. It holds no model state of its own.
+// ApiServer: the HTTP adapter. Decodes requests into native structs (api/requests.h,
+// api/openai_requests.h), asks the catalog for the weights file and the scheduler for a lease,
+// drives the runner, and writes Ollama-shaped JSON or NDJSON streams (OpenAI's on /v1). It holds
+// no model state of its own.
 #pragma once
 
 #include <memory>
@@ -19,8 +20,8 @@
 
 namespace httplib {
 class Server;
-class Request;
-class Response;
+struct Request;
+struct Response;
 }  // namespace httplib
 
 namespace resident::api {

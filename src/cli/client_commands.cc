@@ -4,11 +4,9 @@
 #include <httplib.h>
 #include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,7 +15,7 @@
 
 #include "cli/command.h"
 #include "cli/config.h"
-#include "core/bytes.h"
+#include "cli/ps_table.h"
 
 namespace resident::cli {
 namespace {
@@ -231,57 +229,6 @@ int Run(RunArgs args) {
   return RunOnce(*server, args);
 }
 
-// Parses the RFC 3339 times the server writes ("2026-01-02T03:04:05.123Z", or with +hh:mm).
-std::optional<std::time_t> ParseRfc3339(const std::string& s) {
-  std::tm tm{};
-  int y, mo, d, h, mi, sec;
-  if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6) return std::nullopt;
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  std::time_t t = timegm(&tm);
-  size_t zone = s.find_first_of("Z+-", 19);
-  if (zone != std::string::npos && s[zone] != 'Z') {
-    int oh = 0, om = 0;
-    if (std::sscanf(s.c_str() + zone + 1, "%d:%d", &oh, &om) >= 1) {
-      int off = (oh * 60 + om) * 60;
-      t += s[zone] == '+' ? -off : off;
-    }
-  }
-  return t;
-}
-
-// "4 minutes from now", "About an hour from now", "Forever", as `ollama ps` prints UNTIL.
-std::string Until(const std::string& expires_at, std::time_t now) {
-  auto t = ParseRfc3339(expires_at);
-  if (!t) return expires_at;
-  long long d = static_cast<long long>(*t) - static_cast<long long>(now);
-  constexpr long long kMinute = 60, kHour = 3600, kDay = 86400;
-  if (d >= 100 * 365 * kDay) return "Forever";
-  if (d < 0) return "Stopping...";
-  auto plural = [](long long n, const char* unit) {
-    return std::to_string(n) + " " + unit + (n == 1 ? "" : "s") + " from now";
-  };
-  if (d < 1) return "Less than a second from now";
-  if (d < kMinute) return plural(d, "second");
-  if (d < 2 * kMinute) return "About a minute from now";
-  if (d < kHour) return plural(d / kMinute, "minute");
-  if (d < 2 * kHour) return "About an hour from now";
-  if (d < kDay) return plural(d / kHour, "hour");
-  if (d < 2 * kDay) return "1 day from now";
-  return plural(d / kDay, "day");
-}
-
-std::string Processor(uint64_t size, uint64_t vram) {
-  if (vram == 0 || size == 0) return "100% CPU";
-  if (vram >= size) return "100% GPU";
-  int gpu = static_cast<int>(100.0 * static_cast<double>(vram) / static_cast<double>(size) + 0.5);
-  return std::to_string(100 - gpu) + "%/" + std::to_string(gpu) + "% CPU/GPU";
-}
-
 int Ps() {
   auto server = ServerFromEnv();
   if (!server.ok()) return Fail(server.status());
@@ -289,29 +236,10 @@ int Ps() {
   auto res = client->Get("/api/ps");
   if (!res) return Fail(server->Unreachable());
   if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));
-  auto j = json::parse(res->body, nullptr, false);
-  if (j.is_discarded() || !j.contains("models")) return Fail(Status::Internal("unexpected answer from /api/ps"));
-  std::vector<std::array<std::string, 5>> rows{{"NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"}};
-  std::time_t now = std::time(nullptr);
-  for (const auto& m : j["models"]) {
-    std::string digest = m.value("digest", "");
-    if (digest.rfind("sha256:", 0) == 0) digest = digest.substr(7);
-    uint64_t size = m.value("size", uint64_t{0});
-    rows.push_back({m.value("name", ""), digest.substr(0, 12), FormatBytes(size),
-                    Processor(size, m.value("size_vram", uint64_t{0})), Until(m.value("expires_at", ""), now)});
-  }
-  std::array<size_t, 5> width{};
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < 5; ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < 5; ++i) {
-      line += r[i];
-      if (i + 1 < 5) line += std::string(width[i] - r[i].size() + 4, ' ');
-    }
-    std::puts(line.c_str());
-  }
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto table = FormatPsTable(json::parse(res->body, nullptr, false), std::chrono::duration<double>(now).count());
+  if (!table.ok()) return Fail(Status::Internal(table.status().message()));
+  std::fputs(table->c_str(), stdout);
   return 0;
 }
 
@@ -341,7 +269,8 @@ void AddClientCommands(CLI::App& app, CommandAction& chosen) {
   run->add_option("--keepalive", args->keep_alive, "How long the model stays loaded afterwards (e.g. 5m, 0, -1)");
   run->callback([&chosen, args] { chosen = [args] { return Run(*args); }; });
 
-  auto* ps = app.add_subcommand("ps", "List the models loaded now, their memory and when they unload");
+  auto* ps = app.add_subcommand(
+      "ps", "List the models loaded now: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL (as `ollama ps` prints them)");
   ps->callback([&chosen] { chosen = [] { return Ps(); }; });
 
   auto stop_model = std::make_shared<std::string>();

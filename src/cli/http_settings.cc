@@ -1,5 +1,8 @@
 #include "cli/http_settings.h"
 
+#include <algorithm>
+#include <limits>
+
 #include "api/cors.h"
 #include "cli/config.h"
 #include "core/bytes.h"
@@ -22,12 +25,18 @@ Status BytesFromEnv(const char* name, uint64_t min, size_t* out) {
 
 }  // namespace
 
-Status ApplyHttpSettingsFromEnv(api::ApiServer::Options* options) {
+size_t ConnectionsForScheduler(const sched::Scheduler::Options& so) {
+  auto positive = [](int n) { return static_cast<size_t>(std::max(1, n)); };
+  return positive(so.max_queue) + positive(so.max_loaded) * positive(so.num_parallel) + kSpareConnections;
+}
+
+Status ApplyHttpSettingsFromEnv(size_t default_connections, api::ApiServer::Options* options) {
   options->api_key = EnvFirst({"RESIDENT_API_KEY"}).value_or("");
   if (auto origins = EnvFirst({"RESIDENT_ORIGINS", "OLLAMA_ORIGINS"})) options->origins = api::ParseOriginList(*origins);
   RESIDENT_RETURN_IF_ERROR(BytesFromEnv("RESIDENT_MAX_BODY", 1024, &options->max_body_bytes));
   RESIDENT_RETURN_IF_ERROR(BytesFromEnv("RESIDENT_MAX_HEADER", 1024, &options->limits.max_header_bytes));
-  auto connections = IntFromEnv("RESIDENT_MAX_CONNECTIONS", nullptr, static_cast<int>(options->limits.max_connections), 1);
+  const int fallback = static_cast<int>(std::min<size_t>(default_connections, std::numeric_limits<int>::max()));
+  auto connections = IntFromEnv("RESIDENT_MAX_CONNECTIONS", nullptr, fallback, 1);
   if (!connections.ok()) return connections.status();
   options->limits.max_connections = static_cast<size_t>(*connections);
   options->limits.max_queued = static_cast<size_t>(*connections);

@@ -139,7 +139,7 @@ int Serve(const ServeArgs& args) {
   ao.port = host->port;
   ao.defaults.num_ctx = settings->num_ctx;
   ao.store = &own_store;
-  if (Status st = ApplyHttpSettingsFromEnv(&ao); !st.ok()) return Fail(st);
+  if (Status st = ApplyHttpSettingsFromEnv(ConnectionsForScheduler(so), &ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
 

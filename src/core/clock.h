@@ -15,6 +15,9 @@ using Duration = std::chrono::nanoseconds;
 using TimePoint = std::chrono::steady_clock::time_point;
 using WallTime = std::chrono::system_clock::time_point;
 
+// A duration in seconds, with its fraction: for logs, JSON and metrics.
+inline double ToSeconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
 // t + d, saturating at the time point's range instead of overflowing (signed overflow is
 // undefined behaviour). A keep_alive may be any duration up to 2^63-1 ns (about 292 years, as in
 // Ollama, whose time.Time never overflows), while both clocks count nanoseconds in an int64 from

@@ -1,8 +1,8 @@
 // keep_alive: how long a model stays loaded after its last request.
 //
 // Matches Ollama (api/types.go Duration.UnmarshalJSON, envconfig.KeepAlive, Go's
-// time.ParseDuration and Duration.String) byte for byte in values and error messages; see
-// shared/reference/ollama-behaviour.md §1. Nothing here depends on a JSON library.
+// time.ParseDuration and Duration.String) byte for byte in values and error messages, as
+// Ollama documents and implements keep_alive. Nothing here depends on a JSON library.
 #pragma once
 
 #include <optional>

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -27,11 +28,18 @@ int64_t NanosSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 }
 
+// Set from the moment AbortCallback stops a decode for a cancelled request until llama_decode
+// returns (ret 2). llama.cpp reports that abort as four errors ("graph_compute: ... failed",
+// "process_ubatch: failed to compute graph", "decode: removing memory module entries",
+// "llama_decode: failed to decode, ret = 2"), but a cancellation is normal: the server logs it
+// once, in its own words, and LogCallback drops llama.cpp's lines meanwhile.
+std::atomic<bool> g_aborting{false};
+
 // llama.cpp's own log goes to the runner's stderr (the server's log); chatter below WARN is
-// dropped unless RESIDENT_DEBUG is set.
+// dropped unless RESIDENT_DEBUG is set, and so is the noise of an aborted decode (above).
 void LogCallback(ggml_log_level level, const char* text, void*) {
   static const bool debug = std::getenv("RESIDENT_DEBUG") != nullptr;
-  if (debug || level >= GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
+  if (debug || (level >= GGML_LOG_LEVEL_WARN && !g_aborting.load(std::memory_order_relaxed))) std::fputs(text, stderr);
 }
 
 // The prebuilt libraries carry no backend: load the CPU (and any GPU) backends that lie beside
@@ -65,9 +73,19 @@ Fn* CpuBackendFunction(void* known, const char* name) {
 // True when a request in the batch being decoded was cancelled (data: the engine's batch_cancel_).
 bool AbortCallback(void* data) {
   for (const std::atomic<bool>* flag : *static_cast<const std::vector<const std::atomic<bool>*>*>(data)) {
-    if (flag != nullptr && flag->load(std::memory_order_relaxed)) return true;
+    if (flag != nullptr && flag->load(std::memory_order_relaxed)) {
+      g_aborting.store(true, std::memory_order_relaxed);
+      return true;
+    }
   }
   return false;
+}
+
+// llama_decode, and the end of an abort's quiet log (g_aborting) once it returns.
+int Decode(llama_context* ctx, const llama_batch& batch) {
+  int rc = llama_decode(ctx, batch);
+  g_aborting.store(false, std::memory_order_relaxed);
+  return rc;
 }
 
 std::string MetaString(const llama_model* model, const char* key) {
@@ -533,7 +551,7 @@ void Engine::Step() {
   }
 
   PickThreads(fixed_threads);
-  int rc = llama_decode(ctx_, batch);
+  int rc = Decode(ctx_, batch);
   batch_cancel_.clear();
   if (rc != 0) {
     // Aborted (a request in the batch was cancelled) or failed: what the batch put in the
@@ -629,7 +647,7 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
         batch.logits[j] = 1;
       }
       PickThreads();
-      int rc = llama_decode(ctx_, batch);
+      int rc = Decode(ctx_, batch);
       if (rc == 2) return Status::Cancelled("request cancelled");
       if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));
       for (int32_t j = 0; j < n; ++j) {

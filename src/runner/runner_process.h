@@ -78,8 +78,8 @@ class RunnerProcess final : public ModelRunner {
   uint64_t NextId() { return next_id_.fetch_add(1); }
   // Registers a pending request and sends it. On failure the pending entry is removed.
   Result<std::shared_ptr<Pending>> Send(uint64_t id, const Message& request);
-  // Waits for the next event of a pending request. nullopt with *error set when the runner died
-  // or the deadline passed.
+  // Waits for the next event of a pending request. Errors: kUnavailable (with the reason) when
+  // the runner died, kDeadlineExceeded when the deadline passed.
   Result<Message> NextEvent(uint64_t id, const std::shared_ptr<Pending>& pending,
                             std::chrono::steady_clock::time_point deadline);
   void Forget(uint64_t id);

@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 
 #include "core/bytes.h"
+#include "core/clock.h"
 #include "core/keep_alive.h"
 
 namespace resident::sched {
 namespace {
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Whole seconds in Go's format ("4m0s"), as the rest of the log writes durations.
 std::string Brief(Duration d) {
@@ -38,10 +38,10 @@ std::string Describe(const ResidencyEvent& e) {
                                   : fmt::format("predicted {}, not measured", FormatBytes(e.predicted_bytes));
       std::string why = e.origin.empty() ? "" : fmt::format(" ({}{}{})", e.origin, e.explanation.empty() ? "" : ": ",
                                                               e.explanation);
-      return fmt::format("loaded {} in {:.2f} s ({}, pid {}){}", e.model, Seconds(e.duration), sizes, e.pid, why);
+      return fmt::format("loaded {} in {:.2f} s ({}, pid {}){}", e.model, ToSeconds(e.duration), sizes, e.pid, why);
     }
     case Type::kLoadFailed:
-      return fmt::format("loading {} failed after {:.2f} s: {}", e.model, Seconds(e.duration), e.error);
+      return fmt::format("loading {} failed after {:.2f} s: {}", e.model, ToSeconds(e.duration), e.error);
     case Type::kPrewarmHit:
       return fmt::format("prewarm of {} hit: the request found it loaded{}", e.model,
                          e.idle ? fmt::format(" ({} after it was ready)", Brief(*e.idle)) : std::string());

@@ -3,10 +3,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <utility>
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include "core/bytes.h"
+#include "store/model_name.h"
 
 namespace resident::sched {
 namespace {
@@ -61,10 +64,10 @@ Status UnknownKey(const std::string& source, const toml::key& key, std::string_v
 }  // namespace
 
 std::string PolicyModelKey(std::string_view model_name) {
+  if (auto name = store::ParseModelName(model_name); name.ok()) return name->Display();
+  // Not a model name (no request could name it): compared as it is, lowercased.
   std::string key(model_name);
   for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  size_t slash = key.rfind('/');
-  if (key.find(':', slash == std::string::npos ? 0 : slash) == std::string::npos) key += ":latest";
   return key;
 }
 
@@ -175,6 +178,8 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
     return Status::InvalidArgument(fmt::format("{}: {}", Where(source, e.source()), e.description()));
   }
   toml::source_region min_at{}, max_at{};  // where the clamps are, for the check at the end
+  // Each model's entry so far: PolicyModelKey -> (the name as written, where).
+  std::map<std::string, std::pair<std::string, toml::source_region>> entry_at;
   for (auto&& [k, node] : root) {
     std::string key(k.str());
     if (key == "min_keep_alive" || key == "max_keep_alive") {
@@ -209,6 +214,22 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
           return Status::InvalidArgument(
               fmt::format("{}: [models.\"{}\"] must be a table", Where(source, entry.source()), model));
         }
+        auto parsed = store::ParseModelName(model);
+        if (!parsed.ok()) {
+          return Status::InvalidArgument(
+              fmt::format("{}: [models.\"{}\"]: {}", Where(source, name.source()), model, parsed.status().message()));
+        }
+        const std::string model_key = parsed->Display();
+        if (auto seen = entry_at.find(model_key); seen != entry_at.end()) {
+          // toml++ hands the table's keys over sorted: the error goes to the later line.
+          const auto& [other, other_at] = seen->second;
+          const bool later = name.source().begin.line > other_at.begin.line;
+          return Status::InvalidArgument(fmt::format(
+              "{}: [models.\"{}\"] names the same model as [models.\"{}\"] (line {})",
+              Where(source, later ? name.source() : other_at), later ? model : other, later ? other : model,
+              later ? other_at.begin.line : name.source().begin.line));
+        }
+        entry_at[model_key] = {model, name.source()};
         ModelPolicy mp;
         for (auto&& [fk, fnode] : *t) {
           std::string field(fk.str());
@@ -231,7 +252,7 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
                               "[models.\"" + model + "\"] (known: keep_alive, pin, preload, cold_start_cost)");
           }
         }
-        policy.models[PolicyModelKey(model)] = mp;
+        policy.models[model_key] = mp;
       }
     } else {
       return UnknownKey(source, k, "the top level (known: keep_alive, min_keep_alive, max_keep_alive, memory_limit, cold_start_cost, models)");

@@ -5,7 +5,9 @@
 //   max_keep_alive = "2h"        # also caps "forever"
 //   memory_limit   = "12GiB"     # the memory budget (RESIDENT_MEMORY_LIMIT wins)
 //
-//   [models."llama3.2"]          # a model name, as requests write it ("llama3.2" = "llama3.2:latest")
+//   [models."llama3.2"]          # a model name, matched as requests' names are (store/model_name.h):
+//                                # "llama3.2", "llama3.2:latest", "library/llama3.2" and
+//                                # "registry.ollama.ai/library/llama3.2:latest" are one model
 //   keep_alive = "24h"           # its default when a request gives none
 //   pin = true                   # never evicted to make room; only a stop or keep_alive 0 unloads it
 //
@@ -74,7 +76,7 @@ struct Policy {
   // The file's own top-level keep_alive (what default_keep_alive was set from, unless
   // RESIDENT_KEEP_ALIVE won): kept for reports.
   std::optional<KeepAlive> file_keep_alive;
-  std::map<std::string, ModelPolicy> models;  // by normalized name ("llama3.2:latest")
+  std::map<std::string, ModelPolicy> models;  // by PolicyModelKey ("llama3.2:latest", "ns/m:tag")
 
   // The entry for a model, if the file has one.
   const ModelPolicy* Find(std::string_view model_name) const;
@@ -86,13 +88,17 @@ struct Policy {
   KeepAlive Clamp(KeepAlive k) const;
 };
 
-// "Llama3.2" -> "llama3.2:latest", the form policy entries are keyed by.
+// The form policy entries are keyed and looked up by: the model name parsed as the store parses
+// it (store::ParseModelName) and shown as it shows it, with the default host and namespace
+// dropped: "Llama3.2", "library/llama3.2" and "registry.ollama.ai/library/llama3.2:latest" ->
+// "llama3.2:latest". A string that is not a model name is only lowercased.
 std::string PolicyModelKey(std::string_view model_name);
 
 // Parses a policy file. `default_keep_alive` is the global default unless the file has a
 // top-level keep_alive and `env_default_wins` is false (RESIDENT_KEEP_ALIVE set wins over the file).
 // Errors: kInvalidArgument "FILE:LINE:COL: reason" for TOML syntax errors, unknown keys, values
-// of the wrong type or bad durations; kNotFound for a missing file.
+// of the wrong type, bad durations, a [models."X"] whose X is not a model name, and two entries
+// for one model; kNotFound for a missing file.
 Result<Policy> LoadPolicyFile(const std::string& path, KeepAlive default_keep_alive, bool env_default_wins = false);
 // The same from text (tests); `source` names it in errors.
 Result<Policy> ParsePolicy(std::string_view text, const std::string& source, KeepAlive default_keep_alive,

@@ -19,7 +19,7 @@ constexpr Duration kReapEvery = std::chrono::seconds(1);
 // A background load that found another load running tries again after this.
 constexpr Duration kRetryBackgroundLoad = std::chrono::milliseconds(250);
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
 
 Duration FromSeconds(double s) {
   if (!(s < 1e9 * 365 * 24 * 3600)) return Duration::max();
@@ -101,10 +101,10 @@ CostModel Scheduler::CostFor(const std::string& name, uint64_t bytes, double loa
   c.load_s = load_s;
   c.cold_start_s = cc.SecondsFor(load_s, bytes);
   if (policy && policy->min_keep_alive && !policy->min_keep_alive->forever) {
-    c.min_keep_s = Seconds(policy->min_keep_alive->duration);
+    c.min_keep_s = ToSeconds(policy->min_keep_alive->duration);
   }
   if (policy && policy->max_keep_alive && !policy->max_keep_alive->forever) {
-    c.max_keep_s = Seconds(policy->max_keep_alive->duration);
+    c.max_keep_s = ToSeconds(policy->max_keep_alive->duration);
   }
   return c;
 }
@@ -113,7 +113,7 @@ const ResidencyPlan& Scheduler::PlanLocked(const std::string& name, const Entry&
   Learning& l = learning_[name];
   const double now = WallSeconds();
   l.history.bytes = e.Bytes();
-  l.history.load_s = Seconds(e.load_duration);
+  l.history.load_s = ToSeconds(e.load_duration);
   // Plans change slowly: made again after a sixteenth of the kept gaps are new, or a minute.
   const size_t n = l.history.gaps.size();
   auto [it, made] = l.plans.try_emplace(ContextBucket(l.history));
@@ -161,15 +161,15 @@ SchedulerView Scheduler::ViewLocked() const {
     if (e.keep_alive.automatic) {
       auto l = learning_.find(e.spec.name);
       if (l != learning_.end() && l->second.history.gaps.size() >= options_.learner.min_gaps) {
-        const double load_s = Seconds(e.load_duration);
+        const double load_s = ToSeconds(e.load_duration);
         const double horizon = CostFor(e.spec.name, e.Bytes(), load_s).cold_start_s;
-        if (auto p = ReuseProbability(l->second.history, WallSeconds(), Seconds(now - e.last_used), horizon,
+        if (auto p = ReuseProbability(l->second.history, WallSeconds(), ToSeconds(now - e.last_used), horizon,
                                       options_.learner)) {
           reuse = *p;
         }
       }
     }
-    return EvictionCost(Seconds(e.load_duration), reuse, e.Bytes());
+    return EvictionCost(ToSeconds(e.load_duration), reuse, e.Bytes());
   };
   return view;
 }
@@ -220,7 +220,7 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   e->measured_at = loaded_at;
   ModelStats& stats = stats_[spec.name];
   ++stats.loads;
-  stats.load_seconds.Observe(Seconds(e->load_duration));
+  stats.load_seconds.Observe(ToSeconds(e->load_duration));
   ResidencyEvent ev;
   ev.type = ResidencyEvent::Type::kLoad;
   ev.model = spec.name;
@@ -481,7 +481,7 @@ void Scheduler::StartTimerLocked(const std::string& key, Entry& e, std::vector<D
     return;
   }
   // Unload now; load again shortly before the predicted request.
-  const double load_s = Seconds(e.load_duration);
+  const double load_s = ToSeconds(e.load_duration);
   Prewarm p;
   p.spec = e.spec;
   p.ready_at = SaturatingAdd(now, FromSeconds(plan.prewarm_ready_s));
@@ -495,7 +495,7 @@ void Scheduler::StartTimerLocked(const std::string& key, Entry& e, std::vector<D
 
 void Scheduler::Accrue(Entry& e, TimePoint now) {
   if (now <= e.accrued_at) return;
-  double byte_seconds = static_cast<double>(e.Bytes()) * Seconds(now - e.accrued_at);
+  double byte_seconds = static_cast<double>(e.Bytes()) * ToSeconds(now - e.accrued_at);
   ModelStats& stats = stats_[e.spec.name];
   stats.resident_byte_seconds += byte_seconds;
   if (e.state == State::kReady && e.refs == 0) stats.idle_byte_seconds += byte_seconds;
@@ -666,7 +666,7 @@ ResidencyStats Scheduler::Stats() const {
   for (const auto& [key, e] : entries_) {
     ModelStats& m = out.models[e->spec.name];
     if (now > e->accrued_at) {  // the open interval since the last state change
-      double byte_seconds = static_cast<double>(e->Bytes()) * Seconds(now - e->accrued_at);
+      double byte_seconds = static_cast<double>(e->Bytes()) * ToSeconds(now - e->accrued_at);
       m.resident_byte_seconds += byte_seconds;
       if (e->state == State::kReady && e->refs == 0) m.idle_byte_seconds += byte_seconds;
     }

@@ -7,7 +7,7 @@
 //    A header line is allowed (detected by a non-numeric first field); lines may come in any
 //    order (they are sorted by time); `#` starts a comment line.
 //
-// 2. The Azure Functions 2019 per-minute format (shared/traces/azure2019_*_inv.csv):
+// 2. The Azure Functions 2019 per-minute format (the public trace's *_inv.csv files):
 //        HashFunction,HashApp,HashOwner,minute_1,...,minute_1440
 //    Each function becomes one model, named "fn-" + the first 8 hex digits of its hash. The n
 //    invocations counted in minute m are spread inside [60(m-1), 60m) seconds by a SEEDED

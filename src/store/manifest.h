@@ -1,6 +1,6 @@
 // Manifest: Ollama's image manifest (Docker distribution manifest v2) — a config blob and the
-// layers of a model, each a digest, a size and a media type. See
-// ../shared/reference/ollama-behaviour.md §6 for the format.
+// layers of a model, each a digest, a size and a media type, in the JSON Ollama writes (layer
+// media types application/vnd.ollama.image.<kind>).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// ModelStore: a model store in Ollama's own on-disk format (../shared/reference/ollama-behaviour.md
-// §6), used both for resident's own store (RESIDENT_MODELS, writable) and to serve an existing
+// ModelStore: a model store in Ollama's own on-disk format (the layout of ~/.ollama/models),
+// used both for resident's own store (RESIDENT_MODELS, writable) and to serve an existing
 // Ollama store (read-only: nothing is ever written, renamed or pruned there).
 //
 //   <root>/manifests/<host>/<namespace>/<model>/<tag>   manifest JSON (Docker v2)

@@ -22,15 +22,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// The value of the sample `series` (name and labels exactly as written), NaN when absent.
-double Sample(const std::string& metrics, const std::string& series) {
-  std::istringstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::strtod(line.c_str() + series.size() + 1, nullptr);
-  }
-  return std::nan("");
-}
+double Sample(const std::string& metrics, const std::string& series) { return MetricSample(metrics, series); }
 
 std::string Trail(const json& events) {
   std::string out;

@@ -128,5 +128,39 @@ TEST_F(OpenAiTest, ErrorsUseOpenAisShape) {
   EXPECT_TRUE(server.alive());
 }
 
+// Found with LangChain's OpenAI completion class, which sends the prompt as an array: an array
+// of one string answered 500 "[json.exception.invalid_iterator.212] cannot compare iterators of
+// different containers", streamed or not.
+TEST_F(OpenAiTest, ACompletionPromptArrayOfOneStringIsServedStreamedOrNot) {
+  ServerProcess server(dir_);
+  int port = server.port();
+  auto whole = Post(port, "/v1/completions", R"({"model":"tiny","max_tokens":3,"prompt":["Once upon a time"]})");
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(whole.json()["usage"]["completion_tokens"], 3);
+  auto streamed =
+      Post(port, "/v1/completions", R"({"model":"tiny","max_tokens":3,"prompt":["Once upon a time"],"stream":true})");
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  auto events = SseEvents(streamed.body);
+  ASSERT_FALSE(events.empty()) << streamed.body;
+  EXPECT_EQ(events.back(), "[DONE]");
+  // Anything else is a 400 in OpenAI's shape, never a 500 with a library's message.
+  for (const char* body : {R"({"model":"tiny","prompt":["a","b"]})", R"({"model":"tiny","prompt":[1,2]})",
+                           R"({"model":"tiny","prompt":["a"],"stream":true,"stream_options":{"include_usage":"yes"}})",
+                           R"({"model":"tiny","prompt":"a","response_format":{"type":3}})",
+                           R"({"model":"tiny","input":"a","encoding_format":7})"}) {
+    for (const char* path : {"/v1/completions", "/v1/embeddings"}) {
+      auto r = Post(port, path, body);
+      EXPECT_EQ(r.status, 400) << path << " " << body << ": " << r.body;
+      EXPECT_EQ(r.json()["error"]["type"], "invalid_request_error") << path << " " << body << ": " << r.body;
+      EXPECT_EQ(r.body.find("json.exception"), std::string::npos) << r.body;
+    }
+  }
+  // httplib's own answers on /v1 routes have OpenAI's shape too.
+  auto unknown = Get(port, "/v1/nothing-here");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.json()["error"]["type"], "not_found_error") << unknown.body;
+  EXPECT_TRUE(server.alive());
+}
+
 }  // namespace
 }  // namespace resident::testing

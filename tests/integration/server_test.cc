@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support/test_env.h"
 
@@ -298,6 +299,52 @@ TEST_F(ServerTest, SigtermUnloadsEveryRunnerAndExits) {
   int status = server.Terminate();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_NE(::kill(kids[0], 0), 0);  // the runner is gone too
+}
+
+// `resident ps` prints `ollama ps`'s columns: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL.
+TEST_F(ServerTest, PsPrintsOllamasColumns) {
+  ServerProcess server(dir_);
+  const int port = server.port();
+  CliRun empty = RunCli(port, "ps");
+  ASSERT_EQ(empty.code, 0) << empty.out;
+  EXPECT_EQ(empty.out, "NAME    ID    SIZE    PROCESSOR    CONTEXT    UNTIL\n");
+
+  ASSERT_EQ(Post(port, "/api/generate", R"({"model":"tiny","keep_alive":"10m"})").status, 200);
+  CliRun loaded = RunCli(port, "ps");
+  ASSERT_EQ(loaded.code, 0) << loaded.out;
+  std::istringstream lines(loaded.out);
+  std::string header, row, more;
+  std::getline(lines, header);
+  std::getline(lines, row);
+  EXPECT_FALSE(std::getline(lines, more)) << loaded.out;
+  // Columns start where their headers do.
+  std::vector<std::string> names = {"NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"};
+  std::vector<size_t> at;
+  for (const auto& n : names) at.push_back(header.find(n));
+  for (size_t i = 0; i < at.size(); ++i) {
+    ASSERT_NE(at[i], std::string::npos) << header;
+    if (i > 0) {
+      ASSERT_GT(at[i], at[i - 1]) << header;
+    }
+  }
+  auto cell = [&](size_t i) {
+    std::string c = row.substr(at[i], i + 1 < at.size() ? at[i + 1] - at[i] : std::string::npos);
+    return c.substr(0, c.find_last_not_of(' ') + 1);
+  };
+  json ps = Get(port, "/api/ps").json()["models"][0];
+  EXPECT_EQ(cell(0), "tiny:latest") << loaded.out;
+  EXPECT_EQ(cell(1), ps["digest"].get<std::string>().substr(0, 12)) << loaded.out;  // none for a folder's model
+  EXPECT_NE(cell(2).find(" MB"), std::string::npos) << loaded.out;
+  EXPECT_EQ(cell(3), "100% CPU") << loaded.out;
+  EXPECT_EQ(cell(4), "2048") << loaded.out;
+  const std::string until = cell(5);  // 10m ahead, read a moment later: "9 minutes from now"
+  const std::string from_now = " minutes from now";
+  EXPECT_TRUE(until.size() > from_now.size() && until.substr(until.size() - from_now.size()) == from_now)
+      << loaded.out;
+
+  ASSERT_EQ(Post(port, "/api/generate", R"({"model":"tiny","keep_alive":-1})").status, 200);
+  CliRun forever = RunCli(port, "ps");
+  EXPECT_NE(forever.out.find("    Forever\n"), std::string::npos) << forever.out;
 }
 
 }  // namespace

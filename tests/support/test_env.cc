@@ -10,7 +10,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -199,6 +202,88 @@ HttpReply Get(int port, const std::string& path) {
   auto r = c.Get(path);
   if (!r) return {};
   return {r->status, r->body};
+}
+
+namespace {
+
+std::string Dechunk(const std::string& raw) {
+  std::string out;
+  size_t i = 0;
+  while (i < raw.size()) {
+    size_t eol = raw.find("\r\n", i);
+    if (eol == std::string::npos) break;
+    size_t size = std::strtoul(raw.substr(i, eol - i).c_str(), nullptr, 16);
+    if (size == 0) break;
+    out += raw.substr(eol + 2, size);
+    i = eol + 2 + size + 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+RawReply RawRequest(int port, const std::string& request) {
+  RawReply reply;
+  int fd = ConnectLoopback(port);
+  timeval limit{300, 0};  // a failing test ends instead of hanging
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      reply.reset = errno == ECONNRESET;
+      break;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      raw.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ECONNRESET) reply.reset = true;
+    break;
+  }
+  ::close(fd);
+  size_t head_end = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.1 ", 0) != 0 || head_end == std::string::npos) return reply;
+  reply.status = std::atoi(raw.c_str() + 9);
+  std::string head = raw.substr(0, head_end);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  reply.body = raw.substr(head_end + 4);
+  if (head.find("transfer-encoding: chunked") != std::string::npos) reply.body = Dechunk(reply.body);
+  return reply;
+}
+
+std::string RawPost(const std::string& path, const std::string& body, const std::string& headers) {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+double MetricSample(const std::string& metrics, const std::string& series) {
+  std::istringstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::strtod(line.c_str() + series.size() + 1, nullptr);
+  }
+  return std::nan("");
+}
+
+CliRun RunCli(int port, const std::string& args, const std::map<std::string, std::string>& env) {
+  std::string cmd = "env -u RESIDENT_API_KEY RESIDENT_HOST=127.0.0.1:" + std::to_string(port) + " ";
+  for (const auto& [k, v] : env) cmd += k + "='" + v + "' ";
+  cmd += "timeout 60 " + std::string(RESIDENT_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return {};
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 void WriteTruncatedCopy(const std::string& src, const std::string& dst, size_t bytes) {

@@ -62,6 +62,32 @@ struct HttpReply {
 HttpReply Post(int port, const std::string& path, const std::string& body);
 HttpReply Get(int port, const std::string& path);
 
+// One request written as it is (`request`: the request line, headers and body) on a new
+// connection, then everything read until the server closes it. A chunked body is de-chunked.
+// `reset`: the server reset the connection (ECONNRESET) instead of closing it.
+struct RawReply {
+  int status = 0;  // 0: no status line arrived
+  std::string body;
+  bool reset = false;
+  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+};
+RawReply RawRequest(int port, const std::string& request);
+// A POST of `body` with these extra header lines ("Name: value\r\n" each), Connection: close.
+std::string RawPost(const std::string& path, const std::string& body, const std::string& headers = "");
+
+// The value of the sample `series` (name and labels exactly as written) in a /metrics text,
+// NaN when absent.
+double MetricSample(const std::string& metrics, const std::string& series);
+
+// Runs `resident ARGS` (a shell word list) against the server on `port` with extra environment
+// (RESIDENT_API_KEY is removed from the inherited environment first): its exit code and its
+// stdout and stderr together.
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+CliRun RunCli(int port, const std::string& args, const std::map<std::string, std::string>& env = {});
+
 // Copies `src` to `dst` keeping only the first `bytes` bytes.
 void WriteTruncatedCopy(const std::string& src, const std::string& dst, size_t bytes);
 

@@ -50,6 +50,35 @@ TEST(BoundedThreadPool, QueuesUpToItsBoundThenOverflowsOnTheCallersThread) {
   EXPECT_EQ(ran.load(), 2);
 }
 
+TEST(BoundedThreadPool, StartsWorkersAsTasksNeedThemAndEndsThemWhenIdle) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> started{0};
+  BoundedThreadPool pool(3, 10, [](std::function<void()>) { FAIL() << "nothing overflows here"; }, 256u << 10,
+                         /*idle_exit=*/20ms);
+  EXPECT_EQ(pool.threads(), 0u);  // none before the first task
+  for (int i = 0; i < 5; ++i) {
+    pool.enqueue([&] {
+      ++started;
+      released.wait();
+    });
+  }
+  // Three run at once, the most allowed; two wait for them.
+  while (started.load() < 3) std::this_thread::yield();
+  EXPECT_EQ(pool.threads(), 3u);
+  EXPECT_EQ(pool.load(), 5u);
+  release.set_value();
+  while (pool.load() > 0) std::this_thread::yield();
+  EXPECT_EQ(started.load(), 5);
+  // Idle for idle_exit: the workers end (and the next task starts one again).
+  while (pool.threads() > 0) std::this_thread::sleep_for(5ms);
+  std::promise<void> ran;
+  pool.enqueue([&] { ran.set_value(); });
+  ran.get_future().wait();
+  pool.shutdown();
+  EXPECT_EQ(pool.threads(), 0u);
+}
+
 // Reads until the server closes the connection or `limit` passes. Returns what arrived;
 // *closed says whether the server closed it.
 std::string ReadUntilClosed(int fd, std::chrono::milliseconds limit, bool* closed) {
@@ -76,7 +105,7 @@ class BoundedHttpServerTest : public ::testing::Test {
   void Start(ConnectionLimits limits) {
     server_ = std::make_unique<BoundedHttpServer>(limits);
     server_->Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
-    port_ = server_->bind_to_any_port("127.0.0.1");
+    port_ = server_->BindAnyPort("127.0.0.1");
     ASSERT_GT(port_, 0);
     thread_ = std::thread([this] { server_->listen_after_bind(); });
     while (!server_->is_running()) std::this_thread::sleep_for(1ms);
@@ -182,7 +211,8 @@ TEST_F(BoundedHttpServerTest, BeyondConnectionsAndQueueA503ComesAtOnce) {
   auto waited = SteadyClock::now() - t0;
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
-  EXPECT_NE(r->body.find("server busy"), std::string::npos) << r->body;
+  // Ollama's words, which clients match to retry.
+  EXPECT_EQ(r->body, R"({"error":"server busy, please try again.  maximum pending requests exceeded"})");
   EXPECT_LT(waited, 1s);
   ::close(busy);
   ::close(waiting);

@@ -87,6 +87,46 @@ TEST(Policy, ModelKeysNormalizeLikeModelNames) {
   EXPECT_EQ(PolicyModelKey("Llama3.2"), "llama3.2:latest");
   EXPECT_EQ(PolicyModelKey("llama3.2:1b"), "llama3.2:1b");
   EXPECT_EQ(PolicyModelKey("host:5000/ns/m"), "host:5000/ns/m:latest");
+  EXPECT_EQ(PolicyModelKey("library/llama3.2"), "llama3.2:latest");
+  EXPECT_EQ(PolicyModelKey("registry.ollama.ai/library/llama3.2:latest"), "llama3.2:latest");
+  EXPECT_EQ(PolicyModelKey("me/mine:v2"), "me/mine:v2");
+}
+
+// Found by a user: only [models."llama3.2"] applied; the long forms of the same name, which
+// requests may use, matched nothing, since entries were keyed by their text plus ":latest".
+TEST(Policy, AnEntryAppliesUnderEveryFormOfItsName) {
+  for (const char* entry : {"llama3.2", "Llama3.2:latest", "library/llama3.2", "registry.ollama.ai/library/llama3.2:latest",
+                            "REGISTRY.OLLAMA.AI/library/llama3.2"}) {
+    auto p = ParsePolicy(std::string("[models.\"") + entry + "\"]\npin = true\n", "f", k5m);
+    ASSERT_TRUE(p.ok()) << entry << ": " << p.status().message();
+    // The scheduler's names are the catalog's ("llama3.2:latest"); requests may write any form.
+    for (const char* name : {"llama3.2:latest", "llama3.2", "library/llama3.2:latest",
+                             "registry.ollama.ai/library/llama3.2:latest"}) {
+      EXPECT_TRUE(p->Pinned(name)) << "entry " << entry << ", model " << name;
+    }
+    EXPECT_FALSE(p->Pinned("llama3.2:1b")) << entry;
+    EXPECT_FALSE(p->Pinned("other/llama3.2")) << entry;
+  }
+  auto tagged = ParsePolicy("[models.\"myhost:5000/team/coder:7b\"]\nkeep_alive = \"1h\"\n", "f", k5m);
+  ASSERT_TRUE(tagged.ok()) << tagged.status().message();
+  EXPECT_EQ(tagged->DefaultFor("myhost:5000/team/coder:7b"), KeepAlive::Of(1h));
+  EXPECT_EQ(tagged->DefaultFor("team/coder:7b"), k5m);  // another host: another model
+}
+
+TEST(Policy, AnEntryThatIsNotAModelNameOrRepeatsOneIsAnErrorWithItsLine) {
+  auto bad = ParsePolicy("min_keep_alive = \"1m\"\n\n[models.\"../etc/passwd\"]\npin = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("conf.toml:3:", 0), 0u) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("invalid model name"), std::string::npos) << bad.status().message();
+  auto many = ParsePolicy("[models.\"a/b/c/d\"]\npin = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(many.ok());
+  EXPECT_EQ(many.status().message().rfind("conf.toml:1:", 0), 0u) << many.status().message();
+
+  auto twice = ParsePolicy("[models.llama3]\npin = true\n[models.\"library/llama3:latest\"]\nkeep_alive = 0\n",
+                           "conf.toml", k5m);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().message(),
+            "conf.toml:3:9: [models.\"library/llama3:latest\"] names the same model as [models.\"llama3\"] (line 1)");
 }
 
 // ---- keep_alive "auto", cold_start_cost, preload --------------------------------------------------

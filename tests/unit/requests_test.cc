@@ -1,8 +1,13 @@
 #include "api/requests.h"
 
+#include "api/openai_requests.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace resident::api {
 namespace {
@@ -41,6 +46,179 @@ TEST(RequestDecoding, NestingUpToTheLimitDecodes) {
   auto quoted = DecodeGenerate(R"({"model":"m","prompt":"\")" + text + R"(\\"})", defaults);
   ASSERT_TRUE(quoted.ok()) << quoted.status().message();
   EXPECT_EQ(quoted->prompt, "\"" + text + "\\");
+}
+
+using nlohmann::json;
+
+std::string ErrorOf(const Status& st) { return st.ok() ? "ok" : st.message(); }
+
+TEST(RequestDecoding, ModelRoutesTakeTheModelOrTheOlderName) {
+  EXPECT_EQ(DecodeShow(R"({"model":"llama3.2"})")->model, "llama3.2");
+  EXPECT_EQ(DecodeShow(R"({"name":"llama3.2"})")->model, "llama3.2");
+  EXPECT_EQ(DecodeDelete(R"({"model":"m","name":"n"})")->model, "m");
+  EXPECT_EQ(ErrorOf(DecodeShow("{}").status()), "model is required");
+  EXPECT_EQ(ErrorOf(DecodeDelete(R"({"model":""})").status()), "model is required");
+  EXPECT_EQ(ErrorOf(DecodeShow(R"({"model":7})").status()), R"(invalid value for "model": expected a string, got number)");
+  EXPECT_EQ(ErrorOf(DecodeShow("").status()), "missing request body");
+
+  auto copy = DecodeCopy(R"({"source":"a","destination":"b:v2"})");
+  ASSERT_TRUE(copy.ok()) << copy.status().message();
+  EXPECT_EQ(copy->source, "a");
+  EXPECT_EQ(copy->destination, "b:v2");
+  EXPECT_EQ(ErrorOf(DecodeCopy(R"({"source":"a"})").status()), "destination is required");
+  EXPECT_EQ(ErrorOf(DecodeCopy(R"({"destination":"b","name":"a"})").status()), "source is required");
+}
+
+TEST(RequestDecoding, CreateTakesAModelfileOrOllamasStructuredFields) {
+  auto text = DecodeCreate(R"({"model":"mine","modelfile":"FROM /m.gguf\nPARAMETER temperature 0.5\nSYSTEM hi","stream":false})");
+  ASSERT_TRUE(text.ok()) << text.status().message();
+  EXPECT_EQ(text->model, "mine");
+  EXPECT_FALSE(text->stream);
+  EXPECT_EQ(text->modelfile.from, "/m.gguf");
+  EXPECT_EQ(text->modelfile.system, "hi");
+  ASSERT_EQ(text->modelfile.parameters.size(), 1u);
+
+  auto fields = DecodeCreate(R"({"model":"mine","from":"base","template":"{{ .Prompt }}","system":"be brief",
+    "parameters":{"temperature":0.7,"stop":["<a>","<b>"],"use_mmap":false},
+    "messages":[{"role":"user","content":"hi"},{"role":"assistant"}],"license":["MIT","BSD"]})");
+  ASSERT_TRUE(fields.ok()) << fields.status().message();
+  EXPECT_TRUE(fields->stream);
+  const store::Modelfile& mf = fields->modelfile;
+  EXPECT_EQ(mf.from, "base");
+  EXPECT_TRUE(mf.has_template);
+  EXPECT_EQ(mf.template_text, "{{ .Prompt }}");
+  EXPECT_TRUE(mf.has_system);
+  EXPECT_EQ(mf.parameters.size(), 4u);  // stop twice
+  ASSERT_EQ(mf.messages.size(), 2u);
+  EXPECT_EQ(mf.messages[1], (std::pair<std::string, std::string>{"assistant", ""}));
+  EXPECT_EQ(mf.licenses, (std::vector<std::string>{"MIT", "BSD"}));
+
+  EXPECT_EQ(ErrorOf(DecodeCreate(R"({"model":"m"})").status()), "neither 'from' nor 'modelfile' was specified");
+  EXPECT_NE(ErrorOf(DecodeCreate(R"({"model":"m","modelfile":"PARAMETER temperature 1"})").status()).find("FROM"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(DecodeCreate(R"({"model":"m","from":"b","quantize":"q4_K_M"})").status()).find("quantize"),
+            std::string::npos);
+  EXPECT_TRUE(DecodeCreate(R"({"model":"m","from":"b","quantize":"","adapters":{},"files":null})").ok());
+  EXPECT_NE(ErrorOf(DecodeCreate(R"({"model":"m","from":"b","adapters":{"a":"sha256:00"}})").status()).find("adapters"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(DecodeCreate(R"({"model":"m","from":"b","files":{"a.gguf":"sha256:00"}})").status()).find("files"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(DecodeCreate(R"({"model":"m","from":"b","messages":[{"role":"tool","content":"x"}]})").status()),
+            "message role must be system, user or assistant");
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","parameters":{"temperature":"hot"}})").ok());
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","parameters":{"bogus":1}})").ok());
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","parameters":{"stop":[["x"]]}})").ok());
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","license":3})").ok());
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","stream":"yes"})").ok());
+  EXPECT_FALSE(DecodeCreate(R"({"model":"m","from":"b","system":["x"]})").ok());
+}
+
+// Found with LangChain's OpenAI completion class: a prompt array of one string answered
+// `500 [json.exception.invalid_iterator.212] cannot compare iterators of different containers`.
+TEST(OpenAiRequestDecoding, ACompletionPromptIsAStringOrAnArrayOfOneString) {
+  const RequestDefaults defaults;
+  auto one = DecodeOpenAiCompletion(R"({"model":"tiny","max_tokens":3,"prompt":["Once upon a time"]})", defaults);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(one->prompt, "Once upon a time");
+  EXPECT_EQ(one->options.num_predict, 3);
+  auto plain = DecodeOpenAiCompletion(R"({"model":"tiny","prompt":"Once","suffix":"end","stream":true})", defaults);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(plain->prompt, "Once");
+  EXPECT_EQ(plain->suffix, "end");
+  EXPECT_TRUE(plain->stream);
+  for (const char* prompt : {R"(["a","b"])", "[]", "[1,2]", "[[\"a\"]]", "7", "null", "{}"}) {
+    auto bad = DecodeOpenAiCompletion(std::string(R"({"model":"tiny","prompt":)") + prompt + "}", defaults);
+    ASSERT_FALSE(bad.ok()) << prompt;
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << prompt;
+    EXPECT_EQ(bad.status().message(), "prompt is required: a string (or an array of one string)") << prompt;
+  }
+  EXPECT_FALSE(DecodeOpenAiCompletion(R"({"model":"tiny"})", defaults).ok());
+}
+
+TEST(OpenAiRequestDecoding, ChatFieldsBecomeOllamaOptionsAndMessages) {
+  const RequestDefaults defaults;
+  auto c = DecodeOpenAiChat(R"({"model":"tiny","stream":true,"stream_options":{"include_usage":true},
+    "max_completion_tokens":5,"temperature":0.2,"seed":9,"stop":"x","n":1,"keep_alive":"1m",
+    "response_format":{"type":"json_object"},
+    "messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+                {"role":"assistant","content":null}]})", defaults);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->model, "tiny");
+  EXPECT_TRUE(c->stream);
+  EXPECT_TRUE(c->include_usage);
+  EXPECT_EQ(c->options.num_predict, 5);
+  EXPECT_EQ(c->options.sampling.seed, 9);
+  EXPECT_EQ(c->options.stop, std::vector<std::string>{"x"});
+  ASSERT_TRUE(c->keep_alive.has_value());
+  EXPECT_FALSE(c->grammar.empty());
+  ASSERT_EQ(c->messages.size(), 3u);
+  EXPECT_EQ(c->messages[1].content, "ab");
+  EXPECT_EQ(c->messages[2].content, "");
+
+  const std::string user = R"("messages":[{"role":"user","content":"x"}])";
+  const std::vector<std::string> bads = {std::string(R"({"model":"tiny","messages":[]})"),
+                                 std::string(R"({"model":"tiny","messages":[{"content":"x"}]})"),
+                                 std::string(R"({"model":"tiny","messages":["x"]})"),
+                                 R"({"model":"tiny","n":2,)" + user + "}",
+                                 R"({"model":"tiny","n":"1",)" + user + "}",
+                                 R"({"model":"tiny","temperature":"hot",)" + user + "}",
+                                 R"({"model":"tiny","stream":1,)" + user + "}",
+                                 R"({"model":"tiny","tools":[{"type":"function"}],)" + user + "}",
+                                 R"({"model":"tiny","response_format":{"type":"yaml"},)" + user + "}",
+                                 R"({"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url"}]}]})"};
+  for (const std::string& bad : bads) {
+    auto r = DecodeOpenAiChat(bad, defaults);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(OpenAiRequestDecoding, EmbeddingsTakeAStringOrStringsAndAnEncoding) {
+  auto e = DecodeOpenAiEmbedding(R"({"model":"tiny","input":["a","b"],"encoding_format":"base64"})");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  EXPECT_EQ(e->inputs, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(e->base64);
+  EXPECT_FALSE(DecodeOpenAiEmbedding(R"({"model":"tiny","input":"a"})")->base64);
+  EXPECT_EQ(ErrorOf(DecodeOpenAiEmbedding(R"({"model":"tiny","input":[]})").status()), "invalid input");
+  EXPECT_FALSE(DecodeOpenAiEmbedding(R"({"model":"tiny","input":[[1,2]]})").ok());
+  EXPECT_FALSE(DecodeOpenAiEmbedding(R"({"model":"tiny","input":"a","encoding_format":"hex"})").ok());
+  EXPECT_FALSE(DecodeOpenAiEmbedding(R"({"input":"a"})").ok());
+}
+
+// Every decoder answers a Status for any value in any field it reads: none throws (a throw is
+// a 500 carrying the JSON library's message).
+TEST(RequestDecoding, NoFieldOfAnyTypeMakesADecoderThrow) {
+  const RequestDefaults defaults;
+  const std::vector<std::string> fields = {
+      "model", "name", "prompt", "system", "raw", "stream", "keep_alive", "options", "format", "context",
+      "suffix", "template", "images", "messages", "tools", "input", "truncate", "source", "destination",
+      "modelfile", "from", "parameters", "license", "quantize", "adapters", "files", "stream_options", "n",
+      "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "response_format",
+      "encoding_format"};
+  const std::vector<std::string> values = {
+      "null", "true", "0", "-1", "1e400", "\"\"", "\"x\"", "[]", "[1]", "[\"x\"]", "[[]]", "{}", "{\"type\":3}",
+      "{\"include_usage\":\"yes\"}", "{\"type\":\"json_schema\",\"json_schema\":3}", "[{\"role\":3}]",
+      "[{\"role\":\"user\",\"content\":[{\"type\":7}]}]", "{\"stop\":[1]}", "{\"temperature\":{}}"};
+  for (const std::string& field : fields) {
+    for (const std::string& value : values) {
+      const std::string body = R"({"model":"m","from":"b","messages":[{"role":"user","content":"x"}],")" + field +
+                               "\":" + value + "}";
+      SCOPED_TRACE(body);
+      EXPECT_NO_THROW({
+        (void)DecodeGenerate(body, defaults);
+        (void)DecodeChat(body, defaults);
+        (void)DecodeEmbed(body, defaults, false);
+        (void)DecodeEmbed(body, defaults, true);
+        (void)DecodeShow(body);
+        (void)DecodeCopy(body);
+        (void)DecodeDelete(body);
+        (void)DecodeCreate(body);
+        (void)DecodeOpenAiChat(body, defaults);
+        (void)DecodeOpenAiCompletion(body, defaults);
+        (void)DecodeOpenAiEmbedding(body);
+      });
+    }
+  }
 }
 
 }  // namespace

@@ -20,7 +20,10 @@ TEST(SimReplayTest, SimulatorAndLiveServerAgreeOnColdStarts) {
   fs::create_directories(dir);
   fs::create_symlink(SynthModel("20M", 1), dir + "/m1.gguf");
   fs::create_symlink(SynthModel("20M", 2), dir + "/m2.gguf");
-  ServerProcess server(dir, {{"RESIDENT_KEEP_ALIVE", "3s"}});
+  // The simulator serves every request on arrival (num_parallel unlimited): so does the server
+  // here, or a request that arrives while the first one of its model still runs (a busy machine)
+  // waits for the slot and counts as cold.
+  ServerProcess server(dir, {{"RESIDENT_KEEP_ALIVE", "3s"}, {"RESIDENT_NUM_PARALLEL", "4"}});
 
   // keep_alive 3 s. Every gap is either well inside it (>= 1.5 s to spare, so a slow load on a
   // busy machine does not matter) or well beyond it.
