@@ -68,18 +68,27 @@ Limits Scheduler::limits() const {
 double Scheduler::WallSeconds() const { return std::chrono::duration<double>(clock_.WallNow().time_since_epoch()).count(); }
 
 std::optional<KeepAlive> Scheduler::ResolveKeepAlive(const ModelSpec& spec, std::optional<KeepAlive> requested,
-                                                     bool fresh) const {
+                                                     bool fresh, std::string* why) const {
   const Policy* policy = options_.policy ? &*options_.policy : nullptr;
   KeepAlive k;
+  std::string reason;
   if (requested) {
     k = policy ? policy->Clamp(*requested) : *requested;
+    reason = k == *requested ? "a request's keep_alive"
+                             : "a request's keep_alive (" + requested->ToString() + "), clamped by the policy file";
   } else if (fresh) {
     k = policy ? policy->DefaultFor(spec.name) : options_.default_keep_alive;
+    const ModelPolicy* entry = policy ? policy->Find(spec.name) : nullptr;
+    reason = entry && entry->keep_alive ? "the policy file's entry for " + spec.name : "the default keep_alive";
   } else {
     return std::nullopt;  // keep the model's current one
   }
   // A pinned model never expires; only an explicit keep_alive 0 (or a stop) unloads it.
-  if (policy && policy->Pinned(spec.name) && !IsZero(k)) k = KeepAlive::Forever();
+  if (policy && policy->Pinned(spec.name) && !IsZero(k)) {
+    k = KeepAlive::Forever();
+    reason = "pinned in the policy file";
+  }
+  if (why != nullptr) *why = k.automatic ? "" : reason;
   return k;
 }
 
@@ -350,7 +359,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
       case Decision::Kind::kLoad: {
         auto fresh = std::make_shared<Entry>();
         fresh->spec = spec;
-        fresh->keep_alive = *ResolveKeepAlive(spec, keep_alive, /*fresh=*/true);
+        fresh->keep_alive = *ResolveKeepAlive(spec, keep_alive, /*fresh=*/true, &fresh->keep_alive_reason);
         fresh->pinned = options_.policy && options_.policy->Pinned(spec.name);
         fresh->predicted_bytes = ask.predicted.value_or(0);
         fresh->accrued_at = clock_.Now();  // it counts against the budget from now on
@@ -375,10 +384,11 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
           Emit(std::move(ev));
         }
         e->expires_at.reset();
-        std::optional<KeepAlive> k = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false);
+        std::string why;
+        std::optional<KeepAlive> k = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false, &why);
         if (k && !e->unload_requested) {  // a stop wins
           e->keep_alive = *k;
-          e->keep_alive_reason.clear();
+          e->keep_alive_reason = why;
         }
         ModelStats& stats = stats_[spec.name];
         ++stats.requests;
@@ -788,8 +798,9 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
   auto e = std::make_shared<Entry>();
   e->spec = spec;
   e->origin = origin;
-  e->keep_alive = origin == Origin::kPrewarm ? KeepAlive::Auto() : *ResolveKeepAlive(spec, std::nullopt, true);
-  e->keep_alive_reason = reason;
+  std::string why;
+  e->keep_alive = origin == Origin::kPrewarm ? KeepAlive::Auto() : *ResolveKeepAlive(spec, std::nullopt, true, &why);
+  e->keep_alive_reason = origin == Origin::kPrewarm ? reason : why;
   e->pinned = options_.policy && options_.policy->Pinned(spec.name);
   e->predicted_bytes = bytes;
   e->accrued_at = now;

@@ -64,7 +64,7 @@ struct LoadedModel {
   pid_t pid = 0;
   int active_requests = 0;
   KeepAlive keep_alive;                // as set (the request's, the policy's, or "auto")
-  std::string keep_alive_reason;       // why this keep_alive (auto: the learner's reason)
+  std::string keep_alive_reason;       // why this keep_alive: where it came from, or auto's plan
   std::optional<Duration> planned_keep;  // auto: how long the latest plan keeps it once idle
   std::optional<WallTime> expires_at;  // nullopt: in use, or forever
   bool pinned = false;
@@ -252,8 +252,10 @@ class Scheduler {
   Status LoadLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e);
   void Release(const std::string& key, runner::ModelRunner* runner);
   // The keep_alive a request ends up with (request, else entry/default; clamped; pins); nullopt:
-  // keep the model's current one.
-  std::optional<KeepAlive> ResolveKeepAlive(const ModelSpec& spec, std::optional<KeepAlive> requested, bool fresh) const;
+  // keep the model's current one. *why (if given): where it came from, for /api/ps ("" for auto,
+  // whose plan explains itself).
+  std::optional<KeepAlive> ResolveKeepAlive(const ModelSpec& spec, std::optional<KeepAlive> requested, bool fresh,
+                                            std::string* why = nullptr) const;
   // The model's timer once idle: its keep_alive, or the learner's plan for "auto" (which may
   // unload it now and leave a prewarm). Returns the runners to close.
   void StartTimerLocked(const std::string& key, Entry& e, std::vector<Detached>& to_close);

@@ -360,7 +360,7 @@ TEST_F(AutoTest, ANumericKeepAliveOfARequestWinsOverAuto) {
   auto snap = s.Snapshot();
   ASSERT_EQ(snap.size(), 1u);
   EXPECT_EQ(snap[0].keep_alive, KeepAlive::Of(2min));
-  EXPECT_TRUE(snap[0].keep_alive_reason.empty());
+  EXPECT_EQ(snap[0].keep_alive_reason, "a request's keep_alive");
   EXPECT_EQ(*snap[0].expires_at, clock_.WallNow() + 2min);
 
   // A model "auto" would prewarm: a request with a keep_alive keeps it loaded instead.
@@ -376,6 +376,28 @@ TEST_F(AutoTest, ANumericKeepAliveOfARequestWinsOverAuto) {
   ASSERT_TRUE(p.has_value());
   EXPECT_FALSE(p->keep_alive.automatic);
   EXPECT_EQ(*p->expires_at, clock_.WallNow() + 1min);
+}
+
+TEST_F(AutoTest, AFixedKeepAliveSaysWhereItCameFrom) {
+  Scheduler::Options o = Opts();
+  o.default_keep_alive = KeepAlive::Of(5min);
+  o.policy = Policy{};
+  o.policy->default_keep_alive = KeepAlive::Of(5min);
+  o.policy->max_keep_alive = KeepAlive::Of(1h);
+  o.policy->models[PolicyModelKey("b")].keep_alive = KeepAlive::Of(10min);
+  o.policy->models[PolicyModelKey("c")].pin = true;
+  Scheduler s(o, factory_, clock_);
+  Use(s, "a");
+  Use(s, "b");
+  Use(s, "c");
+  std::map<std::string, std::string> why;
+  for (const auto& m : s.Snapshot()) why[m.path] = m.keep_alive_reason;
+  EXPECT_EQ(why["a"], "the default keep_alive");
+  EXPECT_EQ(why["b"], "the policy file's entry for b");
+  EXPECT_EQ(why["c"], "pinned in the policy file");
+  Use(s, "a", KeepAlive::Forever());
+  for (const auto& m : s.Snapshot()) why[m.path] = m.keep_alive_reason;
+  EXPECT_EQ(why["a"], "a request's keep_alive (forever), clamped by the policy file");
 }
 
 TEST_F(AutoTest, APreloadLoadsAtTheNextTickAndAgainWhenItsRunnerDiesButNotAfterAStop) {
@@ -514,7 +536,7 @@ TEST_F(AutoTest, AFixedKeepAliveIgnoresTheLearnerButStillRecordsTheHistory) {
     auto snap = s.Snapshot();
     ASSERT_EQ(snap.size(), 1u);
     EXPECT_EQ(snap[0].keep_alive, KeepAlive::Of(5min));
-    EXPECT_TRUE(snap[0].keep_alive_reason.empty());
+    EXPECT_EQ(snap[0].keep_alive_reason, "the default keep_alive");
     EXPECT_FALSE(snap[0].planned_keep.has_value());
     EXPECT_EQ(*snap[0].expires_at, clock_.WallNow() + 5min);
     EXPECT_TRUE(s.Prewarms().empty());
