@@ -78,12 +78,24 @@ struct Generation {
   }
 };
 
+std::string BodyTooLarge(size_t max_body_bytes) {
+  return "request body too large (the limit is " + FormatBytes(max_body_bytes) + ", RESIDENT_MAX_BODY)";
+}
+
+// The connection limits, with the body limit that chunked bodies are held to as they are read.
+ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) {
+  limits.max_body_bytes = max_body_bytes;
+  limits.max_body_message = BodyTooLarge(max_body_bytes);
+  return limits;
+}
+
 }  // namespace
 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
     : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults},
-      origins_(options_.origins), http_(std::make_unique<BoundedHttpServer>(options_.limits)) {
+      origins_(options_.origins), hosts_(options_.origins, options_.host),
+      http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);
   // Small writes (NDJSON lines, a short JSON answer after its headers) go out at once: with
   // Nagle on, each meets the client's delayed ACK and a warm request pays 40 ms.
@@ -104,6 +116,7 @@ Status ApiServer::Bind() {
     }
     port_ = options_.port;
   }
+  check_host_ = http_->BoundToLoopbackOnly();
   return Status::Ok();
 }
 
@@ -147,11 +160,9 @@ void ApiServer::Routes() {
     std::string msg;
     switch (res.status) {
       case 404: msg = "404 page not found"; break;
-      case 413:
-        msg = "request body too large (the limit is " + FormatBytes(options_.max_body_bytes) + ", RESIDENT_MAX_BODY)";
-        break;
+      case 413: msg = BodyTooLarge(options_.max_body_bytes); break;
       case 414: msg = "request line too long (the limit is 8 KB)"; break;
-      case 400: msg = "bad request"; break;
+      case 400: msg = "bad request: a malformed request line (METHOD /path HTTP/1.1) or an unknown method"; break;
       default: msg = "HTTP " + std::to_string(res.status); break;
     }
     SendErrorStatus(req, res, res.status, msg);
@@ -185,13 +196,28 @@ bool ApiServer::Admit(const httplib::Request& req, httplib::Response& res) {
     }
     res.set_header("Access-Control-Allow-Origin", origins_.allows_all() ? "*" : origin);
     if (!origins_.allows_all()) res.set_header("Vary", "Origin");
-    if (req.method == "OPTIONS") {
+    if (req.method == "OPTIONS") {  // a preflight, answered before the Host check, as in Ollama
       res.set_header("Access-Control-Allow-Methods", std::string(kCorsAllowMethods));
       res.set_header("Access-Control-Allow-Headers", std::string(kCorsAllowHeaders));
       res.set_header("Access-Control-Max-Age", std::string(kCorsMaxAgeSeconds));
+      res.status = 204;
+      return false;
     }
   }
-  // Preflights (and any OPTIONS) never need the key: browsers send them without credentials.
+  // On loopback, only local names and addresses (DNS rebinding; api/host_check.h).
+  if (check_host_) {
+    const std::string host = req.get_header_value("Host");
+    if (!hosts_.Allows(host)) {
+      res.status = 403;
+      res.set_content(DumpJson(json{{"error", "host \"" + host +
+                                                  "\" is not allowed: a server listening on loopback answers only "
+                                                  "local names and addresses (add an origin with this host to "
+                                                  "RESIDENT_ORIGINS to allow it)"}}),
+                      "application/json; charset=utf-8");
+      return false;
+    }
+  }
+  // Any OPTIONS never needs the key: browsers send preflights without credentials.
   if (req.method == "OPTIONS") {
     res.status = 204;
     return false;
