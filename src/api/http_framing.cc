@@ -90,7 +90,9 @@ std::variant<RequestFraming, FramingError> CheckRequestHead(std::string_view hea
   size_t start = 0;
   for (size_t i = 0; i < head.size(); ++i) {
     if (head[i] == '\r') {
-      if (i + 1 >= head.size() || head[i + 1] != '\n') return bad("a bare CR in the request head (lines end with CR LF)");
+      if (i + 1 >= head.size() || head[i + 1] != '\n') {
+        return bad("a bare CR in the request head (lines end with CR LF)");
+      }
       lines.push_back(head.substr(start, i - start));
       start = i + 2;
       ++i;
