@@ -20,8 +20,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 const std::string kUnloadBody = R"({"model":"tiny","keep_alive":0})";
-const std::string kSmuggled = "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
-                              std::to_string(kUnloadBody.size()) + "\r\n\r\n" + kUnloadBody;
+const std::string kSmuggled =
+    "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(kUnloadBody.size()) +
+    "\r\n\r\n" + kUnloadBody;
 
 class HostileHttpTest : public ::testing::Test {
  protected:
@@ -80,7 +81,7 @@ TEST_F(HostileHttpTest, AmbiguousFramingIsRefusedAndTheBytesAfterItNeverRun) {
     EXPECT_NE(r.json().value("error", "").find(c.message), std::string::npos) << c.name << ": " << r.body;
     EXPECT_NE(r.raw.find("Connection: close"), std::string::npos) << c.name;
     EXPECT_EQ(r.responses, 1) << c.name << ": " << r.raw.substr(0, 600);  // nothing more was answered
-    EXPECT_FALSE(r.reset) << c.name;  // the answer is read, not lost to a reset
+    EXPECT_FALSE(r.reset) << c.name;                                      // the answer is read, not lost to a reset
     ASSERT_TRUE(Loaded(port)) << c.name << ": the smuggled unload ran";
   }
   EXPECT_TRUE(server.alive());
@@ -92,15 +93,18 @@ TEST_F(HostileHttpTest, ABodyLeftUnreadEndsTheConnection) {
   ServerProcess server(dir_);
   const int port = server.port();
   Load(port);
-  const std::string get = "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
-                          std::to_string(kSmuggled.size()) + "\r\n\r\n";
+  const std::string get =
+      "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(kSmuggled.size()) +
+      "\r\n\r\n";
   RawReply r = RawRequest(port, get + kSmuggled);
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.responses, 1) << r.raw;
   EXPECT_TRUE(Loaded(port));
   // Refused by the CORS check before its body was read.
-  const std::string foreign = "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n"
-                              "Content-Length: " + std::to_string(kSmuggled.size()) + "\r\n\r\n";
+  const std::string foreign =
+      "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n"
+      "Content-Length: " +
+      std::to_string(kSmuggled.size()) + "\r\n\r\n";
   r = RawRequest(port, foreign + kSmuggled);
   EXPECT_EQ(r.status, 403) << r.raw;
   EXPECT_EQ(r.responses, 1) << r.raw;
@@ -120,30 +124,34 @@ TEST_F(HostileHttpTest, WellFormedPipelinedAndChunkedRequestsAreServed) {
   ServerProcess server(dir_);
   const int port = server.port();
   const std::string version = "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  RawReply two = RawRequest(port, version + version +
-                              "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  RawReply two =
+      RawRequest(port, version + version + "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(two.responses, 3) << two.raw;
   const std::string body = R"({"model":"tiny"})";
-  RawReply chunked = RawRequest(port, "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                                      "Transfer-Encoding: chunked\r\n\r\n6;part=1\r\n" + body.substr(0, 6) +
-                                      "\r\na\r\n" + body.substr(6) + "\r\n0\r\nX-Checksum: none\r\n\r\n");
+  RawReply chunked =
+      RawRequest(port,
+                 "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n6;part=1\r\n" +
+                     body.substr(0, 6) + "\r\na\r\n" + body.substr(6) + "\r\n0\r\nX-Checksum: none\r\n\r\n");
   EXPECT_EQ(chunked.status, 200) << chunked.raw.substr(0, 400);
   EXPECT_TRUE(chunked.json().contains("modelfile")) << chunked.body.substr(0, 300);
   // No Content-Length: no body (httplib read to the end of the connection: a 10 s wait, then 400).
-  RawReply empty = RawRequest(port, "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-                                    "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  RawReply empty = RawRequest(port,
+                              "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                              "GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(empty.status, 400) << empty.raw;
   EXPECT_EQ(empty.responses, 2) << empty.raw;  // and the next request on the connection is served
   // A chunked body past RESIDENT_MAX_BODY is a 413 that names the limit.
   ServerProcess small(dir_, {{"RESIDENT_MAX_BODY", "1KiB"}});
-  RawReply big = RawRequest(small.port(), "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                          "800\r\n" + std::string(2048, ' ') + "\r\n0\r\n\r\n");
+  RawReply big = RawRequest(small.port(),
+                            "POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "800\r\n" +
+                                std::string(2048, ' ') + "\r\n0\r\n\r\n");
   EXPECT_EQ(big.status, 413) << big.raw.substr(0, 300);
   EXPECT_NE(big.json().value("error", "").find("RESIDENT_MAX_BODY"), std::string::npos) << big.body;
 }
 
-httplib::Result GetWithHost(int port, const std::string& path, const std::string& host,
-                            httplib::Headers extra = {}) {
+httplib::Result GetWithHost(int port, const std::string& path, const std::string& host, httplib::Headers extra = {}) {
   httplib::Client c("127.0.0.1", port);
   extra.emplace("Host", host);
   return c.Get(path.c_str(), extra);
@@ -154,7 +162,8 @@ TEST_F(HostileHttpTest, OnLoopbackOnlyLocalHostNamesAreServed) {
   const int port = server.port();
   Load(port);
   const std::string p = ":" + std::to_string(port);
-  for (const std::string& host : {"localhost" + p, "127.0.0.1" + p, "[::1]" + p, "app.localhost" + p, std::string("LOCALHOST")}) {
+  for (const std::string& host :
+       {"localhost" + p, "127.0.0.1" + p, "[::1]" + p, "app.localhost" + p, std::string("LOCALHOST")}) {
     auto r = GetWithHost(port, "/api/tags", host);
     ASSERT_TRUE(r) << host;
     EXPECT_EQ(r->status, 200) << host;
@@ -165,9 +174,10 @@ TEST_F(HostileHttpTest, OnLoopbackOnlyLocalHostNamesAreServed) {
   EXPECT_NE(r->body.find("attacker.example:11434"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("RESIDENT_ORIGINS"), std::string::npos) << r->body;
   // The rebinding attack itself: a keep_alive 0 with the attacker's Host and no Origin.
-  RawReply unload = RawRequest(port, "POST /api/generate HTTP/1.1\r\nHost: attacker.example:11434\r\n"
-                                     "Connection: close\r\nContent-Length: " +
-                                         std::to_string(kUnloadBody.size()) + "\r\n\r\n" + kUnloadBody);
+  RawReply unload = RawRequest(port,
+                               "POST /api/generate HTTP/1.1\r\nHost: attacker.example:11434\r\n"
+                               "Connection: close\r\nContent-Length: " +
+                                   std::to_string(kUnloadBody.size()) + "\r\n\r\n" + kUnloadBody);
   EXPECT_EQ(unload.status, 403) << unload.raw;
   EXPECT_TRUE(Loaded(port));
   EXPECT_EQ(GetWithHost(port, "/", "attacker.example")->status, 403);

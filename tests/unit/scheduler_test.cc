@@ -244,7 +244,8 @@ TEST_F(SchedulerTest, AStoppedRequestThatLoadsTheModelTakesTheLease) {
   Scheduler s(Opts(), factory_, clock_);
   factory_.gated = true;
   std::stop_source gone;
-  auto loader = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min)), gone.get_token()); });
+  auto loader = std::async(std::launch::async,
+                           [&] { return s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min)), gone.get_token()); });
   factory_.WaitForStarts(1);
   gone.request_stop();
   factory_.Open();
