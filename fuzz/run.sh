@@ -4,7 +4,7 @@
 # broken invariant (FUZZ_CHECK).
 #
 #   fuzz/run.sh BUILD_DIR [NAME...]        NAME: keep_alive model_name modelfile manifest
-#                                           requests protocol gguf (default: all)
+#                                           requests http_framing protocol gguf (default: all)
 #
 # Each fuzzer first replays fuzz/regressions/NAME/ (inputs that once crashed it), then fuzzes from
 # the seeds of fuzz/corpus/NAME/ plus what earlier runs found (BUILD_DIR/fuzz/corpus-NAME/, kept
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 build=${1:?usage: fuzz/run.sh BUILD_DIR [NAME...]}
 shift
 seconds=${FUZZ_SECONDS:-60}
-all=(keep_alive model_name modelfile manifest requests protocol gguf)
+all=(keep_alive model_name modelfile manifest requests http_framing protocol gguf)
 names=("$@")
 ((${#names[@]})) || names=("${all[@]}")
 
@@ -24,7 +24,7 @@ names=("$@")
 # branch (a model name is at most 350 bytes; request bodies and Modelfiles are short texts; the
 # GGUF seed is about 2 KB).
 declare -A max_len=([keep_alive]=128 [model_name]=512 [modelfile]=4096 [manifest]=4096
-  [requests]=4096 [protocol]=4096 [gguf]=8192)
+  [requests]=4096 [http_framing]=4096 [protocol]=4096 [gguf]=8192)
 declare -A dict=([keep_alive]=keep_alive [modelfile]=modelfile [manifest]=json [requests]=json)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}

@@ -14,9 +14,14 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
+
+#include "api/client_watcher.h"
+#include "api/http_framing.h"
 
 namespace resident::api {
 namespace {
@@ -51,13 +56,50 @@ bool SendAll(int fd, std::string_view data) {
   return true;
 }
 
-std::string CannedAnswer(int status, std::string_view reason, std::string_view message) {
-  std::string body = fmt::format("{{\"error\":\"{}\"}}", message);
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+std::string CannedAnswer(int status, std::string_view message) {
+  std::string body = fmt::format("{{\"error\":\"{}\"}}", JsonEscape(message));
   return fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n"
       "Connection: close\r\n\r\n{}",
-      status, reason, body.size(), body);
+      status, ReasonPhrase(status), body.size(), body);
 }
+
+// The request being handled on this thread, for BoundedHttpServer::ClientGone().
+struct RequestInProgress {
+  int fd = -1;
+  ClientWatcher* watcher = nullptr;
+  std::optional<std::stop_source> gone;  // made, and watched, at the first ClientGone()
+  uint64_t watch_id = 0;
+
+  ~RequestInProgress() {
+    if (watcher != nullptr) watcher->Unwatch(watch_id, fd);
+  }
+};
+thread_local RequestInProgress* t_request = nullptr;
 
 void AddressOf(int fd, bool peer, std::string& ip, int& port) {
   sockaddr_storage addr{};
@@ -93,9 +135,13 @@ class ConnectionStream final : public httplib::Stream {
 
   // A request starts: its line and headers must arrive within the idle timeout from now.
   void BeginRequest() {
-    in_head_ = true;
+    phase_ = Phase::kHead;
     at_line_start_ = false;
     head_bytes_ = 0;
+    head_.clear();
+    framing_ = RequestFraming{};
+    body_left_ = 0;
+    chunks_.reset();
     head_deadline_ = SteadyClock::now() + limits_.idle_timeout;
   }
 
@@ -104,18 +150,21 @@ class ConnectionStream final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (refused_) return -1;
+    if (phase_ == Phase::kBody) return ReadBody(ptr, size);
     if (pos_ == len_ && !Fill()) return -1;
     size_t n = std::min(size, len_ - pos_);
-    if (in_head_) {
+    bool head_ended = false;
+    if (phase_ == Phase::kHead) {
       for (size_t i = 0; i < n; ++i) {
         char c = buf_[pos_ + i];
         if (++head_bytes_ > limits_.max_header_bytes) {
-          RefuseHeaders();
+          Refuse(FramingError{431, fmt::format("request headers larger than {} bytes (RESIDENT_MAX_HEADER)",
+                                               limits_.max_header_bytes)});
           return -1;
         }
         if (c == '\n') {
           if (at_line_start_) {  // the empty line: the headers end here
-            in_head_ = false;
+            head_ended = true;
             n = i + 1;
             break;
           }
@@ -124,11 +173,29 @@ class ConnectionStream final : public httplib::Stream {
           at_line_start_ = false;
         }
       }
+      head_.append(buf_ + pos_, n);
     }
     std::memcpy(ptr, buf_ + pos_, n);
     pos_ += n;
+    if (head_ended && !EndHead()) return -1;
     return static_cast<ssize_t>(n);
   }
+
+  // The request's body was read to its end (or it has none), so the next bytes are the next
+  // request. False while the head is incomplete or the body partly read.
+  bool BodyComplete() const {
+    if (refused_ || phase_ != Phase::kBody) return false;
+    switch (framing_.body) {
+      case RequestFraming::Body::kNone: return true;
+      case RequestFraming::Body::kLength: return body_left_ == 0;
+      case RequestFraming::Body::kChunked: return chunks_ && chunks_->done();
+    }
+    return false;
+  }
+  // A refusal was answered here: the connection must close.
+  bool refused() const { return refused_; }
+  // Some of a request arrived since BeginRequest (not only the end of the connection).
+  bool RequestStarted() const { return head_bytes_ > 0 || phase_ == Phase::kBody; }
 
   ssize_t write(const char* ptr, size_t size) override {
     if (!is_writable()) return -1;
@@ -144,9 +211,64 @@ class ConnectionStream final : public httplib::Stream {
   socket_t socket() const override { return sock_; }
 
  private:
+  // The head is complete: check its framing (http_framing.h) before httplib parses it.
+  bool EndHead() {
+    auto checked = CheckRequestHead(head_);
+    head_.clear();
+    if (auto* error = std::get_if<FramingError>(&checked)) {
+      Refuse(*error);
+      return false;
+    }
+    framing_ = std::get<RequestFraming>(checked);
+    body_left_ = framing_.content_length;
+    if (framing_.body == RequestFraming::Body::kChunked) {
+      chunks_.emplace(limits_.max_body_bytes, limits_.max_body_message);
+    }
+    phase_ = Phase::kBody;
+    return true;
+  }
+
+  // The body as its framing delimits it; end of stream (0) after its last byte, so that httplib
+  // never reads into the next request (a POST without a length is read until end of stream).
+  ssize_t ReadBody(char* ptr, size_t size) {
+    if (size == 0) return 0;
+    if (framing_.body == RequestFraming::Body::kNone) return 0;
+    if (framing_.body == RequestFraming::Body::kLength) {
+      if (body_left_ == 0) return 0;
+      if (pos_ == len_ && !Fill()) return -1;
+      size_t n = static_cast<size_t>(std::min<uint64_t>({size, len_ - pos_, body_left_}));
+      std::memcpy(ptr, buf_ + pos_, n);
+      pos_ += n;
+      body_left_ -= n;
+      return static_cast<ssize_t>(n);
+    }
+    // Chunked: the checker passes data and framing on, drops trailer fields, refuses the rest.
+    size_t out = 0;
+    while (out == 0) {
+      if (chunks_->done()) return 0;
+      if (pos_ == len_ && !Fill()) return -1;
+      while (out < size && pos_ < len_ && !chunks_->done()) {
+        if (size_t k = chunks_->TakeData(std::min(size - out, len_ - pos_)); k > 0) {
+          std::memcpy(ptr + out, buf_ + pos_, k);
+          out += k;
+          pos_ += k;
+          continue;
+        }
+        auto verdict = chunks_->Feed(buf_[pos_]);
+        if (verdict == ChunkedBodyChecker::Verdict::kError) {
+          Refuse(chunks_->error());
+          return -1;
+        }
+        if (verdict == ChunkedBodyChecker::Verdict::kPass) ptr[out++] = buf_[pos_];
+        ++pos_;
+      }
+    }
+    return static_cast<ssize_t>(out);
+  }
+
   bool Fill() {
     Ms timeout = limits_.idle_timeout;
-    if (in_head_) {
+    if (phase_ == Phase::kHead) {
       auto left = std::chrono::duration_cast<Ms>(head_deadline_ - SteadyClock::now());
       if (left.count() <= 0) return false;
       timeout = std::min(timeout, left);
@@ -162,20 +284,25 @@ class ConnectionStream final : public httplib::Stream {
     }
   }
 
-  // Answers 431 and refuses every further read and write on this connection.
-  void RefuseHeaders() {
-    SendAll(sock_, CannedAnswer(431, "Request Header Fields Too Large",
-                                fmt::format("request headers larger than {} bytes (RESIDENT_MAX_HEADER)", limits_.max_header_bytes)));
+  // Answers the refusal and refuses every further read and write on this connection (httplib's
+  // own answer to the failed read then fails to write).
+  void Refuse(const FramingError& error) {
+    SendAll(sock_, CannedAnswer(error.status, error.message));
     refused_ = true;
   }
 
   const socket_t sock_;
   const ConnectionLimits& limits_;
+  enum class Phase { kHead, kBody };
   char buf_[4096];
   size_t pos_ = 0, len_ = 0;
-  bool in_head_ = false;
+  Phase phase_ = Phase::kHead;
   bool at_line_start_ = false;
   size_t head_bytes_ = 0;
+  std::string head_;                 // the head so far (at most max_header_bytes)
+  RequestFraming framing_;           // from the head, once complete
+  uint64_t body_left_ = 0;           // kLength: bytes of body not yet read
+  std::optional<ChunkedBodyChecker> chunks_;  // kChunked
   SteadyClock::time_point head_deadline_{};
   bool refused_ = false;
 };
@@ -408,7 +535,8 @@ void BoundedThreadPool::Work() {
 // ---- BoundedHttpServer --------------------------------------------------------------------
 
 BoundedHttpServer::BoundedHttpServer(ConnectionLimits limits)
-    : limits_(limits), closer_(std::make_unique<LingeringCloser>()) {
+    : limits_(std::move(limits)), closer_(std::make_unique<LingeringCloser>()),
+      watcher_(std::make_unique<ClientWatcher>()) {
   new_task_queue = [this] {
     return new BoundedThreadPool(
         limits_.max_connections, limits_.max_queued,
@@ -444,11 +572,24 @@ int BoundedHttpServer::BindAnyPort(const std::string& host) {
   return port;
 }
 
+namespace {
+
+// The most the kernel allows (net.core.somaxconn); listen() caps any larger backlog to it.
+int SystemMaxBacklog() {
+  std::ifstream in("/proc/sys/net/core/somaxconn");
+  int n = 0;
+  if (in >> n && n > 0) return n;
+  return INT_MAX;  // unknown: the kernel caps it
+}
+
+}  // namespace
+
 void BoundedHttpServer::WidenBacklog() {
-  // listen() again on a listening socket only changes its backlog; the kernel caps it at
-  // net.core.somaxconn.
+  // listen() again on a listening socket only changes its backlog.
   socket_t sock = svr_sock_;
-  if (sock != INVALID_SOCKET) ::listen(sock, 65535);
+  if (sock == INVALID_SOCKET) return;
+  const int backlog = SystemMaxBacklog();
+  if (::listen(sock, backlog) == 0) backlog_ = backlog;
 }
 
 bool BoundedHttpServer::BoundToLoopbackOnly() const {
@@ -479,10 +620,20 @@ void BoundedHttpServer::RejectBusy(socket_t sock) {
                  "(RESIDENT_MAX_CONNECTIONS); {} refused so far",
                  limits_.max_connections, limits_.max_queued, n);
   }
-  SendAll(sock, CannedAnswer(503, "Service Unavailable", kBusyMessage));
+  SendAll(sock, CannedAnswer(503, kBusyMessage));
   // The answer ends with our FIN; the socket is closed once the client has closed its side.
   ::shutdown(sock, SHUT_WR);
   closer_->Add(sock);
+}
+
+std::stop_token BoundedHttpServer::ClientGone() {
+  RequestInProgress* r = t_request;
+  if (r == nullptr) return {};
+  if (!r->gone) {
+    r->gone.emplace();
+    r->watch_id = r->watcher->Watch(r->fd, *r->gone);
+  }
+  return r->gone->get_token();
 }
 
 bool BoundedHttpServer::process_and_close_socket(socket_t sock) {
@@ -491,18 +642,35 @@ bool BoundedHttpServer::process_and_close_socket(socket_t sock) {
     return false;
   }
   bool ret = false;
+  bool linger = false;
   {
     ConnectionStream strm(sock, limits_);
     for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
       if (!strm.WaitForRequest(svr_sock_)) break;
       strm.BeginRequest();
       bool connection_closed = false;
-      ret = process_request(strm, left == 1, connection_closed, nullptr);
+      {
+        RequestInProgress request{sock, watcher_.get()};
+        t_request = &request;
+        ret = process_request(strm, left == 1, connection_closed, nullptr);
+        t_request = nullptr;
+      }
+      // A refusal, or a body left unread (its bytes must never be taken for the next request):
+      // the connection ends, once the client has read the answer.
+      if (strm.refused() || (strm.RequestStarted() && !strm.BodyComplete())) {
+        linger = true;
+        break;
+      }
       if (!ret || connection_closed) break;
     }
   }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
+  if (linger) {
+    ::shutdown(sock, SHUT_WR);
+    closer_->Add(sock);
+  } else {
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+  }
   return ret;
 }
 

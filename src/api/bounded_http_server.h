@@ -13,6 +13,16 @@
 //   full within `idle_timeout` of their first byte, so a client that dribbles a header a byte a
 //   second (slow loris) cannot hold a worker either.
 // - Header size: request line plus headers at most `max_header_bytes`, else 431.
+// - Framing (api/http_framing.h, RFC 9112): every request head is checked before httplib acts on
+//   it, and a chunked body as it is read (at most `max_body_bytes` of data, else 413); ambiguous
+//   or malformed framing is answered 400 (501 for a coding other than chunked) and the
+//   connection is closed, so that bytes after it never run as another request. A request
+//   without Content-Length or Transfer-Encoding has no body. A request whose body was not read
+//   to its end (a route that takes none, a refusal before routing) ends its connection too.
+//   Connections closed with bytes still unread linger (LingeringCloser) so that the answer is
+//   read before the close, not lost to a reset.
+// - Clients that go away: ClientGone() gives a handler a stop token that is stopped when its
+//   client closes the connection (api/client_watcher.h).
 //
 // It takes over httplib's per-connection loop (process_and_close_socket, the hook httplib's own
 // SSLServer overrides) with a socket stream that enforces these limits, and calls httplib's
@@ -29,6 +39,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stop_token>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -61,6 +73,10 @@ struct ConnectionLimits {
   size_t max_queued = 128;       // accepted and waiting for a worker
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(10)};
   size_t max_header_bytes = 64u << 10;
+  // The most body bytes taken (0: no limit). httplib checks a Content-Length against its own
+  // payload limit (set_payload_max_length); this bounds chunked bodies, which it does not.
+  size_t max_body_bytes = 0;
+  std::string max_body_message = "request body too large";  // the 413's message for a chunked body
   size_t max_requests_per_connection = 100;  // keep-alive
   // Each worker thread's stack (virtual memory: only the pages a thread touches are resident).
   // A handler's deepest use is bounded by the request limits: JSON nests at most kMaxJsonDepth
@@ -114,6 +130,7 @@ class BoundedThreadPool : public httplib::TaskQueue {
 };
 
 class LingeringCloser;
+class ClientWatcher;
 
 class BoundedHttpServer : public httplib::Server {
  public:
@@ -131,6 +148,16 @@ class BoundedHttpServer : public httplib::Server {
   // False before binding.
   bool BoundToLoopbackOnly() const;
 
+  // For a handler (on the thread httplib runs it on): a token that is stopped as soon as the
+  // client of the request being handled goes away (closes its side of the connection, or resets
+  // it), for the whole request, a streamed answer included. Pass it to whatever waits or
+  // computes for the request. Outside a request: a token that never stops.
+  static std::stop_token ClientGone();
+
+  // The listening socket's backlog (what listen() was given; the kernel caps it at
+  // net.core.somaxconn). 0 before binding.
+  int backlog() const { return backlog_; }
+
  private:
   bool process_and_close_socket(socket_t sock) override;
   // Writes a 503 to a connection that found every worker and queue place taken, and closes it
@@ -140,6 +167,8 @@ class BoundedHttpServer : public httplib::Server {
 
   const ConnectionLimits limits_;
   std::unique_ptr<LingeringCloser> closer_;
+  std::unique_ptr<ClientWatcher> watcher_;
+  int backlog_ = 0;
 };
 
 }  // namespace resident::api

@@ -1,6 +1,7 @@
 #include "api/http_util.h"
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 namespace resident::api {
@@ -89,20 +90,52 @@ sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& opt
 }
 
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
-                                  const std::optional<KeepAlive>& keep_alive) {
-  return ctx.scheduler.Acquire(SpecFor(entry, options), keep_alive);
+                                  const std::optional<KeepAlive>& keep_alive, std::stop_token gone) {
+  return ctx.scheduler.Acquire(SpecFor(entry, options), keep_alive, std::move(gone));
 }
 
-Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request) {
+Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request,
+                                      std::stop_token gone) {
   WholeGeneration whole;
-  auto done = lease.runner().Generate(request, [&](std::string_view t) {
-    whole.text += t;
-    return true;
-  });
+  size_t pieces = 0;
+  Result<runner::DoneEvent> done = Status::Cancelled("request cancelled");
+  if (!gone.stop_requested()) {
+    done = lease.runner().Generate(
+        request,
+        [&](std::string_view t) {
+          whole.text += t;
+          ++pieces;
+          return true;
+        },
+        gone);
+  }
   lease.Release();
-  if (!done.ok()) return done.status();
+  if (!done.ok()) {
+    if (done.status().code() == StatusCode::kCancelled) {
+      return Status::Cancelled("the client went away; generation cancelled after " + std::to_string(pieces) +
+                               " pieces of text");
+    }
+    return done.status();
+  }
   whole.done = std::move(done).value();
   return whole;
+}
+
+Result<runner::EmbedResult> EmbedWhole(sched::Lease& lease, const runner::EmbedRequest& request, std::stop_token gone) {
+  Result<runner::EmbedResult> result = Status::Cancelled("request cancelled");
+  if (!gone.stop_requested()) result = lease.runner().Embed(request, gone);
+  lease.Release();
+  if (!result.ok() && result.status().code() == StatusCode::kCancelled) {
+    return Status::Cancelled("the client went away; embedding of " + std::to_string(request.inputs.size()) +
+                             " inputs cancelled");
+  }
+  return result;
+}
+
+bool LogIfClientGone(std::string_view route, std::string_view model, const Status& status) {
+  if (status.code() != StatusCode::kCancelled) return false;
+  spdlog::info("{} for {}: {}", route, model, status.message());
+  return true;
 }
 
 }  // namespace resident::api

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <optional>
+#include <stop_token>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -55,16 +57,27 @@ sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& opt
 
 // Takes a lease on a model already looked up in the catalog (loading it if needed), with options
 // already resolved (ResolveOptions). A Jinja TEMPLATE (store::TemplateKind::kJinja) goes with the
-// load and replaces the GGUF's chat template. Errors: the scheduler's (a template the runner
-// cannot parse fails the load).
+// load and replaces the GGUF's chat template. `gone` (BoundedHttpServer::ClientGone()) ends a
+// wait in the queue. Errors: the scheduler's (a template the runner cannot parse fails the load;
+// kCancelled when the client went away while the request waited).
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
-                                  const std::optional<KeepAlive>& keep_alive);
+                                  const std::optional<KeepAlive>& keep_alive, std::stop_token gone);
 
 // Runs a generation to its end without streaming, collecting the text, then releases the lease.
+// `gone` cancels it (kCancelled, "the client went away; ..."), also before it starts.
 struct WholeGeneration {
   runner::DoneEvent done;
   std::string text;
 };
-Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request);
+Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request,
+                                      std::stop_token gone);
+
+// Runs an embedding, then releases the lease. `gone` cancels it between inputs: kCancelled.
+Result<runner::EmbedResult> EmbedWhole(sched::Lease& lease, const runner::EmbedRequest& request, std::stop_token gone);
+
+// A request whose client went away ends with kCancelled; its answer (499) reaches nobody, so the
+// log says what happened, once, in resident's format: "<route> for <model>: <message>". Returns
+// true when `status` is such a cancellation.
+bool LogIfClientGone(std::string_view route, std::string_view model, const Status& status);
 
 }  // namespace resident::api

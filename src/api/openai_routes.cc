@@ -8,6 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "api/bounded_http_server.h"
 #include "api/generation_stream.h"
 #include "api/openai_requests.h"
 
@@ -43,6 +44,7 @@ struct OpenAiGeneration {
   int64_t created = 0;
   bool chat = false;
   bool include_usage = false;
+  std::stop_token gone;  // the client went away (BoundedHttpServer::ClientGone)
 
   json Base(const char* object) const {
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
@@ -80,21 +82,31 @@ struct OpenAiGeneration {
 std::string SseEvent(const json& j) { return "data: " + DumpJson(j) + "\n\n"; }
 
 void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& res) {
+  const char* route = gen->chat ? "/v1/chat/completions" : "/v1/completions";
   if (!stream) {
-    auto whole = GenerateWhole(gen->lease, gen->request);
-    if (!whole.ok()) return SendOpenAiError(res, whole.status());
+    auto whole = GenerateWhole(gen->lease, gen->request, gen->gone);
+    if (!whole.ok()) {
+      LogIfClientGone(route, gen->model, whole.status());
+      return SendOpenAiError(res, whole.status());
+    }
     return SendJson(res, gen->Whole(whole->done, whole->text));
   }
   res.set_header("Cache-Control", "no-cache");
   // The status waits for the first piece of text: a failure before it (a prompt longer than the
   // context) is an HTTP error with OpenAI's error shape, not "200" and an error event.
   auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
-    auto done = gen->lease.runner().Generate(gen->request, on_text);
+    auto done = gen->lease.runner().Generate(gen->request, on_text, gen->gone);
     gen->lease.Release();
     return done;
   });
-  if (Status first_status = text->WaitForFirst(); !first_status.ok()) return SendOpenAiError(res, first_status);
-  res.set_chunked_content_provider("text/event-stream", [gen, text](size_t, httplib::DataSink& sink) {
+  if (Status first_status = text->WaitForFirst(); !first_status.ok()) {
+    if (first_status.code() == StatusCode::kCancelled) {
+      first_status = Status::Cancelled("the client went away; generation cancelled before any text");
+      LogIfClientGone(route, gen->model, first_status);
+    }
+    return SendOpenAiError(res, first_status);
+  }
+  res.set_chunked_content_provider("text/event-stream", [gen, text, route](size_t, httplib::DataSink& sink) {
     bool first = true;
     bool gone = false;
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
@@ -109,9 +121,10 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
       first = false;
     }
     const auto& done = text->result();
-    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
-      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/v1/chat/completions" : "/v1/completions",
-                   gen->model,
+    // Gone: a write failed, or the client watcher cancelled the generation first.
+    if (gone || (!done.ok() && done.status().code() == StatusCode::kCancelled)) {
+      // Normal: logged once here (the runner keeps llama.cpp's abort errors quiet).
+      spdlog::info("{} for {}: the client went away; {}", route, gen->model,
                    done.ok() ? "the generation had ended"
                              : "generation cancelled after " + std::to_string(pieces) + " pieces of text");
     }
@@ -142,14 +155,19 @@ Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiGen
   if (!entry.ok()) return entry.status();
   auto options = ResolveOptions(call.options, entry->parameters, ctx.defaults);
   if (!options.ok()) return options.status();
-  auto lease = AcquireEntry(ctx, *entry, *options, call.keep_alive);
-  if (!lease.ok()) return lease.status();
+  std::stop_token gone = BoundedHttpServer::ClientGone();
+  auto lease = AcquireEntry(ctx, *entry, *options, call.keep_alive, gone);
+  if (!lease.ok()) {
+    LogIfClientGone(chat ? "/v1/chat/completions" : "/v1/completions", call.model, lease.status());
+    return lease.status();
+  }
   auto gen = std::make_shared<OpenAiGeneration>();
   gen->lease = std::move(lease).value();
   gen->id = NewId(chat ? "chatcmpl-" : "cmpl-");
   gen->model = call.model;
   gen->created = UnixSeconds(ctx.clock.WallNow());
   gen->chat = chat;
+  gen->gone = gone;
   gen->include_usage = call.include_usage;
   gen->request.num_predict = options->num_predict;
   gen->request.stop = options->stop;
@@ -219,13 +237,19 @@ void HandleEmbeddings(ApiContext& ctx, const httplib::Request& req, httplib::Res
   if (!entry.ok()) return SendOpenAiError(res, entry.status());
   auto options = ResolveOptions(ModelOptions{}, entry->parameters, ctx.defaults);
   if (!options.ok()) return SendOpenAiError(res, options.status());
-  auto lease = AcquireEntry(ctx, *entry, *options, call->keep_alive);
-  if (!lease.ok()) return SendOpenAiError(res, lease.status());
+  std::stop_token gone = BoundedHttpServer::ClientGone();
+  auto lease = AcquireEntry(ctx, *entry, *options, call->keep_alive, gone);
+  if (!lease.ok()) {
+    LogIfClientGone("/v1/embeddings", model, lease.status());
+    return SendOpenAiError(res, lease.status());
+  }
   runner::EmbedRequest er;
   er.inputs = std::move(call->inputs);
-  auto result = lease->runner().Embed(er);
-  lease->Release();
-  if (!result.ok()) return SendOpenAiError(res, result.status());
+  auto result = EmbedWhole(*lease, er, gone);
+  if (!result.ok()) {
+    LogIfClientGone("/v1/embeddings", model, result.status());
+    return SendOpenAiError(res, result.status());
+  }
   json data = json::array();
   for (size_t i = 0; i < result->embeddings.size(); ++i) {
     const auto& e = result->embeddings[i];

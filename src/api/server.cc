@@ -59,6 +59,7 @@ struct Generation {
   runner::GenerateRequest request;
   std::string model;
   bool chat = false;
+  std::stop_token gone;  // the client went away (BoundedHttpServer::ClientGone)
   TimePoint started;
   const Clock* clock = nullptr;
 
@@ -78,12 +79,24 @@ struct Generation {
   }
 };
 
+std::string BodyTooLarge(size_t max_body_bytes) {
+  return "request body too large (the limit is " + FormatBytes(max_body_bytes) + ", RESIDENT_MAX_BODY)";
+}
+
+// The connection limits, with the body limit that chunked bodies are held to as they are read.
+ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) {
+  limits.max_body_bytes = max_body_bytes;
+  limits.max_body_message = BodyTooLarge(max_body_bytes);
+  return limits;
+}
+
 }  // namespace
 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
     : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults},
-      origins_(options_.origins), http_(std::make_unique<BoundedHttpServer>(options_.limits)) {
+      origins_(options_.origins), hosts_(options_.origins, options_.host),
+      http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);
   // Small writes (NDJSON lines, a short JSON answer after its headers) go out at once: with
   // Nagle on, each meets the client's delayed ACK and a warm request pays 40 ms.
@@ -104,6 +117,7 @@ Status ApiServer::Bind() {
     }
     port_ = options_.port;
   }
+  check_host_ = http_->BoundToLoopbackOnly();
   return Status::Ok();
 }
 
@@ -147,11 +161,9 @@ void ApiServer::Routes() {
     std::string msg;
     switch (res.status) {
       case 404: msg = "404 page not found"; break;
-      case 413:
-        msg = "request body too large (the limit is " + FormatBytes(options_.max_body_bytes) + ", RESIDENT_MAX_BODY)";
-        break;
+      case 413: msg = BodyTooLarge(options_.max_body_bytes); break;
       case 414: msg = "request line too long (the limit is 8 KB)"; break;
-      case 400: msg = "bad request"; break;
+      case 400: msg = "bad request: a malformed request line (METHOD /path HTTP/1.1) or an unknown method"; break;
       default: msg = "HTTP " + std::to_string(res.status); break;
     }
     SendErrorStatus(req, res, res.status, msg);
@@ -185,13 +197,28 @@ bool ApiServer::Admit(const httplib::Request& req, httplib::Response& res) {
     }
     res.set_header("Access-Control-Allow-Origin", origins_.allows_all() ? "*" : origin);
     if (!origins_.allows_all()) res.set_header("Vary", "Origin");
-    if (req.method == "OPTIONS") {
+    if (req.method == "OPTIONS") {  // a preflight, answered before the Host check, as in Ollama
       res.set_header("Access-Control-Allow-Methods", std::string(kCorsAllowMethods));
       res.set_header("Access-Control-Allow-Headers", std::string(kCorsAllowHeaders));
       res.set_header("Access-Control-Max-Age", std::string(kCorsMaxAgeSeconds));
+      res.status = 204;
+      return false;
     }
   }
-  // Preflights (and any OPTIONS) never need the key: browsers send them without credentials.
+  // On loopback, only local names and addresses (DNS rebinding; api/host_check.h).
+  if (check_host_) {
+    const std::string host = req.get_header_value("Host");
+    if (!hosts_.Allows(host)) {
+      res.status = 403;
+      res.set_content(DumpJson(json{{"error", "host \"" + host +
+                                                  "\" is not allowed: a server listening on loopback answers only "
+                                                  "local names and addresses (add an origin with this host to "
+                                                  "RESIDENT_ORIGINS to allow it)"}}),
+                      "application/json; charset=utf-8");
+      return false;
+    }
+  }
+  // Any OPTIONS never needs the key: browsers send preflights without credentials.
   if (req.method == "OPTIONS") {
     res.status = 204;
     return false;
@@ -234,8 +261,11 @@ void ApiServer::HandleLoadOrUnload(const std::string& model, const std::optional
     if (!entry.ok()) return SendError(res, entry.status());
     auto resolved = ResolveOptions(options, entry->parameters, ctx_.defaults);
     if (!resolved.ok()) return SendError(res, resolved.status());
-    auto lease = AcquireEntry(ctx_, *entry, *resolved, keep_alive);
-    if (!lease.ok()) return SendError(res, lease.status());
+    auto lease = AcquireEntry(ctx_, *entry, *resolved, keep_alive, BoundedHttpServer::ClientGone());
+    if (!lease.ok()) {
+      LogIfClientGone(chat ? "/api/chat" : "/api/generate", model, lease.status());
+      return SendError(res, lease.status());
+    }
     done_reason = "load";
   }
   json j{{"model", model}, {"created_at", FormatRfc3339(ctx_.clock.WallNow())}};
@@ -250,20 +280,30 @@ namespace {
 
 // Runs a generation to the end, streaming NDJSON chunks or answering one object.
 void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Response& res) {
+  const char* route = gen->chat ? "/api/chat" : "/api/generate";
   if (!stream) {
-    auto whole = GenerateWhole(gen->lease, gen->request);
-    if (!whole.ok()) return SendError(res, whole.status());
+    auto whole = GenerateWhole(gen->lease, gen->request, gen->gone);
+    if (!whole.ok()) {
+      LogIfClientGone(route, gen->model, whole.status());
+      return SendError(res, whole.status());
+    }
     return SendJson(res, gen->Final(whole->done, whole->text));
   }
   // The status waits for the first piece of text: a failure before it (a prompt longer than the
   // context) is an HTTP error, as Ollama answers it, not "200" and an error line.
   auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
-    auto done = gen->lease.runner().Generate(gen->request, on_text);
+    auto done = gen->lease.runner().Generate(gen->request, on_text, gen->gone);
     gen->lease.Release();
     return done;
   });
-  if (Status first = text->WaitForFirst(); !first.ok()) return SendError(res, first);
-  res.set_chunked_content_provider("application/x-ndjson", [gen, text](size_t, httplib::DataSink& sink) {
+  if (Status first = text->WaitForFirst(); !first.ok()) {
+    if (first.code() == StatusCode::kCancelled) {
+      first = Status::Cancelled("the client went away; generation cancelled before any text");
+      LogIfClientGone(route, gen->model, first);
+    }
+    return SendError(res, first);
+  }
+  res.set_chunked_content_provider("application/x-ndjson", [gen, text, route](size_t, httplib::DataSink& sink) {
     std::string piece;
     bool gone = false;
     size_t pieces = 0;
@@ -276,8 +316,10 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
       }
     }
     const auto& done = text->result();
-    if (gone) {  // normal: logged once here (the runner keeps llama.cpp's abort errors quiet)
-      spdlog::info("{} for {}: the client went away; {}", gen->chat ? "/api/chat" : "/api/generate", gen->model,
+    // Gone: a write failed, or the client watcher cancelled the generation first.
+    if (gone || (!done.ok() && done.status().code() == StatusCode::kCancelled)) {
+      // Normal: logged once here (the runner keeps llama.cpp's abort errors quiet).
+      spdlog::info("{} for {}: the client went away; {}", route, gen->model,
                    done.ok() ? "the generation had ended" : "generation cancelled after " + std::to_string(pieces) +
                                                                " pieces of text");
     }
@@ -336,8 +378,12 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
   auto model = Resolve(ctx_, call->model, call->options);
   if (!model.ok()) return SendError(res, model.status());
   const store::ModelEntry& entry = model->entry;
-  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive);
-  if (!lease.ok()) return SendError(res, lease.status());
+  std::stop_token gone = BoundedHttpServer::ClientGone();
+  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive, gone);
+  if (!lease.ok()) {
+    LogIfClientGone("/api/generate", call->model, lease.status());
+    return SendError(res, lease.status());
+  }
   if (!call->suffix.empty() && !lease->runner().facts().fim) {
     return SendError(res, Status::InvalidArgument("\"" + call->model + "\" does not support insert"));
   }
@@ -345,6 +391,7 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
   auto gen = std::make_shared<Generation>();
   gen->lease = std::move(lease).value();
   gen->model = call->model;
+  gen->gone = gone;
   gen->started = started;
   gen->clock = &ctx_.clock;
   runner::GenerateRequest& r = gen->request;
@@ -386,13 +433,18 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   auto model = Resolve(ctx_, call->model, call->options);
   if (!model.ok()) return SendError(res, model.status());
   const store::ModelEntry& entry = model->entry;
-  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive);
-  if (!lease.ok()) return SendError(res, lease.status());
+  std::stop_token gone = BoundedHttpServer::ClientGone();
+  auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive, gone);
+  if (!lease.ok()) {
+    LogIfClientGone("/api/chat", call->model, lease.status());
+    return SendError(res, lease.status());
+  }
 
   auto gen = std::make_shared<Generation>();
   gen->lease = std::move(lease).value();
   gen->model = call->model;
   gen->chat = true;
+  gen->gone = gone;
   gen->started = started;
   gen->clock = &ctx_.clock;
   std::vector<runner::ChatMessage>& msgs = gen->request.messages;
@@ -410,8 +462,13 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
   if (!call.ok()) return SendError(res, call.status());
   auto model = Resolve(ctx_, call->model, call->options);
   if (!model.ok()) return SendError(res, model.status());
-  auto lease = AcquireEntry(ctx_, model->entry, model->options, call->keep_alive);
-  if (!lease.ok()) return SendError(res, lease.status());
+  const char* route = legacy ? "/api/embeddings" : "/api/embed";
+  std::stop_token gone = BoundedHttpServer::ClientGone();
+  auto lease = AcquireEntry(ctx_, model->entry, model->options, call->keep_alive, gone);
+  if (!lease.ok()) {
+    LogIfClientGone(route, call->model, lease.status());
+    return SendError(res, lease.status());
+  }
   if (call->inputs.empty()) {
     if (legacy) return SendJson(res, json{{"embedding", json::array()}});
     return SendJson(res, json{{"model", call->model}, {"embeddings", json::array()}});
@@ -420,10 +477,12 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
   er.inputs = call->inputs;
   er.truncate = call->truncate;
   er.normalize = !legacy;  // the legacy endpoint returns raw vectors, as Ollama's does
-  auto result = lease->runner().Embed(er);
   Ns load_ns = lease->load_duration();
-  lease->Release();
-  if (!result.ok()) return SendError(res, result.status());
+  auto result = EmbedWhole(*lease, er, gone);
+  if (!result.ok()) {
+    LogIfClientGone(route, call->model, result.status());
+    return SendError(res, result.status());
+  }
   if (legacy) return SendJson(res, json{{"embedding", result->embeddings.front()}});
   json j{{"model", call->model}, {"embeddings", result->embeddings}};
   AddTimings(j, runner::DoneEvent{.prompt_eval_count = result->prompt_eval_count}, ctx_.clock.Now() - started, load_ns);

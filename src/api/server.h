@@ -10,6 +10,7 @@
 
 #include "api/bounded_http_server.h"
 #include "api/cors.h"
+#include "api/host_check.h"
 #include "api/http_util.h"
 #include "api/requests.h"
 #include "core/clock.h"
@@ -61,7 +62,8 @@ class ApiServer {
  private:
   void Routes();
   // Runs before routing (and before the body is read): CORS (403 for an origin not allowed, the
-  // answer to a preflight) and the API key (401). True when the request may go on.
+  // answer to a preflight), on a loopback listener the Host header (403 for a name that is not
+  // local: api/host_check.h), and the API key (401). True when the request may go on.
   bool Admit(const httplib::Request& req, httplib::Response& res);
   void HandleGenerate(const httplib::Request& req, httplib::Response& res);
   void HandleChat(const httplib::Request& req, httplib::Response& res);
@@ -75,6 +77,8 @@ class ApiServer {
   Options options_;
   ApiContext ctx_;
   OriginPolicy origins_;
+  HostPolicy hosts_;
+  bool check_host_ = false;  // set by Bind(): the listener takes loopback connections only
   std::unique_ptr<BoundedHttpServer> http_;
   int port_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stop_token>
 #include <string_view>
 #include <vector>
 
@@ -19,11 +20,14 @@ class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
 
-  // Streams generated text to on_text; when on_text returns false the generation is cancelled
-  // (within one token) and the call returns kCancelled. kUnavailable when the runner died.
+  // Streams generated text to on_text; when on_text returns false, or `stop` is requested (the
+  // client went away; also while the prompt is processed, before any text), the generation is
+  // cancelled (within one token or batch) and the call returns kCancelled. kUnavailable when the
+  // runner died.
   virtual Result<DoneEvent> Generate(const GenerateRequest& request,
-                                     const std::function<bool(std::string_view)>& on_text) = 0;
-  virtual Result<EmbedResult> Embed(const EmbedRequest& request) = 0;
+                                     const std::function<bool(std::string_view)>& on_text, std::stop_token stop) = 0;
+  // Embeds every input. `stop` cancels it between inputs and batches: kCancelled.
+  virtual Result<EmbedResult> Embed(const EmbedRequest& request, std::stop_token stop) = 0;
   virtual Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) = 0;
   // The runner's measured memory right now.
   virtual Result<MemoryResult> Memory() = 0;

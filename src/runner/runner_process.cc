@@ -303,24 +303,31 @@ void RunnerProcess::Forget(uint64_t id) {
   pending_.erase(id);
 }
 
+void RunnerProcess::SendCancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  (void)WriteFrame(fd_, CancelRequest{id});  // a dead runner is noticed by the reader
+}
+
 Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
-                                          const std::function<bool(std::string_view)>& on_text) {
+                                          const std::function<bool(std::string_view)>& on_text, std::stop_token stop) {
   GenerateRequest r = request;
   r.id = NextId();
   auto pending = Send(r.id, r);
   if (!pending.ok()) return pending.status();
-  bool cancelled = false;
+  std::atomic<bool> cancelled{false};
+  auto cancel = [&] {
+    if (!cancelled.exchange(true)) SendCancel(r.id);
+  };
+  // Runs on the thread that requests the stop (at once if it already was), after the request
+  // was sent: the runner then knows the id.
+  std::stop_callback on_stop(stop, cancel);
   while (true) {
     auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
     if (!ev.ok()) return ev.status();
     if (auto* t = std::get_if<TokenEvent>(&*ev)) {
-      if (!cancelled && !on_text(t->text)) {
-        cancelled = true;
-        std::lock_guard<std::mutex> lock(write_mu_);
-        (void)WriteFrame(fd_, CancelRequest{r.id});  // a dead runner is noticed by the reader
-      }
+      if (!cancelled.load() && !on_text(t->text)) cancel();
     } else if (auto* d = std::get_if<DoneEvent>(&*ev)) {
-      if (cancelled) return Status::Cancelled("request cancelled");
+      if (cancelled.load()) return Status::Cancelled("request cancelled");
       return std::move(*d);
     } else {
       return ErrorOf(*ev);
@@ -328,11 +335,12 @@ Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
   }
 }
 
-Result<EmbedResult> RunnerProcess::Embed(const EmbedRequest& request) {
+Result<EmbedResult> RunnerProcess::Embed(const EmbedRequest& request, std::stop_token stop) {
   EmbedRequest r = request;
   r.id = NextId();
   auto pending = Send(r.id, r);
   if (!pending.ok()) return pending.status();
+  std::stop_callback on_stop(stop, [&] { SendCancel(r.id); });
   auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
   if (!ev.ok()) return ev.status();
   if (auto* e = std::get_if<EmbedResult>(&*ev)) return std::move(*e);

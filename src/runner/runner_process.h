@@ -51,9 +51,9 @@ class RunnerProcess final : public ModelRunner {
   static void Discard(SpawnedRunner spawned);
   ~RunnerProcess() override;
 
-  Result<DoneEvent> Generate(const GenerateRequest& request,
-                             const std::function<bool(std::string_view)>& on_text) override;
-  Result<EmbedResult> Embed(const EmbedRequest& request) override;
+  Result<DoneEvent> Generate(const GenerateRequest& request, const std::function<bool(std::string_view)>& on_text,
+                             std::stop_token stop) override;
+  Result<EmbedResult> Embed(const EmbedRequest& request, std::stop_token stop) override;
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) override;
   Result<MemoryResult> Memory() override;
   Status Health(std::chrono::milliseconds timeout) override;
@@ -83,6 +83,8 @@ class RunnerProcess final : public ModelRunner {
   Result<Message> NextEvent(uint64_t id, const std::shared_ptr<Pending>& pending,
                             std::chrono::steady_clock::time_point deadline);
   void Forget(uint64_t id);
+  // Asks the runner to stop request `id` (it answers kCancelled, or ends it if it was done).
+  void SendCancel(uint64_t id);
 
   const pid_t pid_;
   const int fd_;

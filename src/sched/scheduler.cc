@@ -249,16 +249,23 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   return Status::Ok();
 }
 
-Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<KeepAlive> keep_alive) {
+Result<Lease> Scheduler::Acquire(const ModelSpec& requested, std::optional<KeepAlive> keep_alive,
+                                 std::stop_token stop) {
   // The runner serves num_parallel requests at once: its context holds that many sequences.
   ModelSpec spec = requested;
   spec.load.n_parallel = std::max(1, options_.num_parallel);
+  // A stop wakes the waits below (they check it). Made before the lock is taken, and destroyed
+  // after it is released: a stop already requested runs the callback here, at once.
+  std::stop_callback wake(stop, [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  });
   std::unique_lock<std::mutex> lock(mu_);
-  return AcquireLocked(lock, spec, keep_alive);
+  return AcquireLocked(lock, spec, keep_alive, stop);
 }
 
 Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
-                                       std::optional<KeepAlive> keep_alive) {
+                                       std::optional<KeepAlive> keep_alive, const std::stop_token& stop) {
   const std::string& key = spec.load.model_path;
   const TimePoint start = clock_.Now();
   AcquireAsk ask;
@@ -288,8 +295,12 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
     lock.lock();
   };
   bool cold = false;  // this request waited for a load (its own or another's)
+  bool loaded_here = false;  // it performed that load: it takes the lease even if stopped
 
   while (true) {
+    if (stop.stop_requested() && !loaded_here) {
+      return Status::Cancelled("the client went away while the request waited for " + spec.name);
+    }
     auto it = entries_.find(key);
     std::shared_ptr<Entry> e = it != entries_.end() ? it->second : nullptr;
     ask.matches_loaded = e == nullptr || (SameLoadOptions(e->spec.load, spec.load) &&
@@ -316,9 +327,9 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
             e->prewarm_late = true;
             PrewarmOutcome(spec.name, false, "the request came while it was still loading");
           }
-          cv_.wait(lock, [&] { return shutdown_ || e->state != State::kLoading; });
+          cv_.wait(lock, [&] { return shutdown_ || e->state != State::kLoading || stop.stop_requested(); });
           if (e->state == State::kFailed) return e->load_error;
-        } else {
+        } else if (!stop.stop_requested()) {
           cv_.wait(lock);
         }
         continue;
@@ -366,6 +377,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         entries_[key] = fresh;
         queue_on(fresh);
         cold = true;
+        loaded_here = true;
         Status st = LoadLocked(lock, fresh);
         if (!st.ok()) return st;
         continue;  // take the lease through the common path

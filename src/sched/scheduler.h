@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -127,10 +128,13 @@ class Scheduler {
   ~Scheduler();  // unloads every model
 
   // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
-  // current one (the default on a fresh load). Errors: the load's error, kUnavailable if the
-  // scheduler is shutting down, kResourceExhausted when the queue is full, kFailedPrecondition
-  // when the model can never fit the memory budget (alone, or next to the pinned models).
-  Result<Lease> Acquire(const ModelSpec& spec, std::optional<KeepAlive> keep_alive);
+  // current one (the default on a fresh load). `stop` (the client went away) ends the wait:
+  // kCancelled, and the request never runs nor counts as one of its model's requests; a load
+  // this request started itself is finished first and the lease taken (the caller drops it).
+  // Errors: the load's error, kUnavailable if the scheduler is shutting down,
+  // kResourceExhausted when the queue is full, kFailedPrecondition when the model can never fit
+  // the memory budget (alone, or next to the pinned models), kCancelled.
+  Result<Lease> Acquire(const ModelSpec& spec, std::optional<KeepAlive> keep_alive, std::stop_token stop = {});
 
   // Loads the model in the background at the next Tick (the timer thread's, or the caller's), into
   // free room without evicting anything, and again whenever its runner dies; while there is no
@@ -242,7 +246,7 @@ class Scheduler {
   };
 
   Result<Lease> AcquireLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
-                              std::optional<KeepAlive> keep_alive);
+                              std::optional<KeepAlive> keep_alive, const std::stop_token& stop);
   // The decisions' view of the map (decision.h).
   SchedulerView ViewLocked() const;
   TimePoint NextTimerLocked() const;

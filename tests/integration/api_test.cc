@@ -36,7 +36,7 @@ class RecordingRunner final : public runner::ModelRunner {
     facts_.fim = rec->fim;
   }
   Result<runner::DoneEvent> Generate(const runner::GenerateRequest& request,
-                                     const std::function<bool(std::string_view)>& on_text) override {
+                                     const std::function<bool(std::string_view)>& on_text, std::stop_token) override {
     {
       std::lock_guard<std::mutex> lock(rec_->mu);
       rec_->generated.push_back(request);
@@ -50,7 +50,7 @@ class RecordingRunner final : public runner::ModelRunner {
     d.context = {1, 2, 3};
     return d;
   }
-  Result<runner::EmbedResult> Embed(const runner::EmbedRequest& r) override {
+  Result<runner::EmbedResult> Embed(const runner::EmbedRequest& r, std::stop_token) override {
     runner::EmbedResult e;
     for (size_t i = 0; i < r.inputs.size(); ++i) e.embeddings.push_back({0.6f, 0.8f});
     e.prompt_eval_count = static_cast<int32_t>(r.inputs.size());

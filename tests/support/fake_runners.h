@@ -22,10 +22,12 @@ class FakeRunner final : public runner::ModelRunner {
     facts_.architecture = std::move(path);
   }
   Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
-                                     const std::function<bool(std::string_view)>&) override {
+                                     const std::function<bool(std::string_view)>&, std::stop_token) override {
     return runner::DoneEvent{};
   }
-  Result<runner::EmbedResult> Embed(const runner::EmbedRequest&) override { return runner::EmbedResult{}; }
+  Result<runner::EmbedResult> Embed(const runner::EmbedRequest&, std::stop_token) override {
+    return runner::EmbedResult{};
+  }
   Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
   Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{0, facts_.rss_bytes, 0}; }
   Status Health(std::chrono::milliseconds) override { return Status::Ok(); }

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -101,7 +102,9 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   port_ = FreePort();
   static int counter = 0;
   log_path_ = TestDir() + "/server-" + std::to_string(++counter) + ".log";
-  env["RESIDENT_HOST"] = "127.0.0.1:" + std::to_string(port_);
+  // A RESIDENT_HOST given is a bare address ("0.0.0.0"); the port is always a free one.
+  auto host = env.find("RESIDENT_HOST");
+  env["RESIDENT_HOST"] = (host != env.end() ? host->second : std::string("127.0.0.1")) + ":" + std::to_string(port_);
   // Tests count runner processes: no spare unless the test asks for one.
   env.emplace("RESIDENT_SPARE_RUNNER", "0");
   // A private, empty model store unless the test gives one: never the user's ~/.resident/models.
@@ -206,6 +209,37 @@ HttpReply Get(int port, const std::string& path) {
 
 namespace {
 
+// Answers one after another: a status line, headers, and a body of Content-Length bytes or
+// chunks (none for 1xx, 204, 304).
+int CountResponses(const std::string& raw) {
+  int n = 0;
+  size_t at = 0;
+  while (raw.compare(at, 9, "HTTP/1.1 ") == 0) {
+    ++n;
+    size_t head_end = raw.find("\r\n\r\n", at);
+    if (head_end == std::string::npos) break;
+    std::string head = raw.substr(at, head_end - at);
+    for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const int status = std::atoi(raw.c_str() + at + 9);
+    at = head_end + 4;
+    if (status < 200 || status == 204 || status == 304) continue;
+    if (size_t cl = head.find("\r\ncontent-length:"); cl != std::string::npos) {
+      at += std::strtoull(head.c_str() + cl + 17, nullptr, 10);
+    } else if (head.find("transfer-encoding: chunked") != std::string::npos) {
+      while (true) {
+        size_t eol = raw.find("\r\n", at);
+        if (eol == std::string::npos) return n;
+        size_t size = std::strtoul(raw.c_str() + at, nullptr, 16);
+        at = eol + 2 + size + 2;
+        if (size == 0) break;
+      }
+    } else {
+      break;  // read to the end of the connection
+    }
+  }
+  return n;
+}
+
 std::string Dechunk(const std::string& raw) {
   std::string out;
   size_t i = 0;
@@ -221,6 +255,39 @@ std::string Dechunk(const std::string& raw) {
 }
 
 }  // namespace
+
+int SendRaw(int port, const std::string& request) {
+  int fd = ConnectLoopback(port);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  return fd;
+}
+
+int CountInLog(const ServerProcess& server, const std::string& needle) {
+  std::ifstream in(server.log_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int n = 0;
+  for (size_t at = 0; (at = log.find(needle, at)) != std::string::npos; at += needle.size()) ++n;
+  return n;
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+bool WaitForLog(const ServerProcess& server, const std::string& needle, int count, std::chrono::seconds limit) {
+  return WaitFor([&] { return CountInLog(server, needle) >= count || !server.alive(); }, limit) &&
+         CountInLog(server, needle) >= count;
+}
 
 RawReply RawRequest(int port, const std::string& request) {
   RawReply reply;
@@ -249,6 +316,8 @@ RawReply RawRequest(int port, const std::string& request) {
     break;
   }
   ::close(fd);
+  reply.raw = raw;
+  reply.responses = CountResponses(raw);
   size_t head_end = raw.find("\r\n\r\n");
   if (raw.rfind("HTTP/1.1 ", 0) != 0 || head_end == std::string::npos) return reply;
   reply.status = std::atoi(raw.c_str() + 9);

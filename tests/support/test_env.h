@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,7 +31,8 @@ std::string SynthModel(const std::string& params, int seed);
 // A running `resident serve`. Stops it (SIGTERM, then SIGKILL) on destruction.
 class ServerProcess {
  public:
-  // models_dir: a folder of .gguf files. env: extra environment variables.
+  // models_dir: a folder of .gguf files. env: extra environment variables (RESIDENT_HOST: the
+  // address alone, e.g. "0.0.0.0"; default 127.0.0.1; the port is chosen here).
   // binary: the resident executable to start (default: the one built with the tests).
   // args: more arguments for `serve` (after --models-dir).
   explicit ServerProcess(const std::string& models_dir, std::map<std::string, std::string> env = {},
@@ -69,9 +72,23 @@ struct RawReply {
   int status = 0;  // 0: no status line arrived
   std::string body;
   bool reset = false;
+  std::string raw;     // everything the server sent
+  int responses = 0;   // status lines in `raw` ("HTTP/1.1 NNN " at the start of a line)
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
 };
 RawReply RawRequest(int port, const std::string& request);
+// Sends `request` on a new connection and returns the connection without reading: the caller
+// plays a client that waits, then leaves (close) or reads.
+int SendRaw(int port, const std::string& request);
+
+// Waits until the server's log holds `needle` at least `count` times; false if it did not
+// within `limit` (a failing test ends instead of hanging), or the server died.
+bool WaitForLog(const ServerProcess& server, const std::string& needle, int count = 1,
+                std::chrono::seconds limit = std::chrono::seconds(300));
+// How many times the server's log holds `needle`.
+int CountInLog(const ServerProcess& server, const std::string& needle);
+// Waits until `condition()` holds (polled every 10 ms); false after `limit`.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(300));
 // A POST of `body` with these extra header lines ("Name: value\r\n" each), Connection: close.
 std::string RawPost(const std::string& path, const std::string& body, const std::string& headers = "");
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
@@ -219,6 +220,43 @@ TEST_F(BoundedHttpServerTest, BeyondConnectionsAndQueueA503ComesAtOnce) {
   // Room again once those connections are gone.
   for (int i = 0; i < 100 && Status() != 200; ++i) std::this_thread::sleep_for(20ms);
   EXPECT_EQ(Status(), 200);
+}
+
+// Issue 20: the backlog was httplib's 5, so 300 connections opening at once waited 30-43 s for
+// SYN retries. Nothing accepts here (the server is bound but not serving): every connection of
+// a burst completes in the kernel's accept queue all the same.
+TEST(BoundedHttpServerBacklog, IsTheSystemsMaximumSoABurstOfConnectionsIsTakenAtOnce) {
+  std::ifstream in("/proc/sys/net/core/somaxconn");
+  int somaxconn = 0;
+  ASSERT_TRUE(in >> somaxconn);
+  BoundedHttpServer server(ConnectionLimits{});
+  int port = server.BindAnyPort("127.0.0.1");
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(server.backlog(), somaxconn);
+  const int burst = std::min(200, somaxconn - 1);
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < burst; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // EINPROGRESS
+    fds.push_back(fd);
+  }
+  // Each completes (writable, no error) once the kernel queued it; beyond a backlog of 5 the
+  // SYNs would be dropped and never complete while nothing accepts.
+  int connected = 0;
+  for (int fd : fds) {
+    pollfd p{fd, POLLOUT, 0};
+    int error = -1;
+    socklen_t len = sizeof error;
+    if (::poll(&p, 1, 30000) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0) {
+      ++connected;
+    }
+  }
+  EXPECT_EQ(connected, burst);
+  for (int fd : fds) ::close(fd);
 }
 
 }  // namespace

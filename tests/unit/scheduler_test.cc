@@ -198,6 +198,64 @@ TEST_F(SchedulerTest, NumParallelLimitsRequestsPerModel) {
   EXPECT_TRUE(second.get());
 }
 
+// Issue 20: requests queued by clients that had gone still ran when their turn came.
+TEST_F(SchedulerTest, AStoppedWaitForASlotEndsCancelledAndTheRequestNeverRuns) {
+  Scheduler s(Opts(), factory_, clock_);  // num_parallel 1
+  auto busy = s.Acquire(Spec("a"), std::nullopt);
+  ASSERT_TRUE(busy.ok());
+  std::stop_source gone;
+  auto waiter = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt, gone.get_token()); });
+  WaitQueued(s, 1);
+  gone.request_stop();
+  auto r = waiter.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
+  EXPECT_NE(r.status().message().find("the client went away"), std::string::npos) << r.status().message();
+  EXPECT_EQ(s.QueuedRequests(), 0);
+  EXPECT_EQ(s.Stats().models.at("a").requests, 1u);  // only the busy one
+  // A stop before the call: cancelled at once, counted nowhere.
+  std::stop_source early;
+  early.request_stop();
+  EXPECT_EQ(s.Acquire(Spec("a"), std::nullopt, early.get_token()).status().code(), StatusCode::kCancelled);
+  busy->Release();
+  EXPECT_TRUE(s.Acquire(Spec("a"), std::nullopt, std::stop_source().get_token()).ok());
+  EXPECT_EQ(s.Stats().models.at("a").requests, 2u);
+}
+
+TEST_F(SchedulerTest, AStoppedWaitForAnotherRequestsLoadEndsButTheLoadGoesOn) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  auto loader = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt).ok(); });
+  factory_.WaitForStarts(1);
+  std::stop_source gone;
+  auto waiter = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), std::nullopt, gone.get_token()); });
+  WaitQueued(s, 2);
+  gone.request_stop();
+  EXPECT_EQ(waiter.get().status().code(), StatusCode::kCancelled);
+  factory_.Open();
+  EXPECT_TRUE(loader.get());
+  EXPECT_EQ(s.Stats().models.at("a").requests, 1u);
+  EXPECT_EQ(s.QueuedRequests(), 0);
+}
+
+// A request that started the load itself finishes it and takes the lease: the model is loaded
+// and idle afterwards (its keep-alive timer runs), not left loaded with nobody to release it.
+TEST_F(SchedulerTest, AStoppedRequestThatLoadsTheModelTakesTheLease) {
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  std::stop_source gone;
+  auto loader = std::async(std::launch::async,
+                           [&] { return s.Acquire(Spec("a"), KeepAlive::Of(Duration(1min)), gone.get_token()); });
+  factory_.WaitForStarts(1);
+  gone.request_stop();
+  factory_.Open();
+  auto lease = loader.get();
+  ASSERT_TRUE(lease.ok());
+  lease->Release();
+  ASSERT_EQ(s.Snapshot().size(), 1u);
+  EXPECT_TRUE(s.Snapshot()[0].expires_at.has_value());
+}
+
 TEST_F(SchedulerTest, AFullQueueAnswersServerBusy) {
   Scheduler::Options o = Opts();
   o.max_queue = 1;
