@@ -29,6 +29,9 @@ class ModelRunner {
   virtual Result<MemoryResult> Memory() = 0;
   // Answers within `timeout` or fails with kDeadlineExceeded / kUnavailable.
   virtual Status Health(std::chrono::milliseconds timeout) = 0;
+  // The runner's resident memory at its watchdog's latest sample, without asking it (0: not
+  // sampled). It counts against the memory budget while the runner lives.
+  virtual uint64_t SampledRssBytes() const { return 0; }
 
   virtual const ModelFacts& facts() const = 0;
   virtual pid_t pid() const = 0;

@@ -177,11 +177,16 @@ SchedulerView Scheduler::ViewLocked() const {
 Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e) {
   const std::string key = e->spec.load.model_path;
   const ModelSpec spec = e->spec;
+  // The runner is capped at its prediction plus a margin (runner_limits.h) and names the model
+  // in its messages.
+  runner::LoadRequest load = spec.load;
+  load.model_name = spec.name;
+  load.predicted_bytes = e->predicted_bytes;
   loading_ = true;
   lock.unlock();
-  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(e->predicted_bytes));
+  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(load.predicted_bytes));
   const TimePoint load_start = clock_.Now();
-  auto runner = factory_.Start(spec.load, nullptr);
+  auto runner = factory_.Start(load, nullptr);
   lock.lock();
   loading_ = false;
   auto fail = [&](Status error) {

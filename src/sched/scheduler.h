@@ -24,6 +24,7 @@
 // resident and idle, accumulated at each state change with the injected clock).
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -211,7 +212,12 @@ class Scheduler {
     TimePoint measured_at{};
     Duration load_duration{0};
     TimePoint accrued_at{};         // memory × time is counted in stats_ up to here
-    uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
+    // Measured, else predicted; and the runner's latest sampled memory when that is more (a
+    // runner that grows counts as it grows, up to its cap).
+    uint64_t Bytes() const {
+      const uint64_t known = measured_bytes ? measured_bytes : predicted_bytes;
+      return std::max(known, runner ? runner->SampledRssBytes() : 0);
+    }
   };
   struct Learning {
     UsageHistory history;
