@@ -549,7 +549,8 @@ Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reaso
   }
   ev.for_model = for_model;
   Emit(std::move(ev), log_detail);
-  Detached d{std::move(e.runner), e.Bytes()};
+  const uint64_t bytes = e.Bytes();  // before the runner moves out: it counts its sampled memory
+  Detached d{std::move(e.runner), bytes};
   entries_.erase(it);
   ++unloading_;
   unloading_bytes_ += d.bytes;
