@@ -134,7 +134,8 @@ TEST_F(ConfinementTest, RunawayTemplatesFailWithA400NamingTheBoundAndTheRunnerLi
 
 // Issue 20, item 2: a template that spins (here each message's content repeated 100,000 times)
 // fails within the health timeout, and meanwhile a request for the same weights with their own
-// template and a stop of the spinning model wait for it and then act; nothing hangs.
+// template and a stop of the spinning model (keep_alive 0, and `resident stop`) wait for it and
+// then act; nothing hangs.
 TEST_F(ConfinementTest, ASpinningTemplateEndsInTheHealthTimeoutAndAStopAndTheSameWeightsDoNotHang) {
   ServerProcess server(dir_, {{"RESIDENT_HEALTH_TIMEOUT", "2s"}});
   const int port = server.port();
@@ -149,6 +150,7 @@ TEST_F(ConfinementTest, ASpinningTemplateEndsInTheHealthTimeoutAndAStopAndTheSam
   ASSERT_NE(runner, 0);
   ASSERT_TRUE(SandboxStarted(runner));
   auto stop = std::async(std::launch::async, [&] { return Post(port, "/api/generate", R"({"model":"spin","keep_alive":0})"); });
+  auto cli_stop = std::async(std::launch::async, [&] { return RunCli(port, "stop spin"); });
   auto same_weights = std::async(std::launch::async, [&] { return Chat(port, "tiny"); });
   auto r = spinning.get();
   EXPECT_EQ(r.status, 400) << r.body;
@@ -159,6 +161,8 @@ TEST_F(ConfinementTest, ASpinningTemplateEndsInTheHealthTimeoutAndAStopAndTheSam
       << error;
   auto stopped = stop.get();
   EXPECT_EQ(stopped.status, 200) << stopped.body;
+  auto cli = cli_stop.get();
+  EXPECT_EQ(cli.code, 0) << cli.out;
   auto other = same_weights.get();
   EXPECT_EQ(other.status, 200) << other.body;
   for (const json& m : Get(port, "/api/ps").json()["models"]) EXPECT_NE(m["name"], "spin:latest");
