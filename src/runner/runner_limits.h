@@ -33,6 +33,22 @@ inline constexpr uint64_t kAddressSpaceSlack = 256ull << 20;
 // The runner's exit code when an allocation failed under its address-space limit.
 inline constexpr int kExitMemoryCap = 86;
 
+// Address-space limits (RLIMIT_AS) are set only where they work: not under a sanitizer, whose
+// shadow memory and allocator reserve address space freely. The sampled limits hold regardless.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define RESIDENT_UNDER_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RESIDENT_UNDER_SANITIZER 1
+#endif
+#ifdef RESIDENT_UNDER_SANITIZER
+inline constexpr bool kAddressSpaceLimits = false;
+#else
+inline constexpr bool kAddressSpaceLimits = true;
+#endif
+
 struct MemoryCap {
   uint64_t base = 0;     // the prediction (or the measured load, when larger); 0: no cap
   uint64_t outputs = 0;  // a batch with every output

@@ -327,7 +327,7 @@ void OnOutOfCap() {
 // memory cap allows (runner_limits.h), so that one huge allocation fails at once, and exits with
 // kExitMemoryCap when one does. Only the soft limit: the template sandbox sets its own.
 void ConfineMemory(const LoadRequest& load, const ModelFacts& facts) {
-  if (load.predicted_bytes == 0 || Engine::HasGpuBackend()) return;
+  if (!kAddressSpaceLimits || load.predicted_bytes == 0 || Engine::HasGpuBackend()) return;
   const MemoryCap cap =
       CapOnceLoaded(load.predicted_bytes, facts.rss_bytes, facts.n_batch, facts.n_vocab, load.memory_margin_bytes);
   const uint64_t limit = AddressSpaceLimit(ProcessVmBytes(getpid()), ProcessRssBytes(getpid()), cap);

@@ -22,6 +22,7 @@
 
 #include "core/bytes.h"
 #include "core/system_info.h"
+#include "runner/runner_limits.h"
 
 namespace resident::runner {
 
@@ -299,11 +300,11 @@ int TemplateSandboxMain(int fd) {
     rlimit limit = base;
     const uint64_t want = VmBytes() + kRenderStackBytes + budget;
     if (base.rlim_cur == RLIM_INFINITY || want < base.rlim_cur) limit.rlim_cur = want;
-    ::setrlimit(RLIMIT_AS, &limit);
+    if (kAddressSpaceLimits) ::setrlimit(RLIMIT_AS, &limit);
     const int rc = pthread_create(&thread, &attr, RenderThread, &job);
     pthread_attr_destroy(&attr);
     if (rc == 0) pthread_join(thread, nullptr);
-    ::setrlimit(RLIMIT_AS, &base);
+    if (kAddressSpaceLimits) ::setrlimit(RLIMIT_AS, &base);
     if (rc != 0) OnNoMemory();  // no room even for the thread's stack
     ::malloc_trim(0);
     if (!WriteAll(fd, job.answer.data(), job.answer.size())) return 0;
@@ -347,6 +348,7 @@ Status TemplateSandbox::Start() {
   ::close(sv[1]);
   fd_ = sv[0];
   pid_ = pid;
+  rss_at_start_ = 0;
   pollfd pfd{fd_, POLLIN, 0};
   int pr = 0;
   do {
@@ -361,6 +363,7 @@ Status TemplateSandbox::Start() {
                                                             : "it died") +
                             ")");
   }
+  rss_at_start_ = ProcessRssBytes(pid);
   return Status::Ok();
 }
 
@@ -426,6 +429,13 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
     if (limits_.timeout.count() > 0 && left.count() <= 0) {
       Stop();
       return Fail("did not finish rendering within " + Seconds(limits_.timeout) + " (a loop that does not end?)");
+    }
+    // The same bound, sampled: it holds where the sandbox cannot limit its address space (under
+    // a sanitizer) and against memory allocated other than by operator new.
+    if (ProcessRssBytes(pid_) > rss_at_start_ + kRenderStackBytes + budget) {
+      Stop();
+      return Fail("needed more than " + FormatBytes(budget) +
+                  " of memory while rendering (a string or a loop that grows without bound?)");
     }
     pollfd pfd{fd_, POLLIN, 0};
     const auto wait = limits_.timeout.count() > 0 ? std::min(left, kCancelPoll) : kCancelPoll;

@@ -6,7 +6,8 @@
 // - time: a render has a deadline (RenderLimits::timeout, the health timeout); past it the
 //   child is killed. Loop iterations are bounded by this.
 // - memory: before each render the child limits its address space (RLIMIT_AS) to what it has
-//   plus RenderMemoryBudget(input bytes); the first allocation that fails there ends it.
+//   plus RenderMemoryBudget(input bytes); the first allocation that fails there ends it. The
+//   runner also samples its resident memory every 50 ms against the same budget.
 // - recursion: a stack overflow of its render thread (kRenderStackBytes) is caught on an
 //   alternate signal stack and reported as such.
 // - output: a rendered chat longer than any tokenization could fit in the context
@@ -74,6 +75,7 @@ class TemplateSandbox {
   const RenderLimits limits_;
   std::atomic<pid_t> pid_{-1};
   int fd_ = -1;
+  uint64_t rss_at_start_ = 0;  // the child's resident memory once started
 };
 
 // The child's main: renders what arrives on `fd` until it closes. Returns the exit code.
