@@ -169,7 +169,8 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
       const uint64_t rss = ProcessRssBytes(pid);
       if (rss > load_cap.bytes()) {
         std::string why = proc->Who() + " used " + FormatBytes(rss) + " of memory while loading, more than its cap of " +
-                          load_cap.Describe() + ", and was killed (raise RESIDENT_MEMORY_MARGIN if the prediction is wrong for this model)";
+                          load_cap.Describe() +
+                          ", and was killed (raise RESIDENT_MEMORY_MARGIN if the prediction is wrong for this model)";
         ::kill(pid, SIGKILL);
         proc->Close();
         return Status::FailedPrecondition(why);
