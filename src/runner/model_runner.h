@@ -30,7 +30,8 @@ class ModelRunner {
   // Answers within `timeout` or fails with kDeadlineExceeded / kUnavailable.
   virtual Status Health(std::chrono::milliseconds timeout) = 0;
   // The runner's resident memory at its watchdog's latest sample, without asking it (0: not
-  // sampled). It counts against the memory budget while the runner lives.
+  // sampled). The scheduler counts it against the memory budget when it is more than the
+  // measured figure.
   virtual uint64_t SampledRssBytes() const { return 0; }
 
   virtual const ModelFacts& facts() const = 0;

@@ -133,6 +133,17 @@ const ResidencyPlan& Scheduler::PlanLocked(const std::string& name, const Entry&
   return c.plan;
 }
 
+void Scheduler::RefreshMeasuredLocked() {
+  const TimePoint now = clock_.Now();
+  for (auto& [key, e] : entries_) {
+    if (e->state != State::kReady || !e->runner) continue;
+    const uint64_t sampled = e->runner->SampledRssBytes();
+    if (sampled <= e->measured_bytes) continue;
+    Accrue(*e, now);
+    e->measured_bytes = sampled;
+  }
+}
+
 SchedulerView Scheduler::ViewLocked() const {
   SchedulerView view;
   view.models.reserve(entries_.size());
@@ -290,6 +301,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
     std::shared_ptr<Entry> e = it != entries_.end() ? it->second : nullptr;
     ask.matches_loaded = e == nullptr || (SameLoadOptions(e->spec.load, spec.load) &&
                                           e->spec.file_identity == spec.file_identity);
+    RefreshMeasuredLocked();
     const Decision d = DecideAcquire(ViewLocked(), limits(), ask);
     if (ask.arriving) {
       ask.arriving = false;
@@ -422,6 +434,7 @@ Decision Scheduler::Probe(const ModelSpec& requested) {
   auto it = entries_.find(key);
   ask.matches_loaded = it == entries_.end() || (SameLoadOptions(it->second->spec.load, spec.load) &&
                                                 it->second->spec.file_identity == spec.file_identity);
+  RefreshMeasuredLocked();
   return DecideAcquire(ViewLocked(), limits(), ask);
 }
 
@@ -549,8 +562,7 @@ Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reaso
   }
   ev.for_model = for_model;
   Emit(std::move(ev), log_detail);
-  const uint64_t bytes = e.Bytes();  // before the runner moves out: it counts its sampled memory
-  Detached d{std::move(e.runner), bytes};
+  Detached d{std::move(e.runner), e.Bytes()};
   entries_.erase(it);
   ++unloading_;
   unloading_bytes_ += d.bytes;
@@ -716,6 +728,7 @@ void Scheduler::Tick() {
   std::vector<Detached> to_close;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    RefreshMeasuredLocked();
     for (const Eviction& v : DecideTick(ViewLocked(), clock_.Now())) {
       to_close.push_back(Detach(v.key, v.reason));
     }
@@ -769,6 +782,7 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     }
   }
   const std::string key = spec.load.model_path;
+  RefreshMeasuredLocked();
   const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes);
   if (d.kind == Decision::Kind::kLease) {  // loaded or loading already
     if (origin == Origin::kPrewarm) prewarms_.erase(key);

@@ -212,12 +212,7 @@ class Scheduler {
     TimePoint measured_at{};
     Duration load_duration{0};
     TimePoint accrued_at{};         // memory × time is counted in stats_ up to here
-    // Measured, else predicted; and the runner's latest sampled memory when that is more (a
-    // runner that grows counts as it grows, up to its cap).
-    uint64_t Bytes() const {
-      const uint64_t known = measured_bytes ? measured_bytes : predicted_bytes;
-      return std::max(known, runner ? runner->SampledRssBytes() : 0);
-    }
+    uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
   };
   struct Learning {
     UsageHistory history;
@@ -251,6 +246,10 @@ class Scheduler {
                               std::optional<KeepAlive> keep_alive);
   // The decisions' view of the map (decision.h).
   SchedulerView ViewLocked() const;
+  // Raises each loaded model's measured bytes to its runner's latest sampled memory when that
+  // is more (ModelRunner::SampledRssBytes): a runner that grows counts as it grows, up to its
+  // memory cap. Called before every decision, so that decisions and reports agree.
+  void RefreshMeasuredLocked();
   TimePoint NextTimerLocked() const;
   Limits limits() const;
   // Starts a runner for `e` (already in the map as kLoading) with the lock released; returns with

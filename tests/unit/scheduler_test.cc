@@ -418,8 +418,12 @@ TEST_F(BudgetTest, ARunnerIsToldItsPredictionAndCountsAsItGrows) {
   EXPECT_EQ(factory_.requests[0].model_name, "a");
   EXPECT_EQ(s.MemoryInUse(), 400u);
   factory_.runners["a"]->sampled_rss_ = 700;  // its watchdog saw it grow (up to its cap)
+  s.Tick();                                    // as every decision does, it takes the sample in
   EXPECT_EQ(s.MemoryInUse(), 700u);
-  EXPECT_EQ(s.Snapshot()[0].measured_bytes, 400u);
+  EXPECT_EQ(s.Snapshot()[0].measured_bytes, 700u);
+  factory_.runners["a"]->sampled_rss_ = 500;  // a smaller sample does not lower the figure
+  s.Tick();
+  EXPECT_EQ(s.MemoryInUse(), 700u);
   clock_.Advance(1min);
   ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());  // 700 + 300 fits
   clock_.Advance(1min);
