@@ -117,6 +117,11 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
   RESIDENT_RETURN_IF_ERROR(timeout_env({"RESIDENT_LOAD_TIMEOUT", "OLLAMA_LOAD_TIMEOUT"}, rs.load_timeout));
   RESIDENT_RETURN_IF_ERROR(timeout_env({"RESIDENT_HEALTH_TIMEOUT"}, rs.health_timeout));
   if (auto v = EnvFirst({"RESIDENT_SPARE_RUNNER"})) rs.spare_runner = *v != "0" && *v != "false";
+  if (auto env = EnvFirst({"RESIDENT_MEMORY_MARGIN"})) {
+    auto bytes = ParseBytes(*env);
+    if (!bytes.ok()) return Status::InvalidArgument("RESIDENT_MEMORY_MARGIN=\"" + *env + "\": " + bytes.status().message());
+    rs.memory_margin = *bytes;
+  }
   return rs;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "runner/runner_limits.h"
 #include "sched/scheduler.h"
 
 namespace resident::cli {
@@ -15,6 +16,8 @@ struct ResidencySettings {
   sched::Scheduler::Options scheduler;
   std::chrono::milliseconds load_timeout{std::chrono::minutes(5)};  // 0: none
   std::chrono::milliseconds health_timeout{std::chrono::seconds(20)};  // 0: no health checks
+  // The least margin of a runner's memory cap above its prediction (RESIDENT_MEMORY_MARGIN).
+  uint64_t memory_margin = runner::kDefaultMinMemoryMargin;
   int num_ctx = 2048;
   std::string config_path;                // empty: no policy file
   std::string budget_source;              // how the memory budget was chosen, for the log
@@ -30,7 +33,9 @@ struct ResidencySettings {
 // (config_flag, else RESIDENT_CONFIG), RESIDENT_MEMORY_LIMIT (else the file's memory_limit, else
 // 75% of physical memory, never above a cgroup limit), RESIDENT_LOAD_TIMEOUT (Go duration or
 // seconds; <= 0 waits forever; default 5m), RESIDENT_HEALTH_TIMEOUT (a loaded runner that does not
-// answer a health check in it is killed; default 20s; <= 0 turns checks off), RESIDENT_MAX_LOADED_MODELS, RESIDENT_NUM_PARALLEL,
+// answer a health check in it, or goes that long without progress, is killed; default 20s; <= 0
+// turns checks off), RESIDENT_MEMORY_MARGIN (a byte size: the least margin of a runner's memory
+// cap above its predicted footprint; default 512MiB), RESIDENT_MAX_LOADED_MODELS, RESIDENT_NUM_PARALLEL,
 // RESIDENT_MAX_QUEUE, RESIDENT_CONTEXT_LENGTH (each falling back to the OLLAMA_ name).
 // Errors: kInvalidArgument naming the variable or FILE:LINE of the policy file.
 Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag);

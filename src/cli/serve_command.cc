@@ -131,7 +131,9 @@ int Serve(const ServeArgs& args) {
 
   SystemClock clock;
   runner::ProcessRunnerFactory factory(
-      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout}, settings->spare_runner);
+      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
+                                     settings->memory_margin},
+      settings->spare_runner);
   sched::Scheduler scheduler(so, factory, clock);
 
   api::ApiServer::Options ao;

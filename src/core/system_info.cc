@@ -34,6 +34,13 @@ uint64_t ProcessRssBytes(pid_t pid) {
   return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
+uint64_t ProcessVmBytes(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  uint64_t size = 0;
+  if (!(statm >> size)) return 0;
+  return size * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
 uint64_t PhysicalMemoryBytes() {
   long pages = sysconf(_SC_PHYS_PAGES);
   long page = sysconf(_SC_PAGESIZE);

@@ -12,6 +12,8 @@ int PhysicalCores();
 
 // Resident set size of a process in bytes (/proc/PID/statm); 0 when it cannot be read.
 uint64_t ProcessRssBytes(pid_t pid);
+// Address space (virtual size) of a process in bytes (/proc/PID/statm); 0 when it cannot be read.
+uint64_t ProcessVmBytes(pid_t pid);
 
 // Physical memory of the machine in bytes, and the cgroup (v2 or v1) limit when one is set
 // and lower; 0 when unknown.

@@ -1,6 +1,10 @@
-// Renders chat messages with a model's own Jinja chat template (GGUF tokenizer.chat_template),
-// through llama.cpp's `common` chat support. Kept apart because it is the only file that sees
-// llama.cpp's common headers (and their vendored JSON library).
+// Renders chat messages with a Jinja chat template (a Modelfile's TEMPLATE or the GGUF's
+// tokenizer.chat_template), through llama.cpp's `common` chat support. Kept apart because it is
+// the only file that sees llama.cpp's common headers (and their vendored JSON library).
+//
+// Rendering has no bound of its own: a template can loop for ever, grow a string until memory
+// runs out or recurse until the stack overflows. So it runs only inside the template sandbox
+// process (template_sandbox.h), never in a runner.
 #pragma once
 
 #include <memory>
@@ -10,16 +14,22 @@
 #include "core/status.h"
 #include "runner/protocol.h"
 
-struct llama_model;
-
 namespace resident::runner {
+
+// A template and the facts of its model that rendering needs.
+struct ChatTemplateSource {
+  std::string text;      // the Jinja source; "chatml" for llama.cpp's fallback (a model without one)
+  std::string bos, eos;  // the model's BOS and EOS token text (bos_token, eos_token in the template)
+  bool add_bos = false;  // the tokenizer adds BOS itself: a rendered leading BOS is dropped
+  bool add_eos = false;  // likewise a trailing EOS
+  bool overridden = false;  // a Modelfile's TEMPLATE, not the GGUF's
+};
 
 class ChatTemplate {
  public:
-  // Parses the template once: `override_template` when not empty, else the model's own. A model
-  // without one gets llama.cpp's fallback (ChatML). Errors: kInvalidArgument when the template
-  // cannot be parsed.
-  static Result<std::unique_ptr<ChatTemplate>> Create(const llama_model* model, const std::string& override_template);
+  // Parses the template (and runs llama.cpp's probes of what it supports, which render it).
+  // Errors: kInvalidArgument when the template cannot be parsed.
+  static Result<std::unique_ptr<ChatTemplate>> Create(const ChatTemplateSource& source);
   ~ChatTemplate();
 
   // Errors: kInvalidArgument when rendering fails (e.g. the template rejects the roles).

@@ -70,17 +70,6 @@ Fn* CpuBackendFunction(void* known, const char* name) {
   return reinterpret_cast<Fn*>(dlsym(lib, name));
 }
 
-// True when a request in the batch being decoded was cancelled (data: the engine's batch_cancel_).
-bool AbortCallback(void* data) {
-  for (const std::atomic<bool>* flag : *static_cast<const std::vector<const std::atomic<bool>*>*>(data)) {
-    if (flag != nullptr && flag->load(std::memory_order_relaxed)) {
-      g_aborting.store(true, std::memory_order_relaxed);
-      return true;
-    }
-  }
-  return false;
-}
-
 // llama_decode, and the end of an abort's quiet log (g_aborting) once it returns.
 int Decode(llama_context* ctx, const llama_batch& batch) {
   int rc = llama_decode(ctx, batch);
@@ -186,6 +175,34 @@ struct Engine::Slot {
 
 void Engine::PrepareBackends() { InitBackendsOnce(); }
 
+bool Engine::HasGpuBackend() {
+  InitBackendsOnce();
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+    enum ggml_backend_dev_type t = ggml_backend_dev_type(ggml_backend_dev_get(i));
+    if (t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU) return true;
+  }
+  return false;
+}
+
+void Engine::Beat() {
+  if (heartbeat_ != nullptr) {
+    heartbeat_->store(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(),
+                      std::memory_order_relaxed);
+  }
+}
+
+bool Engine::AbortCheck(void* engine) {
+  auto* e = static_cast<Engine*>(engine);
+  e->Beat();  // called between graph nodes: the decode is moving
+  for (const std::atomic<bool>* flag : e->batch_cancel_) {
+    if (flag != nullptr && flag->load(std::memory_order_relaxed)) {
+      g_aborting.store(true, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                              const std::function<bool(float)>& progress) {
   RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path));
@@ -225,8 +242,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   cparams.kv_unified = false;
   cparams.n_threads = cparams.n_threads_batch = threads;
   cparams.no_perf = true;
-  cparams.abort_callback = AbortCallback;
-  cparams.abort_callback_data = &engine->batch_cancel_;
+  cparams.abort_callback = AbortCheck;
+  cparams.abort_callback_data = engine.get();
   engine->ctx_ = llama_init_from_model(engine->model_, cparams);
   if (engine->ctx_ == nullptr) {
     return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
@@ -269,9 +286,26 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   f.n_embd = llama_model_n_embd(engine->model_);
   f.n_threads = threads;
   f.architecture = MetaString(engine->model_, "general.architecture");
-  engine->chat_template_override_ = request.chat_template;
+  f.n_vocab = llama_vocab_n_tokens(engine->vocab_);
+  f.n_batch = engine->n_batch_;
   if (!request.chat_template.empty()) f.chat_template = request.chat_template;
   else if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
+  ChatTemplateSource& ct = engine->chat_template_;
+  // As llama.cpp's common_chat_templates_init picks it: the default template, else the tool-use
+  // one, else its ChatML fallback.
+  ct.overridden = !request.chat_template.empty();
+  ct.text = f.chat_template;
+  if (ct.text.empty()) {
+    const char* tool_use = llama_model_chat_template(engine->model_, "tool_use");
+    ct.text = tool_use != nullptr ? tool_use : "chatml";
+  }
+  auto special_text = [&](llama_token t) {
+    return t == LLAMA_TOKEN_NULL ? std::string() : engine->TokenText(t, /*special=*/true);
+  };
+  ct.bos = special_text(llama_vocab_bos(engine->vocab_));
+  ct.eos = special_text(llama_vocab_eos(engine->vocab_));
+  ct.add_bos = llama_vocab_get_add_bos(engine->vocab_);
+  ct.add_eos = llama_vocab_get_add_eos(engine->vocab_);
   f.fim = llama_vocab_fim_pre(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_suf(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_mid(engine->vocab_) != LLAMA_TOKEN_NULL;
@@ -301,21 +335,12 @@ Result<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool add_sp
   return tokens;
 }
 
-Result<std::string> Engine::ApplyChatTemplate(const std::vector<ChatMessage>& messages) {
-  if (!chat_template_) {
-    auto tmpl = ChatTemplate::Create(model_, chat_template_override_);
-    if (!tmpl.ok()) return tmpl.status();
-    chat_template_ = std::move(tmpl).value();
-  }
-  return chat_template_->Render(messages, /*add_generation_prompt=*/true);
-}
-
-std::string Engine::TokenText(int32_t token) const {
+std::string Engine::TokenText(int32_t token, bool special) const {
   char buf[256];
-  int n = llama_token_to_piece(vocab_, token, buf, sizeof buf, 0, /*special=*/false);
+  int n = llama_token_to_piece(vocab_, token, buf, sizeof buf, 0, special);
   if (n >= 0) return std::string(buf, static_cast<size_t>(n));
   std::string big(static_cast<size_t>(-n), '\0');
-  n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, false);
+  n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
   return n < 0 ? std::string() : big.substr(0, static_cast<size_t>(n));
 }
 
@@ -337,12 +362,8 @@ int Engine::FreeSlots() const {
 }
 
 Result<std::vector<int32_t>> Engine::PromptTokens(const GenerateRequest& request) {
-  std::string prompt = request.prompt;
-  if (!request.messages.empty()) {
-    auto rendered = ApplyChatTemplate(request.messages);
-    if (!rendered.ok()) return rendered.status();
-    prompt = std::move(rendered).value() + request.prompt;
-  }
+  if (!request.messages.empty()) return Status::Internal("chat messages must be rendered before they reach the engine");
+  const std::string& prompt = request.prompt;
   std::vector<int32_t> tokens = request.context;
   if (!request.suffix.empty()) {
     // Fill-in-the-middle: [BOS] <fim_pre> prompt <fim_suf> suffix <fim_mid>, as llama-server lays it out.
@@ -552,6 +573,7 @@ void Engine::Step() {
 
   PickThreads(fixed_threads);
   int rc = Decode(ctx_, batch);
+  Beat();
   batch_cancel_.clear();
   if (rc != 0) {
     // Aborted (a request in the batch was cancelled) or failed: what the batch put in the
@@ -598,6 +620,7 @@ void Engine::Step() {
       continue;
     }
     Accept(*s, llama_sampler_sample(s->sampler.get(), ctx_, s->logits_at));
+    Beat();
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/status.h"
 #include "llama.h"
+#include "runner/chat_template.h"
 #include "runner/protocol.h"
 
 struct ggml_threadpool;
@@ -26,6 +27,9 @@ class Engine {
   // Load calls it too. A spare runner calls it before it has a model, so that a later load
   // does not pay for it.
   static void PrepareBackends();
+  // True when a GPU backend is loaded: its driver reserves address space freely, so the runner
+  // must not limit its own (runner_limits.h).
+  static bool HasGpuBackend();
 
   // Loads the model and creates its context. progress(0..1) is called during the load; returning
   // false from it aborts the load. Errors: kNotFound for a missing file, kInvalidArgument for a
@@ -73,8 +77,15 @@ class Engine {
 
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) const;
 
-  // Renders chat messages with the model's template, ready for the assistant's turn.
-  Result<std::string> ApplyChatTemplate(const std::vector<ChatMessage>& messages);
+  // The chat template to render this model's messages with (the load request's, else the GGUF's,
+  // else "chatml") and the token facts rendering needs. Rendering is not the engine's: a request
+  // reaches Start with its messages rendered into its prompt (template_sandbox.h).
+  const ChatTemplateSource& chat_template() const { return chat_template_; }
+
+  // Progress (runner_limits.h): while the engine computes, it stores the steady clock's now in
+  // nanoseconds here at every decoded graph node, decode and sampled token. `beat` outlives the
+  // engine; nullptr: none.
+  void SetHeartbeat(std::atomic<int64_t>* beat) { heartbeat_ = beat; }
 
  private:
   struct Slot;
@@ -84,7 +95,7 @@ class Engine {
   // Feeds one sampled token to its slot: emits text, and finishes the slot when it stops.
   void Accept(Slot& slot, int32_t token);
   void Finish(Slot& slot, Result<DoneEvent> result);
-  std::string TokenText(int32_t token) const;
+  std::string TokenText(int32_t token, bool special = false) const;
   // Sets the threads for the next decode (see ShareCores); `fixed`: the engine's own thread count
   // whatever other runners do (a reproducible request is in the batch).
   void PickThreads(bool fixed = false);
@@ -98,8 +109,12 @@ class Engine {
   std::vector<std::unique_ptr<Slot>> slots_;
   // The cancel flags of the requests in the batch being decoded (llama.cpp's abort callback).
   std::vector<const std::atomic<bool>*> batch_cancel_;
-  std::unique_ptr<class ChatTemplate> chat_template_;
-  std::string chat_template_override_;  // LoadRequest::chat_template
+  ChatTemplateSource chat_template_;
+  std::atomic<int64_t>* heartbeat_ = nullptr;
+  void Beat();
+  // llama.cpp's abort callback (data: the engine): a beat, and true when a request in the batch
+  // being decoded was cancelled.
+  static bool AbortCheck(void* engine);
   ggml_threadpool* threadpool_ = nullptr;  // kept across decodes (the prebuilt ggml has no OpenMP)
   void (*threadpool_free_)(ggml_threadpool*) = nullptr;
   void (*threadpool_pause_)(ggml_threadpool*) = nullptr;

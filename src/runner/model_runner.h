@@ -33,6 +33,10 @@ class ModelRunner {
   virtual Result<MemoryResult> Memory() = 0;
   // Answers within `timeout` or fails with kDeadlineExceeded / kUnavailable.
   virtual Status Health(std::chrono::milliseconds timeout) = 0;
+  // The runner's resident memory at its watchdog's latest sample, without asking it (0: not
+  // sampled). The scheduler counts it against the memory budget when it is more than the
+  // measured figure.
+  virtual uint64_t SampledRssBytes() const { return 0; }
 
   virtual const ModelFacts& facts() const = 0;
   virtual pid_t pid() const = 0;

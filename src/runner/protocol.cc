@@ -96,7 +96,8 @@ void ReadField(const json& j, const char* key, T& out) {
   }
 
 RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
-                         n_parallel, use_mmap, chat_template)
+                         n_parallel, use_mmap, chat_template, model_name, predicted_bytes,
+                         memory_margin_bytes, template_timeout_ms)
 RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
                          repeat_last_n, presence_penalty, frequency_penalty, seed)
 RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content)
@@ -109,8 +110,8 @@ RESIDENT_PROTOCOL_FIELDS(HealthRequest, id)
 RESIDENT_PROTOCOL_FIELDS(MemoryRequest, id)
 inline void to_json(json& j, const ShutdownRequest&) { j = json::object(); }
 inline void from_json(const json&, ShutdownRequest&) {}
-RESIDENT_PROTOCOL_FIELDS(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train, n_embd, n_threads,
-                         architecture, chat_template, rss_bytes, vram_bytes, load_ns, fim)
+RESIDENT_PROTOCOL_FIELDS(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train, n_embd, n_vocab, n_batch,
+                         n_threads, architecture, chat_template, rss_bytes, vram_bytes, load_ns, fim)
 RESIDENT_PROTOCOL_FIELDS(LoadedEvent, facts)
 RESIDENT_PROTOCOL_FIELDS(LoadProgressEvent, progress)
 RESIDENT_PROTOCOL_FIELDS(LoadFailedEvent, code, message)
@@ -120,7 +121,7 @@ RESIDENT_PROTOCOL_FIELDS(DoneEvent, id, done_reason, prompt_eval_count, prompt_e
 RESIDENT_PROTOCOL_FIELDS(ErrorEvent, id, code, message)
 RESIDENT_PROTOCOL_FIELDS(TokenizeResult, id, tokens)
 RESIDENT_PROTOCOL_FIELDS(EmbedResult, id, embeddings, prompt_eval_count)
-RESIDENT_PROTOCOL_FIELDS(HealthResult, id, busy)
+RESIDENT_PROTOCOL_FIELDS(HealthResult, id, busy, stalled_ms, doing)
 RESIDENT_PROTOCOL_FIELDS(MemoryResult, id, rss_bytes, vram_bytes)
 
 namespace {

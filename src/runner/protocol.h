@@ -33,6 +33,12 @@ struct LoadRequest {
   bool use_mmap = true;
   // A Jinja chat template that replaces the model's own (a Modelfile's TEMPLATE); empty: the GGUF's.
   std::string chat_template;
+  // Confinement (runner_limits.h): the scheduler's prediction of the runner's footprint (0: no
+  // memory cap) and the least margin above it; how long rendering a chat template may take.
+  std::string model_name;  // the model as users name it ("t1:latest"), for messages
+  uint64_t predicted_bytes = 0;
+  uint64_t memory_margin_bytes = 0;
+  int64_t template_timeout_ms = 20000;
 };
 
 struct SamplingOptions {
@@ -96,6 +102,8 @@ struct ModelFacts {
   int32_t n_ctx = 0;            // the context actually allocated
   int32_t n_ctx_train = 0;
   int32_t n_embd = 0;
+  int32_t n_vocab = 0;
+  int32_t n_batch = 0;          // the batch actually allocated
   int32_t n_threads = 0;
   std::string architecture;
   std::string chat_template;    // empty when the model has none
@@ -139,7 +147,14 @@ struct EmbedResult {
   std::vector<std::vector<float>> embeddings;
   int32_t prompt_eval_count = 0;
 };
-struct HealthResult { uint64_t id = 0; bool busy = false; };
+struct HealthResult {
+  uint64_t id = 0;
+  bool busy = false;
+  // How long the busy worker has gone without progress (a decoded graph node, a decode, a
+  // sampled token, a finished request; 0 when idle), and what it was doing ("decoding").
+  int64_t stalled_ms = 0;
+  std::string doing;
+};
 struct MemoryResult { uint64_t id = 0; uint64_t rss_bytes = 0; uint64_t vram_bytes = 0; };
 
 using Message = std::variant<LoadRequest, GenerateRequest, TokenizeRequest,

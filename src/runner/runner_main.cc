@@ -1,21 +1,29 @@
 #include "runner/runner_main.h"
 
+#include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
+#include "core/bytes.h"
 #include "core/system_info.h"
 #include "runner/cpu_share.h"
 #include "runner/engine.h"
 #include "runner/protocol.h"
+#include "runner/runner_limits.h"
+#include "runner/runner_process.h"
+#include "runner/template_sandbox.h"
 
 namespace resident::runner {
 namespace {
@@ -43,23 +51,40 @@ uint64_t WorkId(const Work& w) {
   return std::visit([](const auto& r) { return r.id; }, w);
 }
 
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // The worker thread owns the engine: it admits queued work into free slots and steps the engine
-// while any slot is busy. The reader thread only queues work, flags cancellations and answers
-// health and memory questions, so those are answered even in the middle of a long decode.
+// while any slot is busy. The render thread renders the messages of chat requests in the template
+// sandbox (template_sandbox.h) and queues them for the worker with their prompt rendered, so that
+// a template that takes long never holds up the worker. The reader thread only queues work, flags
+// cancellations and answers health and memory questions, so those are answered even in the
+// middle of a long decode or render.
+//
+// Progress (runner_limits.h): the worker stores the time of its latest progress in beat_ (the
+// engine too, between graph nodes), 0 while it waits for work; a health answer says how long ago
+// that was.
 class Server {
  public:
-  Server(int fd, std::unique_ptr<Engine> engine, CpuShare* share)
-      : reader_(fd), writer_(fd), engine_(std::move(engine)), share_(share) {}
+  Server(int fd, std::unique_ptr<Engine> engine, CpuShare* share, std::unique_ptr<TemplateSandbox> sandbox)
+      : reader_(fd), writer_(fd), engine_(std::move(engine)), share_(share), sandbox_(std::move(sandbox)) {
+    engine_->SetHeartbeat(&beat_);
+  }
 
   int Run() {
     std::thread worker([this] { WorkLoop(); });
+    std::thread renderer([this] { RenderLoop(); });
     int code = ReadLoop();
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       for (auto& [id, flag] : running_) flag->store(true);
+      if (rendering_flag_) rendering_flag_->store(true);
     }
     cv_.notify_all();
+    render_cv_.notify_all();
+    renderer.join();
     worker.join();
     return code;
   }
@@ -76,13 +101,22 @@ class Server {
         return 2;
       }
       Message& m = *msg;
-      if (auto* g = std::get_if<GenerateRequest>(&m)) Enqueue(std::move(*g));
-      else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
+      if (auto* g = std::get_if<GenerateRequest>(&m)) {
+        if (g->messages.empty()) Enqueue(std::move(*g));
+        else EnqueueRender(std::move(*g));
+      } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
       else if (auto* t = std::get_if<TokenizeRequest>(&m)) Enqueue(std::move(*t));
       else if (auto* c = std::get_if<CancelRequest>(&m)) Cancel(c->id);
       else if (auto* h = std::get_if<HealthRequest>(&m)) {
+        HealthResult answer{h->id, false, 0, ""};
+        const int64_t beat = beat_.load(std::memory_order_relaxed);
+        if (beat != 0) {
+          answer.stalled_ms = std::max<int64_t>(0, (NowNs() - beat) / 1000000);
+          answer.doing = doing_.load(std::memory_order_relaxed);
+        }
         std::lock_guard<std::mutex> lock(mu_);
-        writer_.Send(HealthResult{h->id, !running_.empty()});
+        answer.busy = !running_.empty() || rendering_flag_ != nullptr;
+        writer_.Send(answer);
       } else if (auto* mr = std::get_if<MemoryRequest>(&m)) {
         writer_.Send(MemoryResult{mr->id, ProcessRssBytes(getpid()), 0});
       } else if (std::holds_alternative<ShutdownRequest>(m)) {
@@ -101,10 +135,22 @@ class Server {
     cv_.notify_one();
   }
 
+  void EnqueueRender(GenerateRequest r) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      render_queue_.push_back(std::move(r));
+    }
+    render_cv_.notify_one();
+  }
+
   void Cancel(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = running_.find(id); it != running_.end()) {
       it->second->store(true);
+      return;
+    }
+    if (rendering_flag_ && rendering_id_ == id) {
+      rendering_flag_->store(true);  // the render stops within kCancelPoll and answers
       return;
     }
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
@@ -112,6 +158,46 @@ class Server {
         queue_.erase(it);
         writer_.Send(ErrorEvent{id, StatusCode::kCancelled, "request cancelled"});
         return;
+      }
+    }
+    for (auto it = render_queue_.begin(); it != render_queue_.end(); ++it) {
+      if (it->id == id) {
+        render_queue_.erase(it);
+        writer_.Send(ErrorEvent{id, StatusCode::kCancelled, "request cancelled"});
+        return;
+      }
+    }
+  }
+
+  // Renders chat requests one at a time, in order, and hands each to the worker's queue.
+  void RenderLoop() {
+    while (true) {
+      GenerateRequest r;
+      Flag flag = std::make_shared<std::atomic<bool>>(false);
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        render_cv_.wait(lock, [&] { return stopping_ || !render_queue_.empty(); });
+        if (stopping_) return;
+        r = std::move(render_queue_.front());
+        render_queue_.pop_front();
+        rendering_id_ = r.id;
+        rendering_flag_ = flag;
+      }
+      auto text = sandbox_->Render(r.messages, flag.get());
+      std::unique_lock<std::mutex> lock(mu_);
+      rendering_flag_.reset();
+      rendering_id_ = 0;
+      if (stopping_) return;
+      if (flag->load()) {
+        writer_.Send(ErrorEvent{r.id, StatusCode::kCancelled, "request cancelled"});
+      } else if (!text.ok()) {
+        writer_.Send(ErrorEvent{r.id, text.status().code(), text.status().message()});
+      } else {
+        r.prompt = std::move(text).value() + r.prompt;
+        r.messages.clear();
+        queue_.push_back(std::move(r));
+        lock.unlock();
+        cv_.notify_one();
       }
     }
   }
@@ -139,6 +225,11 @@ class Server {
     return out;
   }
 
+  void Beat(const char* doing) {
+    doing_.store(doing, std::memory_order_relaxed);
+    beat_.store(NowNs(), std::memory_order_relaxed);
+  }
+
   void WorkLoop() {
     while (true) {
       std::vector<std::pair<Work, Flag>> admitted;
@@ -149,6 +240,7 @@ class Server {
         if (!busy && queue_.empty()) {
           share_->SetBusy(false);
           engine_->Idle();
+          beat_.store(0, std::memory_order_relaxed);  // waiting for work is not being stuck
         }
         cv_.wait(lock, [&] { return stopping_ || busy || !queue_.empty(); });
         if (stopping_) break;
@@ -159,6 +251,7 @@ class Server {
         const Flag& flag = item.second;
         std::visit([this, &flag](auto& r) { Handle(r, flag); }, item.first);
       }
+      Beat("decoding");
       engine_->Step();
     }
     // Whatever is still running was cancelled above: one last step lets it leave.
@@ -172,6 +265,8 @@ class Server {
 
   void Handle(const GenerateRequest& r, const Flag& flag) {
     uint64_t id = r.id;
+    // Tokenizing the prompt and building the sampler (a grammar) happen here.
+    Beat("starting a generation (tokenizing its prompt, building its sampler)");
     Status st = engine_->Start(
         r, flag, [this, id](std::string_view text) { writer_.Send(TokenEvent{id, std::string(text)}); },
         [this, id](Result<DoneEvent> done) {
@@ -186,6 +281,7 @@ class Server {
   }
 
   void Handle(const EmbedRequest& r, const Flag& flag) {
+    Beat("embedding");
     auto result = engine_->Embed(r, *flag);
     if (result.ok()) writer_.Send(std::move(result).value());
     else writer_.Send(ErrorEvent{r.id, result.status().code(), result.status().message()});
@@ -193,6 +289,7 @@ class Server {
   }
 
   void Handle(const TokenizeRequest& r, const Flag&) {
+    Beat("tokenizing");
     auto tokens = engine_->Tokenize(r.text, r.add_special);
     if (tokens.ok()) writer_.Send(TokenizeResult{r.id, std::move(tokens).value()});
     else writer_.Send(ErrorEvent{r.id, tokens.status().code(), tokens.status().message()});
@@ -203,17 +300,52 @@ class Server {
   Writer writer_;
   std::unique_ptr<Engine> engine_;  // used by the worker thread only
   CpuShare* share_;
+  std::unique_ptr<TemplateSandbox> sandbox_;  // used by the render thread only
+
+  std::atomic<int64_t> beat_{0};              // the worker's latest progress (steady ns); 0: idle
+  std::atomic<const char*> doing_{""};        // what the worker does since then (a literal)
 
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable render_cv_;
   std::deque<Work> queue_;                  // guarded by mu_
+  std::deque<GenerateRequest> render_queue_;  // guarded by mu_: chat requests not yet rendered
+  uint64_t rendering_id_ = 0;               // guarded by mu_: the request being rendered
+  Flag rendering_flag_;                     // guarded by mu_: its cancel flag (null: none)
   std::map<uint64_t, Flag> running_;        // guarded by mu_: admitted work -> its cancel flag
   bool stopping_ = false;                   // guarded by mu_
 };
 
+// An allocation failed under the address-space limit of the memory cap (see ConfineMemory).
+void OnOutOfCap() {
+  static const char kMessage[] = "runner: an allocation failed: the runner reached its memory cap\n";
+  (void)!::write(2, kMessage, sizeof kMessage - 1);
+  std::_Exit(kExitMemoryCap);
+}
+
+// On a machine without a GPU backend, the loaded runner limits its own address space to what its
+// memory cap allows (runner_limits.h), so that one huge allocation fails at once, and exits with
+// kExitMemoryCap when one does. Only the soft limit: the template sandbox sets its own.
+void ConfineMemory(const LoadRequest& load, const ModelFacts& facts) {
+  if (!kAddressSpaceLimits || load.predicted_bytes == 0 || Engine::HasGpuBackend()) return;
+  const MemoryCap cap =
+      CapOnceLoaded(load.predicted_bytes, facts.rss_bytes, facts.n_batch, facts.n_vocab, load.memory_margin_bytes);
+  const uint64_t limit = AddressSpaceLimit(ProcessVmBytes(getpid()), ProcessRssBytes(getpid()), cap);
+  rlimit r{};
+  if (limit == 0 || ::getrlimit(RLIMIT_AS, &r) != 0) return;
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur <= limit) return;  // a lower limit is set already
+  r.rlim_cur = limit;
+  if (r.rlim_max != RLIM_INFINITY && r.rlim_cur > r.rlim_max) r.rlim_cur = r.rlim_max;
+  if (::setrlimit(RLIMIT_AS, &r) == 0) std::set_new_handler(OnOutOfCap);
+}
+
 }  // namespace
 
 int RunnerMain(int fd, int cpu_share_fd) {
+  // Two malloc arenas at most: each one reserves 64 MiB of address space, and a runner's threads
+  // (reader, worker, renderer, the CPU backend's pool) allocate little, so more only make its
+  // address space, and the limit ConfineMemory sets, harder to predict.
+  ::mallopt(M_ARENA_MAX, 2);
   Engine::PrepareBackends();  // before the load request: a spare runner does this while idle
   FrameReader reader(fd);
   auto first = reader.Next();
@@ -237,10 +369,16 @@ int RunnerMain(int fd, int cpu_share_fd) {
     writer.Send(LoadFailedEvent{engine.status().code(), engine.status().message()});
     return 1;
   }
-  writer.Send(LoadedEvent{(*engine)->facts()});
+  const ModelFacts facts = (*engine)->facts();
+  RenderLimits render;
+  render.timeout = std::chrono::milliseconds(load->template_timeout_ms);
+  render.max_output_bytes = MaxRenderedBytes(facts.n_ctx);
+  auto sandbox = std::make_unique<TemplateSandbox>(SelfExecutable(), (*engine)->chat_template(), load->model_name, render);
+  ConfineMemory(*load, facts);
+  writer.Send(LoadedEvent{facts});
   CpuShare& share = CpuShare::ForRunner(cpu_share_fd);
   (*engine)->ShareCores(&share);
-  Server server(fd, std::move(engine).value(), &share);
+  Server server(fd, std::move(engine).value(), &share, std::move(sandbox));
   int code = server.Run();
   // Freeing a multi-GB model page by page is slow; the kernel takes it all back at exit.
   std::fflush(stderr);

@@ -1,5 +1,7 @@
 #include "runner/runner_process.h"
 
+#include "core/bytes.h"
+#include "core/system_info.h"
 #include "runner/cpu_share.h"
 
 #include <fcntl.h>
@@ -86,8 +88,13 @@ std::string SelfExecutable() {
   return "/proc/self/exe";
 }
 
-RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path)
-    : pid_(pid), fd_(fd), model_path_(std::move(model_path)) {}
+RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path, std::string name)
+    : pid_(pid),
+      fd_(fd),
+      model_path_(std::move(model_path)),
+      name_(name.empty() ? std::filesystem::path(model_path_).filename().string() : std::move(name)) {}
+
+std::string RunnerProcess::Who() const { return "the runner for " + name_ + " (pid " + std::to_string(pid_) + ")"; }
 
 Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
   int sv[2];
@@ -129,16 +136,21 @@ void RunnerProcess::Discard(SpawnedRunner spawned) {
   if (spawned.pid > 0) ReapWithin(spawned.pid, std::chrono::milliseconds(1000));
 }
 
-Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& options, const LoadRequest& request,
+Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& options, const LoadRequest& requested,
                                                             const std::function<void(float)>& progress,
                                                             std::optional<SpawnedRunner> spare) {
+  LoadRequest request = requested;
+  request.memory_margin_bytes = options.min_memory_margin;
+  request.template_timeout_ms =
+      (options.health_timeout.count() > 0 ? options.health_timeout : kDefaultTemplateTimeout).count();
   if (!spare) {
     auto spawned = Spawn(options.executable);
     if (!spawned.ok()) return spawned.status();
     spare = *spawned;
   }
   const pid_t pid = spare->pid;
-  std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, spare->fd, request.model_path));
+  std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, spare->fd, request.model_path, request.model_name));
+  const MemoryCap load_cap = CapWhileLoading(request.predicted_bytes, options.min_memory_margin);
 
   if (Status st = WriteFrame(proc->fd_, request); !st.ok()) {
     proc->Close();
@@ -153,8 +165,26 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
       return Status::DeadlineExceeded("loading \"" + request.model_path + "\" made no progress for " +
                                       std::to_string(options.load_timeout.count() / 1000.0) + " s");
     }
+    if (load_cap.enabled()) {
+      const uint64_t rss = ProcessRssBytes(pid);
+      if (rss > load_cap.bytes()) {
+        std::string why = proc->Who() + " used " + FormatBytes(rss) + " of memory while loading, more than its cap of " +
+                          load_cap.Describe() +
+                          ", and was killed (raise RESIDENT_MEMORY_MARGIN if the prediction is wrong for this model)";
+        ::kill(pid, SIGKILL);
+        proc->Close();
+        return Status::FailedPrecondition(why);
+      }
+    }
+    // Without a cap the poll waits for the runner's next word (or the stall deadline); with one
+    // it wakes every kMemorySampleEvery to look at its memory.
+    int wait_ms = options.load_timeout.count() > 0 ? static_cast<int>(left.count()) : -1;
+    if (load_cap.enabled()) {
+      const int sample_ms = static_cast<int>(kMemorySampleEvery.count());
+      wait_ms = wait_ms < 0 ? sample_ms : std::min(wait_ms, sample_ms);
+    }
     pollfd pfd{proc->fd_, POLLIN, 0};
-    int pr = ::poll(&pfd, 1, options.load_timeout.count() > 0 ? static_cast<int>(left.count()) : -1);
+    int pr = ::poll(&pfd, 1, wait_ms);
     if (pr < 0 && errno == EINTR) continue;
     if (pr == 0) continue;
     auto msg = reader.Next();
@@ -179,8 +209,11 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
       return Status(failed->code, failed->message);
     }
   }
+  proc->cap_ = CapOnceLoaded(request.predicted_bytes, proc->facts_.rss_bytes, proc->facts_.n_batch,
+                             proc->facts_.n_vocab, options.min_memory_margin);
+  proc->sampled_rss_ = proc->facts_.rss_bytes;
   proc->reader_ = std::thread([p = proc.get()] { p->ReadLoop(); });
-  if (options.health_timeout.count() > 0) {
+  if (options.health_timeout.count() > 0 || proc->cap_.enabled()) {
     proc->watcher_ = std::thread([p = proc.get(), t = options.health_timeout] { p->WatchLoop(t); });
   }
   return proc;
@@ -212,25 +245,88 @@ void RunnerProcess::ReadLoop() {
 }
 
 void RunnerProcess::WatchLoop(std::chrono::milliseconds timeout) {
-  const auto interval =
+  const auto ask_every =
       std::clamp(timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(5000));
+  const auto tick = cap_.enabled() && timeout.count() > 0 ? std::min(ask_every, kMemorySampleEvery)
+                    : cap_.enabled()                      ? kMemorySampleEvery
+                                                          : ask_every;
+  uint64_t asked_id = 0;  // the health question outstanding (0: none)
+  std::shared_ptr<Pending> asked;
+  Clock::time_point asked_at{}, next_ask = Clock::now() + ask_every;
+  std::chrono::milliseconds stalled{0};
+  std::string doing;
   std::unique_lock<std::mutex> lock(watch_mu_);
-  while (!watch_cv_.wait_for(lock, interval, [&] { return watch_stop_; })) {
+  while (!watch_cv_.wait_for(lock, tick, [&] { return watch_stop_; })) {
     lock.unlock();
-    Status st = Health(timeout);
-    lock.lock();
-    if (watch_stop_ || st.code() == StatusCode::kUnavailable) return;  // stopped, or died on its own
-    if (st.code() != StatusCode::kDeadlineExceeded) continue;
-    std::lock_guard<std::mutex> state(mu_);
-    if (reaped_) return;
-    std::string name = std::filesystem::path(model_path_).filename().string();
-    if (death_.empty()) {
-      death_ = "the runner for " + name + " (pid " + std::to_string(pid_) + ") stopped answering (no health answer in " +
-               FormatSeconds(timeout) + ") and was killed";
+    RunnerReading reading;
+    if (cap_.enabled()) {
+      reading.rss = ProcessRssBytes(pid_);
+      if (reading.rss > 0) sampled_rss_ = reading.rss;
     }
-    ::kill(pid_, SIGKILL);  // not yet reaped, so the pid is still this child's
-    return;
+    bool gone = false;
+    if (timeout.count() > 0) {
+      const auto now = Clock::now();
+      if (!asked && now >= next_ask) {
+        HealthRequest h{NextId()};
+        auto pending = Send(h.id, h);
+        if (pending.ok()) {
+          asked = *pending;
+          asked_id = h.id;
+          asked_at = now;
+        } else {
+          gone = true;  // died on its own (the reader says why) or stopped
+        }
+      }
+      if (asked) {
+        if (auto answer = TryNextEvent(asked_id, asked)) {
+          if (auto* h = std::get_if<HealthResult>(&*answer)) {
+            stalled = std::chrono::milliseconds(h->busy ? h->stalled_ms : 0);
+            doing = h->doing;
+          }
+          asked.reset();
+          next_ask = now + ask_every;
+        } else if (dead_) {
+          gone = true;
+        } else {
+          reading.unanswered = std::chrono::duration_cast<std::chrono::milliseconds>(now - asked_at);
+        }
+      }
+      reading.stalled = stalled;
+    }
+    const RunnerVerdict verdict = gone ? RunnerVerdict::kFine : JudgeRunner(reading, cap_, timeout);
+    lock.lock();
+    if (watch_stop_ || gone || dead_) break;
+    if (verdict != RunnerVerdict::kFine) {
+      Kill(Verdict(verdict, reading, timeout, doing));
+      break;
+    }
   }
+  if (asked) Forget(asked_id);
+}
+
+std::string RunnerProcess::Verdict(RunnerVerdict verdict, const RunnerReading& reading,
+                                   std::chrono::milliseconds timeout, const std::string& doing) const {
+  switch (verdict) {
+    case RunnerVerdict::kOverCap:
+      return Who() + " used " + FormatBytes(reading.rss) + " of memory, more than its cap of " + cap_.Describe() +
+             ", and was killed";
+    case RunnerVerdict::kNotAnswering:
+      return Who() + " stopped answering (no health answer in " + FormatSeconds(timeout) + ") and was killed";
+    case RunnerVerdict::kNoProgress:
+      return Who() + " made no progress for " + FormatSeconds(reading.stalled) +
+             (doing.empty() ? std::string() : " while " + doing) +
+             " and was killed (a request that is stuck cannot be cancelled)";
+    case RunnerVerdict::kFine:
+      break;
+  }
+  return {};
+}
+
+void RunnerProcess::Kill(const std::string& why) {
+  std::lock_guard<std::mutex> state(mu_);
+  if (reaped_) return;
+  if (death_.empty()) death_ = why;
+  ::kill(pid_, SIGKILL);  // not yet reaped, so the pid is still this child's
 }
 
 std::string RunnerProcess::DeathReason() {
@@ -246,9 +342,11 @@ std::string RunnerProcess::DeathReason() {
     std::lock_guard<std::mutex> lock(mu_);
     wait_status_ = status;
   }
-  std::string name = std::filesystem::path(model_path_).filename().string();
-  return "the runner for " + name + " (pid " + std::to_string(pid_) + ") stopped unexpectedly: " +
-         DescribeWaitStatus(status);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitMemoryCap) {
+    return Who() + " reached its memory cap of " + cap_.Describe() +
+           " (an allocation beyond it failed) and stopped";
+  }
+  return Who() + " stopped unexpectedly: " + DescribeWaitStatus(status);
 }
 
 void RunnerProcess::MarkDead(const std::string& why) {
@@ -296,6 +394,15 @@ Result<Message> RunnerProcess::NextEvent(uint64_t id, const std::shared_ptr<Pend
   }
   pending_.erase(id);
   return Status::Unavailable(death_);
+}
+
+std::optional<Message> RunnerProcess::TryNextEvent(uint64_t id, const std::shared_ptr<Pending>& pending) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pending->events.empty()) return std::nullopt;
+  Message m = std::move(pending->events.front());
+  pending->events.pop_front();
+  if (pending->events.empty() && pending->finished) pending_.erase(id);
+  return m;
 }
 
 void RunnerProcess::Forget(uint64_t id) {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "runner/model_runner.h"
+#include "runner/runner_limits.h"
 
 namespace resident::runner {
 
@@ -33,14 +34,21 @@ class RunnerProcess final : public ModelRunner {
     std::string executable;                          // the resident binary
     std::chrono::milliseconds load_timeout{300000};  // a stall timer, reset by load progress
     // A loaded runner must answer a health check within this time (asked every quarter of it,
-    // at most every 5 s), or it is taken as hung: it is killed and its requests fail with a
-    // message saying so. 0: no health checks.
+    // at most every 5 s), or it is taken as hung; one whose busy worker goes this long without
+    // progress is stuck (runner_limits.h). Either is killed and its requests fail with a message
+    // saying so. It is also the deadline of a chat template's render (template_sandbox.h).
+    // 0: no health checks (and renders get kDefaultTemplateTimeout).
     std::chrono::milliseconds health_timeout{20000};
+    // The least margin of a runner's memory cap above its predicted footprint (runner_limits.h).
+    uint64_t min_memory_margin = kDefaultMinMemoryMargin;
   };
+  static constexpr std::chrono::milliseconds kDefaultTemplateTimeout{20000};
 
   // Spawns the child, sends the load request and waits for the model to load. Errors: the load
   // failure as the runner reported it (kNotFound, kInvalidArgument...), kDeadlineExceeded when
-  // the load stalled longer than load_timeout, kUnavailable when the child died while loading.
+  // the load stalled longer than load_timeout, kUnavailable when the child died while loading,
+  // kFailedPrecondition when it used more memory than its cap while loading (the request's
+  // predicted_bytes; 0: no cap) and was killed.
   // `spare`: a process started earlier with Spawn, used instead of starting one now.
   static Result<std::unique_ptr<RunnerProcess>> Start(const Options& options, const LoadRequest& request,
                                                       const std::function<void(float)>& progress,
@@ -57,6 +65,9 @@ class RunnerProcess final : public ModelRunner {
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) override;
   Result<MemoryResult> Memory() override;
   Status Health(std::chrono::milliseconds timeout) override;
+  uint64_t SampledRssBytes() const override { return sampled_rss_.load(); }
+  // The cap the watchdog holds the runner to (disabled without a prediction).
+  const MemoryCap& memory_cap() const { return cap_; }
 
   const ModelFacts& facts() const override { return facts_; }
   pid_t pid() const override { return pid_; }
@@ -69,10 +80,18 @@ class RunnerProcess final : public ModelRunner {
     bool finished = false;       // guarded by mu_: a terminal event arrived
   };
 
-  RunnerProcess(pid_t pid, int fd, std::string model_path);
+  RunnerProcess(pid_t pid, int fd, std::string model_path, std::string name);
   void ReadLoop();
-  // Asks the runner for a health answer now and then; kills it when none comes in `timeout`.
+  // The watchdog: samples the runner's resident memory every kMemorySampleEvery (with a cap) and
+  // asks for a health answer every quarter of `timeout` (when not 0), without waiting for it;
+  // kills the runner as JudgeRunner says.
   void WatchLoop(std::chrono::milliseconds timeout);
+  // Kills the runner, unless already reaped, with `why` as the reason its requests fail with.
+  void Kill(const std::string& why);
+  // The reason for each verdict but kFine.
+  std::string Verdict(RunnerVerdict verdict, const RunnerReading& reading, std::chrono::milliseconds timeout,
+                      const std::string& doing) const;
+  std::string Who() const;  // "the runner for t1:latest (pid 123)"
   void MarkDead(const std::string& why);
   std::string DeathReason();
   uint64_t NextId() { return next_id_.fetch_add(1); }
@@ -82,6 +101,8 @@ class RunnerProcess final : public ModelRunner {
   // the runner died, kDeadlineExceeded when the deadline passed.
   Result<Message> NextEvent(uint64_t id, const std::shared_ptr<Pending>& pending,
                             std::chrono::steady_clock::time_point deadline);
+  // The next event if one is there (nullopt: none yet, or the runner died).
+  std::optional<Message> TryNextEvent(uint64_t id, const std::shared_ptr<Pending>& pending);
   void Forget(uint64_t id);
   // Asks the runner to stop request `id` (it answers kCancelled, or ends it if it was done).
   void SendCancel(uint64_t id);
@@ -89,7 +110,10 @@ class RunnerProcess final : public ModelRunner {
   const pid_t pid_;
   const int fd_;
   const std::string model_path_;
+  const std::string name_;  // the model's name for messages (the file's name when none was given)
   ModelFacts facts_;  // constant after Start
+  MemoryCap cap_;     // constant after Start
+  std::atomic<uint64_t> sampled_rss_{0};
 
   std::mutex write_mu_;  // serializes frames on fd_
   std::thread reader_;

@@ -142,6 +142,17 @@ const ResidencyPlan& Scheduler::PlanLocked(const std::string& name, const Entry&
   return c.plan;
 }
 
+void Scheduler::RefreshMeasuredLocked() {
+  const TimePoint now = clock_.Now();
+  for (auto& [key, e] : entries_) {
+    if (e->state != State::kReady || !e->runner) continue;
+    const uint64_t sampled = e->runner->SampledRssBytes();
+    if (sampled <= e->measured_bytes) continue;
+    Accrue(*e, now);
+    e->measured_bytes = sampled;
+  }
+}
+
 SchedulerView Scheduler::ViewLocked() const {
   SchedulerView view;
   view.models.reserve(entries_.size());
@@ -186,11 +197,16 @@ SchedulerView Scheduler::ViewLocked() const {
 Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e) {
   const std::string key = e->spec.load.model_path;
   const ModelSpec spec = e->spec;
+  // The runner is capped at its prediction plus a margin (runner_limits.h) and names the model
+  // in its messages.
+  runner::LoadRequest load = spec.load;
+  load.model_name = spec.name;
+  load.predicted_bytes = e->predicted_bytes;
   loading_ = true;
   lock.unlock();
-  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(e->predicted_bytes));
+  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(load.predicted_bytes));
   const TimePoint load_start = clock_.Now();
-  auto runner = factory_.Start(spec.load, nullptr);
+  auto runner = factory_.Start(load, nullptr);
   lock.lock();
   loading_ = false;
   auto fail = [&](Status error) {
@@ -305,6 +321,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
     std::shared_ptr<Entry> e = it != entries_.end() ? it->second : nullptr;
     ask.matches_loaded = e == nullptr || (SameLoadOptions(e->spec.load, spec.load) &&
                                           e->spec.file_identity == spec.file_identity);
+    RefreshMeasuredLocked();
     const Decision d = DecideAcquire(ViewLocked(), limits(), ask);
     if (ask.arriving) {
       ask.arriving = false;
@@ -439,6 +456,7 @@ Decision Scheduler::Probe(const ModelSpec& requested) {
   auto it = entries_.find(key);
   ask.matches_loaded = it == entries_.end() || (SameLoadOptions(it->second->spec.load, spec.load) &&
                                                 it->second->spec.file_identity == spec.file_identity);
+  RefreshMeasuredLocked();
   return DecideAcquire(ViewLocked(), limits(), ask);
 }
 
@@ -732,6 +750,7 @@ void Scheduler::Tick() {
   std::vector<Detached> to_close;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    RefreshMeasuredLocked();
     for (const Eviction& v : DecideTick(ViewLocked(), clock_.Now())) {
       to_close.push_back(Detach(v.key, v.reason));
     }
@@ -785,6 +804,7 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     }
   }
   const std::string key = spec.load.model_path;
+  RefreshMeasuredLocked();
   const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes);
   if (d.kind == Decision::Kind::kLease) {  // loaded or loading already
     if (origin == Origin::kPrewarm) prewarms_.erase(key);

@@ -24,6 +24,7 @@
 // resident and idle, accumulated at each state change with the injected clock).
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -249,6 +250,10 @@ class Scheduler {
                               std::optional<KeepAlive> keep_alive, const std::stop_token& stop);
   // The decisions' view of the map (decision.h).
   SchedulerView ViewLocked() const;
+  // Raises each loaded model's measured bytes to its runner's latest sampled memory when that
+  // is more (ModelRunner::SampledRssBytes): a runner that grows counts as it grows, up to its
+  // memory cap. Called before every decision, so that decisions and reports agree.
+  void RefreshMeasuredLocked();
   TimePoint NextTimerLocked() const;
   Limits limits() const;
   // Starts a runner for `e` (already in the map as kLoading) with the lock released; returns with

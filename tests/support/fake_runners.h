@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "runner/model_runner.h"
@@ -31,6 +32,7 @@ class FakeRunner final : public runner::ModelRunner {
   Result<std::vector<int32_t>> Tokenize(std::string_view, bool) override { return std::vector<int32_t>{}; }
   Result<runner::MemoryResult> Memory() override { return runner::MemoryResult{0, facts_.rss_bytes, 0}; }
   Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
+  uint64_t SampledRssBytes() const override { return sampled_rss_; }
   const runner::ModelFacts& facts() const override { return facts_; }
   pid_t pid() const override { return 1; }
   bool alive() const override { return alive_; }
@@ -42,6 +44,8 @@ class FakeRunner final : public runner::ModelRunner {
   }
   // Set false to play a runner that died (a crash, a failed health check).
   std::atomic<bool> alive_{true};
+  // What its watchdog sampled last (0: nothing), to play a runner that grows.
+  std::atomic<uint64_t> sampled_rss_{0};
 
  private:
   bool closed_ = false;
@@ -56,6 +60,7 @@ class FakeFactory final : public runner::RunnerFactory {
                                                      const std::function<void(float)>&) override {
     std::unique_lock<std::mutex> lock(mu);
     ++starts;
+    requests.push_back(request);
     started_cv.notify_all();
     gate_cv.wait(lock, [&] { return !gated; });
     if (clock != nullptr) {
@@ -90,6 +95,7 @@ class FakeFactory final : public runner::RunnerFactory {
   std::atomic<int> closes{0};
   FakeRunner* last = nullptr;
   std::map<std::string, FakeRunner*> runners;  // the latest runner of each path
+  std::vector<runner::LoadRequest> requests;   // every Start's request, in order
   std::map<std::string, uint64_t> sizes;       // measured RSS of each model's runner (default 1000)
   FakeClock* clock = nullptr;                  // set: loads advance it by load_time
   std::map<std::string, Duration> load_time;   // per model path

@@ -48,7 +48,7 @@ class SettingsTest : public ::testing::Test {
       "RESIDENT_NUM_PARALLEL",     "OLLAMA_NUM_PARALLEL",   "RESIDENT_MAX_QUEUE",         "OLLAMA_MAX_QUEUE",
       "RESIDENT_CONTEXT_LENGTH",   "OLLAMA_CONTEXT_LENGTH", "RESIDENT_MEMORY_LIMIT",      "RESIDENT_CONFIG",
       "RESIDENT_LOAD_TIMEOUT",     "OLLAMA_LOAD_TIMEOUT",   "RESIDENT_HEALTH_TIMEOUT",    "RESIDENT_SPARE_RUNNER",
-      "RESIDENT_COLD_START_COST",  "RESIDENT_PRELOAD"};
+      "RESIDENT_COLD_START_COST",  "RESIDENT_PRELOAD",      "RESIDENT_MEMORY_MARGIN"};
   std::map<std::string, std::string> saved_;
 };
 
@@ -63,6 +63,11 @@ TEST_F(SettingsTest, DefaultsMatchOllama) {
   EXPECT_EQ(s->load_timeout, 5min);
   EXPECT_EQ(s->health_timeout, 20s);
   EXPECT_TRUE(s->spare_runner);
+  EXPECT_EQ(s->memory_margin, 512u << 20);
+  Set("RESIDENT_MEMORY_MARGIN", "1GiB");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->memory_margin, 1ull << 30);
 }
 
 TEST_F(SettingsTest, OllamaNamesAreTheFallbackAndResidentNamesWin) {
@@ -111,7 +116,7 @@ TEST_F(SettingsTest, BadValuesNameTheVariable) {
       {"RESIDENT_NUM_PARALLEL", "2x"},      {"OLLAMA_MAX_QUEUE", "0"},            {"RESIDENT_MAX_QUEUE", "1.5"},
       {"RESIDENT_CONTEXT_LENGTH", "big"},   {"RESIDENT_MEMORY_LIMIT", "lots"},    {"RESIDENT_LOAD_TIMEOUT", "1d"},
       {"RESIDENT_HEALTH_TIMEOUT", "soon"},  {"RESIDENT_CONFIG", "/nonexistent/resident.toml"},
-      {"RESIDENT_COLD_START_COST", "lots"}, {"RESIDENT_COLD_START_COST", "-5m"}};
+      {"RESIDENT_COLD_START_COST", "lots"}, {"RESIDENT_COLD_START_COST", "-5m"}, {"RESIDENT_MEMORY_MARGIN", "some"}};
   for (const auto& [name, value] : bad) {
     SCOPED_TRACE(std::string(name) + "=" + value);
     Set(name, value);

@@ -468,6 +468,28 @@ TEST_F(BudgetTest, MeasuredMemoryReplacesThePrediction) {
   EXPECT_EQ(s.MemoryInUse(), 400u);
 }
 
+TEST_F(BudgetTest, ARunnerIsToldItsPredictionAndCountsAsItGrows) {
+  Scheduler s(Budget(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), std::nullopt).ok());
+  ASSERT_EQ(factory_.requests.size(), 1u);
+  EXPECT_EQ(factory_.requests[0].predicted_bytes, 400u);  // its memory cap starts from this
+  EXPECT_EQ(factory_.requests[0].model_name, "a");
+  EXPECT_EQ(s.MemoryInUse(), 400u);
+  factory_.runners["a"]->sampled_rss_ = 700;  // its watchdog saw it grow (up to its cap)
+  s.Tick();                                    // as every decision does, it takes the sample in
+  EXPECT_EQ(s.MemoryInUse(), 700u);
+  EXPECT_EQ(s.Snapshot()[0].measured_bytes, 700u);
+  factory_.runners["a"]->sampled_rss_ = 500;  // a smaller sample does not lower the figure
+  s.Tick();
+  EXPECT_EQ(s.MemoryInUse(), 700u);
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("c"), std::nullopt).ok());  // 700 + 300 fits
+  clock_.Advance(1min);
+  ASSERT_TRUE(s.Acquire(Spec("b"), std::nullopt).ok());  // 1000 + 400 does not: a goes
+  EXPECT_EQ(Loaded(s), (std::set<std::string>{"b", "c"}));
+  EXPECT_LE(s.MemoryInUse(), 1000u);
+}
+
 TEST_F(SchedulerTest, PolicyEntriesAndClampsDecideTheKeepAlive) {
   Scheduler::Options o = Opts();
   o.policy = Policy{};
