@@ -248,7 +248,7 @@ TEST_F(ConfinementTest, ARunnerThatOutgrowsItsCapIsKilledWithAMessageNamingTheCa
   if (runner::kAddressSpaceLimits && text.str().find("Max address space         unlimited") != std::string::npos) {
     ADD_FAILURE() << "the runner did not limit its address space:\n" << text.str();
   }
-  auto g = proc.Generate(HugePrompt(40u << 20), [](std::string_view) { return true; });
+  auto g = proc.Generate(HugePrompt(40u << 20), [](std::string_view) { return true; }, {});
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), StatusCode::kUnavailable);
   // Killed by the watchdog ("used ... more than its cap of") or stopped by a failed allocation
@@ -265,7 +265,7 @@ TEST_F(ConfinementTest, ARunnerWhoseWorkerMakesNoProgressIsKilledAndSaysWhy) {
   auto r = runner::RunnerProcess::Start(Options(std::chrono::seconds(1), 8ull << 30), TinyLoad(dir_, 1ull << 30), nullptr);
   ASSERT_TRUE(r.ok()) << r.status().message();
   auto& proc = **r;
-  auto g = proc.Generate(HugePrompt(30u << 20), [](std::string_view) { return true; });
+  auto g = proc.Generate(HugePrompt(30u << 20), [](std::string_view) { return true; }, {});
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(g.status().message().find("made no progress for"), std::string::npos) << g.status().message();
