@@ -8,6 +8,7 @@
 
 namespace resident::api {
 namespace {
+using namespace std::string_literals;
 
 RequestFraming Accepted(const std::string& head) {
   auto r = CheckRequestHead(head);
@@ -85,7 +86,7 @@ TEST(CheckRequestHead, BadOrConflictingContentLengthsAreRefused) {
 }
 
 TEST(CheckRequestHead, ControlBytesAndMalformedLinesAreRefused) {
-  FramingError nul = Refused(Post(std::string("X-Evil: a\0b\r\n", 13)));
+  FramingError nul = Refused(Post("X-Evil: a\0b\r\n"s));
   EXPECT_EQ(nul.status, 400);
   EXPECT_NE(nul.message.find("control character 0x00"), std::string::npos) << nul.message;
   EXPECT_NE(nul.message.find("X-Evil"), std::string::npos) << nul.message;
@@ -104,7 +105,7 @@ TEST(CheckRequestHead, ControlBytesAndMalformedLinesAreRefused) {
   EXPECT_NE(Refused("GET / HTTP/1.1\r\nHost: x\rContent-Length: 5\r\n\r\n").message.find("bare CR"),
             std::string::npos);
   EXPECT_EQ(Refused("GET / HTTP/1.1\r\nHost: x\r\n\n").status, 400);
-  EXPECT_EQ(Refused(std::string("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", 30)).status, 400);
+  EXPECT_EQ(Refused("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n"s).status, 400);
 }
 
 TEST(CheckRequestHead, HostMustBeOneHostAndPort) {
