@@ -272,7 +272,9 @@ void RunnerProcess::WatchLoop(std::chrono::milliseconds timeout) {
         if (pending.ok()) {
           asked = *pending;
           asked_id = h.id;
-          asked_at = now;
+          // The wait is counted from when the question went out: a large request written
+          // before it (write_mu_) is not the runner's silence.
+          asked_at = Clock::now();
         } else {
           gone = true;  // died on its own (the reader says why) or stopped
         }
