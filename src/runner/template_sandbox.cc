@@ -411,9 +411,13 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
 
   // A child that died since the last render (or was never started) is started now; one whose
   // socket fails at the write died in between and is started once more.
+  // The sampled bound counts what this render adds to the idle sandbox: what earlier renders left
+  // (a sanitizer's quarantine keeps freed memory) is not this template's.
   bool sent = false;
+  uint64_t rss_before = 0;
   for (int attempt = 0; attempt < 2 && !sent; ++attempt) {
     if (pid_ < 0) RESIDENT_RETURN_IF_ERROR(Start());
+    rss_before = std::max(rss_at_start_, ProcessRssBytes(pid_));
     sent = WriteAll(fd_, frame.data(), frame.size());
     if (!sent) Stop();
   }
@@ -432,7 +436,7 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
     }
     // The same bound, sampled: it holds where the sandbox cannot limit its address space (under
     // a sanitizer) and against memory allocated other than by operator new.
-    if (ProcessRssBytes(pid_) > rss_at_start_ + kRenderStackBytes + budget) {
+    if (ProcessRssBytes(pid_) > rss_before + kRenderStackBytes + budget) {
       Stop();
       return Fail("needed more than " + FormatBytes(budget) +
                   " of memory while rendering (a string or a loop that grows without bound?)");

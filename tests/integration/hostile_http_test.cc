@@ -16,6 +16,7 @@
 
 namespace resident::testing {
 namespace {
+using namespace std::string_literals;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -70,7 +71,7 @@ TEST_F(HostileHttpTest, AmbiguousFramingIsRefusedAndTheBytesAfterItNeverRun) {
        "malformed chunk size"},
       {"chunk-longer-than-its-size", head + "Transfer-Encoding: chunked\r\n\r\n2\r\n" + show + "\r\n0\r\n\r\n", 400,
        "longer than its size"},
-      {"nul-in-a-header", head + std::string("X-Evil: a\0b\r\nContent-Length: 16\r\n\r\n", 37) + show, 400,
+      {"nul-in-a-header", head + "X-Evil: a\0b\r\nContent-Length: 16\r\n\r\n"s + show, 400,
        "control character 0x00"},
       {"bare-lf", head + "Content-Length: 16\n\r\n" + show, 400, "LF alone"},
       {"space-before-colon", head + "Content-Length : 99\r\n\r\n", 400, "whitespace between"},
