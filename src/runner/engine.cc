@@ -287,6 +287,9 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   f.n_threads = threads;
   f.architecture = MetaString(engine->model_, "general.architecture");
   f.n_vocab = llama_vocab_n_tokens(engine->vocab_);
+  for (int32_t t = 0; t < f.n_vocab; ++t) {
+    engine->max_token_bytes_ = std::max<uint64_t>(engine->max_token_bytes_, engine->TokenText(t, true).size());
+  }
   f.n_batch = engine->n_batch_;
   if (!request.chat_template.empty()) f.chat_template = request.chat_template;
   else if (const char* tmpl = llama_model_chat_template(engine->model_, nullptr)) f.chat_template = tmpl;
@@ -361,9 +364,19 @@ int Engine::FreeSlots() const {
   return n;
 }
 
+Status Engine::CheckFits(uint64_t bytes, std::string_view what) const {
+  if (bytes <= MaxFittingBytes()) return Status::Ok();
+  return Status::InvalidArgument(std::string(what) + " is " + std::to_string(bytes) +
+                                 " bytes, more than the context of " + std::to_string(facts_.n_ctx) +
+                                 " tokens can hold (no token of this model stands for more than " +
+                                 std::to_string(max_token_bytes_) + " bytes; raise num_ctx or shorten the prompt)");
+}
+
 Result<std::vector<int32_t>> Engine::PromptTokens(const GenerateRequest& request) {
   if (!request.messages.empty()) return Status::Internal("chat messages must be rendered before they reach the engine");
   const std::string& prompt = request.prompt;
+  // Before any tokenizing, which takes seconds for megabytes: a text that cannot fit is refused.
+  RESIDENT_RETURN_IF_ERROR(CheckFits(prompt.size() + request.suffix.size(), "the prompt"));
   std::vector<int32_t> tokens = request.context;
   if (!request.suffix.empty()) {
     // Fill-in-the-middle: [BOS] <fim_pre> prompt <fim_suf> suffix <fim_mid>, as llama-server lays it out.
@@ -405,7 +418,8 @@ Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSam
     llama_sampler_chain_add(chain.get(), g);
   }
   if (so.repeat_penalty != 1.0f || so.frequency_penalty != 0.0f || so.presence_penalty != 0.0f) {
-    int32_t last_n = so.repeat_last_n < 0 ? facts_.n_ctx : so.repeat_last_n;
+    // -1 is the whole context, and so is anything longer (the sampler allocates its window).
+    int32_t last_n = so.repeat_last_n < 0 ? facts_.n_ctx : std::min(so.repeat_last_n, facts_.n_ctx);
     llama_sampler_chain_add(chain.get(), llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_), last_n, so.repeat_penalty,
                                                                       so.frequency_penalty, so.presence_penalty));
   }
@@ -645,7 +659,16 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
   batch_cancel_.assign(1, &cancel);
   llama_batch& batch = batch_;
 
-  for (const std::string& input : request.inputs) {
+  for (const std::string& whole : request.inputs) {
+    // An input longer than the context can hold is refused, or (truncate) cut before it is
+    // tokenized: twice the bytes the context's tokens can stand for, at a character boundary,
+    // keeps every token that the truncation below keeps.
+    std::string_view input = whole;
+    if (!request.truncate) {
+      RESIDENT_RETURN_IF_ERROR(CheckFits(input.size(), "the input"));
+    } else if (input.size() > 2 * MaxFittingBytes()) {
+      input = input.substr(0, CompleteUtf8Prefix(input.substr(0, 2 * MaxFittingBytes())));
+    }
     auto tokens = Tokenize(input, true);
     if (!tokens.ok()) return tokens.status();
     if (tokens->empty()) return Status::InvalidArgument("cannot embed an empty input");

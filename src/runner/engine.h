@@ -77,6 +77,16 @@ class Engine {
 
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) const;
 
+  // The longest text that can be fewer tokens than the context holds: no token of this model
+  // stands for more than max_token_bytes() bytes of text (its longest piece, special tokens
+  // included), so a longer text is more than n_ctx tokens without tokenizing it. Constant after
+  // Load: any thread may read it.
+  uint64_t max_token_bytes() const { return max_token_bytes_; }
+  uint64_t MaxFittingBytes() const { return static_cast<uint64_t>(facts_.n_ctx) * max_token_bytes_; }
+  // Ok when `bytes` of `what` ("the prompt", "the chat messages") may fit the context. Errors:
+  // kInvalidArgument "the prompt is N bytes, more than the context of C tokens can hold (...)".
+  Status CheckFits(uint64_t bytes, std::string_view what) const;
+
   // The chat template to render this model's messages with (the load request's, else the GGUF's,
   // else "chatml") and the token facts rendering needs. Rendering is not the engine's: a request
   // reaches Start with its messages rendered into its prompt (template_sandbox.h).
@@ -104,6 +114,7 @@ class Engine {
   llama_context* ctx_ = nullptr;
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
+  uint64_t max_token_bytes_ = 1;
   int32_t n_batch_ = 512;
   llama_batch batch_{};  // room for n_batch_ tokens, reused by every step
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -103,6 +103,7 @@ class Server {
       Message& m = *msg;
       if (auto* g = std::get_if<GenerateRequest>(&m)) {
         if (g->messages.empty()) Enqueue(std::move(*g));
+        else if (Status st = CheckMessagesFit(*g); !st.ok()) writer_.Send(ErrorEvent{g->id, st.code(), st.message()});
         else EnqueueRender(std::move(*g));
       } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
       else if (auto* t = std::get_if<TokenizeRequest>(&m)) Enqueue(std::move(*t));
@@ -125,6 +126,21 @@ class Server {
         std::fprintf(stderr, "runner: unexpected message type %zu\n", m.index());
       }
     }
+  }
+
+  // Chat messages that cannot fit the context are refused before they are rendered (100,000
+  // messages once held a model for 40 s before the prompt was found too long): a message renders
+  // to one token at least, and a rendering holds each message's content. Reads only what the
+  // engine fixed at load.
+  Status CheckMessagesFit(const GenerateRequest& r) const {
+    const int32_t n_ctx = engine_->facts().n_ctx;
+    if (r.messages.size() >= static_cast<size_t>(n_ctx)) {
+      return Status::InvalidArgument(std::to_string(r.messages.size()) + " chat messages cannot fit in the context of " +
+                                     std::to_string(n_ctx) + " tokens (raise num_ctx or send fewer messages)");
+    }
+    uint64_t bytes = r.prompt.size();
+    for (const ChatMessage& msg : r.messages) bytes += msg.content.size();
+    return engine_->CheckFits(bytes, "the prompt");
   }
 
   void Enqueue(Work w) {
