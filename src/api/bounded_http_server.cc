@@ -1,6 +1,7 @@
 #include "api/bounded_http_server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +26,8 @@
 
 namespace resident::api {
 namespace {
+
+constexpr uint64_t kTrimAfterBodyBytes = 1u << 20;
 
 using Ms = std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
@@ -141,6 +144,7 @@ class ConnectionStream final : public httplib::Stream {
     head_.clear();
     framing_ = RequestFraming{};
     body_left_ = 0;
+    body_bytes_ = 0;
     chunks_.reset();
     head_deadline_ = SteadyClock::now() + limits_.idle_timeout;
   }
@@ -194,6 +198,8 @@ class ConnectionStream final : public httplib::Stream {
   }
   // A refusal was answered here: the connection must close.
   bool refused() const { return refused_; }
+  // Bytes of the current request's body read so far.
+  uint64_t body_bytes() const { return body_bytes_; }
   // Some of a request arrived since BeginRequest (not only the end of the connection).
   bool RequestStarted() const { return head_bytes_ > 0 || phase_ == Phase::kBody; }
 
@@ -240,6 +246,7 @@ class ConnectionStream final : public httplib::Stream {
       std::memcpy(ptr, buf_ + pos_, n);
       pos_ += n;
       body_left_ -= n;
+      body_bytes_ += n;
       return static_cast<ssize_t>(n);
     }
     // Chunked: the checker passes data and framing on, drops trailer fields, refuses the rest.
@@ -263,6 +270,7 @@ class ConnectionStream final : public httplib::Stream {
         ++pos_;
       }
     }
+    body_bytes_ += out;
     return static_cast<ssize_t>(out);
   }
 
@@ -302,6 +310,7 @@ class ConnectionStream final : public httplib::Stream {
   std::string head_;                 // the head so far (at most max_header_bytes)
   RequestFraming framing_;           // from the head, once complete
   uint64_t body_left_ = 0;           // kLength: bytes of body not yet read
+  uint64_t body_bytes_ = 0;          // bytes of body read
   std::optional<ChunkedBodyChecker> chunks_;  // kChunked
   SteadyClock::time_point head_deadline_{};
   bool refused_ = false;
@@ -655,6 +664,10 @@ bool BoundedHttpServer::process_and_close_socket(socket_t sock) {
         ret = process_request(strm, left == 1, connection_closed, nullptr);
         t_request = nullptr;
       }
+      // A large body was parsed into many small allocations, now freed, in this thread's malloc
+      // arena, which keeps them: give the free pages back to the system, so that the server's
+      // memory comes back after such requests (a few milliseconds, for large bodies only).
+      if (strm.body_bytes() >= kTrimAfterBodyBytes) ::malloc_trim(0);
       // A refusal, or a body left unread (its bytes must never be taken for the next request):
       // the connection ends, once the client has read the answer.
       if (strm.refused() || (strm.RequestStarted() && !strm.BodyComplete())) {

@@ -140,10 +140,13 @@ Status DecodeOptionsObject(const json& opts, ModelOptions* o) {
   if (auto s = opts.find("stop"); s != opts.end() && !s->is_null()) {
     o->stop.clear();
     if (s->is_string()) {
+      RESIDENT_RETURN_IF_ERROR(CheckStopString(s->get_ref<const std::string&>()));
       o->stop.push_back(s->get<std::string>());
     } else if (s->is_array()) {
+      RESIDENT_RETURN_IF_ERROR(CheckStopCount(s->size()));
       for (const auto& v : *s) {
         if (!v.is_string()) return WrongType("stop", "strings", v);
+        RESIDENT_RETURN_IF_ERROR(CheckStopString(v.get_ref<const std::string&>()));
         o->stop.push_back(v.get<std::string>());
       }
     } else {
@@ -194,10 +197,26 @@ Status RejectImages(const json& j) {
 
 Status DecodeStream(const json& j, bool* stream) { return GetBool(j, "stream", stream); }
 
+// The enum values and anyOf/oneOf branches anywhere in a schema. Recursion is bounded by the
+// body's depth (kMaxJsonDepth).
+size_t CountAlternatives(const json& schema) {
+  size_t n = 0;
+  if (schema.is_object()) {
+    for (const auto& [key, value] : schema.items()) {
+      if ((key == "enum" || key == "anyOf" || key == "oneOf") && value.is_array()) n += value.size();
+      n += CountAlternatives(value);
+    }
+  } else if (schema.is_array()) {
+    for (const json& v : schema) n += CountAlternatives(v);
+  }
+  return n;
+}
+
 }  // namespace
 
-Status CheckJsonDepth(std::string_view body) {
+Status CheckJsonShape(std::string_view body) {
   int depth = 0;
+  size_t separators = 0;  // commas: one fewer than the elements of each non-empty container
   bool in_string = false;
   for (size_t i = 0; i < body.size(); ++i) {
     const char c = body[i];
@@ -213,13 +232,16 @@ Status CheckJsonDepth(std::string_view body) {
       }
     } else if (c == ']' || c == '}') {
       --depth;
+    } else if (c == ',' && ++separators >= kMaxJsonValues) {
+      return Status::InvalidArgument("request body too complex: more than " + std::to_string(kMaxJsonValues) +
+                                     " JSON values");
     }
   }
   return Status::Ok();
 }
 
 Result<json> ParseObject(std::string_view body) {
-  RESIDENT_RETURN_IF_ERROR(CheckJsonDepth(body));
+  RESIDENT_RETURN_IF_ERROR(CheckJsonShape(body));
   json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     if (body.empty()) return Status::InvalidArgument("missing request body");
@@ -269,7 +291,19 @@ Result<std::string> GrammarForFormat(const json& format) {
     if (f == "json") return runner::JsonObjectGbnf();
     return Status::InvalidArgument("invalid format \"" + f + "\": use \"json\" or a JSON schema object");
   }
-  if (format.is_object()) return runner::JsonSchemaToGbnf(format.dump());
+  if (format.is_object()) {
+    const std::string schema = format.dump();
+    if (schema.size() > kMaxFormatBytes) {
+      return Status::InvalidArgument("the format's JSON schema is " + std::to_string(schema.size()) +
+                                     " bytes (at most " + std::to_string(kMaxFormatBytes) + ")");
+    }
+    if (size_t n = CountAlternatives(format); n > kMaxFormatAlternatives) {
+      return Status::InvalidArgument("the format's JSON schema has " + std::to_string(n) +
+                                     " enum values and anyOf/oneOf branches (at most " +
+                                     std::to_string(kMaxFormatAlternatives) + " in all)");
+    }
+    return runner::JsonSchemaToGbnf(schema);
+  }
   return WrongType("format", "\"json\" or a JSON schema object", format);
 }
 
@@ -424,6 +458,10 @@ Result<store::Modelfile> StructuredModelfile(const json& j) {
   }
   if (auto it = j.find("messages"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return WrongType("messages", "an array", *it);
+    if (it->size() > store::kMaxMessages) {
+      return Status::InvalidArgument("too many messages: " + std::to_string(it->size()) + " (at most " +
+                                     std::to_string(store::kMaxMessages) + ")");
+    }
     for (const json& m : *it) {
       if (!m.is_object()) return WrongType("messages", "objects", m);
       std::string role, content;
@@ -439,6 +477,10 @@ Result<store::Modelfile> StructuredModelfile(const json& j) {
     if (it->is_string()) {
       mf.licenses.push_back(it->get<std::string>());
     } else if (it->is_array()) {
+      if (it->size() > store::kMaxLicenses) {
+        return Status::InvalidArgument("too many licenses: " + std::to_string(it->size()) + " (at most " +
+                                       std::to_string(store::kMaxLicenses) + ")");
+      }
       for (const json& l : *it) {
         if (!l.is_string()) return WrongType("license", "strings", l);
         mf.licenses.push_back(l.get<std::string>());
@@ -447,6 +489,7 @@ Result<store::Modelfile> StructuredModelfile(const json& j) {
       return WrongType("license", "a string or an array of strings", *it);
     }
   }
+  RESIDENT_RETURN_IF_ERROR(store::CheckModelfileLimits(mf));
   return mf;
 }
 

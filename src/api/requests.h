@@ -104,13 +104,20 @@ struct DeleteCall {
 // requests, JSON schemas included, stay far below.
 inline constexpr int kMaxJsonDepth = 256;
 
-// ParseObject checks every body with this before parsing it. Errors: kInvalidArgument when `body`
-// nests arrays and objects deeper than kMaxJsonDepth; Ok otherwise, JSON or not (that is the
-// parser's business).
-Status CheckJsonDepth(std::string_view body);
+// A body holds at most this many JSON values (array elements and object members). A parsed
+// value takes 16 bytes and more, several times what its text takes: 32 MB of "[0,0,0,..." would
+// become half a gigabyte before any field could be checked. The largest real bodies (a context
+// of a million tokens, ten thousand embedding inputs) stay below.
+inline constexpr size_t kMaxJsonValues = 1u << 20;
+
+// ParseObject checks every body with this before parsing it, in one pass over its text.
+// Errors: kInvalidArgument when `body` nests arrays and objects deeper than kMaxJsonDepth or
+// holds more than kMaxJsonValues values; Ok otherwise, JSON or not (that is the parser's
+// business).
+Status CheckJsonShape(std::string_view body);
 
 // A request body as a JSON object, every route's first step. Errors (kInvalidArgument): an
-// empty body, invalid JSON, nesting deeper than kMaxJsonDepth, anything but an object.
+// empty body, invalid JSON, a shape CheckJsonShape refuses, anything but an object.
 Result<nlohmann::json> ParseObject(std::string_view body);
 
 // The options a request runs with: server defaults, then the model's Modelfile parameters
@@ -121,8 +128,17 @@ Result<ModelOptions> ResolveOptions(const ModelOptions& request,
                                     const std::vector<std::pair<std::string, std::string>>& parameters,
                                     const RequestDefaults& defaults);
 
+// A `format` schema's bounds. Its grammar constrains every sampled token: the sampler follows
+// each alternative (an enum value, an anyOf/oneOf branch) at once, so their number scales the
+// time of every token (an enum of 100,000 values once took a minute). The bounds are OpenAI's
+// for structured outputs.
+inline constexpr size_t kMaxFormatBytes = 64u << 10;
+inline constexpr size_t kMaxFormatAlternatives = 1000;
+
 // The GBNF for a `format` value: "json" (any object) or a JSON schema object; "" for null/"".
-// Errors: kInvalidArgument for another string or type, or a schema that cannot be converted.
+// Errors: kInvalidArgument for another string or type, a schema over kMaxFormatBytes or with
+// more than kMaxFormatAlternatives enum values and anyOf/oneOf branches in all, or a schema that
+// cannot be converted.
 Result<std::string> GrammarForFormat(const nlohmann::json& format);
 
 // For routes with other shapes (OpenAI): an Ollama-style options object, validated, and the

@@ -60,4 +60,19 @@ Status CheckOptionNumber(const OptionSpec& spec, double value) {
   return Status::Ok();
 }
 
+Status CheckStopCount(size_t count) {
+  if (count > kMaxStopStrings) {
+    return Status::InvalidArgument(fmt::format("too many stop strings: {} (at most {})", count, kMaxStopStrings));
+  }
+  return Status::Ok();
+}
+
+Status CheckStopString(std::string_view stop) {
+  if (stop.size() > kMaxStopBytes) {
+    return Status::InvalidArgument(
+        fmt::format("a stop string of {} bytes is too long (at most {})", stop.size(), kMaxStopBytes));
+  }
+  return Status::Ok();
+}
+
 }  // namespace resident

@@ -52,6 +52,70 @@ using nlohmann::json;
 
 std::string ErrorOf(const Status& st) { return st.ok() ? "ok" : st.message(); }
 
+// Issue 20, item 4: every input that scales memory or time is bounded before any work.
+TEST(RequestDecoding, ValuesAreCountedBeforeTheBodyIsParsed) {
+  std::string values = "[0";
+  for (size_t i = 1; i < kMaxJsonValues; ++i) values += ",0";
+  EXPECT_TRUE(CheckJsonShape(values + "]").ok());  // kMaxJsonValues values
+  EXPECT_EQ(ErrorOf(CheckJsonShape(values + ",0]")), "request body too complex: more than 1048576 JSON values");
+  EXPECT_TRUE(CheckJsonShape("\"" + std::string(2000000, ',') + "\"").ok());  // commas in a string are text
+}
+
+TEST(RequestDecoding, StopStringsAreBoundedInNumberAndLength) {
+  const RequestDefaults d;
+  auto stops = [](size_t n, size_t len) {
+    json a = json::array();
+    for (size_t i = 0; i < n; ++i) a.push_back(std::string(len, 'x'));
+    return json{{"model", "m"}, {"options", {{"stop", a}}}}.dump();
+  };
+  EXPECT_TRUE(DecodeGenerate(stops(kMaxStopStrings, kMaxStopBytes), d).ok());
+  EXPECT_EQ(ErrorOf(DecodeGenerate(stops(kMaxStopStrings + 1, 1), d).status()), "too many stop strings: 65 (at most 64)");
+  EXPECT_EQ(ErrorOf(DecodeChat(stops(1, kMaxStopBytes + 1), d).status()),
+            "a stop string of 1025 bytes is too long (at most 1024)");
+  EXPECT_FALSE(DecodeGenerate(json{{"model", "m"}, {"options", {{"stop", std::string(5000, 'x')}}}}.dump(), d).ok());
+  // A model's PARAMETER stop lines are held to the same bounds when options are resolved.
+  std::vector<std::pair<std::string, std::string>> params(kMaxStopStrings + 1, {"stop", "s"});
+  EXPECT_EQ(ErrorOf(ResolveOptions(ModelOptions{}, params, d).status()),
+            "the model's Modelfile parameters: too many stop strings: 65 (at most 64)");
+}
+
+TEST(RequestDecoding, AFormatSchemaIsBoundedInSizeAndAlternatives) {
+  json values = json::array();
+  for (int i = 0; i < 1000; ++i) values.push_back(i);
+  EXPECT_TRUE(GrammarForFormat(json{{"enum", values}}).ok());
+  values.push_back(1000);
+  EXPECT_EQ(ErrorOf(GrammarForFormat(json{{"enum", values}}).status()),
+            "the format's JSON schema has 1001 enum values and anyOf/oneOf branches (at most 1000 in all)");
+  // Alternatives anywhere count together.
+  json nested{{"type", "object"},
+              {"properties",
+               {{"a", {{"anyOf", json::array({{{"type", "string"}}, {{"type", "number"}}})}}},
+                {"b", {{"type", "array"}, {"items", {{"enum", json(std::vector<int>(999, 1))}}}}}}}};
+  EXPECT_EQ(ErrorOf(GrammarForFormat(nested).status()),
+            "the format's JSON schema has 1001 enum values and anyOf/oneOf branches (at most 1000 in all)");
+  json big{{"type", "object"}, {"description", std::string(kMaxFormatBytes, 'd')}};
+  EXPECT_NE(ErrorOf(GrammarForFormat(big).status()).find("bytes (at most 65536)"), std::string::npos);
+}
+
+TEST(RequestDecoding, CreateIsBoundedBeforeAnythingIsWritten) {
+  json licenses = json::array();
+  for (size_t i = 0; i <= store::kMaxLicenses; ++i) licenses.push_back("l");
+  EXPECT_EQ(ErrorOf(DecodeCreate(json{{"model", "x"}, {"from", "m"}, {"license", licenses}}.dump()).status()),
+            "too many licenses: 65 (at most 64)");
+  EXPECT_EQ(ErrorOf(DecodeCreate(json{{"model", "x"}, {"from", "m"}, {"system", std::string((16u << 20) + 1, 's')}}.dump())
+                        .status()),
+            "the system message is 16777217 bytes, more than a model may carry (16777216 bytes)");
+  json messages = json::array();
+  for (size_t i = 0; i <= store::kMaxMessages; ++i) messages.push_back({{"role", "user"}, {"content", "c"}});
+  EXPECT_EQ(ErrorOf(DecodeCreate(json{{"model", "x"}, {"from", "m"}, {"messages", messages}}.dump()).status()),
+            "too many messages: 4097 (at most 4096)");
+  json stops = json::array();
+  for (int i = 0; i < 65; ++i) stops.push_back("s" + std::to_string(i));
+  EXPECT_EQ(ErrorOf(DecodeCreate(json{{"model", "x"}, {"from", "m"}, {"parameters", {{"stop", stops}}}}.dump()).status()),
+            "too many stop strings: 65 (at most 64)");
+  EXPECT_TRUE(DecodeCreate(json{{"model", "x"}, {"from", "m"}, {"license", {"MIT"}}, {"system", "s"}}.dump()).ok());
+}
+
 TEST(RequestDecoding, ModelRoutesTakeTheModelOrTheOlderName) {
   EXPECT_EQ(DecodeShow(R"({"model":"llama3.2"})")->model, "llama3.2");
   EXPECT_EQ(DecodeShow(R"({"name":"llama3.2"})")->model, "llama3.2");
