@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -23,8 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr uint64_t kMaxManifestBytes = 1u << 20;
-constexpr uint64_t kMaxTextLayerBytes = 16u << 20;
+constexpr uint64_t kMaxManifestBytes = 1u << 20;  // kMaxTextLayerBytes: modelfile.h
 
 WallTime ToWall(fs::file_time_type t) {
   return std::chrono::time_point_cast<WallTime::duration>(std::chrono::file_clock::to_sys(t));
@@ -294,6 +294,7 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   RESIDENT_RETURN_IF_ERROR(CheckWritable());
   auto name = ParseModelName(raw_name);
   if (!name.ok()) return name.status();
+  RESIDENT_RETURN_IF_ERROR(CheckModelfileLimits(mf));
   auto say = [&](CreateEvent ev) {
     if (progress) progress(ev);
   };
@@ -390,7 +391,15 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
 
   Manifest m;
   m.layers.push_back({std::string(kLayerModel), weights_digest, weights_size});
+  // Every layer is one that LoadEntry reads back: a text too large for it is refused here,
+  // before anything is written, never found after the manifest names it.
   auto add_text = [&](std::string_view media_type, const std::string& bytes) -> Status {
+    if (bytes.size() > kMaxTextLayerBytes) {
+      return Status::InvalidArgument("cannot create \"" + name->Display() + "\": its " + std::string(media_type) +
+                                     " layer would be " + std::to_string(bytes.size()) +
+                                     " bytes, more than a model may carry (" + std::to_string(kMaxTextLayerBytes) +
+                                     " bytes)");
+    }
     auto d = blobs_.Put(bytes);
     if (!d.ok()) return d.status();
     m.layers.push_back({std::string(media_type), *d, bytes.size()});
@@ -414,11 +423,30 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   if (!config_digest.ok()) return config_digest.status();
   m.config = {std::string(kConfigMediaType), *config_digest, config_bytes.size()};
 
+  const std::string manifest = SerializeManifest(m);
+  if (manifest.size() > kMaxManifestBytes) {
+    return Status::InvalidArgument("cannot create \"" + name->Display() + "\": its manifest would be " +
+                                   std::to_string(manifest.size()) + " bytes (at most " +
+                                   std::to_string(kMaxManifestBytes) + ")");
+  }
+  // The model this replaces, if any, so that a manifest that does not read back is undone.
+  std::optional<std::string> previous;
+  if (auto old_path = ManifestPath(*name); old_path.ok()) {
+    if (auto bytes = ReadSmallFile(*old_path, kMaxManifestBytes); bytes.ok()) previous = std::move(*bytes);
+  }
   say({"writing manifest"});
-  RESIDENT_RETURN_IF_ERROR(WriteManifest(*name, SerializeManifest(m)));
+  RESIDENT_RETURN_IF_ERROR(WriteManifest(*name, manifest));
   auto path = ManifestPath(*name);
   if (!path.ok()) return path.status();
-  return LoadEntry(*name, *path);
+  auto entry = LoadEntry(*name, *path);
+  if (!entry.ok()) {
+    // Never "failed" with the model left behind: the store is as it was before.
+    Status undo = previous ? WriteManifest(*name, *previous) : Status::Ok();
+    if (!previous) fs::remove(*path, ec);
+    if (!undo.ok() || ec) spdlog::error("create \"{}\": cannot undo its manifest {}", name->Display(), *path);
+    return Status::Internal("cannot create \"" + name->Display() + "\": " + entry.status().message());
+  }
+  return entry;
 }
 
 Status ModelStore::Copy(std::string_view from, std::string_view to) {

@@ -162,7 +162,40 @@ Result<Modelfile> ParseModelfile(std::string_view text) {
     }
   }
   if (mf.from.empty()) return Status::InvalidArgument("Modelfile has no FROM line");
+  RESIDENT_RETURN_IF_ERROR(CheckModelfileLimits(mf));
   return mf;
+}
+
+Status CheckModelfileLimits(const Modelfile& mf) {
+  auto too_long = [](const char* what, uint64_t bytes) {
+    return Status::InvalidArgument(fmt::format("{} is {} bytes, more than a model may carry ({} bytes)", what, bytes,
+                                               kMaxTextLayerBytes));
+  };
+  if (mf.template_text.size() > kMaxTextLayerBytes) return too_long("the template", mf.template_text.size());
+  if (mf.system.size() > kMaxTextLayerBytes) return too_long("the system message", mf.system.size());
+  if (mf.licenses.size() > kMaxLicenses) {
+    return Status::InvalidArgument(fmt::format("too many licenses: {} (at most {})", mf.licenses.size(), kMaxLicenses));
+  }
+  for (const std::string& l : mf.licenses) {
+    if (l.size() > kMaxTextLayerBytes) return too_long("a license", l.size());
+  }
+  if (mf.messages.size() > kMaxMessages) {
+    return Status::InvalidArgument(fmt::format("too many messages: {} (at most {})", mf.messages.size(), kMaxMessages));
+  }
+  uint64_t message_bytes = 0;
+  for (const auto& [role, content] : mf.messages) message_bytes += role.size() + content.size();
+  if (message_bytes > kMaxTextLayerBytes) return too_long("the messages' text", message_bytes);
+  if (mf.parameters.size() > kMaxParameters) {
+    return Status::InvalidArgument(
+        fmt::format("too many parameters: {} (at most {})", mf.parameters.size(), kMaxParameters));
+  }
+  size_t stops = 0;
+  for (const auto& [name, value] : mf.parameters) {
+    if (Lower(name) != "stop") continue;
+    ++stops;
+    RESIDENT_RETURN_IF_ERROR(CheckStopString(value));
+  }
+  return CheckStopCount(stops);
 }
 
 std::string FormatParameters(const std::vector<std::pair<std::string, std::string>>& parameters) {

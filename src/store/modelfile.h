@@ -35,8 +35,21 @@ struct Modelfile {
 };
 
 // Errors: kInvalidArgument "line N: <problem>" (unknown instruction, unknown parameter, bad
-// value, unterminated string, missing or repeated FROM, ADAPTER not supported...).
+// value, unterminated string, missing or repeated FROM, ADAPTER not supported...), or one of
+// CheckModelfileLimits's.
 Result<Modelfile> ParseModelfile(std::string_view text);
+
+// What a model may carry. Each text becomes a layer of the store that every load and every
+// /api/show reads back whole, and the manifest names each layer.
+inline constexpr uint64_t kMaxTextLayerBytes = 16u << 20;  // a TEMPLATE, SYSTEM, LICENSE, the MESSAGEs
+inline constexpr size_t kMaxLicenses = 64;
+inline constexpr size_t kMaxMessages = 4096;
+inline constexpr size_t kMaxParameters = 256;  // PARAMETER lines, stop strings included (at most 64 of them)
+
+// Errors: kInvalidArgument naming the bound: a TEMPLATE, SYSTEM or LICENSE text or all MESSAGE
+// texts together over kMaxTextLayerBytes, more than kMaxLicenses licenses, kMaxMessages messages,
+// kMaxParameters parameters or kMaxStopStrings stop strings.
+Status CheckModelfileLimits(const Modelfile& modelfile);
 
 // Checks one PARAMETER: a name of core/option_table.h's table and a value of its type and
 // range, the same check a request's `options` get. Names are lowercased. Errors:

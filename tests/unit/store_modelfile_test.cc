@@ -92,6 +92,28 @@ TEST(StoreModelfileTest, ValidatesEveryDocumentedParameter) {
   EXPECT_FALSE(ValidateParameter("temperature", "150").ok());
 }
 
+TEST(StoreModelfileTest, AModelfileIsHeldToWhatAModelMayCarry) {
+  std::string text = "FROM m\n";
+  for (int i = 0; i < 65; ++i) text += "LICENSE l" + std::to_string(i) + "\n";
+  auto licenses = ParseModelfile(text);
+  ASSERT_FALSE(licenses.ok());
+  EXPECT_EQ(licenses.status().message(), "too many licenses: 65 (at most 64)");
+  Modelfile mf;
+  mf.from = "m";
+  mf.template_text = std::string(kMaxTextLayerBytes + 1, 't');
+  EXPECT_NE(CheckModelfileLimits(mf).message().find("the template is 16777217 bytes"), std::string::npos);
+  mf.template_text.clear();
+  for (size_t i = 0; i <= kMaxParameters; ++i) mf.parameters.emplace_back("temperature", "1");
+  EXPECT_EQ(CheckModelfileLimits(mf).message(), "too many parameters: 257 (at most 256)");
+  mf.parameters.assign(2, {"STOP", std::string(2000, 's')});
+  EXPECT_EQ(CheckModelfileLimits(mf).message(), "a stop string of 2000 bytes is too long (at most 1024)");
+  mf.parameters.assign(64, {"stop", "s"});
+  mf.messages.assign(kMaxMessages, {"user", "c"});
+  EXPECT_TRUE(CheckModelfileLimits(mf).ok());
+  mf.messages.emplace_back("user", "c");
+  EXPECT_EQ(CheckModelfileLimits(mf).message(), "too many messages: 4097 (at most 4096)");
+}
+
 TEST(StoreModelfileTest, FormatsParametersAndModelfile) {
   EXPECT_EQ(FormatParameters({{"stop", "</s>"}, {"temperature", "0.7"}}),
             "stop                           \"</s>\"\ntemperature                    0.7");
