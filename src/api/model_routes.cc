@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 
@@ -131,11 +130,13 @@ void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
     return SendError(res, Status::InvalidArgument("FROM " + from + ": a path sent to the server must be absolute"));
   }
   // What FROM names is checked before the stream starts, so that these are a 4xx, not a 200
-  // with an error line: a missing file or model, a file that is not GGUF.
+  // with an error line: a missing file or model, something that is not a file (saying what it
+  // is), a file that is not GGUF.
   if (is_path) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(from, ec)) {
-      return SendError(res, Status::NotFound("FROM " + from + ": no such file on the server"));
+    if (Status st = store::CheckModelFile(from, "FROM " + from); !st.ok()) {
+      return SendError(res, st.code() == StatusCode::kNotFound
+                                ? Status::NotFound("FROM " + from + ": no such file on the server")
+                                : st);
     }
     if (auto info = store::ReadGgufInfo(from); !info.ok()) {
       return SendError(res, Status::InvalidArgument("cannot create \"" + name + "\": " + info.status().message()));

@@ -83,14 +83,16 @@ std::string MetaString(const llama_model* model, const char* key) {
   return n < 0 ? std::string() : std::string(buf);
 }
 
-Status CheckGgufFile(const std::string& path) {
+// `shown`: how messages name the model ("model \"m:latest\""), never by its file's path: a store's
+// blob path (sha256-...) means nothing to users; the server's log says which file it is.
+Status CheckGgufFile(const std::string& path, const std::string& shown) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("model file \"" + path + "\" does not exist");
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("model file \"" + path + "\" is not a regular file");
+  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("the file of " + shown + " does not exist");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("the file of " + shown + " is not a regular file");
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4) || std::string_view(magic, 4) != "GGUF") {
-    return Status::InvalidArgument("\"" + path + "\" is not a GGUF model file");
+    return Status::InvalidArgument("the file of " + shown + " is not a GGUF model file");
   }
   return Status::Ok();
 }
@@ -205,10 +207,14 @@ bool Engine::AbortCheck(void* engine) {
 
 Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                              const std::function<bool(float)>& progress) {
-  RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path));
+  const std::string name =
+      request.model_name.empty() ? std::filesystem::path(request.model_path).filename().string() : request.model_name;
+  const std::string shown = "model \"" + name + "\"";
+  RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path, shown));
   InitBackendsOnce();
   auto start = Clock::now();
   std::unique_ptr<Engine> engine(new Engine());
+  engine->name_ = name;
 
   llama_model_params mparams = llama_model_default_params();
   mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
@@ -223,8 +229,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   }
   engine->model_ = llama_model_load_from_file(request.model_path.c_str(), mparams);
   if (engine->model_ == nullptr) {
-    return Status::InvalidArgument("llama.cpp could not load \"" + request.model_path +
-                                   "\": the file is truncated, corrupt or of an unsupported architecture");
+    return Status::InvalidArgument("llama.cpp could not load " + shown +
+                                   ": its file is truncated, corrupt or of an unsupported architecture");
   }
   engine->vocab_ = llama_model_get_vocab(engine->model_);
 
@@ -247,7 +253,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   engine->ctx_ = llama_init_from_model(engine->model_, cparams);
   if (engine->ctx_ == nullptr) {
     return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
-                                     std::to_string(n_ctx) + " tokens for \"" + request.model_path + "\" (out of memory?)");
+                                     std::to_string(n_ctx) + " tokens for " + shown + " (out of memory?)");
   }
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
   engine->batch_ = llama_batch_init(engine->n_batch_, 0, 1);

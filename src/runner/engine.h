@@ -104,6 +104,7 @@ class Engine {
   llama_context* ctx_ = nullptr;
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
+  std::string name_;  // how messages name the model: the load request's model_name, else the file's name
   int32_t n_batch_ = 512;
   llama_batch batch_{};  // room for n_batch_ tokens, reused by every step
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -2,8 +2,11 @@
 
 #include <gguf.h>
 #include <ggml.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -146,8 +149,10 @@ GgufInfo InfoFromContext(const gguf_context* c) {
 }
 
 Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::NotFound("model file " + path + " does not exist");
+  if (Status st = CheckModelFile(path, path); !st.ok()) {
+    if (st.code() == StatusCode::kNotFound) return Status::NotFound("model file " + path + " does not exist");
+    return st;
+  }
   {
     // Check the magic first: ggml's reader logs noisily on non-GGUF input.
     std::ifstream in(path, std::ios::binary);
@@ -163,6 +168,22 @@ Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
 }
 
 }  // namespace
+
+Status CheckModelFile(const std::string& path, const std::string& shown) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound(shown + ": no such file");
+    return Status::InvalidArgument(shown + " cannot be read: " + std::strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) return Status::Ok();
+  if (S_ISDIR(st.st_mode)) return Status::InvalidArgument(shown + " is a directory, not a model file");
+  const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a file";
+  return Status::InvalidArgument(shown + " is " + kind + ", not a regular file");
+}
 
 Result<GgufInfo> ReadGgufInfoFromBuffer(std::string_view bytes, const std::string& name) {
   if (bytes.size() < 4 || bytes.substr(0, 4) != "GGUF") {

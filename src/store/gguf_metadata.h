@@ -40,9 +40,17 @@ struct GgufInfo {
   std::vector<GgufTensorInfo> tensors;
 };
 
+// Whether `path` (symlinks followed) is a regular file, the only kind a model can be read from:
+// a FIFO would block the reader, a device never ends. `shown` names it in messages. Errors:
+// kNotFound "<shown>: no such file"; kInvalidArgument "<shown> is a directory, not a model file",
+// "<shown> is a FIFO (named pipe), not a regular file" (or a character device, a block device, a
+// socket), "<shown> cannot be read: <reason>".
+Status CheckModelFile(const std::string& path, const std::string& shown);
+
 // The result is cached per path while the file's size and modification time stay the same.
-// Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a readable
-// GGUF file (bad magic, truncated header, absurd counts) — the message names the file.
+// Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a regular file
+// (CheckModelFile) or not a readable GGUF file (bad magic, truncated header, absurd counts) —
+// the message names the file.
 Result<GgufInfo> ReadGgufInfo(const std::string& path);
 
 // The same from a GGUF file's bytes in memory, uncached (tests, the fuzzer). `name` stands for

@@ -316,8 +316,7 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
     is_file = true;
   }
   if (is_file) {
-    if (!fs::exists(from, ec)) return Status::NotFound("FROM " + mf.from + ": no such file");
-    if (!fs::is_regular_file(from, ec)) return Status::InvalidArgument("FROM " + mf.from + " is not a regular file");
+    RESIDENT_RETURN_IF_ERROR(CheckModelFile(from.string(), "FROM " + mf.from));
     weights_path = fs::canonical(from, ec).string();
   } else if (!ParseModelName(mf.from).ok()) {
     return Status::NotFound("FROM " + mf.from + ": no such file" +

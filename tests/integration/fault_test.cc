@@ -110,6 +110,19 @@ TEST_F(FaultTest, AnIdleRunnerThatHangsIsReplacedOnTheNextRequest) {
     if (listed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE(listed);
+  // The log says it was killed, and why (it said the runner "had exited").
+  const std::string killed = "unloaded tiny:latest";
+  ASSERT_TRUE(WaitForLog(server, killed, 1, std::chrono::seconds(30)));
+  std::ifstream log(server.log_path());
+  std::string line, unload_line;
+  while (std::getline(log, line)) {
+    if (line.find(killed) != std::string::npos) unload_line = line;
+  }
+  EXPECT_NE(unload_line.find("the runner for tiny:latest (pid " + std::to_string(kids[0]) +
+                             ") stopped answering (no health answer in 0.5 s) and was killed"),
+            std::string::npos)
+      << unload_line;
+  EXPECT_EQ(CountInLog(server, "had exited"), 0);
   EXPECT_EQ(EvalCount(server.port()), 2);
 }
 

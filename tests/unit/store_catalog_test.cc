@@ -247,6 +247,30 @@ TEST_F(StoreCatalogTest, CreateRejectsBadInputAndWritesNothing) {
   EXPECT_FALSE(fs::exists(dir_ / "evil"));
 }
 
+// Issue 20, item 9: FROM something that is not a regular file says what it is (a directory, a
+// FIFO, a device were all "no such file").
+TEST_F(StoreCatalogTest, CreateSaysWhatAFromThatIsNotAFileIs) {
+  ModelStore store((dir_ / "store").string(), false, "store");
+  fs::create_directories(dir_ / "a-folder");
+  ASSERT_EQ(::mkfifo((dir_ / "a-fifo").c_str(), 0600), 0);
+  const std::vector<std::pair<std::string, std::string>> not_files = {
+      {(dir_ / "a-folder").string(), " is a directory, not a model file"},
+      {(dir_ / "a-fifo").string(), " is a FIFO (named pipe), not a regular file"},
+      {"/dev/zero", " is a character device, not a regular file"},
+  };
+  for (const auto& [from, what] : not_files) {
+    auto bad = store.Create("m", From(from), "", store, nullptr);
+    ASSERT_FALSE(bad.ok()) << from;
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << from;
+    EXPECT_EQ(bad.status().message(), "FROM " + from + what);
+  }
+  auto missing = store.Create("m", From((dir_ / "missing.gguf").string()), "", store, nullptr);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "FROM " + (dir_ / "missing.gguf").string() + ": no such file");
+  EXPECT_TRUE(store.List().empty());
+  EXPECT_FALSE(fs::exists(dir_ / "store/manifests"));
+}
+
 TEST_F(StoreCatalogTest, NamesAndDigestsNeverReachOutsideTheStore) {
   ModelStore store((dir_ / "store").string(), false, "store");
   ASSERT_TRUE(store.Create("good", From(gguf_), "", store, nullptr).ok());
