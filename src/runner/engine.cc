@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 
 #include "core/system_info.h"
@@ -98,6 +99,16 @@ Status CheckGgufFile(const std::string& path, const std::string& shown) {
 }
 
 }  // namespace
+
+bool HasNonFinite(const float* values, size_t n, bool allow_minus_infinity) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const float low = allow_minus_infinity ? -kInf : std::numeric_limits<float>::lowest();
+  bool bad = false;
+  // No early exit: the loop stays branch-free and vectorizes (a vocabulary is 32k-256k logits).
+  // A NaN fails both comparisons.
+  for (size_t i = 0; i < n; ++i) bad |= !(values[i] >= low && values[i] < kInf);
+  return bad;
+}
 
 size_t CompleteUtf8Prefix(std::string_view text) {
   size_t n = text.size();
@@ -625,6 +636,18 @@ void Engine::Step() {
       Finish(*s, Status::Cancelled("request cancelled"));
       continue;
     }
+    // Broken weights give NaN logits, from which every sampler picks the same token forever:
+    // an error, never text. What the batch put in this sequence's memory goes with it.
+    const float* logits = llama_get_logits_ith(ctx_, s->logits_at);
+    const size_t n_logits = static_cast<size_t>(facts_.n_vocab);
+    if (logits == nullptr || HasNonFinite(logits, n_logits, /*allow_minus_infinity=*/true)) {
+      llama_memory_seq_rm(llama_get_memory(ctx_), s->seq, -1, -1);
+      s->cached.clear();
+      s->canonical = 0;
+      Finish(*s, Status::Internal("model \"" + name_ +
+                                  "\" computed NaN or infinite logits: its weights or hyperparameters are broken"));
+      continue;
+    }
     Accept(*s, llama_sampler_sample(s->sampler.get(), ctx_, s->logits_at));
     Beat();
   }
@@ -690,6 +713,12 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
     for (int32_t k = 0; k < n_embd; ++k) {
       out[static_cast<size_t>(k)] = static_cast<float>(sum[static_cast<size_t>(k)] / static_cast<double>(tokens->size()));
       norm += static_cast<double>(out[static_cast<size_t>(k)]) * out[static_cast<size_t>(k)];
+    }
+    // JSON has no NaN: it would reach the client as null, in a 200.
+    if (HasNonFinite(out.data(), out.size())) {
+      return Status::Internal("model \"" + name_ +
+                              "\" computed an embedding with NaN or infinite values: its weights or hyperparameters are "
+                              "broken");
     }
     if (request.normalize && norm > 0) {
       float inv = static_cast<float>(1.0 / std::sqrt(norm));

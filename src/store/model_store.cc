@@ -14,6 +14,7 @@
 
 #include "core/bytes.h"
 #include "core/option_table.h"
+#include "store/gguf_checks.h"
 #include "store/gguf_metadata.h"
 #include "store/store_lock.h"
 
@@ -337,6 +338,12 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   auto info = ReadGgufInfo(weights_path);
   if (!info.ok()) {
     return Status::InvalidArgument("cannot create \"" + name->Display() + "\": " + info.status().message());
+  }
+  // Values llama.cpp would abort on or compute NaN from: refused now rather than at every load.
+  if (Status st = CheckGgufHyperparameters(*info); !st.ok()) {
+    const std::string source = is_file ? mf.from : "model \"" + inherited.name + "\"";
+    return Status::InvalidArgument("cannot create \"" + name->Display() + "\": " + source +
+                                   " cannot be loaded: " + st.message());
   }
 
   // The weights blob: a file already named by its digest (another store's blob) is trusted by
