@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 
@@ -14,6 +13,7 @@
 #include "api/requests.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
+#include "store/gguf_checks.h"
 #include "store/gguf_metadata.h"
 #include "store/model_store.h"
 #include "store/modelfile.h"
@@ -131,17 +131,28 @@ void HandleCreate(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
     return SendError(res, Status::InvalidArgument("FROM " + from + ": a path sent to the server must be absolute"));
   }
   // What FROM names is checked before the stream starts, so that these are a 4xx, not a 200
-  // with an error line: a missing file or model, a file that is not GGUF.
+  // with an error line: a missing file or model, something that is not a file (saying what it
+  // is), a file that is not GGUF or whose hyperparameters llama.cpp would abort on.
+  std::string weights_path = from, source = from;
   if (is_path) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(from, ec)) {
-      return SendError(res, Status::NotFound("FROM " + from + ": no such file on the server"));
+    if (Status st = store::CheckModelFile(from, "FROM " + from); !st.ok()) {
+      return SendError(res, st.code() == StatusCode::kNotFound
+                                ? Status::NotFound("FROM " + from + ": no such file on the server")
+                                : st);
     }
-    if (auto info = store::ReadGgufInfo(from); !info.ok()) {
-      return SendError(res, Status::InvalidArgument("cannot create \"" + name + "\": " + info.status().message()));
-    }
-  } else if (auto base = ctx.catalog.Find(from); !base.ok()) {
-    return SendError(res, base.status());
+  } else {
+    auto base = ctx.catalog.Find(from);
+    if (!base.ok()) return SendError(res, base.status());
+    weights_path = base->path;
+    source = "model \"" + base->name + "\"";
+  }
+  auto info = store::ReadGgufInfo(weights_path);
+  if (!info.ok()) {
+    return SendError(res, Status::InvalidArgument("cannot create \"" + name + "\": " + info.status().message()));
+  }
+  if (Status st = store::CheckGgufHyperparameters(*info); !st.ok()) {
+    return SendError(res, Status::InvalidArgument("cannot create \"" + name + "\": " + source + " cannot be loaded: " +
+                                                  st.message()));
   }
   if (!call->stream) {
     auto created = store->Create(name, call->modelfile, "", ctx.catalog, nullptr);

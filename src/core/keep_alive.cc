@@ -350,6 +350,17 @@ Result<Duration> ParseGoDuration(std::string_view s) {
   return Duration(static_cast<int64_t>(d));
 }
 
+namespace {
+
+// Ollama answers with Go's type names ("Unsupported type: '[]interface {}'"); the same 400, in
+// words a client's author can act on.
+Status UnsupportedKeepAlive(std::string_view got) {
+  return Status::InvalidArgument("invalid keep_alive: expected a duration string or a number of seconds, got " +
+                                 std::string(got));
+}
+
+}  // namespace
+
 Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in) {
   switch (in.kind) {
     case KeepAliveInput::Kind::kNumber: {
@@ -367,12 +378,9 @@ Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in) {
       if (!d.ok()) return d.status();
       return KeepAlive::Of(*d);  // negative → forever
     }
-    case KeepAliveInput::Kind::kBool:
-      return Status::InvalidArgument("Unsupported type: 'bool'");
-    case KeepAliveInput::Kind::kObject:
-      return Status::InvalidArgument("Unsupported type: 'map[string]interface {}'");
-    case KeepAliveInput::Kind::kArray:
-      return Status::InvalidArgument("Unsupported type: '[]interface {}'");
+    case KeepAliveInput::Kind::kBool: return UnsupportedKeepAlive("a boolean");
+    case KeepAliveInput::Kind::kObject: return UnsupportedKeepAlive("an object");
+    case KeepAliveInput::Kind::kArray: return UnsupportedKeepAlive("an array");
   }
   return Status::InvalidArgument("keep_alive: unsupported type");
 }

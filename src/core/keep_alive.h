@@ -62,9 +62,9 @@ struct KeepAliveInput {
 //   0 = zero; too large for int64 nanoseconds = forever. NaN (not JSON) is an error.
 // string: ParseGoDuration; a negative duration = forever; its errors as they are, e.g.
 //   "300" → time: missing unit in duration "300".
-// bool/object/array → Go's reflect.TypeOf text, as Ollama answers:
-//   Unsupported type: 'bool' / Unsupported type: 'map[string]interface {}' /
-//   Unsupported type: '[]interface {}'.
+// bool/object/array → "invalid keep_alive: expected a duration string or a number of seconds,
+//   got a boolean" (an object, an array). Ollama answers the same 400 with Go's type names
+//   ("Unsupported type: '[]interface {}'").
 // All errors are InvalidArgument (HTTP 400).
 Result<KeepAlive> ParseKeepAlive(const KeepAliveInput& in);
 

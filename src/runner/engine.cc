@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 
 #include "core/system_info.h"
@@ -83,19 +84,31 @@ std::string MetaString(const llama_model* model, const char* key) {
   return n < 0 ? std::string() : std::string(buf);
 }
 
-Status CheckGgufFile(const std::string& path) {
+// `shown`: how messages name the model ("model \"m:latest\""), never by its file's path: a store's
+// blob path (sha256-...) means nothing to users; the server's log says which file it is.
+Status CheckGgufFile(const std::string& path, const std::string& shown) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("model file \"" + path + "\" does not exist");
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("model file \"" + path + "\" is not a regular file");
+  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("the file of " + shown + " does not exist");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("the file of " + shown + " is not a regular file");
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4) || std::string_view(magic, 4) != "GGUF") {
-    return Status::InvalidArgument("\"" + path + "\" is not a GGUF model file");
+    return Status::InvalidArgument("the file of " + shown + " is not a GGUF model file");
   }
   return Status::Ok();
 }
 
 }  // namespace
+
+bool HasNonFinite(const float* values, size_t n, bool allow_minus_infinity) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const float low = allow_minus_infinity ? -kInf : std::numeric_limits<float>::lowest();
+  bool bad = false;
+  // No early exit: the loop stays branch-free and vectorizes (a vocabulary is 32k-256k logits).
+  // A NaN fails both comparisons.
+  for (size_t i = 0; i < n; ++i) bad |= !(values[i] >= low && values[i] < kInf);
+  return bad;
+}
 
 size_t CompleteUtf8Prefix(std::string_view text) {
   size_t n = text.size();
@@ -205,10 +218,14 @@ bool Engine::AbortCheck(void* engine) {
 
 Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
                                              const std::function<bool(float)>& progress) {
-  RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path));
+  const std::string name =
+      request.model_name.empty() ? std::filesystem::path(request.model_path).filename().string() : request.model_name;
+  const std::string shown = "model \"" + name + "\"";
+  RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path, shown));
   InitBackendsOnce();
   auto start = Clock::now();
   std::unique_ptr<Engine> engine(new Engine());
+  engine->name_ = name;
 
   llama_model_params mparams = llama_model_default_params();
   mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
@@ -223,8 +240,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   }
   engine->model_ = llama_model_load_from_file(request.model_path.c_str(), mparams);
   if (engine->model_ == nullptr) {
-    return Status::InvalidArgument("llama.cpp could not load \"" + request.model_path +
-                                   "\": the file is truncated, corrupt or of an unsupported architecture");
+    return Status::InvalidArgument("llama.cpp could not load " + shown +
+                                   ": its file is truncated, corrupt or of an unsupported architecture");
   }
   engine->vocab_ = llama_model_get_vocab(engine->model_);
 
@@ -247,7 +264,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   engine->ctx_ = llama_init_from_model(engine->model_, cparams);
   if (engine->ctx_ == nullptr) {
     return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
-                                     std::to_string(n_ctx) + " tokens for \"" + request.model_path + "\" (out of memory?)");
+                                     std::to_string(n_ctx) + " tokens for " + shown + " (out of memory?)");
   }
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
   engine->batch_ = llama_batch_init(engine->n_batch_, 0, 1);
@@ -633,6 +650,18 @@ void Engine::Step() {
       Finish(*s, Status::Cancelled("request cancelled"));
       continue;
     }
+    // Broken weights give NaN logits, from which every sampler picks the same token forever:
+    // an error, never text. What the batch put in this sequence's memory goes with it.
+    const float* logits = llama_get_logits_ith(ctx_, s->logits_at);
+    const size_t n_logits = static_cast<size_t>(facts_.n_vocab);
+    if (logits == nullptr || HasNonFinite(logits, n_logits, /*allow_minus_infinity=*/true)) {
+      llama_memory_seq_rm(llama_get_memory(ctx_), s->seq, -1, -1);
+      s->cached.clear();
+      s->canonical = 0;
+      Finish(*s, Status::Internal("model \"" + name_ +
+                                  "\" computed NaN or infinite logits: its weights or hyperparameters are broken"));
+      continue;
+    }
     Accept(*s, llama_sampler_sample(s->sampler.get(), ctx_, s->logits_at));
     Beat();
   }
@@ -707,6 +736,12 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
     for (int32_t k = 0; k < n_embd; ++k) {
       out[static_cast<size_t>(k)] = static_cast<float>(sum[static_cast<size_t>(k)] / static_cast<double>(tokens->size()));
       norm += static_cast<double>(out[static_cast<size_t>(k)]) * out[static_cast<size_t>(k)];
+    }
+    // JSON has no NaN: it would reach the client as null, in a 200.
+    if (HasNonFinite(out.data(), out.size())) {
+      return Status::Internal("model \"" + name_ +
+                              "\" computed an embedding with NaN or infinite values: its weights or hyperparameters are "
+                              "broken");
     }
     if (request.normalize && norm > 0) {
       float inv = static_cast<float>(1.0 / std::sqrt(norm));

@@ -56,7 +56,8 @@ class Engine {
   // Takes a free slot (the one whose cached tokens share the longest prefix with this prompt).
   // on_text receives whole UTF-8 characters, never text of a stop sequence; on_done is called
   // once, from Step, with the final statistics or kCancelled (once *cancel became true: checked
-  // before every token and inside llama_decode) or a decode error. Errors that the request itself
+  // before every token and inside llama_decode), a decode error, or kInternal naming the model
+  // when the logits to sample from hold NaN or +infinity (broken weights). Errors that the request itself
   // causes (a prompt that does not fit the context, no FIM tokens, a bad grammar) are returned
   // here and on_done is never called. Precondition: FreeSlots() > 0.
   Status Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
@@ -72,7 +73,8 @@ class Engine {
   void ShareCores(CpuShare* share) { share_ = share; }
 
   // One mean-pooled embedding per input (L2-normalized when asked). Only while no slot is busy:
-  // it uses the whole context and drops every slot's cached prefix.
+  // it uses the whole context and drops every slot's cached prefix. kInternal naming the model
+  // when an embedding holds NaN or an infinity (broken weights): never NaN as a result.
   Result<EmbedResult> Embed(const EmbedRequest& request, const std::atomic<bool>& cancel);
 
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) const;
@@ -115,6 +117,7 @@ class Engine {
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
   uint64_t max_token_bytes_ = 1;
+  std::string name_;  // how messages name the model: the load request's model_name, else the file's name
   int32_t n_batch_ = 512;
   llama_batch batch_{};  // room for n_batch_ tokens, reused by every step
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -138,6 +141,11 @@ class Engine {
 // Text helpers with no llama.cpp dependency, exposed for tests.
 // Length of the longest prefix of `text` that does not end inside a UTF-8 character.
 size_t CompleteUtf8Prefix(std::string_view text);
+
+// Whether any of the n values is NaN or +infinity, or -infinity unless `allow_minus_infinity`
+// (a logit of -infinity only rules its token out).
+bool HasNonFinite(const float* values, size_t n, bool allow_minus_infinity = false);
+
 // How many of a slot's cached tokens a new prompt may keep (their KV entries are reused; the rest
 // of the prompt is decoded). `cached` are the slot's tokens, the first `canonical` of which were
 // decoded as a fresh context decodes them: in whole chunks of `n_batch` tokens starting at

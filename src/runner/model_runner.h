@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <stop_token>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -41,6 +42,10 @@ class ModelRunner {
   virtual const ModelFacts& facts() const = 0;
   virtual pid_t pid() const = 0;
   virtual bool alive() const = 0;
+  // Once !alive(): why the runner is gone, as its failed requests say it ("the runner for
+  // m:latest (pid 12) stopped answering (no health answer in 20 s) and was killed"); "" while it
+  // lives or when not known.
+  virtual std::string exit_reason() const { return {}; }
   // Stops the runner and waits until its process is gone (its memory returned). Idempotent.
   virtual void Close() = 0;
 };

@@ -152,9 +152,11 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, spare->fd, request.model_path, request.model_name));
   const MemoryCap load_cap = CapWhileLoading(request.predicted_bytes, options.min_memory_margin);
 
+  // Messages name the model as users do, not by its file (a store's blob path, sha256-...).
+  const std::string shown = "model \"" + proc->name_ + "\"";
   if (Status st = WriteFrame(proc->fd_, request); !st.ok()) {
     proc->Close();
-    return Status::Unavailable("could not start the runner for \"" + request.model_path + "\": " + st.message());
+    return Status::Unavailable("could not start the runner for " + shown + ": " + st.message());
   }
   FrameReader reader(proc->fd_);
   auto stall_deadline = Clock::now() + options.load_timeout;
@@ -162,8 +164,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stall_deadline - Clock::now());
     if (options.load_timeout.count() > 0 && left.count() <= 0) {
       proc->Close();
-      return Status::DeadlineExceeded("loading \"" + request.model_path + "\" made no progress for " +
-                                      std::to_string(options.load_timeout.count() / 1000.0) + " s");
+      return Status::DeadlineExceeded("loading " + shown + " made no progress for " + FormatSeconds(options.load_timeout));
     }
     if (load_cap.enabled()) {
       const uint64_t rss = ProcessRssBytes(pid);
@@ -195,8 +196,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
         proc->reaped_ = true;
       }
       proc->Close();
-      return Status::Unavailable("the runner for \"" + request.model_path + "\" stopped while loading: " +
-                                 DescribeWaitStatus(status));
+      return Status::Unavailable("the runner for " + shown + " stopped while loading: " + DescribeWaitStatus(status));
     }
     if (auto* p = std::get_if<LoadProgressEvent>(&*msg)) {
       stall_deadline = Clock::now() + options.load_timeout;
@@ -349,6 +349,11 @@ std::string RunnerProcess::DeathReason() {
            " (an allocation beyond it failed) and stopped";
   }
   return Who() + " stopped unexpectedly: " + DescribeWaitStatus(status);
+}
+
+std::string RunnerProcess::exit_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dead_ ? death_ : std::string();
 }
 
 void RunnerProcess::MarkDead(const std::string& why) {

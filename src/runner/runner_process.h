@@ -72,6 +72,7 @@ class RunnerProcess final : public ModelRunner {
   const ModelFacts& facts() const override { return facts_; }
   pid_t pid() const override { return pid_; }
   bool alive() const override { return !dead_.load(); }
+  std::string exit_reason() const override;
   void Close() override;
 
  private:
@@ -125,7 +126,7 @@ class RunnerProcess final : public ModelRunner {
   std::atomic<bool> dead_{false};
   std::atomic<bool> closed_{false};
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;  // guarded by mu_
   std::string death_;                                      // guarded by mu_

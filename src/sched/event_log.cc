@@ -63,7 +63,9 @@ std::string Describe(const ResidencyEvent& e) {
     case UnloadReason::kCount: return what + ") to make room for " + e.for_model;
     case UnloadReason::kManual: return what + "): stopped (keep_alive 0)";
     case UnloadReason::kReload: return what + ") to load it again with new load options";
-    case UnloadReason::kExited: return what + "): its runner process had exited";
+    case UnloadReason::kExited:
+      // The runner's own account: killed by its watchdog and why, or how it died.
+      return what + "): " + (e.explanation.empty() ? "its runner process was gone" : e.explanation);
     case UnloadReason::kExpired: break;
   }
   return what + ")";

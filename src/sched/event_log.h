@@ -42,7 +42,8 @@ struct ResidencyEvent {
   std::string for_model;               // evict: the model it made room for
   pid_t pid = 0;                       // load: the runner process
   std::string origin;                  // load: "" (a request), "prewarm" or "preload"
-  std::string explanation;             // why, when "auto" decided (the learner's reason), or a miss's cause
+  std::string explanation;             // why, when "auto" decided (the learner's reason), a miss's cause, or
+                                       // why a runner is gone (kExited: its ModelRunner::exit_reason)
 };
 
 // "load", "load_failed", "unload", "evict", "prewarm_hit", "prewarm_miss".

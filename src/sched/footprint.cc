@@ -1,7 +1,9 @@
 #include "sched/footprint.h"
 
 #include <algorithm>
+#include <string>
 
+#include "store/gguf_checks.h"
 
 namespace resident::sched {
 
@@ -23,8 +25,11 @@ Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadReques
 
 FootprintPredictor MakeGgufPredictor() {
   return [](const ModelSpec& spec) -> Result<uint64_t> {
+    const std::string who = "model \"" + spec.name + "\" cannot be loaded: ";
     auto info = store::ReadGgufInfo(spec.load.model_path);  // cached by path, size and mtime
-    if (!info.ok()) return info.status();
+    if (!info.ok()) return Status(info.status().code(), who + info.status().message());
+    // Before any runner starts: llama.cpp would abort on these values, or compute NaN from them.
+    if (Status st = store::CheckGgufHyperparameters(*info); !st.ok()) return Status(st.code(), who + st.message());
     return PredictFootprint(*info, spec.load).total();
   };
 }

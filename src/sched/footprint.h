@@ -23,8 +23,10 @@ struct Footprint {
 // space. The measured figure replaces it once the model is loaded.
 Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadRequest& load);
 
-// A predictor for the scheduler from each file's metadata (ReadGgufInfo caches it). Errors: the
-// metadata reader's (missing file, not GGUF).
+// A predictor for the scheduler from each file's metadata (ReadGgufInfo caches it), which the
+// scheduler asks before every load. Errors, with messages that start `model "<name>" cannot be
+// loaded: `: the metadata reader's (missing file, not GGUF), and CheckGgufHyperparameters's
+// (kInvalidArgument naming the key: no runner is started for a file llama.cpp would abort on).
 FootprintPredictor MakeGgufPredictor();
 
 }  // namespace resident::sched

@@ -581,6 +581,8 @@ Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reaso
   if (reason == UnloadReason::kExpired) {
     ev.keep_alive = e.keep_alive;
     ev.explanation = explanation.empty() && e.keep_alive.automatic ? e.keep_alive_reason : explanation;
+  } else if (reason == UnloadReason::kExited && e.runner) {
+    ev.explanation = e.runner->exit_reason();  // killed by its watchdog (and why), or crashed
   }
   ev.for_model = for_model;
   Emit(std::move(ev), log_detail);

@@ -2,13 +2,18 @@
 
 #include <gguf.h>
 #include <ggml.h>
+#include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -35,6 +40,39 @@ std::string ScalarText(const gguf_context* ctx, int64_t id, gguf_type type) {
     case GGUF_TYPE_STRING: return gguf_get_val_str(ctx, id);
     default: return "";
   }
+}
+
+// A numeric value (of a scalar key, or element k of an array key's data) as a double; nullopt for
+// strings, booleans and arrays.
+std::optional<double> Number(gguf_type type, const void* data, size_t k) {
+  switch (type) {
+    case GGUF_TYPE_UINT8: return static_cast<const uint8_t*>(data)[k];
+    case GGUF_TYPE_INT8: return static_cast<const int8_t*>(data)[k];
+    case GGUF_TYPE_UINT16: return static_cast<const uint16_t*>(data)[k];
+    case GGUF_TYPE_INT16: return static_cast<const int16_t*>(data)[k];
+    case GGUF_TYPE_UINT32: return static_cast<const uint32_t*>(data)[k];
+    case GGUF_TYPE_INT32: return static_cast<const int32_t*>(data)[k];
+    case GGUF_TYPE_UINT64: return static_cast<double>(static_cast<const uint64_t*>(data)[k]);
+    case GGUF_TYPE_INT64: return static_cast<double>(static_cast<const int64_t*>(data)[k]);
+    case GGUF_TYPE_FLOAT32: return static_cast<const float*>(data)[k];
+    case GGUF_TYPE_FLOAT64: return static_cast<const double*>(data)[k];
+    default: return std::nullopt;
+  }
+}
+
+// N of a tensor named "blk.N.<anything>"; nullopt for any other name.
+std::optional<uint64_t> BlockIndex(std::string_view name) {
+  constexpr std::string_view kPrefix = "blk.";
+  if (!name.starts_with(kPrefix)) return std::nullopt;
+  size_t i = kPrefix.size();
+  uint64_t n = 0;
+  size_t digits = 0;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i, ++digits) {
+    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  if (digits == 0 || i >= name.size() || name[i] != '.') return std::nullopt;
+  return n;
 }
 
 uint32_t U32(const gguf_context* ctx, const std::string& key, uint32_t fallback = 0) {
@@ -104,6 +142,16 @@ GgufInfo InfoFromContext(const gguf_context* c) {
       size_t n = gguf_get_arr_n(c, i);
       gguf_type at = gguf_get_arr_type(c, i);
       if (key == "tokenizer.ggml.tokens") info.n_vocab = static_cast<uint32_t>(n);
+      if (at != GGUF_TYPE_STRING && at != GGUF_TYPE_ARRAY && at != GGUF_TYPE_BOOL) {
+        const void* data = gguf_get_arr_data(c, i);
+        if (key == "tokenizer.ggml.token_type") {
+          for (size_t k = 0; k < n; ++k) info.n_byte_tokens += Number(at, data, k) == 6.0;  // LLAMA_TOKEN_TYPE_BYTE
+        }
+        if (n <= kMaxCheckedArray) {
+          std::vector<double>& values = info.number_arrays[key];
+          for (size_t k = 0; k < n; ++k) values.push_back(Number(at, data, k).value_or(0));
+        }
+      }
       if (n <= 8 && at == GGUF_TYPE_STRING) {
         std::string s = "[";
         for (size_t k = 0; k < n; ++k) s += (k ? ", " : "") + std::string(gguf_get_arr_str(c, i, k));
@@ -114,6 +162,9 @@ GgufInfo InfoFromContext(const gguf_context* c) {
       continue;
     }
     info.kv[key] = ScalarText(c, i, type);
+    if (type != GGUF_TYPE_STRING && type != GGUF_TYPE_BOOL) {
+      if (auto v = Number(type, gguf_get_val_data(c, i), 0)) info.numbers[key] = *v;
+    }
   }
   auto str = [&](const char* key) {
     auto it = info.kv.find(key);
@@ -141,13 +192,18 @@ GgufInfo InfoFromContext(const gguf_context* c) {
     if (type_size > 0) info.n_params += bytes / type_size * static_cast<uint64_t>(ggml_blck_size(t));
     info.tensor_bytes += bytes;
     info.tensors.push_back({gguf_get_tensor_name(c, i), ggml_type_name(t), bytes});
+    if (auto block = BlockIndex(info.tensors.back().name)) {
+      info.n_blocks_present = std::max(info.n_blocks_present, *block == UINT64_MAX ? *block : *block + 1);
+    }
   }
   return info;
 }
 
 Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::NotFound("model file " + path + " does not exist");
+  if (Status st = CheckModelFile(path, path); !st.ok()) {
+    if (st.code() == StatusCode::kNotFound) return Status::NotFound("model file " + path + " does not exist");
+    return st;
+  }
   {
     // Check the magic first: ggml's reader logs noisily on non-GGUF input.
     std::ifstream in(path, std::ios::binary);
@@ -163,6 +219,22 @@ Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
 }
 
 }  // namespace
+
+Status CheckModelFile(const std::string& path, const std::string& shown) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound(shown + ": no such file");
+    return Status::InvalidArgument(shown + " cannot be read: " + std::strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) return Status::Ok();
+  if (S_ISDIR(st.st_mode)) return Status::InvalidArgument(shown + " is a directory, not a model file");
+  const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a file";
+  return Status::InvalidArgument(shown + " is " + kind + ", not a regular file");
+}
 
 Result<GgufInfo> ReadGgufInfoFromBuffer(std::string_view bytes, const std::string& name) {
   if (bytes.size() < 4 || bytes.substr(0, 4) != "GGUF") {

@@ -38,11 +38,29 @@ struct GgufInfo {
   // their length as "[N items]" except for short ones), for model_info.
   std::map<std::string, std::string> kv;
   std::vector<GgufTensorInfo> tensors;
+
+  // For the checks of gguf_checks.h. Every numeric scalar key as a double (NaN and infinities as
+  // they are; integers exact up to 2^53), and the elements of every numeric array key of at most
+  // kMaxCheckedArray elements (per-layer head counts...).
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::vector<double>> number_arrays;
+  uint64_t n_blocks_present = 0;  // 1 + the largest N of the tensors named blk.N.* (0: none)
+  uint64_t n_byte_tokens = 0;     // tokens of type BYTE (6) in tokenizer.ggml.token_type
 };
 
+inline constexpr size_t kMaxCheckedArray = 4096;
+
+// Whether `path` (symlinks followed) is a regular file, the only kind a model can be read from:
+// a FIFO would block the reader, a device never ends. `shown` names it in messages. Errors:
+// kNotFound "<shown>: no such file"; kInvalidArgument "<shown> is a directory, not a model file",
+// "<shown> is a FIFO (named pipe), not a regular file" (or a character device, a block device, a
+// socket), "<shown> cannot be read: <reason>".
+Status CheckModelFile(const std::string& path, const std::string& shown);
+
 // The result is cached per path while the file's size and modification time stay the same.
-// Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a readable
-// GGUF file (bad magic, truncated header, absurd counts) — the message names the file.
+// Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a regular file
+// (CheckModelFile) or not a readable GGUF file (bad magic, truncated header, absurd counts) —
+// the message names the file.
 Result<GgufInfo> ReadGgufInfo(const std::string& path);
 
 // The same from a GGUF file's bytes in memory, uncached (tests, the fuzzer). `name` stands for

@@ -233,7 +233,7 @@ struct TensorPlan {
   std::string name;
   ggml_type type;
   int64_t ne0, ne1;  // ne1 = 1 for vectors
-  bool is_norm;      // all 1.0 (F32)
+  bool is_norm;      // all SynthOptions::norm_weight (F32)
   uint64_t offset;   // from the start of the file
   uint64_t nbytes;
 };
@@ -247,10 +247,10 @@ struct Unit {
   uint64_t pad_after;  // zero bytes after this unit (alignment after a tensor's last chunk)
 };
 
-void FillUnit(const TensorPlan& t, const Unit& u, uint64_t seed, float* scratch, uint8_t* out) {
+void FillUnit(const TensorPlan& t, const Unit& u, uint64_t seed, float norm_weight, float* scratch, uint8_t* out) {
   if (t.is_norm) {
     float* dst = reinterpret_cast<float*>(out);
-    std::fill(dst, dst + u.n_elems, 1.0f);
+    std::fill(dst, dst + u.n_elems, norm_weight);
     return;
   }
   const ValueTables& tables = Tables();
@@ -314,7 +314,7 @@ Status WriteUnits(int fd, const std::string& path, const std::vector<TensorPlan>
       const size_t u = next_unit.fetch_add(1);
       if (u >= units.size()) break;
       const Unit& unit = units[u];
-      FillUnit(tensors[unit.tensor], unit, seed, scratch.data(), buf.data());
+      FillUnit(tensors[unit.tensor], unit, seed, opts.norm_weight, scratch.data(), buf.data());
       Status st;
       {
         std::lock_guard<std::mutex> lock(write_mu);
@@ -512,6 +512,11 @@ Result<SynthShape> WriteSyntheticModel(const SynthOptions& opts) {
   gguf_set_val_u32(out.get(), "general.file_type", q8 ? 7 : 1);
   if (q8) gguf_set_val_u32(out.get(), "general.quantization_version", GGML_QNT_VERSION);
   if (!chat_template.empty()) gguf_set_val_str(out.get(), "tokenizer.chat_template", chat_template.c_str());
+  for (const auto& [key, value] : opts.metadata) {
+    if (const auto* u = std::get_if<uint32_t>(&value)) gguf_set_val_u32(out.get(), key.c_str(), *u);
+    else if (const auto* f = std::get_if<float>(&value)) gguf_set_val_f32(out.get(), key.c_str(), *f);
+    else gguf_set_val_str(out.get(), key.c_str(), std::get<std::string>(value).c_str());
+  }
 
   // Tensors.
   const ggml_type wtype = q8 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;

@@ -37,6 +37,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/status.h"
@@ -61,6 +63,13 @@ struct SynthOptions {
   // anything else = a path to a file whose text is the template.
   std::string chat_template;
   int threads = 0;  // 0 = hardware_concurrency
+  // Metadata set after the keys above, replacing any of the same name: a u32, a f32 or a string
+  // value. For tests that need hostile files (a NaN epsilon, a block_count the tensors do not
+  // match, an unknown tokenizer); the tensors keep the chosen shape.
+  std::vector<std::pair<std::string, std::variant<uint32_t, float, std::string>>> metadata;
+  // The value of every norm weight (1.0). NaN gives a model whose every output is NaN, for the
+  // tests of what the server does with one.
+  float norm_weight = 1.0f;
   // Optional; called on the calling thread after each chunk written, done_bytes ending at
   // total_bytes (the file size).
   std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;

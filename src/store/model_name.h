@@ -31,7 +31,8 @@ struct ModelName {
 };
 
 // Errors: kInvalidArgument ("model is required" for an empty name; otherwise
-// `invalid model name "X"` with the reason).
+// `invalid model name "X": ` and the rule it breaks, e.g. for ".hidden": "the model part must
+// start with a letter, a digit or '_', not '.'").
 // Parts: host [a-z0-9][a-z0-9._-]* with an optional :port; namespace and model
 // [a-z0-9_][a-z0-9._-]* (no ".."); tag [a-z0-9_][a-z0-9._-]*; each at most 80 characters
 // (host 255), the whole name at most 350, as typed and as Display() shows it (with its tag).

@@ -15,6 +15,7 @@
 
 #include "core/bytes.h"
 #include "core/option_table.h"
+#include "store/gguf_checks.h"
 #include "store/gguf_metadata.h"
 #include "store/store_lock.h"
 
@@ -317,8 +318,7 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
     is_file = true;
   }
   if (is_file) {
-    if (!fs::exists(from, ec)) return Status::NotFound("FROM " + mf.from + ": no such file");
-    if (!fs::is_regular_file(from, ec)) return Status::InvalidArgument("FROM " + mf.from + " is not a regular file");
+    RESIDENT_RETURN_IF_ERROR(CheckModelFile(from.string(), "FROM " + mf.from));
     weights_path = fs::canonical(from, ec).string();
   } else if (!ParseModelName(mf.from).ok()) {
     return Status::NotFound("FROM " + mf.from + ": no such file" +
@@ -339,6 +339,12 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   auto info = ReadGgufInfo(weights_path);
   if (!info.ok()) {
     return Status::InvalidArgument("cannot create \"" + name->Display() + "\": " + info.status().message());
+  }
+  // Values llama.cpp would abort on or compute NaN from: refused now rather than at every load.
+  if (Status st = CheckGgufHyperparameters(*info); !st.ok()) {
+    const std::string source = is_file ? mf.from : "model \"" + inherited.name + "\"";
+    return Status::InvalidArgument("cannot create \"" + name->Display() + "\": " + source +
+                                   " cannot be loaded: " + st.message());
   }
 
   // The weights blob: a file already named by its digest (another store's blob) is trusted by

@@ -57,8 +57,10 @@ class ModelStore final : public ModelCatalog {
   // there; anything else is a model name looked up in `models` (any catalog: its weights are
   // linked in, its template/system/parameters/messages/license inherited and then overridden by
   // the Modelfile). A relative FROM is never looked up in the working folder. Errors:
-  // kInvalidArgument (bad name, not a GGUF file, read-only store, a malformed params layer in the
-  // FROM model, naming it), kNotFound (FROM not found), kInternal (I/O).
+  // kInvalidArgument (bad name, FROM not a regular file (CheckModelFile) or not a GGUF file, its
+  // hyperparameters refused by CheckGgufHyperparameters (the message names the key), read-only
+  // store, a malformed params layer in the FROM model, naming it), kNotFound (FROM not found),
+  // kInternal (I/O).
   Result<ModelEntry> Create(std::string_view name, const Modelfile& modelfile, const std::string& base_dir,
                             const ModelCatalog& models, const CreateProgress& progress);
 

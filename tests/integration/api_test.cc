@@ -271,7 +271,12 @@ TEST_F(InProcessApi, BadInputGetsClearFourHundredsAndTheServerLivesOn) {
   EXPECT_EQ(nf.json()["error"], "model \"ghost\" not found, try pulling it first");
   auto ka = PostJson("/api/embed", {{"model", "bare"}, {"input", "x"}, {"keep_alive", true}});
   EXPECT_EQ(ka.status, 400);
-  EXPECT_EQ(ka.json()["error"], "Unsupported type: 'bool'");
+  EXPECT_EQ(ka.json()["error"],
+            "invalid keep_alive: expected a duration string or a number of seconds, got a boolean");
+  auto ka_array = PostJson("/api/embed", {{"model", "bare"}, {"input", "x"}, {"keep_alive", json::array()}});
+  EXPECT_EQ(ka_array.status, 400);
+  EXPECT_EQ(ka_array.json()["error"],
+            "invalid keep_alive: expected a duration string or a number of seconds, got an array");
   // Over the body limit (1 MiB here): 413 with an Ollama-shaped error.
   std::string big = json{{"model", "bare"}, {"prompt", std::string(2 << 20, 'a')}}.dump();
   auto too_big = Post(port, "/api/generate", big);

@@ -14,8 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <thread>
+#include <vector>
 
+#include "store/gguf_synth.h"
 #include "support/test_env.h"
 
 namespace resident::testing {
@@ -110,6 +113,19 @@ TEST_F(FaultTest, AnIdleRunnerThatHangsIsReplacedOnTheNextRequest) {
     if (listed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE(listed);
+  // The log says it was killed, and why (it said the runner "had exited").
+  const std::string killed = "unloaded tiny:latest";
+  ASSERT_TRUE(WaitForLog(server, killed, 1, std::chrono::seconds(30)));
+  std::ifstream log(server.log_path());
+  std::string line, unload_line;
+  while (std::getline(log, line)) {
+    if (line.find(killed) != std::string::npos) unload_line = line;
+  }
+  EXPECT_NE(unload_line.find("the runner for tiny:latest (pid " + std::to_string(kids[0]) +
+                             ") stopped answering (no health answer in 0.5 s) and was killed"),
+            std::string::npos)
+      << unload_line;
+  EXPECT_EQ(CountInLog(server, "had exited"), 0);
   EXPECT_EQ(EvalCount(server.port()), 2);
 }
 
@@ -330,6 +346,100 @@ TEST_F(FaultTest, HostileGgufFilesFailCleanlyAndTheServerLivesOn) {
   EXPECT_TRUE(server.Children().empty());
   EXPECT_EQ(Get(server.port(), "/api/tags").status, 200);
   EXPECT_EQ(EvalCount(server.port()), 2);
+}
+
+// Issue 20, item 8: hyperparameters llama.cpp aborts on or computes NaN from, in files dropped in
+// a models folder (served read-only). Every request for one fails at once with a message naming
+// the model and the key, and no runner starts (one did, and aborted, on every request: a NaN
+// epsilon is a GGML_ASSERT); /api/create refuses the same files with a 400.
+TEST_F(FaultTest, HostileHyperparametersFailTheirRequestsBeforeAnyRunnerStarts) {
+  struct Hostile {
+    std::string name;
+    decltype(SynthOptions::metadata) metadata;
+    std::string says;
+  };
+  const std::vector<Hostile> files = {
+      {"eps-nan", {{"llama.attention.layer_norm_rms_epsilon", std::numeric_limits<float>::quiet_NaN()}},
+       "llama.attention.layer_norm_rms_epsilon is nan: an epsilon must be a finite number above 0"},
+      {"rope-tiny", {{"llama.rope.freq_base", 1e-45f}}, "llama.rope.freq_base is "},
+      {"blocks-huge", {{"llama.block_count", 2147483648u}},
+       "llama.block_count is 2147483648: the file holds tensors for "},
+      {"tokenizer-bert", {{"tokenizer.ggml.model", std::string("bert")}}, "tokenizer.ggml.model is \"bert\""},
+      {"tokenizer-unknown", {{"tokenizer.ggml.model", std::string("gpt3")}},
+       "tokenizer.ggml.model is \"gpt3\": not a tokenizer llama.cpp knows"},
+  };
+  for (const Hostile& f : files) {
+    SynthOptions o;
+    o.out_path = dir_ + "/" + f.name + ".gguf";
+    o.params = 3'000'000;
+    o.vocab_dir = RESIDENT_VOCAB_DIR;
+    o.threads = 2;
+    o.metadata = f.metadata;
+    ASSERT_TRUE(WriteSyntheticModel(o).ok()) << f.name;
+  }
+  ServerProcess server(dir_);
+  const int port = server.port();
+  for (const Hostile& f : files) {
+    const std::string refused = "model \"" + f.name + ":latest\" cannot be loaded: " + f.says;
+    auto g = Post(port, "/api/generate", json{{"model", f.name}, {"prompt", "hi"}, {"stream", false}}.dump());
+    EXPECT_EQ(g.status, 400) << f.name << ": " << g.body;
+    EXPECT_NE(g.json().value("error", "").find(refused), std::string::npos) << g.body;
+    auto e = Post(port, "/api/embed", json{{"model", f.name}, {"input", "hi"}}.dump());
+    EXPECT_EQ(e.status, 400) << f.name << ": " << e.body;
+    EXPECT_NE(e.json().value("error", "").find(refused), std::string::npos) << e.body;
+    auto c = Post(port, "/api/create", json{{"model", "c-" + f.name}, {"from", dir_ + "/" + f.name + ".gguf"}}.dump());
+    EXPECT_EQ(c.status, 400) << f.name << ": " << c.body;
+    EXPECT_NE(c.json().value("error", "").find("cannot create \"c-" + f.name + "\": " + dir_ + "/" + f.name +
+                                               ".gguf cannot be loaded: " + f.says),
+              std::string::npos)
+        << c.body;
+    ASSERT_TRUE(server.alive()) << f.name;
+    EXPECT_TRUE(server.Children().empty()) << f.name << ": a runner was started";
+  }
+  EXPECT_EQ(CountInLog(server, "GGML_ASSERT"), 0);
+  EXPECT_EQ(EvalCount(port), 2);  // the sane model beside them
+}
+
+// Issue 20, item 8: a model whose hyperparameters are sane but whose outputs are NaN (NaN norm
+// weights, as a rope base of 1e-45 made them) is an error naming the model: never a 200 with
+// every embedding null, never one token repeated.
+TEST_F(FaultTest, NaNOutputsAreAnErrorNamingTheModel) {
+  SynthOptions o;
+  o.out_path = dir_ + "/nan.gguf";
+  o.params = 3'000'000;
+  o.vocab_dir = RESIDENT_VOCAB_DIR;
+  o.threads = 2;
+  o.norm_weight = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_TRUE(WriteSyntheticModel(o).ok());
+  ServerProcess server(dir_);
+  const int port = server.port();
+  auto e = Post(port, "/api/embed", json{{"model", "nan"}, {"input", {"hello", "world"}}}.dump());
+  EXPECT_EQ(e.status, 500) << e.body;
+  EXPECT_EQ(e.json().value("error", ""),
+            "model \"nan:latest\" computed an embedding with NaN or infinite values: its weights or hyperparameters "
+            "are broken");
+  const std::string logits = "model \"nan:latest\" computed NaN or infinite logits";
+  auto g = Post(port, "/api/generate",
+                json{{"model", "nan"}, {"prompt", "hi"}, {"stream", false}, {"options", {{"num_predict", 8}}}}.dump());
+  EXPECT_EQ(g.status, 500) << g.body;
+  EXPECT_NE(g.json().value("error", "").find(logits), std::string::npos) << g.body;
+  auto c = Post(port, "/api/chat",
+                json{{"model", "nan"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"stream", false}}.dump());
+  EXPECT_EQ(c.status, 500) << c.body;
+  EXPECT_NE(c.json().value("error", "").find(logits), std::string::npos) << c.body;
+  // Streamed: the error ends the stream (no text came before it).
+  auto s = Post(port, "/api/generate", json{{"model", "nan"}, {"prompt", "hi"}, {"options", {{"num_predict", 8}}}}.dump());
+  if (s.status == 200) {
+    auto lines = s.lines();
+    ASSERT_FALSE(lines.empty()) << s.body;
+    EXPECT_NE(lines.back().value("error", "").find(logits), std::string::npos) << s.body;
+    for (const json& l : lines) EXPECT_EQ(l.value("response", ""), "") << s.body;
+  } else {
+    EXPECT_EQ(s.status, 500) << s.body;
+    EXPECT_NE(s.json().value("error", "").find(logits), std::string::npos) << s.body;
+  }
+  ASSERT_TRUE(server.alive());
+  EXPECT_EQ(EvalCount(port), 2);  // the sane model beside it
 }
 
 }  // namespace

@@ -2,13 +2,17 @@
 // `resident create`), list, show, copy, delete, run; an Ollama store served read-only; bad input.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <utility>
+#include <vector>
 
+#include "store/gguf_synth.h"
 #include "store/sha256.h"
 #include "support/test_env.h"
 
@@ -148,6 +152,24 @@ TEST_F(StoreServerTest, BadRequestsNeverReachOutsideTheStore) {
   EXPECT_EQ(r.status, 400) << r.body;
   r = Post(port, "/api/create", json{{"model", "t"}, {"modelfile", "FROM " + gguf_ + "\nADAPTER x.gguf\n"}}.dump());
   EXPECT_NE(r.body.find("not supported"), std::string::npos) << r.body;
+  // FROM something that is not a file says what it is (all of these said "no such file").
+  ASSERT_EQ(::mkfifo((dir_ + "/fifo").c_str(), 0600), 0);
+  for (const auto& [from, what] : std::vector<std::pair<std::string, std::string>>{
+           {dir_ + "/folder", " is a directory, not a model file"},
+           {dir_ + "/fifo", " is a FIFO (named pipe), not a regular file"},
+           {"/dev/zero", " is a character device, not a regular file"}}) {
+    r = Post(port, "/api/create", json{{"model", "t"}, {"from", from}}.dump());
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.json().value("error", ""), "FROM " + from + what);
+  }
+  r = Post(port, "/api/create", json{{"model", "t"}, {"from", dir_ + "/absent.gguf"}}.dump());
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(r.json().value("error", ""), "FROM " + dir_ + "/absent.gguf: no such file on the server");
+  // A name's refusal says the rule (it listed '.' among the characters allowed).
+  r = Post(port, "/api/create", json{{"model", ".hidden"}, {"from", gguf_}}.dump());
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json().value("error", ""),
+            "invalid model name \".hidden\": the model part must start with a letter, a digit or '_', not '.'");
   EXPECT_EQ(Post(port, "/api/show", "{}").status, 400);
   EXPECT_EQ(Post(port, "/api/show", "{}").json()["error"], "model is required");
   EXPECT_EQ(Post(port, "/api/show", R"({"model":"absent"})").json()["error"], "model 'absent' not found");
@@ -192,6 +214,30 @@ std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> Snapshot(const s
     out[e.path().string()] = {e.is_regular_file() ? e.file_size() : 0, e.last_write_time()};
   }
   return out;
+}
+
+// Issue 20, item 9: a model that llama.cpp cannot load is named in the error as users name it,
+// never by its blob's path (sha256-...). The file: sane hyperparameters by every check resident
+// makes, and a rope dimension count llama.cpp refuses (its own clean error).
+TEST_F(StoreServerTest, ALoadErrorNamesTheModelNotItsBlob) {
+  SynthOptions o;
+  o.out_path = dir_ + "/rot.gguf";
+  o.params = 3'000'000;
+  o.vocab_dir = RESIDENT_VOCAB_DIR;
+  o.threads = 2;
+  o.metadata = {{"llama.rope.dimension_count", 7u}};
+  ASSERT_TRUE(WriteSyntheticModel(o).ok());
+  ServerProcess server(dir_ + "/folder", Env());
+  const int port = server.port();
+  ASSERT_EQ(Post(port, "/api/create", json{{"model", "rot"}, {"from", o.out_path}, {"stream", false}}.dump()).status,
+            200);
+  auto r = Post(port, "/api/generate", json{{"model", "rot"}, {"prompt", "hi"}, {"stream", false}}.dump());
+  EXPECT_GE(r.status, 400) << r.body;
+  const std::string error = r.json().value("error", "");
+  EXPECT_NE(error.find("llama.cpp could not load model \"rot:latest\""), std::string::npos) << error;
+  EXPECT_EQ(error.find("sha256-"), std::string::npos) << error;
+  EXPECT_EQ(error.find(store_), std::string::npos) << error;
+  EXPECT_TRUE(server.alive());
 }
 
 TEST_F(StoreServerTest, ServesAnOllamaStoreReadOnly) {

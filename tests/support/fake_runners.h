@@ -36,14 +36,17 @@ class FakeRunner final : public runner::ModelRunner {
   const runner::ModelFacts& facts() const override { return facts_; }
   pid_t pid() const override { return 1; }
   bool alive() const override { return alive_; }
+  std::string exit_reason() const override { return alive_ ? std::string() : death; }
   void Close() override {
     if (alive_.exchange(false) || !closed_) {
       closed_ = true;
       ++*closes_;
     }
   }
-  // Set false to play a runner that died (a crash, a failed health check).
+  // Set false to play a runner that died (a crash, a failed health check); `death` (set first)
+  // is then its exit_reason.
   std::atomic<bool> alive_{true};
+  std::string death;
   // What its watchdog sampled last (0: nothing), to play a runner that grows.
   std::atomic<uint64_t> sampled_rss_{0};
 

@@ -1,5 +1,9 @@
-// The engine's text and cache helpers that need no model: ReusablePrefix, StopScan, CompleteUtf8Prefix.
+// The engine's text and cache helpers that need no model: ReusablePrefix, StopScan, CompleteUtf8Prefix,
+// HasNonFinite.
 #include <gtest/gtest.h>
+
+#include <limits>
+#include <vector>
 
 #include "runner/engine.h"
 
@@ -58,6 +62,30 @@ TEST(CompleteUtf8PrefixTest, NeverEndsInsideACharacter) {
   EXPECT_EQ(CompleteUtf8Prefix("ab\xC3"), 2u);
   EXPECT_EQ(CompleteUtf8Prefix("ab\xC3\xA9"), 4u);
   EXPECT_EQ(CompleteUtf8Prefix("\xE3\x82"), 0u);
+}
+
+// What decides that a model's outputs are broken (an error, never NaN in a 200): NaN anywhere,
+// +infinity anywhere, -infinity only where it is not allowed (a logit of -inf rules a token out).
+TEST(HasNonFiniteTest, NaNAndInfinitiesAnywhereInTheRow) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> row(1000, 0.5f);
+  row[3] = -7.0f;
+  row[4] = std::numeric_limits<float>::max();
+  row[5] = std::numeric_limits<float>::lowest();
+  EXPECT_FALSE(HasNonFinite(row.data(), row.size()));
+  EXPECT_FALSE(HasNonFinite(row.data(), 0));
+  for (size_t at : {size_t{0}, size_t{517}, size_t{999}}) {
+    for (float bad : {nan, inf}) {
+      std::vector<float> v = row;
+      v[at] = bad;
+      EXPECT_TRUE(HasNonFinite(v.data(), v.size())) << at << " " << bad;
+      EXPECT_TRUE(HasNonFinite(v.data(), v.size(), /*allow_minus_infinity=*/true)) << at << " " << bad;
+    }
+    std::vector<float> v = row;
+    v[at] = -inf;
+    EXPECT_TRUE(HasNonFinite(v.data(), v.size())) << at;
+    EXPECT_FALSE(HasNonFinite(v.data(), v.size(), /*allow_minus_infinity=*/true)) << at;
+  }
 }
 
 }  // namespace

@@ -91,7 +91,12 @@ TEST(EventLogTest, EveryKindOfEventReadsAsOneLogLine) {
   unload.reason = UnloadReason::kReload;
   EXPECT_EQ(Describe(unload), "unloaded a:latest (1.6 GB, idle 3s) to load it again with new load options");
   unload.reason = UnloadReason::kExited;
-  EXPECT_EQ(Describe(unload), "unloaded a:latest (1.6 GB, idle 3s): its runner process had exited");
+  EXPECT_EQ(Describe(unload), "unloaded a:latest (1.6 GB, idle 3s): its runner process was gone");
+  // The runner's own account when it has one: a health-check kill says so, and why.
+  unload.explanation = "the runner for a:latest (pid 12) stopped answering (no health answer in 4 s) and was killed";
+  EXPECT_EQ(Describe(unload),
+            "unloaded a:latest (1.6 GB, idle 3s): the runner for a:latest (pid 12) stopped answering (no health "
+            "answer in 4 s) and was killed");
 
   ResidencyEvent failed = Named("c:latest");
   failed.type = ResidencyEvent::Type::kLoadFailed;

@@ -2,6 +2,13 @@
 #include "sched/footprint.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <limits>
+#include <string>
+
+#include "store/gguf_synth.h"
 
 namespace resident::sched {
 namespace {
@@ -71,6 +78,31 @@ TEST(Footprint, ThePredictorReportsAnUnreadableFile) {
   auto p = MakeGgufPredictor()(spec);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), StatusCode::kNotFound);
+}
+
+// A file llama.cpp would abort on never reaches a runner: the predictor, asked before every load,
+// refuses it naming the model and the key.
+TEST(Footprint, ThePredictorRefusesHyperparametersLlamaCppWouldAbortOn) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("resident-footprint-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  SynthOptions o;
+  o.out_path = (dir / "eps.gguf").string();
+  o.params = 3'000'000;
+  o.vocab_dir = RESIDENT_VOCAB_DIR;
+  o.threads = 2;
+  o.metadata = {{"llama.attention.layer_norm_rms_epsilon", std::numeric_limits<float>::quiet_NaN()}};
+  ASSERT_TRUE(WriteSyntheticModel(o).ok());
+  ModelSpec spec;
+  spec.name = "eps:latest";
+  spec.load.model_path = o.out_path;
+  auto p = MakeGgufPredictor()(spec);
+  std::filesystem::remove_all(dir);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(),
+            "model \"eps:latest\" cannot be loaded: llama.attention.layer_norm_rms_epsilon is nan: an epsilon must "
+            "be a finite number above 0");
 }
 
 }  // namespace

@@ -302,11 +302,14 @@ TEST(KeepAliveRequest, StringErrors) {
 }
 
 TEST(KeepAliveRequest, UnsupportedTypes) {
-  // Ollama: fmt.Errorf("Unsupported type: '%s'", reflect.TypeOf(v)) on the decoded `any`.
-  ExpectKeepAliveError(OfKind(KeepAliveInput::Kind::kBool), "Unsupported type: 'bool'");
+  // Ollama's 400 says fmt.Errorf("Unsupported type: '%s'", reflect.TypeOf(v)), a Go-ism
+  // ('[]interface {}'); resident's says what a keep_alive may be and what it got.
+  ExpectKeepAliveError(OfKind(KeepAliveInput::Kind::kBool),
+                       "invalid keep_alive: expected a duration string or a number of seconds, got a boolean");
   ExpectKeepAliveError(OfKind(KeepAliveInput::Kind::kObject),
-                       "Unsupported type: 'map[string]interface {}'");
-  ExpectKeepAliveError(OfKind(KeepAliveInput::Kind::kArray), "Unsupported type: '[]interface {}'");
+                       "invalid keep_alive: expected a duration string or a number of seconds, got an object");
+  ExpectKeepAliveError(OfKind(KeepAliveInput::Kind::kArray),
+                       "invalid keep_alive: expected a duration string or a number of seconds, got an array");
 }
 
 // ---- ParseKeepAliveEnv -------------------------------------------------------------------

@@ -762,6 +762,8 @@ TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
     ASSERT_TRUE(lease.ok());
   }
   ASSERT_EQ(s.Snapshot().size(), 1u);
+  const std::string why = "the runner for a:latest (pid 1) stopped answering (no health answer in 20 s) and was killed";
+  factory_.last->death = why;
   factory_.last->alive_ = false;  // killed by its health check while idle
   s.Tick();                       // long before its keep_alive ends
   EXPECT_TRUE(s.Snapshot().empty());
@@ -769,6 +771,9 @@ TEST_F(SchedulerTest, AnIdleRunnerThatDiedLeavesAtTheNextTick) {
   auto events = s.events().Since(0);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back().reason, UnloadReason::kExited);
+  // The log line says it was killed and why, not that it "had exited".
+  EXPECT_EQ(events.back().explanation, why);
+  EXPECT_NE(Describe(events.back()).find(why), std::string::npos) << Describe(events.back());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <thread>
@@ -245,6 +246,51 @@ TEST_F(StoreCatalogTest, CreateRejectsBadInputAndWritesNothing) {
   EXPECT_TRUE(store.List().empty());
   EXPECT_FALSE(fs::exists(dir_ / "store/manifests"));
   EXPECT_FALSE(fs::exists(dir_ / "evil"));
+}
+
+// Issue 20, item 8: a file llama.cpp would abort on is refused at create time, naming the key,
+// and nothing is written.
+TEST_F(StoreCatalogTest, CreateRefusesHyperparametersLlamaCppWouldAbortOn) {
+  ModelStore store((dir_ / "store").string(), false, "store");
+  SynthOptions o;
+  o.out_path = (dir_ / "eps.gguf").string();
+  o.params = 3'000'000;
+  o.vocab_dir = RESIDENT_VOCAB_DIR;
+  o.threads = 2;
+  o.metadata = {{"llama.attention.layer_norm_rms_epsilon", std::numeric_limits<float>::quiet_NaN()}};
+  ASSERT_TRUE(WriteSyntheticModel(o).ok());
+  auto r = store.Create("eps", From(o.out_path), "", store, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "cannot create \"eps:latest\": " + o.out_path +
+                                      " cannot be loaded: llama.attention.layer_norm_rms_epsilon is nan: an epsilon "
+                                      "must be a finite number above 0");
+  EXPECT_TRUE(store.List().empty());
+  EXPECT_FALSE(fs::exists(dir_ / "store/manifests"));
+}
+
+// Issue 20, item 9: FROM something that is not a regular file says what it is (a directory, a
+// FIFO, a device were all "no such file").
+TEST_F(StoreCatalogTest, CreateSaysWhatAFromThatIsNotAFileIs) {
+  ModelStore store((dir_ / "store").string(), false, "store");
+  fs::create_directories(dir_ / "a-folder");
+  ASSERT_EQ(::mkfifo((dir_ / "a-fifo").c_str(), 0600), 0);
+  const std::vector<std::pair<std::string, std::string>> not_files = {
+      {(dir_ / "a-folder").string(), " is a directory, not a model file"},
+      {(dir_ / "a-fifo").string(), " is a FIFO (named pipe), not a regular file"},
+      {"/dev/zero", " is a character device, not a regular file"},
+  };
+  for (const auto& [from, what] : not_files) {
+    auto bad = store.Create("m", From(from), "", store, nullptr);
+    ASSERT_FALSE(bad.ok()) << from;
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << from;
+    EXPECT_EQ(bad.status().message(), "FROM " + from + what);
+  }
+  auto missing = store.Create("m", From((dir_ / "missing.gguf").string()), "", store, nullptr);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "FROM " + (dir_ / "missing.gguf").string() + ": no such file");
+  EXPECT_TRUE(store.List().empty());
+  EXPECT_FALSE(fs::exists(dir_ / "store/manifests"));
 }
 
 TEST_F(StoreCatalogTest, NamesAndDigestsNeverReachOutsideTheStore) {

@@ -45,6 +45,31 @@ TEST(StoreNameTest, RejectsNamesThatCouldLeaveTheStore) {
   EXPECT_NE(bad.status().message().find("invalid model name"), std::string::npos);
 }
 
+// Each refusal says the rule that is broken; ".hidden" was refused by a message that listed '.'
+// among the characters allowed.
+TEST(StoreNameTest, ARefusalSaysTheRuleThatIsBroken) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {".hidden", "invalid model name \".hidden\": the model part must start with a letter, a digit or '_', not '.'"},
+      {"-leading", "invalid model name \"-leading\": the model part must start with a letter, a digit or '_', not '-'"},
+      {"sp ace", "invalid model name \"sp ace\": the model part may only use letters, digits, '_', '-' and '.' after "
+                 "its first character, not ' '"},
+      {"m..x", "invalid model name \"m..x\": the model part must not contain \"..\""},
+      {"m:-tag", "invalid model name \"m:-tag\": the tag must start with a letter, a digit or '_', not '-'"},
+      {"m:", "invalid model name \"m:\": the tag is empty"},
+      {"ns/.x/m", "invalid model name \"ns/.x/m\": the namespace must start with a letter, a digit or '_', not '.'"},
+      {"_h/ns/m", "invalid model name \"_h/ns/m\": the host must start with a letter or a digit, not '_'"},
+      {"host:port/ns/m", "invalid model name \"host:port/ns/m\": the host's port must be 1 to 5 digits"},
+      {std::string(81, 'a'), "the model part is longer than 80 characters"},
+      {"caf\xc3\xa9", "the model part may only use letters, digits, '_', '-' and '.' after its first character, "
+                      "not byte 0xc3"},
+  };
+  for (const auto& [name, message] : cases) {
+    auto r = ParseModelName(name);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_NE(r.status().message().find(message), std::string::npos) << r.status().message();
+  }
+}
+
 // Found by fuzzing (fuzz/regressions/model_name/): a 346-character name without a tag parsed, but
 // its display form ("...:latest", 353 characters) did not, so `resident list` could show a name
 // that `resident rm` rejects. The 350-character limit now holds for the display form too.
