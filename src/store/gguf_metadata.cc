@@ -87,6 +87,23 @@ uint32_t U32(const gguf_context* ctx, const std::string& key, uint32_t fallback 
   }
 }
 
+// The tensors' data lies within the file: a file cut short (a download or copy that stopped)
+// has a whole header, so ggml's reader takes it, and only the load would find it out.
+Status CheckTensorData(const gguf_context* c, uint64_t file_size, const std::string& name) {
+  const int64_t n = gguf_get_n_tensors(c);
+  uint64_t end = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    end = std::max<uint64_t>(end, gguf_get_tensor_offset(c, i) + gguf_get_tensor_size(c, i));
+  }
+  if (n == 0) return Status::Ok();
+  end += gguf_get_data_offset(c);
+  if (end > file_size) {
+    return Status::InvalidArgument(name + " is truncated: its tensors end at byte " + std::to_string(end) +
+                                   " but the file has " + std::to_string(file_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string GgufFileTypeName(uint32_t file_type) {
@@ -215,6 +232,10 @@ Result<GgufInfo> ReadGgufInfoUncached(const std::string& path) {
   gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
   std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_file(path.c_str(), params));
   if (!ctx) return Status::InvalidArgument(path + " is not a readable GGUF file (truncated or corrupt header)");
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return Status::InvalidArgument(path + " cannot be read: " + ec.message());
+  RESIDENT_RETURN_IF_ERROR(CheckTensorData(ctx.get(), size, path));
   return InfoFromContext(ctx.get());
 }
 
@@ -243,6 +264,7 @@ Result<GgufInfo> ReadGgufInfoFromBuffer(std::string_view bytes, const std::strin
   gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
   std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_buffer(bytes.data(), bytes.size(), params));
   if (!ctx) return Status::InvalidArgument(name + " is not a readable GGUF file (truncated or corrupt header)");
+  RESIDENT_RETURN_IF_ERROR(CheckTensorData(ctx.get(), bytes.size(), name));
   return InfoFromContext(ctx.get());
 }
 

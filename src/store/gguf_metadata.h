@@ -59,7 +59,8 @@ Status CheckModelFile(const std::string& path, const std::string& shown);
 
 // The result is cached per path while the file's size and modification time stay the same.
 // Errors: kNotFound when the file does not exist, kInvalidArgument when it is not a regular file
-// (CheckModelFile) or not a readable GGUF file (bad magic, truncated header, absurd counts) —
+// (CheckModelFile) or not a readable GGUF file (bad magic, truncated header, absurd counts,
+// tensor data past the end of the file) —
 // the message names the file.
 Result<GgufInfo> ReadGgufInfo(const std::string& path);
 

@@ -235,5 +235,24 @@ TEST_F(InputBoundsTest, ACreateOverTheBoundsIsRefusedAndLeavesNoModel) {
   }
 }
 
+// A GGUF cut short after its header created with "success" and failed only at the first
+// generate. Its tensors are checked against the file's size: create refuses it, and so does a
+// request for it in a models folder, before any runner starts.
+TEST_F(InputBoundsTest, AGgufCutShortIsRefusedByCreateAndBeforeALoad) {
+  const std::string store = dir_ + "/store";
+  WriteTruncatedCopy(SynthModel("20M", 1), dir_ + "/cut.gguf", 20'000'000);
+  ServerProcess server(dir_, {{"RESIDENT_MODELS", store}});
+  HttpReply c = Post(server.port(), "/api/create",
+                     json{{"model", "cut2"}, {"from", dir_ + "/cut.gguf"}, {"stream", false}}.dump());
+  EXPECT_EQ(c.status, 400) << c.body;
+  EXPECT_NE(ErrorOf(c).find("is truncated: its tensors end at byte"), std::string::npos) << ErrorOf(c);
+  EXPECT_NE(ErrorOf(c).find("but the file has 20000000 bytes"), std::string::npos) << ErrorOf(c);
+  EXPECT_FALSE(HasManifest(store, "cut2"));
+  HttpReply g = Post(server.port(), "/api/generate", R"({"model":"cut","prompt":"hi","stream":false})");
+  EXPECT_EQ(g.status, 400) << g.body;
+  EXPECT_NE(ErrorOf(g).find("is truncated"), std::string::npos) << ErrorOf(g);
+  EXPECT_TRUE(server.Children().empty());
+}
+
 }  // namespace
 }  // namespace resident::testing
