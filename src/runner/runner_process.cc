@@ -16,10 +16,58 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
 
 namespace resident::runner {
 namespace {
+
+// Runners are forked by one thread that lives as long as the server. A child's parent-death
+// signal (PR_SET_PDEATHSIG, which kills a runner whose server died) follows the *thread* that
+// forked it, not the process: forked from an HTTP worker, which ends after a minute without
+// work, a loaded runner was killed with SIGKILL a minute after its load, for no reason a log
+// could give.
+class Forker {
+ public:
+  static Forker& Get() {
+    static Forker* forker = new Forker;  // never destroyed: its thread outlives every caller
+    return *forker;
+  }
+  template <typename F>
+  auto Run(F fn) -> decltype(fn()) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.emplace_back([&task] { task(); });
+    }
+    cv_.notify_one();
+    return result.get();
+  }
+
+ private:
+  Forker() { std::thread([this] { Loop(); }).detach(); }
+  [[noreturn]] void Loop() {
+    while (true) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !tasks_.empty(); });
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+};
 
 using Clock = std::chrono::steady_clock;
 
@@ -97,6 +145,10 @@ RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path, std::str
 std::string RunnerProcess::Who() const { return "the runner for " + name_ + " (pid " + std::to_string(pid_) + ")"; }
 
 Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
+  return Forker::Get().Run([&executable] { return SpawnHere(executable); });
+}
+
+Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));

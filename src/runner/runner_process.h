@@ -53,7 +53,9 @@ class RunnerProcess final : public ModelRunner {
   static Result<std::unique_ptr<RunnerProcess>> Start(const Options& options, const LoadRequest& request,
                                                       const std::function<void(float)>& progress,
                                                       std::optional<SpawnedRunner> spare = std::nullopt);
-  // Starts a runner process that waits for a load request. Errors: kInternal when fork fails.
+  // Starts a runner process that waits for a load request, forked by a thread that lives as
+  // long as this process (its parent-death signal follows that thread). Errors: kInternal when
+  // fork fails.
   static Result<SpawnedRunner> Spawn(const std::string& executable);
   // Ends a spawned runner that will not be used.
   static void Discard(SpawnedRunner spawned);
@@ -76,6 +78,8 @@ class RunnerProcess final : public ModelRunner {
   void Close() override;
 
  private:
+  // Spawn's work, on the calling thread.
+  static Result<SpawnedRunner> SpawnHere(const std::string& executable);
   struct Pending {
     std::deque<Message> events;  // guarded by RunnerProcess::mu_
     bool finished = false;       // guarded by mu_: a terminal event arrived

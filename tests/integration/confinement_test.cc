@@ -244,6 +244,24 @@ runner::GenerateRequest HugeGrammar(size_t n) {
   return g;
 }
 
+// A runner started from a thread that then ends (as an HTTP worker ends after a minute without
+// work) lives on: it was killed with SIGKILL when that thread ended, through its parent-death
+// signal, which follows the thread that forked it.
+TEST_F(ConfinementTest, ARunnerOutlivesTheThreadThatStartedIt) {
+  Result<std::unique_ptr<runner::RunnerProcess>> r = Status::Internal("not started");
+  std::thread starter([&] { r = runner::RunnerProcess::Start(Options(std::chrono::seconds(0), 0), TinyLoad(dir_, 0), nullptr); });
+  starter.join();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto& proc = **r;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a signal sent at the thread's end has arrived
+  runner::GenerateRequest g;
+  g.prompt = "hi";
+  g.num_predict = 2;
+  auto done = proc.Generate(g, [](std::string_view) { return true; }, {});
+  EXPECT_TRUE(done.ok()) << done.status().message();
+  EXPECT_TRUE(proc.alive());
+}
+
 TEST_F(ConfinementTest, ARunnerThatUsesMoreThanItsCapWhileLoadingIsKilled) {
   // Predicted 1 MB with a margin of 8 MB: the 20M model's 70 MB cannot fit.
   auto r = runner::RunnerProcess::Start(Options(std::chrono::seconds(20), 8 << 20), TinyLoad(dir_, 1 << 20), nullptr);
@@ -253,13 +271,15 @@ TEST_F(ConfinementTest, ARunnerThatUsesMoreThanItsCapWhileLoadingIsKilled) {
   EXPECT_NE(r.status().message().find("tiny:latest"), std::string::npos) << r.status().message();
 }
 
-// A runner that outgrows its cap mid-request (here a request of 30 million context tokens, which
-// the runner's decoder turns into half a gigabyte) is killed with a message naming what it used
+// A runner that outgrows its cap mid-request (here a request of 12 million context tokens, which
+// the runner's decoder turns into 200 MB) is killed with a message naming what it used
 // against which cap; without a GPU backend it has limited its own address space too.
 TEST_F(ConfinementTest, ARunnerThatOutgrowsItsCapIsKilledWithAMessageNamingTheCap) {
-  // Predicted 80 MB, margin 60 MB (an instrumented runner loads in 110 MB): a cap of about 270 MB
-  // once loaded (with a batch's outputs).
-  auto r = runner::RunnerProcess::Start(Options(std::chrono::seconds(0), 60'000'000), TinyLoad(dir_, 80'000'000), nullptr);
+  // Predicted 80 MB, margin 60 MB (an instrumented runner loads in 110 MB), batches of 8 tokens
+  // (their outputs 2 MB): a cap of about 142 MB once loaded.
+  runner::LoadRequest load = TinyLoad(dir_, 80'000'000);
+  load.n_batch = 8;
+  auto r = runner::RunnerProcess::Start(Options(std::chrono::seconds(0), 60'000'000), load, nullptr);
   ASSERT_TRUE(r.ok()) << r.status().message();
   auto& proc = **r;
   const uint64_t cap = proc.memory_cap().bytes();
@@ -270,7 +290,7 @@ TEST_F(ConfinementTest, ARunnerThatOutgrowsItsCapIsKilledWithAMessageNamingTheCa
   if (runner::kAddressSpaceLimits && text.str().find("Max address space         unlimited") != std::string::npos) {
     ADD_FAILURE() << "the runner did not limit its address space:\n" << text.str();
   }
-  auto g = proc.Generate(HugeContext(30'000'000), [](std::string_view) { return true; }, {});
+  auto g = proc.Generate(HugeContext(12'000'000), [](std::string_view) { return true; }, {});
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), StatusCode::kUnavailable) << g.status().message();
   // Killed by the watchdog ("used ... more than its cap of") or stopped by a failed allocation
