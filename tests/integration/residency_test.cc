@@ -52,8 +52,8 @@ class ResidencyTest : public ::testing::Test {
 
 TEST_F(ResidencyTest, AModelUnloadsWhenItsKeepAliveExpires) {
   ServerProcess server(dir_);
-  Load(server.port(), "m1", R"("1s")");
-  auto loaded_at = Clock::now();
+  auto loaded_at = Clock::now();  // before the request: its keep_alive starts when it ends
+  Load(server.port(), "m1", R"("3s")");  // 3 s: still loaded when asked below, on a busy machine too
   ASSERT_EQ(Loaded(server.port()), (std::set<std::string>{"m1:latest"}));
   // Poll until it is gone (the runner exit is checked below).
   while (!Loaded(server.port()).empty() && Clock::now() - loaded_at < std::chrono::seconds(60)) {
@@ -61,7 +61,7 @@ TEST_F(ResidencyTest, AModelUnloadsWhenItsKeepAliveExpires) {
   }
   auto gone_after = Clock::now() - loaded_at;
   EXPECT_TRUE(Loaded(server.port()).empty());
-  EXPECT_GE(gone_after, std::chrono::milliseconds(950)) << "unloaded before its keep_alive expired";
+  EXPECT_GE(gone_after, std::chrono::seconds(3)) << "unloaded before its keep_alive expired";
   // That it goes at the expiry itself, not later (about 5 ms late measured here), is checked
   // exactly, with a fake clock, by the unit test TheTimerThreadUnloadsAtTheExpiryNotLater: a
   // wall-clock bound here would fail on a busy machine.
