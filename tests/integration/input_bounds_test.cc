@@ -52,7 +52,7 @@ class InputBoundsTest : public ::testing::Test {
 
 // 10^6 stop strings in a 4 MB body took the server from 27 MB to 218 MB, and to 2.93 GB after 17
 // such requests, never returned. Now each is a 400 naming the bound, and the server's resident
-// memory after 17 of them is within a few dozen MB of where it started.
+// memory after 9 of them is within a few dozen MB of where it was after the first.
 TEST_F(InputBoundsTest, AMillionStopStringsAreA400AndTheServersMemoryComesBack) {
   ServerProcess server(dir_);
   const std::string body = R"({"model":"tiny","prompt":"hi","stream":false,"options":{"stop":)" + ManyStrings(1000000) + "}}";
@@ -61,7 +61,7 @@ TEST_F(InputBoundsTest, AMillionStopStringsAreA400AndTheServersMemoryComesBack) 
   EXPECT_EQ(first.status, 400);
   EXPECT_NE(ErrorOf(first).find("too many stop strings: 1000000 (at most 64)"), std::string::npos) << ErrorOf(first);
   const uint64_t before = StatusBytes(server.pid(), "VmRSS");
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < 8; ++i) {
     HttpReply r = Post(server.port(), i % 2 ? "/api/generate" : "/v1/completions",
                        i % 2 ? body : R"({"model":"tiny","prompt":"hi","stop":)" + ManyStrings(1000000) + "}");
     ASSERT_EQ(r.status, 400) << r.body.substr(0, 300);
