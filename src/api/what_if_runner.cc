@@ -129,9 +129,12 @@ Result<nlohmann::json> WhatIfRunner::Get(const std::vector<std::string>& extra_a
   const TimePoint now = clock_.Now();
   const std::string fingerprint = Fingerprint();
   if (!cached_.is_null()) {
+    // Run again only when the log changed, and not more often than min_age (min_refresh when asked
+    // to, or when the last answer had no requests yet).
     const auto age = now - cached_at_;
-    const bool fresh_enough = refresh ? age < options_.min_refresh
-                                      : fingerprint == cached_fingerprint_ || age < options_.min_age;
+    const bool had_none = cached_.value("requests", 0) == 0;
+    const bool fresh_enough = fingerprint == cached_fingerprint_ ||
+                              age < (refresh || had_none ? options_.min_refresh : options_.min_age);
     if (fresh_enough) {
       nlohmann::json j = cached_;
       j["cached"] = true;

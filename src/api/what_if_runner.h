@@ -4,8 +4,8 @@
 // it runs at a lower CPU priority (nice 10) than requests, it is killed past its deadline, and it
 // reads the server's settings the way `serve` does (it inherits the environment; the policy file
 // is passed). One runs at a time; the answer is kept until the request log changes, and at least
-// `min_age` (a busy server's log changes every second), unless a refresh is asked for (then at
-// least `min_refresh` apart).
+// `min_age` (a busy server's log changes every second); `min_refresh` when a refresh is asked for
+// or the answer had no requests yet.
 #pragma once
 
 #include <chrono>

@@ -125,19 +125,16 @@ void Advise(WhatIf& w, const std::string& cold_start_cost) {
   const std::string priced = fmt::format("(a cold start counted as cold_start_cost {} of the model's idle time)",
                                          cold_start_cost);
   if (w.best < 0) {
-    // The nearest alternative, to say what moving would trade.
+    // The cheapest setting that behaves differently, to say what moving would trade.
     int next = -1;
     for (size_t i = 0; i < w.rows.size(); ++i) {
-      if (next < 0 || w.rows[i].cost_gbs < w.rows[static_cast<size_t>(next)].cost_gbs) next = static_cast<int>(i);
+      const WhatIfRow& r = w.rows[i];
+      if (r.result.cold == w.current.result.cold && r.result.idle_gbs == w.current.result.idle_gbs) continue;
+      if (next < 0 || r.cost_gbs < w.rows[static_cast<size_t>(next)].cost_gbs) next = static_cast<int>(i);
     }
     w.advice = fmt::format("Your setting, {}, would have cost least on these {} requests {}: nothing to change.",
                            w.current.setting.empty() ? w.current.label : "keep_alive " + w.current.setting, n, priced);
-    if (next >= 0) {
-      const WhatIfRow& alt = w.rows[static_cast<size_t>(next)];
-      if (alt.result.idle_gbs != w.current.result.idle_gbs || alt.result.cold != w.current.result.cold) {
-        w.advice += " The nearest, " + CompareToCurrent(alt, w.current) + ".";
-      }
-    }
+    if (next >= 0) w.advice += " The nearest, " + CompareToCurrent(w.rows[static_cast<size_t>(next)], w.current) + ".";
     return;
   }
   const WhatIfRow& best = w.rows[static_cast<size_t>(w.best)];

@@ -84,7 +84,6 @@ TEST(WhatIfTest, RunsEveryStandardSettingAndTheCurrentOneOnATrace) {
   Advise(*w, "15m0s");
   // 10 minutes idle (600 GB·s) costs less than a cold start (900 GB·s): keep it longer.
   ASSERT_GE(w->best, 0);
-  EXPECT_TRUE(w->rows[static_cast<size_t>(w->best)].fixed);
   EXPECT_EQ(w->advice.find("Set RESIDENT_KEEP_ALIVE=1m"), std::string::npos) << w->advice;
 }
 

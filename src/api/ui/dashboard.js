@@ -5,7 +5,6 @@
 'use strict';
 
 const POLL_MS = 2000;
-const WHAT_IF_MS = 60000;
 const HOUR_S = 3600;
 const KEY_STORAGE = 'resident.api_key';
 const PALETTE = ['#4263eb', '#f08c00', '#2f9e44', '#d6336c', '#1098ad', '#7048e8', '#e8590c', '#5c940d',
@@ -172,7 +171,13 @@ async function poll() {
     state.lastOk = Date.now();
     render();
     setStatus('live · updated ' + fmtClock(serverNowS()), true);
-    if (!state.whatIf || Date.now() - state.whatIfAt > WHAT_IF_MS) loadWhatIf(false);
+    // The what-if runs a simulation: once when the page opens, then when asked ("simulate again"),
+    // or, while it had no requests to simulate, once some have been served (every 5 s at most).
+    const served = Object.values(stats.models || {}).some((m) => m.requests > 0);
+    if ((!state.whatIf && !state.whatIfAt) ||
+        (state.whatIf && state.whatIf.available !== false && !state.whatIf.requests && served && Date.now() - state.whatIfAt > 5000)) {
+      loadWhatIf(false);
+    }
   } catch (e) {
     if (e instanceof NeedKey) {
       showKeyPanel(Boolean(state.key));
@@ -217,12 +222,23 @@ async function loadWhatIf(refresh) {
 
 // --- rendering -------------------------------------------------------------------------------
 
+// Parts whose data did not change since the last poll are left alone (the charts follow the
+// clock, so they are drawn every time).
+const drawn = {};
+function changed(part, data) {
+  const text = JSON.stringify(data);
+  if (drawn[part] === text) return false;
+  drawn[part] = text;
+  return true;
+}
+
 function render() {
-  renderSummary();
-  renderLoaded();
+  const s = state.stats;
+  if (changed('summary', [s.memory_in_use, s.memory_budget, s.loaded_models, s.queued_requests])) renderSummary();
+  if (changed('loaded', [state.ps, Object.entries(s.models || {}).map(([n, m]) => [n, m.queued_requests])])) renderLoaded();
   renderMemory();
   renderTimeline();
-  renderModels();
+  if (changed('models', s.models)) renderModels();
 }
 
 function renderSummary() {
@@ -567,6 +583,11 @@ document.getElementById('key-form').addEventListener('submit', (ev) => {
   poll();
 });
 document.getElementById('whatif-refresh').addEventListener('click', () => loadWhatIf(true));
-window.addEventListener('resize', () => { if (state.stats) { render(); renderWhatIf(); } });
+window.addEventListener('resize', () => {
+  if (!state.stats) return;
+  for (const k of Object.keys(drawn)) delete drawn[k];
+  render();
+  renderWhatIf();
+});
 setInterval(() => { if (!state.needKey) tickCountdowns(); }, 1000);
 poll();
