@@ -22,6 +22,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config curl ca-certificates
   nodejs npm
+  # the dashboard's browser test (tests/clients/dashboard.test.mjs): headless Chromium
+  chromium
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libssl-dev
   # make fuzz, make check-sanitize: clang with libFuzzer and the sanitizer runtimes
@@ -67,7 +69,8 @@ if [[ ! -f $LLAMA_DIR/.complete ]]; then
 fi
 log "llama.cpp ready in $LLAMA_DIR"
 
-# --- real-client tests: ollama-js and openai-node, pinned in tests/clients/package-lock.json ----
+# --- real-client tests: ollama-js, openai-node and puppeteer-core (which downloads no browser: the
+# dashboard test drives Debian's chromium), pinned in tests/clients/package-lock.json ----------
 clients="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/clients"
 lock_sum=$(sha256sum "$clients/package-lock.json" | cut -d' ' -f1)
 if [[ $(cat "$clients/node_modules/.resident-lock-sha256" 2>/dev/null) != "$lock_sum" ]]; then

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include "api/request_log.h"
+
 namespace resident::api {
 
 using nlohmann::json;
@@ -91,7 +93,9 @@ sched::ModelSpec SpecFor(const store::ModelEntry& entry, const ModelOptions& opt
 
 Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entry, const ModelOptions& options,
                                   const std::optional<KeepAlive>& keep_alive, std::stop_token gone) {
-  return ctx.scheduler.Acquire(SpecFor(entry, options), keep_alive, std::move(gone));
+  auto lease = ctx.scheduler.Acquire(SpecFor(entry, options), keep_alive, std::move(gone));
+  if (lease.ok()) NoteRequestModel(entry.name);  // the request log's line (api/request_log.h)
+  return lease;
 }
 
 Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request,
@@ -118,6 +122,7 @@ Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::Generat
     return done.status();
   }
   whole.done = std::move(done).value();
+  NoteRequestTokens(whole.done.prompt_eval_count, whole.done.eval_count);
   return whole;
 }
 
@@ -129,6 +134,7 @@ Result<runner::EmbedResult> EmbedWhole(sched::Lease& lease, const runner::EmbedR
     return Status::Cancelled("the client went away; embedding of " + std::to_string(request.inputs.size()) +
                              " inputs cancelled");
   }
+  if (result.ok()) NoteRequestTokens(result->prompt_eval_count, 0);
   return result;
 }
 

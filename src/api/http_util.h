@@ -22,12 +22,15 @@ struct Response;
 
 namespace resident::api {
 
+class RequestLog;
+
 // What every route needs. Owned by ApiServer; route files get a reference.
 struct ApiContext {
   sched::Scheduler& scheduler;
   const store::ModelCatalog& catalog;
   const Clock& clock;
   RequestDefaults defaults;
+  RequestLog* request_log = nullptr;  // api/request_log.h; null: requests are not recorded
 };
 
 // HTTP status for a Status code (400, 404, 499, 503, 500).

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "api/prometheus_text.h"
+#include "api/request_log.h"
 #include "core/clock.h"
 #include "core/keep_alive.h"
 #include "core/time_format.h"
@@ -254,6 +255,7 @@ void RegisterMetricsRoutes(httplib::Server& http, ApiContext& ctx) {
   });
   http.Get("/api/events", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleEvents(ctx, req, res); });
   http.set_logger([&ctx, http_metrics](const httplib::Request& req, const httplib::Response& res) {
+    EndRequestRecord(ctx.request_log);  // the answer is written: the request log's line (api/request_log.h)
     if (!t_request_start.set) return;  // not seen before routing (e.g. a request too large to read)
     t_request_start.set = false;
     std::vector<std::pair<size_t, size_t>> captures;

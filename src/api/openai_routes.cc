@@ -11,6 +11,7 @@
 #include "api/bounded_http_server.h"
 #include "api/generation_stream.h"
 #include "api/openai_requests.h"
+#include "api/request_log.h"
 
 namespace resident::api {
 namespace {
@@ -121,6 +122,7 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
       first = false;
     }
     const auto& done = text->result();
+    if (done.ok()) NoteRequestTokens(done->prompt_eval_count, done->eval_count);  // the request log
     // Gone: a write failed, or the client watcher cancelled the generation first.
     if (gone || (!done.ok() && done.status().code() == StatusCode::kCancelled)) {
       // Normal: logged once here (the runner keeps llama.cpp's abort errors quiet).

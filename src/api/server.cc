@@ -11,6 +11,8 @@
 #include "api/metrics_routes.h"
 #include "api/model_routes.h"
 #include "api/openai_routes.h"
+#include "api/request_log.h"
+#include "api/ui_routes.h"
 #include "core/bytes.h"
 #include "core/time_format.h"
 #include "store/model_name.h"
@@ -94,7 +96,7 @@ ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) 
 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
-    : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults},
+    : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults, options_.request_log},
       origins_(options_.origins), hosts_(options_.origins, options_.host),
       http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -134,6 +136,7 @@ void ApiServer::Routes() {
   http_->Get("/", running);
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     NoteRequestStart(ctx_);  // request latency for /metrics
+    BeginRequestRecord(ctx_.clock.WallNow());  // its line in the request log, if it gets a model
     if (req.path.size() > kMaxRoutedPath) {  // no route is that long (see kMaxRoutedPath)
       res.status = 404;
       return httplib::Server::HandlerResponse::Handled;
@@ -154,6 +157,7 @@ void ApiServer::Routes() {
   RegisterOpenAiRoutes(*http_, ctx_);
   RegisterModelRoutes(*http_, ctx_, options_.store);
   RegisterMetricsRoutes(*http_, ctx_);
+  RegisterUiRoutes(*http_, ctx_, options_.dashboard);
   // Answers httplib made itself (no route, a body over the limit, a bad request line) get a
   // message; on /v1 routes every error has OpenAI's shape.
   http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -225,6 +229,8 @@ bool ApiServer::Admit(const httplib::Request& req, httplib::Response& res) {
   }
   if (options_.api_key.empty()) return true;
   if (req.path == "/" && (req.method == "GET" || req.method == "HEAD")) return true;  // "resident is running"
+  // The dashboard's page itself (no data: every call it makes needs the key, which it asks for).
+  if (IsUiAssetPath(req.path) && (req.method == "GET" || req.method == "HEAD")) return true;
   KeyCheck check = CheckBearer(req.get_header_value("Authorization"), options_.api_key);
   if (check == KeyCheck::kAccepted) return true;
   res.status = 401;
@@ -316,6 +322,7 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
       }
     }
     const auto& done = text->result();
+    if (done.ok()) NoteRequestTokens(done->prompt_eval_count, done->eval_count);  // the request log
     // Gone: a write failed, or the client watcher cancelled the generation first.
     if (gone || (!done.ok() && done.status().code() == StatusCode::kCancelled)) {
       // Normal: logged once here (the runner keeps llama.cpp's abort errors quiet).

@@ -12,7 +12,9 @@
 #include "api/cors.h"
 #include "api/host_check.h"
 #include "api/http_util.h"
+#include "api/request_log.h"
 #include "api/requests.h"
+#include "api/ui_routes.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "sched/scheduler.h"
@@ -35,11 +37,14 @@ class ApiServer {
     RequestDefaults defaults;
     size_t max_body_bytes = 32u << 20;  // larger bodies: 413
     ConnectionLimits limits;            // connections at once, idle timeout, header size
-    // When set, every request but `GET /` and CORS preflights needs `Authorization: Bearer <key>`.
+    // When set, every request but `GET /`, the dashboard's page (`GET /ui`, its script and style)
+    // and CORS preflights needs `Authorization: Bearer <key>`.
     std::string api_key;
     // Origins allowed besides the local ones (RESIDENT_ORIGINS / OLLAMA_ORIGINS); see api/cors.h.
     std::vector<std::string> origins;
     store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
+    RequestLog* request_log = nullptr;   // one line per model request (not owned); null: none
+    DashboardOptions dashboard;          // GET /ui and the data it shows (api/ui_routes.h)
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

@@ -13,10 +13,12 @@
 #include "cli/config.h"
 #include "cli/http_settings.h"
 #include "cli/residency_settings.h"
+#include "cli/state_paths.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
 #include "runner/runner_process.h"
 #include "sched/learner_state.h"
+#include "sched/residency_history.h"
 #include "sched/scheduler.h"
 #include "store/composite_catalog.h"
 #include "store/model_catalog.h"
@@ -28,14 +30,6 @@ namespace {
 std::string DefaultModelsDir() {
   if (auto v = EnvFirst({"RESIDENT_GGUF_DIR"})) return *v;
   return HomeDir() + "/.resident/gguf";
-}
-
-// RESIDENT_LEARNER_STATE (a path, or "off"), else STORE/../residency-history.
-std::string LearnerStatePath(const std::string& store_root) {
-  if (auto v = EnvFirst({"RESIDENT_LEARNER_STATE"})) return *v == "off" ? "" : *v;
-  std::filesystem::path root(store_root);
-  if (root.has_filename() == false) root = root.parent_path();
-  return (root.parent_path() / "residency-history").string();
 }
 
 // Saves the learner's state every 30 s when it changed, and once more at Stop().
@@ -136,7 +130,26 @@ int Serve(const ServeArgs& args) {
       settings->spare_runner);
   sched::Scheduler scheduler(so, factory, clock);
 
+  // One line per model request, next to the store (what `bench simulate --own` and the
+  // dashboard's what-if read); RESIDENT_REQUEST_LOG=off: none.
+  auto log_options = RequestLogOptionsFromEnv(store_root);
+  if (!log_options.ok()) return Fail(log_options.status());
+  std::unique_ptr<api::RequestLog> request_log;
+  if (log_options->has_value()) request_log = std::make_unique<api::RequestLog>(**log_options, clock);
+  // Memory per model every 2 s over the last hour, for the dashboard's chart.
+  sched::ResidencyHistory history;
+  sched::HistorySampler sampler(scheduler, clock, history);
+
   api::ApiServer::Options ao;
+  ao.request_log = request_log.get();
+  ao.dashboard.history = &history;
+  ao.dashboard.sample_period = sampler.period();
+  ao.dashboard.what_if.command = {runner::SelfExecutable(), "bench", "simulate", "--own", "--json", "-"};
+  if (!settings->config_path.empty()) {
+    ao.dashboard.what_if.command.push_back("--serve-config");
+    ao.dashboard.what_if.command.push_back(settings->config_path);
+  }
+  ao.dashboard.what_if.request_log_path = request_log ? request_log->path() : "";
   ao.host = host->host;
   ao.port = host->port;
   ao.defaults.num_ctx = settings->num_ctx;
@@ -173,10 +186,17 @@ int Serve(const ServeArgs& args) {
     scheduler.Shutdown();
   });
 
-  spdlog::info("resident {} listening on http://{}:{} (models: store {}{}, folder {}; keep_alive {})",
-               RESIDENT_VERSION, ao.host, server.port(), store_root,
+  // The dashboard's address as a browser on this machine reaches it.
+  const bool any_address = ao.host == "0.0.0.0" || ao.host == "::" || ao.host.empty();
+  const std::string ui_host = any_address ? "127.0.0.1" : ao.host.find(':') != std::string::npos ? "[" + ao.host + "]" : ao.host;
+  spdlog::info("resident {} listening on http://{}:{} (dashboard: http://{}:{}/ui; models: store {}{}, folder {}; "
+               "keep_alive {})",
+               RESIDENT_VERSION, ao.host, server.port(), ui_host, server.port(), store_root,
                ollama_root.empty() ? "" : ", Ollama store " + ollama_root + " (read-only)", models_dir,
                so.policy->default_keep_alive.ToString());
+  spdlog::info("request log: {}", request_log ? request_log->path() + " (timestamp_s,model,prompt_tokens,output_tokens; "
+                                                    "RESIDENT_REQUEST_LOG=off turns it off)"
+                                              : std::string("off"));
   spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
                so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
   if (!server.loopback_only() && ao.api_key.empty()) {

@@ -57,6 +57,7 @@ struct ModelStats {
   bool loaded = false;           // loaded or loading
   uint64_t predicted_bytes = 0;
   uint64_t measured_bytes = 0;   // 0 until measured
+  int queued_requests = 0;       // requests waiting inside Acquire for this model (load, slot, room)
 
   uint64_t unloads_for(UnloadReason r) const { return unloads[static_cast<size_t>(r)]; }
 };

@@ -486,7 +486,12 @@ void Scheduler::Release(const std::string& key, runner::ModelRunner* runner) {
     --e.refs;
     e.last_used = clock_.Now();
     if (e.refs == 0 && !shutdown_) {
-      learning_[e.spec.name].history.Idle(WallSeconds());
+      UsageHistory& history = learning_[e.spec.name].history;
+      history.Idle(WallSeconds());
+      // Every model's last measured size and load time, whatever its keep_alive: saved with the
+      // history, they price the model in `bench simulate --own` and the dashboard's what-if.
+      history.bytes = e.Bytes();
+      history.load_s = ToSeconds(e.load_duration);
       ++history_version_;
       StartTimerLocked(key, e, to_close);
     }
@@ -718,6 +723,7 @@ ResidencyStats Scheduler::Stats() const {
     }
     m.predicted_bytes += e->predicted_bytes;
     m.measured_bytes += e->measured_bytes;
+    m.queued_requests += e->queued;
   }
   out.memory_budget = options_.memory_budget;
   out.memory_in_use = MemoryInUseLocked();

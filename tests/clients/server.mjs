@@ -23,27 +23,29 @@ function freePort() {
 }
 
 // The same cache as the C++ integration tests (tests/support/test_env.cc).
-function synthModel() {
+export function synthModel(seed = 1) {
   const cache = join(homedir(), '.cache/resident/test-models');
-  const path = join(cache, 'synth-20M-1.gguf');
+  const path = join(cache, `synth-20M-${seed}.gguf`);
   if (!existsSync(path)) {
     mkdirSync(cache, { recursive: true });
     const mine = `${path}.${process.pid}.tmp`;
-    execFileSync(binary, ['synth', mine, '--params', '20M', '--seed', '1']);
+    execFileSync(binary, ['synth', mine, '--params', '20M', '--seed', String(seed)]);
     execFileSync('mv', [mine, path]);
   }
   return path;
 }
 
 // Returns {port, url, stop()}. The models "tiny" and "demo" are the same synthetic file.
-// extraEnv: more environment for the server (e.g. RESIDENT_CONTEXT_LENGTH).
-export async function startServer(extraEnv = {}) {
+// extraEnv: more environment for the server (e.g. RESIDENT_CONTEXT_LENGTH). extraModels: more
+// models, {name: seed}, each its own synthetic file.
+export async function startServer(extraEnv = {}, extraModels = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'resident-clients-'));
   const models = join(dir, 'models');
   mkdirSync(models);
   const file = synthModel();
   symlinkSync(file, join(models, 'tiny.gguf'));
   symlinkSync(file, join(models, 'demo.gguf'));
+  for (const [name, seed] of Object.entries(extraModels)) symlinkSync(synthModel(seed), join(models, `${name}.gguf`));
   const port = await freePort();
   const log = openSync(join(dir, 'serve.log'), 'w');
   const child = spawn(binary, ['serve', '--models-dir', models], {

@@ -111,6 +111,8 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   env.emplace("RESIDENT_MODELS", TestDir() + "/store-" + std::to_string(counter));
   // No residency history shared between the servers of a test unless the test asks for one.
   env.emplace("RESIDENT_LEARNER_STATE", "off");
+  // Each server its own request log (one beside the store would be shared by the test's servers).
+  env.emplace("RESIDENT_REQUEST_LOG", TestDir() + "/request-log-" + std::to_string(counter) + ".csv");
   std::vector<std::string> argv_strings = {binary, "serve", "--models-dir", models_dir};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
