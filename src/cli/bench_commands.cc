@@ -111,6 +111,8 @@ Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
     else if (key == "context") c.context_width = v;
     else if (key == "lead") c.prewarm_lead = v;
     else if (key == "min_prewarm") c.min_prewarm_s = v;
+    else if (key == "tod") c.time_of_day_width_h = v;
+    else if (key == "tod_floor") c.time_of_day_floor = v;
     else return Status::InvalidArgument("--learner: unknown setting \"" + key + "\"");
   }
   return c;

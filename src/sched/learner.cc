@@ -22,10 +22,17 @@ std::vector<Sample> Weighted(const UsageHistory& h, double now_s, const LearnerC
   s.reserve(h.gaps.size() + (prior ? prior->gaps.size() : 0));
   const bool context = c.context_width > 0 && !h.gaps.empty();
   const double latest = context ? Log2Gap(h.gaps.back().seconds) : 0;
+  const double hour_now = std::fmod(now_s / 3600.0, 24.0);
   for (const auto& gap : h.gaps) {
     double age = std::max(0.0, now_s - gap.end_s);
     double w = c.half_life_s > 0 ? std::exp2(-age / c.half_life_s) : 1.0;
     if (context && gap.prev_s >= 0) w *= std::exp(-std::abs(Log2Gap(gap.prev_s) - latest) / c.context_width);
+    if (c.time_of_day_width_h > 0) {
+      double d = std::abs(std::fmod((gap.end_s - gap.seconds) / 3600.0, 24.0) - hour_now);
+      d = std::min(d, 24 - d);
+      const double width = c.time_of_day_width_h;
+      w *= c.time_of_day_floor + (1 - c.time_of_day_floor) * std::exp(-d * d / (2 * width * width));
+    }
     s.push_back({std::max(0.0, gap.seconds), std::max(w, 1e-12)});
   }
   // The prior weighs as `min_gaps` fresh gaps in all: it decides for a new model and fades as the

@@ -16,7 +16,7 @@
 //     more. g < P: a cold start. P <= g <= P + K: idle g - P and V, warm. g > P + K: idle K, V
 //     and a cold start.
 // Plan() evaluates both kinds on the recorded gaps, each weighted by its recency (weights halve
-// every `half_life_s`, and by how much the gap before each resembles the latest gap), and
+// every `half_life_s`, and by how near the time of day at which each began is to now), and
 // returns the cheapest. A model with few gaps of its own borrows from what is typical (the
 // `prior`: the gaps of every model, each model counting alike) as if the prior were `min_gaps`
 // gaps; with no prior either, it keeps the model for W (the break-even of ski rental: never worse
@@ -24,7 +24,7 @@
 // Shapes of traffic this covers: steady use (short gaps: keep just past them), bursts (keep past
 // the gaps inside a burst, then go), periodic jobs (gaps cluster at the period: unload, prewarm
 // before it), rare models (long gaps: go at once), patterns that change (old gaps fade), diurnal
-// traffic (the recent hours dominate).
+// traffic (gaps that began at the same hour of past days weigh more: nights are not office hours).
 #pragma once
 
 #include <cstdint>
@@ -68,8 +68,16 @@ struct LearnerConfig {
   double prewarm_lead = 1.2;      // a prewarm starts this many load times before the ready time
   // Gaps follow the gap before them (a burst's gaps are short, a quiet spell's long): a recorded
   // gap counts less the more its own previous gap differs from the latest one, by a factor
-  // exp(-|log2 difference| / context_width). 0: every gap counts alike.
-  double context_width = 1.0;
+  // exp(-|log2 difference| / context_width). 0 (the default): every gap counts alike. Measured on
+  // synthetic traces of seven shapes (bench/README.md), weighting by context cost more, through
+  // the fewer gaps each plan rests on, than it gained on traffic that changes.
+  double context_width = 0;
+  // Traffic follows the time of day (office hours busy, nights quiet): a recorded gap counts
+  // more the closer the hour at which it began is to the hour of the plan, by a factor
+  // floor + (1 - floor) × exp(-d² / 2w²), d the distance in hours around the clock (UTC), w
+  // this width. 0: the time of day is not used.
+  double time_of_day_width_h = 2;
+  double time_of_day_floor = 0.25;
 };
 
 // The bucket of the latest gap that plans depend on (log2 of its seconds), for caching plans.

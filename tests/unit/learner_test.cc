@@ -182,12 +182,14 @@ TEST(Plan, ARareModelIsUnloadedAtOnce) {
 }
 
 TEST(Plan, APatternThatChangesIsFollowedOnceTheNewGapsOutweighTheOld) {
-  // Steady (a minute apart) for a day, then rare (hours apart).
+  // Steady (a minute apart) for a few hours, then rare (hours apart) for four days: the steady
+  // hours of the past days still count a little at their own time of day, so the rare pattern
+  // needs days, not hours, to decide alone.
   Built b = From(Uniform(200, 30, 60));
   ResidencyPlan before = Plan(b.h, b.now, LearnerConfig{}, Cost(900));
   ASSERT_EQ(before.kind, ResidencyPlan::Kind::kKeep);
   EXPECT_GE(before.keep_s, 60) << Show(before);
-  b.Gaps(Uniform(12, 2 * 3600, 5 * 3600, 2));
+  b.Gaps(Uniform(28, 2 * 3600, 5 * 3600, 2));
   ResidencyPlan after = Plan(b.h, b.now, LearnerConfig{}, Cost(900));
   EXPECT_EQ(after.keep_s, 0) << Show(after);
 
@@ -200,6 +202,54 @@ TEST(Plan, APatternThatChangesIsFollowedOnceTheNewGapsOutweighTheOld) {
   EXPECT_EQ(steady.kind, ResidencyPlan::Kind::kKeep) << Show(steady);
   EXPECT_GE(steady.keep_s, 60) << Show(steady);
   EXPECT_LE(steady.keep_s, 120) << Show(steady);
+}
+
+// Office hours (09:00-17:00 UTC: a request every 1-3 minutes) and nights (one every 2-4 hours),
+// `days` days from kStart (22:13 UTC), then on to `until_hour` of the next day.
+Built OfficeDays(int days, double until_hour) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> busy(60, 180), quiet(2 * 3600, 4 * 3600);
+  auto hour = [](double t) { return std::fmod(t / 3600.0, 24.0); };
+  Built b = From({});
+  const double end = std::floor(kStart / 86400 + days) * 86400 + until_hour * 3600;
+  for (;;) {
+    const double h = hour(b.now);
+    double g = h >= 9 && h < 17 ? busy(rng) : quiet(rng);
+    if (h < 9 || h >= 17) {  // a night gap ends when the office opens
+      const double to_nine = std::fmod(9 - h + 24, 24) * 3600;
+      g = std::min(g, std::max(1.0, to_nine));
+    }
+    if (b.now + g + kBusy > end) break;
+    b.Gaps({g});
+  }
+  return b;
+}
+
+TEST(Plan, GapsThatBeganAtThisHourOfPastDaysWeighMore) {
+  // Four days of office hours, planned by the time of day alone (no floor): at 10:00 the model is
+  // kept past the minutes between requests; at 02:00 the day's short gaps weigh next to nothing
+  // and it goes (or is prewarmed), though they are most of its history.
+  LearnerConfig by_hour;
+  by_hour.time_of_day_floor = 0;
+  Built day = OfficeDays(4, 10);
+  ResidencyPlan at_ten = Plan(day.h, day.now, by_hour, Cost(900));
+  ASSERT_EQ(at_ten.kind, ResidencyPlan::Kind::kKeep) << Show(at_ten);
+  EXPECT_GE(at_ten.keep_s, 120) << Show(at_ten);
+  Built night = OfficeDays(4, 2);
+  ResidencyPlan at_two = Plan(night.h, night.now, by_hour, Cost(900));
+  EXPECT_LT(at_two.keep_s, 60) << Show(at_two);
+
+  // Without the time of day the same night is planned like the day: kept.
+  LearnerConfig flat;
+  flat.time_of_day_width_h = 0;
+  ResidencyPlan flat_two = Plan(night.h, night.now, flat, Cost(900));
+  EXPECT_GE(flat_two.keep_s, 120) << Show(flat_two);
+  // The default mixes both (a quarter of the weight ignores the hour: one odd day does not make a
+  // habit): at night it keeps no longer than the flat plan, by day it keeps as the flat plan does.
+  ResidencyPlan mixed_two = Plan(night.h, night.now, LearnerConfig{}, Cost(900));
+  EXPECT_LE(mixed_two.keep_s, flat_two.keep_s + kEps) << Show(mixed_two);
+  ResidencyPlan mixed_ten = Plan(day.h, day.now, LearnerConfig{}, Cost(900));
+  EXPECT_GE(mixed_ten.keep_s, 120) << Show(mixed_ten);
 }
 
 TEST(Plan, TheHalfLifeAloneLetsANewPatternWin) {
