@@ -40,6 +40,8 @@ class ApiServer {
     // Origins allowed besides the local ones (RESIDENT_ORIGINS / OLLAMA_ORIGINS); see api/cors.h.
     std::vector<std::string> origins;
     store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
+    // The prompt cache's counters, for /metrics (not owned; nullptr: not shown).
+    const runner::PromptCacheStats* prompt_cache_stats = nullptr;
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);
