@@ -175,8 +175,12 @@ class Engine {
 std::string BackendIdentity();
 
 // Slots whose cached tokens are fewer are not saved to the prompt cache: evaluating them again
-// costs little, and they would fill the folder with small files.
+// costs little, and they would fill the folder with small files. Nor is an entry restored that
+// spares fewer.
 inline constexpr size_t kMinPromptCacheTokens = 64;
+// The most recently used entry is checked while the model loads when its state is no larger (a
+// few hundred ms of reading at most, within a context's creation).
+inline constexpr uint64_t kPromptCacheCheckAtLoadMaxBytes = 512ull << 20;
 
 // Text helpers with no llama.cpp dependency, exposed for tests.
 // Length of the longest prefix of `text` that does not end inside a UTF-8 character.

@@ -104,7 +104,10 @@ void Engine::OpenPromptCache(const LoadRequest& request, const llama_context_par
   if (prompt_entries_.empty()) return;
   prompt_report_.notes.push_back(std::to_string(prompt_entries_.size()) + " saved prefix(es) for this model and context in " +
                                  request.prompt_cache_dir);
-  // The most recently used entry is checked now, while the context is created.
+  // The most recently used entry is checked now, while the context is created, unless it is so
+  // large that reading it could outlast the context's creation (a request that extends it checks
+  // it then).
+  if (prompt_entries_.front().payload_bytes > kPromptCacheCheckAtLoadMaxBytes) return;
   auto checked = prompt_folder_->Verify(prompt_entries_.front());
   if (checked.ok()) {
     prompt_checked_ = std::move(checked).value();
@@ -213,7 +216,8 @@ PromptCacheReport Engine::SavePromptCache() {
   for (Slot* s : chosen) {
     auto same = std::find_if(prompt_entries_.begin(), prompt_entries_.end(),
                              [&](const PromptCacheEntry& e) { return e.tokens == s->cached; });
-    if (same != prompt_entries_.end() && same->canonical >= s->canonical) {
+    std::error_code ec;
+    if (same != prompt_entries_.end() && same->canonical >= s->canonical && std::filesystem::exists(same->path, ec)) {
       prompt_folder_->Touch(*same);
       report.notes.push_back("kept " + FileName(same->path) + ": it holds these " + std::to_string(s->cached.size()) +
                              " tokens already");

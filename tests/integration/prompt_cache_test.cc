@@ -3,11 +3,15 @@
 // request evaluates only its new tokens; a seeded request gives the text of a fresh runner; a
 // broken entry is ignored, removed and logged; another context size never uses an entry.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/test_env.h"
@@ -241,6 +245,40 @@ TEST_F(PromptCacheTest, AnotherContextSizeDoesNotUseTheEntry) {
   generate(2048);
   EXPECT_EQ(Metric(port, "resident_prompt_cache_hits_total"), 1);
   EXPECT_GT(Metric(port, "resident_prompt_cache_restored_tokens_total"), 300);
+}
+
+TEST_F(PromptCacheTest, WithTwoSlotsEachConversationIsSavedAndRestoredIntoEitherSlot) {
+  ServerProcess server(dir_, {{"RESIDENT_PROMPT_CACHE", cache_}, {"RESIDENT_NUM_PARALLEL", "2"}});
+  const int port = server.port();
+  const std::string a = SharedPrefix() + "Who counted the boats?";
+  const std::string b = "Completely different: " + SharedPrefix() + "What did the gulls do?";
+  // b runs while a generates, so each has a slot (a sequence of its own KV stream).
+  std::atomic<bool> a_generating{false}, b_done{false};
+  std::thread first([&] {
+    httplib::Client client("127.0.0.1", port);
+    client.set_read_timeout(std::chrono::minutes(2));
+    httplib::Request r;
+    r.method = "POST";
+    r.path = "/v1/completions";  // as Complete: the same tokens
+    r.body = json{{"model", "tiny"}, {"prompt", a}, {"stream", true}, {"max_tokens", 2000}, {"temperature", 0}}.dump();
+    r.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      a_generating = true;
+      return !b_done.load();  // leaves (cancelling the rest) once b is done
+    };
+    client.send(r);
+  });
+  ASSERT_TRUE(WaitFor([&] { return a_generating.load(); }));
+  (void)Complete(port, b);
+  b_done = true;
+  first.join();
+  Unload(port);
+  EXPECT_EQ(Metric(port, "resident_prompt_cache_saves_total"), 2) << "one entry per slot";
+  EXPECT_EQ(Entries().size(), 2u);
+  // Both come back, each into whichever slot the request takes.
+  EXPECT_GT(Complete(port, b).cached_tokens, 300);
+  EXPECT_GT(Complete(port, a).cached_tokens, 300);
+  EXPECT_EQ(Metric(port, "resident_prompt_cache_hits_total"), 2);
+  EXPECT_EQ(Metric(port, "resident_prompt_cache_dropped_total"), 0);
 }
 
 TEST_F(PromptCacheTest, OffSavesNothing) {
