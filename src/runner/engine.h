@@ -156,7 +156,7 @@ class Engine {
   CpuShare* share_ = nullptr;
 
   // The prompt cache (engine_prompt_cache.cc). Load calls OpenPromptCache on another thread while
-  // it creates the context (the model is loaded, `cparams` final, cores_ set): it reads the
+  // it creates the context (the model is loaded, `cparams` final): it reads the
   // folder's entries for this key and checks the most recently used one, which the first request
   // will most likely restore, on the core the context's creation leaves idle.
   void OpenPromptCache(const LoadRequest& request, const llama_context_params& cparams, std::string backend);
