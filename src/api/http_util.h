@@ -12,6 +12,7 @@
 #include "api/requests.h"
 #include "core/clock.h"
 #include "core/status.h"
+#include "runner/prompt_cache_stats.h"
 #include "sched/scheduler.h"
 #include "store/model_catalog.h"
 
@@ -31,6 +32,7 @@ struct ApiContext {
   const Clock& clock;
   RequestDefaults defaults;
   RequestLog* request_log = nullptr;  // api/request_log.h; null: requests are not recorded
+  const runner::PromptCacheStats* prompt_cache_stats = nullptr;  // for /metrics; nullptr: not shown
 };
 
 // HTTP status for a Status code (400, 404, 499, 503, 500).

@@ -98,7 +98,8 @@ std::string RouteLabel(std::string_view method, std::string_view path, bool matc
   return label;
 }
 
-std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http) {
+std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
+                          const runner::PromptCacheCounters* prompt_cache) {
   PrometheusWriter w;
   PerModel(w, stats, "resident_model_loads_total", Type::kCounter, "Loads of the model that finished.",
            [](const ModelStats& m) { return Num(m.loads); });
@@ -163,6 +164,25 @@ std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<
   w.Family("resident_http_request_duration_seconds", Type::kHistogram,
            "HTTP requests by route template and status class, until the last byte of the answer, in seconds.");
   for (const auto& s : http) w.Histogram({{"route", s.route}, {"status", s.status_class}}, s.seconds);
+  if (prompt_cache != nullptr) {
+    const runner::PromptCacheCounters& c = *prompt_cache;
+    auto counter = [&](const char* name, const char* help, uint64_t value) {
+      w.Family(name, Type::kCounter, help);
+      w.Sample({}, Num(value));
+    };
+    counter("resident_prompt_cache_saves_total", "Prompt prefixes saved to the prompt cache (before unloads).", c.saves);
+    counter("resident_prompt_cache_saved_bytes_total", "Bytes of the prompt cache entries saved.", c.saved_bytes);
+    counter("resident_prompt_cache_hits_total",
+            "Requests whose prompt prefix was restored from the prompt cache instead of evaluated.", c.hits);
+    counter("resident_prompt_cache_restored_tokens_total",
+            "Prompt tokens that requests took from restored prompt cache entries.", c.restored_tokens);
+    counter("resident_prompt_cache_restored_bytes_total", "Bytes of prompt cache state restored.", c.restored_bytes);
+    counter("resident_prompt_cache_evictions_total",
+            "Prompt cache entries removed, least recently used first, to keep the folder within its size.", c.evictions);
+    counter("resident_prompt_cache_evicted_bytes_total", "Bytes of the prompt cache entries evicted.", c.evicted_bytes);
+    counter("resident_prompt_cache_dropped_total",
+            "Prompt cache entries found corrupt, cut short or made for another model or settings, and removed.", c.dropped);
+  }
   return w.text();
 }
 
@@ -251,7 +271,11 @@ void RegisterMetricsRoutes(httplib::Server& http, ApiContext& ctx) {
   auto http_metrics = std::make_shared<HttpMetrics>();
   http.Get("/metrics", [&ctx, http_metrics](const httplib::Request&, httplib::Response& res) {
     res.status = 200;
-    res.set_content(RenderMetrics(ctx.scheduler.Stats(), http_metrics->Snapshot()), kPrometheusContentType);
+    const runner::PromptCacheCounters prompt_cache =
+        ctx.prompt_cache_stats != nullptr ? ctx.prompt_cache_stats->Snapshot() : runner::PromptCacheCounters{};
+    res.set_content(RenderMetrics(ctx.scheduler.Stats(), http_metrics->Snapshot(),
+                                  ctx.prompt_cache_stats != nullptr ? &prompt_cache : nullptr),
+                    kPrometheusContentType);
   });
   http.Get("/api/events", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleEvents(ctx, req, res); });
   http.set_logger([&ctx, http_metrics](const httplib::Request& req, const httplib::Response& res) {

@@ -2,8 +2,9 @@
 //   GET /metrics      Prometheus text format 0.0.4: per model (label model="name:tag") loads,
 //                     load seconds, cold starts, requests, predicted and measured bytes,
 //                     resident and idle byte-seconds, evictions by reason; server-wide the
-//                     memory budget and use, loaded models, queued requests, and request
-//                     latency by route template and status class.
+//                     memory budget and use, loaded models, queued requests, request
+//                     latency by route template and status class, and the prompt cache's
+//                     saves, hits, restored tokens and bytes, evictions and dropped entries.
 //   GET /api/events   {"events":[...]}: the scheduler's residency event log (the last 1000
 //                     loads, failed loads, unloads and evictions, oldest first);
 //                     ?since=SEQ: only the events after SEQ (each event carries its seq);
@@ -27,6 +28,7 @@
 #include "api/http_util.h"
 #include "core/histogram.h"
 #include "sched/event_log.h"
+#include "runner/prompt_cache_stats.h"
 #include "sched/residency_stats.h"
 
 namespace httplib {
@@ -65,8 +67,10 @@ class HttpMetrics {
 std::string RouteLabel(std::string_view method, std::string_view path, bool matched,
                        const std::vector<std::pair<size_t, size_t>>& captures);
 
-// The whole /metrics answer.
-std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http);
+// The whole /metrics answer; the prompt cache's families only when `prompt_cache` is given (the
+// cache is counted whether on or off: all zero when off).
+std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
+                          const runner::PromptCacheCounters* prompt_cache = nullptr);
 
 // One event as /api/events writes it, keys in this order: seq, time (RFC 3339), type, model, and
 // what applies of reason, for_model, error, duration_s, bytes, predicted_bytes, idle_s,

@@ -31,9 +31,13 @@ std::string NewId(const char* prefix) {
 std::string FinishReason(const std::string& done_reason) { return done_reason == "length" ? "length" : "stop"; }
 
 json Usage(const runner::DoneEvent& d) {
-  return json{{"prompt_tokens", d.prompt_eval_count},
-              {"completion_tokens", d.eval_count},
-              {"total_tokens", d.prompt_eval_count + d.eval_count}};
+  json usage{{"prompt_tokens", d.prompt_eval_count},
+             {"completion_tokens", d.eval_count},
+             {"total_tokens", d.prompt_eval_count + d.eval_count}};
+  // OpenAI's count of prompt tokens served from a cache (the slot's or the prompt cache's), only
+  // when there were some, so that a cold answer keeps Ollama's shape.
+  if (d.prompt_cached_count > 0) usage["prompt_tokens_details"] = json{{"cached_tokens", d.prompt_cached_count}};
+  return usage;
 }
 
 // One generation for /v1/chat/completions (chat = true) or /v1/completions.

@@ -96,7 +96,8 @@ ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) 
 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
-    : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults, options_.request_log},
+    : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults, options_.request_log,
+          options_.prompt_cache_stats},
       origins_(options_.origins), hosts_(options_.origins, options_.host),
       http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);

@@ -45,6 +45,8 @@ class ApiServer {
     store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
     RequestLog* request_log = nullptr;   // one line per model request (not owned); null: none
     DashboardOptions dashboard;          // GET /ui and the data it shows (api/ui_routes.h)
+    // The prompt cache's counters, for /metrics (not owned; nullptr: not shown).
+    const runner::PromptCacheStats* prompt_cache_stats = nullptr;
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

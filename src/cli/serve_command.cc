@@ -12,10 +12,12 @@
 #include "cli/command.h"
 #include "cli/config.h"
 #include "cli/http_settings.h"
+#include "cli/prompt_cache_settings.h"
 #include "cli/residency_settings.h"
 #include "cli/state_paths.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
+#include "runner/prompt_cache.h"
 #include "runner/runner_process.h"
 #include "sched/learner_state.h"
 #include "sched/residency_history.h"
@@ -123,11 +125,26 @@ int Serve(const ServeArgs& args) {
   sources.push_back(&folder);
   store::CompositeCatalog catalog(sources);
 
+  auto prompt_cache = PromptCacheSettingsFromEnv(HomeDir());
+  if (!prompt_cache.ok()) return Fail(prompt_cache.status());
+  runner::PromptCacheStats prompt_cache_stats;
+  if (prompt_cache->on()) {
+    if (Status st = runner::CreatePromptCacheDir(prompt_cache->dir); !st.ok()) {
+      spdlog::warn("prompt cache off: {} (set RESIDENT_PROMPT_CACHE)", st.message());
+      *prompt_cache = PromptCacheSettings{};
+    } else {
+      spdlog::info("prompt cache: {} (at most {}; RESIDENT_PROMPT_CACHE=off turns it off)", prompt_cache->dir,
+                   FormatBytes(prompt_cache->max_bytes));
+    }
+  }
+
   SystemClock clock;
-  runner::ProcessRunnerFactory factory(
-      runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
-                                     settings->memory_margin},
-      settings->spare_runner);
+  runner::RunnerProcess::Options runner_options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
+                                                settings->memory_margin};
+  runner_options.prompt_cache_dir = prompt_cache->dir;
+  runner_options.prompt_cache_max_bytes = prompt_cache->max_bytes;
+  runner_options.prompt_cache_stats = &prompt_cache_stats;
+  runner::ProcessRunnerFactory factory(runner_options, settings->spare_runner);
   sched::Scheduler scheduler(so, factory, clock);
 
   // One line per model request, next to the store (what `bench simulate --own` and the
@@ -154,6 +171,7 @@ int Serve(const ServeArgs& args) {
   ao.port = host->port;
   ao.defaults.num_ctx = settings->num_ctx;
   ao.store = &own_store;
+  ao.prompt_cache_stats = &prompt_cache_stats;
   if (Status st = ApplyHttpSettingsFromEnv(ConnectionsForScheduler(so), &ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
+#include <thread>
 
 #include "core/system_info.h"
 #include "ggml-backend.h"
@@ -19,6 +20,7 @@
 #include "llama.h"
 #include "runner/chat_template.h"
 #include "runner/cpu_share.h"
+#include "runner/engine_slot.h"
 
 namespace resident::runner {
 namespace {
@@ -155,37 +157,6 @@ size_t ReusablePrefix(const std::vector<int32_t>& cached, size_t canonical, cons
   return keep / n_batch * n_batch;
 }
 
-// One request in one sequence of the context.
-struct Engine::Slot {
-  explicit Slot(int32_t seq_id) : seq(seq_id) {}
-  const int32_t seq;
-  std::vector<int32_t> cached;  // tokens whose KV entries are in the context for `seq`
-  size_t canonical = 0;         // the first `canonical` of them were decoded as a fresh context would (ReusablePrefix)
-  bool busy = false;
-  bool reproducible = false;    // the request has a seed: its prompt is decoded in canonical chunks
-
-  // The request being served (when busy).
-  int32_t num_predict = -1;
-  std::vector<std::string> stop;
-  bool return_context = false;
-  std::shared_ptr<const std::atomic<bool>> cancel;
-  TextSink on_text;
-  DoneSink on_done;
-  std::unique_ptr<llama_sampler, void (*)(llama_sampler*)> sampler{nullptr, llama_sampler_free};
-  std::vector<int32_t> prompt;
-  size_t prompt_done = 0;        // prompt tokens in `cached` (decoded or reused)
-  bool generating = false;       // the prompt is decoded; `next` is the token to decode
-  int32_t next = LLAMA_TOKEN_NULL;
-  std::string held;              // generated text not yet emitted (a partial character or a possible stop)
-  std::vector<int32_t> generated;
-  DoneEvent done;
-  Clock::time_point started, generating_since;
-
-  // In the batch being decoded.
-  int32_t n_in_batch = 0;
-  int32_t logits_at = -1;        // batch index of this slot's output, -1 if none
-};
-
 void Engine::PrepareBackends() { InitBackendsOnce(); }
 
 bool Engine::HasGpuBackend() {
@@ -261,6 +232,14 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   cparams.no_perf = true;
   cparams.abort_callback = AbortCheck;
   cparams.abort_callback_data = engine.get();
+  // Meanwhile the prompt cache's folder is read, and its most recently used entry checked
+  // (engine_prompt_cache.cc); joined below, or on any return before.
+  std::jthread prompt_cache;
+  if (!request.prompt_cache_dir.empty() && request.prompt_cache_max_bytes > 0) {
+    prompt_cache = std::jthread([e = engine.get(), &request, cparams, backend = BackendIdentity()] {
+      e->OpenPromptCache(request, cparams, backend);
+    });
+  }
   engine->ctx_ = llama_init_from_model(engine->model_, cparams);
   if (engine->ctx_ == nullptr) {
     return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
@@ -329,6 +308,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   f.fim = llama_vocab_fim_pre(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_suf(engine->vocab_) != LLAMA_TOKEN_NULL &&
           llama_vocab_fim_mid(engine->vocab_) != LLAMA_TOKEN_NULL;
+  if (prompt_cache.joinable()) prompt_cache.join();
   f.rss_bytes = ProcessRssBytes(getpid());
   f.load_ns = NanosSince(start);
   return engine;
@@ -474,6 +454,7 @@ Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::
     }
   }
   if (slot == nullptr) return Status::Internal("no free slot");
+  keep = RestorePromptPrefix(*slot, keep, *tokens, reproducible);
   llama_memory_t mem = llama_get_memory(ctx_);
   if (!llama_memory_seq_rm(mem, slot->seq, static_cast<llama_pos>(keep), -1)) {
     llama_memory_seq_rm(mem, slot->seq, -1, -1);
@@ -500,6 +481,7 @@ Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::
   slot->generated.clear();
   slot->done = DoneEvent{};
   slot->done.id = request.id;
+  slot->done.prompt_cached_count = static_cast<int32_t>(keep);
   slot->done.done_reason = "stop";
   slot->started = Clock::now();
   return Status::Ok();

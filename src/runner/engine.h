@@ -6,13 +6,16 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
 #include "llama.h"
 #include "runner/chat_template.h"
+#include "runner/prompt_cache.h"
 #include "runner/protocol.h"
 
 struct ggml_threadpool;
@@ -99,6 +102,21 @@ class Engine {
   // engine; nullptr: none.
   void SetHeartbeat(std::atomic<int64_t>* beat) { heartbeat_ = beat; }
 
+  // The prompt cache (prompt_cache.h; engine_prompt_cache.cc), on when the load request named a
+  // folder. Its key is the model file's identity, the context settings that shape the KV cache
+  // (n_ctx, sequences, n_batch, n_ubatch, K/V types, flash attention, KV layout, GPU layers), the
+  // engine's thread count and the llama.cpp build and CPU variant in use.
+  //
+  // Saves the state of every idle slot whose cached tokens are kMinPromptCacheTokens or more (a
+  // slot whose tokens another slot's extend, or that the folder holds already, is not written
+  // again), with how many of them are canonical (ReusablePrefix), and drops the entries a new one
+  // supersedes. Call while no slot is busy: before an unload or a sleep. Never fails: what cannot
+  // be saved (a full disk, an entry larger than the folder) is a warning in the report.
+  PromptCacheReport SavePromptCache();
+  // What the prompt cache did since the last call (entries dropped at load, restores by Start),
+  // for the server's counters and log; empty() when nothing.
+  PromptCacheReport TakePromptCacheReport() { return std::exchange(prompt_report_, PromptCacheReport{}); }
+
  private:
   struct Slot;
   Engine();
@@ -136,7 +154,33 @@ class Engine {
   int cores_ = 1;
   int threads_now_ = 0;
   CpuShare* share_ = nullptr;
+
+  // The prompt cache (engine_prompt_cache.cc). Load calls OpenPromptCache on another thread while
+  // it creates the context (the model is loaded, `cparams` final): it reads the
+  // folder's entries for this key and checks the most recently used one, which the first request
+  // will most likely restore, on the core the context's creation leaves idle.
+  void OpenPromptCache(const LoadRequest& request, const llama_context_params& cparams, std::string backend);
+  // Restores into `slot` (free) the saved entry that lets `prompt` keep more than `keep` of its
+  // tokens, if there is one and its file is sound. Returns the tokens the prompt keeps from the
+  // slot now (`keep` when nothing was restored; 0 when a restore failed after the slot was emptied).
+  size_t RestorePromptPrefix(Slot& slot, size_t keep, const std::vector<int32_t>& prompt, bool reproducible);
+  std::optional<PromptCacheFolder> prompt_folder_;
+  std::vector<PromptCacheEntry> prompt_entries_;  // this key's entries, most recently used first
+  std::optional<VerifiedPromptEntry> prompt_checked_;  // checked at load, until the first request
+  PromptCacheReport prompt_report_;
 };
+
+// The llama.cpp build and backends in use, for the prompt cache's key: libllama, the CPU variant
+// ggml chose for this machine (each computes in its own way) and every device.
+std::string BackendIdentity();
+
+// Slots whose cached tokens are fewer are not saved to the prompt cache: evaluating them again
+// costs little, and they would fill the folder with small files. Nor is an entry restored that
+// spares fewer.
+inline constexpr size_t kMinPromptCacheTokens = 64;
+// The most recently used entry is checked while the model loads when its state is no larger (a
+// few hundred ms of reading at most, within a context's creation).
+inline constexpr uint64_t kPromptCacheCheckAtLoadMaxBytes = 512ull << 20;
 
 // Text helpers with no llama.cpp dependency, exposed for tests.
 // Length of the longest prefix of `text` that does not end inside a UTF-8 character.

@@ -48,6 +48,15 @@ class ModelRunner {
   virtual std::string exit_reason() const { return {}; }
   // Stops the runner and waits until its process is gone (its memory returned). Idempotent.
   virtual void Close() = 0;
+  // Saves the prompt cache now (runner/prompt_cache.h): the idle slots' prompt prefixes, after the
+  // requests the runner has already taken. Close does it itself before an unload; a caller that
+  // frees the context another way (a sleep) calls it first. Ok with nothing done when the cache is
+  // off. Errors: kUnavailable when the runner is gone, kDeadlineExceeded when it took longer than
+  // `timeout` (the runner goes on saving).
+  virtual Status SavePromptCache(std::chrono::milliseconds timeout) {
+    (void)timeout;
+    return Status::Ok();
+  }
 };
 
 // Starts runners. progress(0..1) reports load progress.

@@ -97,7 +97,8 @@ void ReadField(const json& j, const char* key, T& out) {
 
 RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
                          n_parallel, use_mmap, chat_template, model_name, predicted_bytes,
-                         memory_margin_bytes, template_timeout_ms)
+                         memory_margin_bytes, template_timeout_ms, prompt_cache_dir,
+                         prompt_cache_max_bytes)
 RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
                          repeat_last_n, presence_penalty, frequency_penalty, seed)
 RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content)
@@ -117,12 +118,15 @@ RESIDENT_PROTOCOL_FIELDS(LoadProgressEvent, progress)
 RESIDENT_PROTOCOL_FIELDS(LoadFailedEvent, code, message)
 RESIDENT_PROTOCOL_FIELDS(TokenEvent, id, text)
 RESIDENT_PROTOCOL_FIELDS(DoneEvent, id, done_reason, prompt_eval_count, prompt_eval_ns, eval_count,
-                         eval_ns, context)
+                         eval_ns, context, prompt_cached_count)
 RESIDENT_PROTOCOL_FIELDS(ErrorEvent, id, code, message)
 RESIDENT_PROTOCOL_FIELDS(TokenizeResult, id, tokens)
 RESIDENT_PROTOCOL_FIELDS(EmbedResult, id, embeddings, prompt_eval_count)
 RESIDENT_PROTOCOL_FIELDS(HealthResult, id, busy, stalled_ms, doing)
 RESIDENT_PROTOCOL_FIELDS(MemoryResult, id, rss_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(SavePromptRequest, id)
+RESIDENT_PROTOCOL_FIELDS(PromptCacheReport, id, saves, saved_bytes, hits, restored_tokens, restored_bytes, evictions,
+                         evicted_bytes, dropped, notes, warnings)
 
 namespace {
 

@@ -39,6 +39,9 @@ struct LoadRequest {
   uint64_t predicted_bytes = 0;
   uint64_t memory_margin_bytes = 0;
   int64_t template_timeout_ms = 20000;
+  // The prompt cache (prompt_cache.h): the folder its entries live in (empty: off) and its size.
+  std::string prompt_cache_dir;
+  uint64_t prompt_cache_max_bytes = 0;
 };
 
 struct SamplingOptions {
@@ -133,6 +136,9 @@ struct DoneEvent {
   int32_t eval_count = 0;
   int64_t eval_ns = 0;
   std::vector<int32_t> context;  // prompt + generated tokens when asked for
+  // Prompt tokens whose KV entries were reused (kept from the slot's earlier requests, or restored
+  // from the prompt cache) instead of evaluated: prompt_eval_count - this many were evaluated.
+  int32_t prompt_cached_count = 0;
 };
 
 struct ErrorEvent {
@@ -157,11 +163,35 @@ struct HealthResult {
 };
 struct MemoryResult { uint64_t id = 0; uint64_t rss_bytes = 0; uint64_t vram_bytes = 0; };
 
+// The prompt cache (prompt_cache.h). Server -> runner: save the idle slots' prompt prefixes now
+// (before an unload; a sleep may ask it too). Answered by a PromptCacheReport with the same id
+// once written, after the requests queued before it.
+struct SavePromptRequest { uint64_t id = 0; };
+// Runner -> server: what the prompt cache did, as counts since the previous report and one line
+// per thing done for the server's log. id 0: unasked (entries dropped at load, a restore at the
+// start of a generation); else the answer to that SavePromptRequest.
+struct PromptCacheReport {
+  uint64_t id = 0;
+  uint32_t saves = 0;             // entries written
+  uint64_t saved_bytes = 0;
+  uint32_t hits = 0;              // entries restored into a slot for a request
+  uint64_t restored_tokens = 0;   // prompt tokens those requests took from the restored states
+  uint64_t restored_bytes = 0;
+  uint32_t evictions = 0;         // entries removed to keep the folder within its size
+  uint64_t evicted_bytes = 0;
+  uint32_t dropped = 0;           // entries found corrupt, cut short or of another key, and removed
+  std::vector<std::string> notes;     // for the log, informational
+  std::vector<std::string> warnings;  // for the log, something was wrong (a dropped entry, a failed save)
+
+  bool empty() const { return saves == 0 && hits == 0 && evictions == 0 && dropped == 0 && notes.empty() && warnings.empty(); }
+};
+
 using Message = std::variant<LoadRequest, GenerateRequest, TokenizeRequest,
                              EmbedRequest, CancelRequest, HealthRequest, MemoryRequest,
                              ShutdownRequest, LoadedEvent, LoadProgressEvent, LoadFailedEvent,
                              TokenEvent, DoneEvent, ErrorEvent, TokenizeResult,
-                             EmbedResult, HealthResult, MemoryResult>;
+                             EmbedResult, HealthResult, MemoryResult, SavePromptRequest,
+                             PromptCacheReport>;
 
 // Serializes a message into one frame (length prefix included).
 std::string EncodeFrame(const Message& message);

@@ -45,7 +45,7 @@ class Writer {
   int fd_;
 };
 
-using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest>;
+using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest, SavePromptRequest>;
 
 uint64_t WorkId(const Work& w) {
   return std::visit([](const auto& r) { return r.id; }, w);
@@ -107,6 +107,7 @@ class Server {
         else EnqueueRender(std::move(*g));
       } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
       else if (auto* t = std::get_if<TokenizeRequest>(&m)) Enqueue(std::move(*t));
+      else if (auto* sp = std::get_if<SavePromptRequest>(&m)) Enqueue(*sp);
       else if (auto* c = std::get_if<CancelRequest>(&m)) Cancel(c->id);
       else if (auto* h = std::get_if<HealthRequest>(&m)) {
         HealthResult answer{h->id, false, 0, ""};
@@ -219,7 +220,8 @@ class Server {
   }
 
   // Takes from the front of the queue, in order, what can run now: generations while a slot is
-  // free, tokenizations always, an embedding only alone (it uses the whole context).
+  // free, tokenizations always, an embedding or a prompt cache save only alone (one uses the whole
+  // context, the other saves the idle slots).
   std::vector<std::pair<Work, Flag>> Admit(int free_slots, bool engine_busy) {
     std::vector<std::pair<Work, Flag>> out;
     while (!queue_.empty()) {
@@ -228,7 +230,7 @@ class Server {
         if (free_slots == 0) break;
         --free_slots;
         engine_busy = true;
-      } else if (std::holds_alternative<EmbedRequest>(w)) {
+      } else if (std::holds_alternative<EmbedRequest>(w) || std::holds_alternative<SavePromptRequest>(w)) {
         if (engine_busy || !out.empty()) break;
         engine_busy = true;
         free_slots = 0;
@@ -290,6 +292,8 @@ class Server {
           else writer_.Send(ErrorEvent{id, done.status().code(), done.status().message()});
           Finished(id);
         });
+    // A prefix restored from the prompt cache (or an entry found broken) is told before the answer.
+    if (PromptCacheReport report = engine_->TakePromptCacheReport(); !report.empty()) writer_.Send(report);
     if (!st.ok()) {
       writer_.Send(ErrorEvent{id, st.code(), st.message()});
       Finished(id);
@@ -301,6 +305,14 @@ class Server {
     auto result = engine_->Embed(r, *flag);
     if (result.ok()) writer_.Send(std::move(result).value());
     else writer_.Send(ErrorEvent{r.id, result.status().code(), result.status().message()});
+    Finished(r.id);
+  }
+
+  void Handle(const SavePromptRequest& r, const Flag&) {
+    Beat("saving the prompt cache");
+    PromptCacheReport report = engine_->SavePromptCache();
+    report.id = r.id;
+    writer_.Send(report);
     Finished(r.id);
   }
 
@@ -391,6 +403,7 @@ int RunnerMain(int fd, int cpu_share_fd) {
   render.max_output_bytes = MaxRenderedBytes(facts.n_ctx);
   auto sandbox = std::make_unique<TemplateSandbox>(SelfExecutable(), (*engine)->chat_template(), load->model_name, render);
   ConfineMemory(*load, facts);
+  if (PromptCacheReport report = (*engine)->TakePromptCacheReport(); !report.empty()) writer.Send(report);
   writer.Send(LoadedEvent{facts});
   CpuShare& share = CpuShare::ForRunner(cpu_share_fd);
   (*engine)->ShareCores(&share);

@@ -24,6 +24,8 @@
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 namespace resident::runner {
 namespace {
 
@@ -111,7 +113,8 @@ int ReapWithin(pid_t pid, std::chrono::milliseconds grace) {
 bool IsTerminal(const Message& m) {
   return std::holds_alternative<DoneEvent>(m) || std::holds_alternative<ErrorEvent>(m) ||
          std::holds_alternative<EmbedResult>(m) || std::holds_alternative<TokenizeResult>(m) ||
-         std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m);
+         std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m) ||
+         std::holds_alternative<PromptCacheReport>(m);
 }
 
 uint64_t EventId(const Message& m) {
@@ -195,6 +198,8 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   request.memory_margin_bytes = options.min_memory_margin;
   request.template_timeout_ms =
       (options.health_timeout.count() > 0 ? options.health_timeout : kDefaultTemplateTimeout).count();
+  request.prompt_cache_dir = options.prompt_cache_max_bytes > 0 ? options.prompt_cache_dir : "";
+  request.prompt_cache_max_bytes = request.prompt_cache_dir.empty() ? 0 : options.prompt_cache_max_bytes;
   if (!spare) {
     auto spawned = Spawn(options.executable);
     if (!spawned.ok()) return spawned.status();
@@ -202,6 +207,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   }
   const pid_t pid = spare->pid;
   std::unique_ptr<RunnerProcess> proc(new RunnerProcess(pid, spare->fd, request.model_path, request.model_name));
+  proc->prompt_stats_ = options.prompt_cache_stats;
   const MemoryCap load_cap = CapWhileLoading(request.predicted_bytes, options.min_memory_margin);
 
   // Messages name the model as users do, not by its file (a store's blob path, sha256-...).
@@ -259,11 +265,17 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
     } else if (auto* failed = std::get_if<LoadFailedEvent>(&*msg)) {
       proc->Close();
       return Status(failed->code, failed->message);
+    } else if (auto* report = std::get_if<PromptCacheReport>(&*msg)) {
+      proc->NotePromptCache(*report);
     }
   }
   proc->cap_ = CapOnceLoaded(request.predicted_bytes, proc->facts_.rss_bytes, proc->facts_.n_batch,
                              proc->facts_.n_vocab, options.min_memory_margin);
   proc->sampled_rss_ = proc->facts_.rss_bytes;
+  // Only a loaded runner saves its prompts when closed (one that failed to load has none, and
+  // nothing would read its answer).
+  proc->prompt_cache_on_ = !request.prompt_cache_dir.empty();
+  proc->prompt_save_timeout_ = options.prompt_save_timeout;
   proc->reader_ = std::thread([p = proc.get()] { p->ReadLoop(); });
   if (options.health_timeout.count() > 0 || proc->cap_.enabled()) {
     proc->watcher_ = std::thread([p = proc.get(), t = options.health_timeout] { p->WatchLoop(t); });
@@ -287,6 +299,10 @@ void RunnerProcess::ReadLoop() {
       return;
     }
     uint64_t id = EventId(*msg);
+    if (auto* report = std::get_if<PromptCacheReport>(&*msg); report != nullptr && id == 0) {
+      NotePromptCache(*report);  // unasked: a restore, entries found broken
+      continue;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = pending_.find(id);
     if (it == pending_.end()) continue;  // an answer nobody waits for any more
@@ -476,6 +492,7 @@ void RunnerProcess::SendCancel(uint64_t id) {
 
 Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
                                           const std::function<bool(std::string_view)>& on_text, std::stop_token stop) {
+  WorkInFlight counted(working_);
   GenerateRequest r = request;
   r.id = NextId();
   auto pending = Send(r.id, r);
@@ -502,6 +519,7 @@ Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
 }
 
 Result<EmbedResult> RunnerProcess::Embed(const EmbedRequest& request, std::stop_token stop) {
+  WorkInFlight counted(working_);
   EmbedRequest r = request;
   r.id = NextId();
   auto pending = Send(r.id, r);
@@ -543,7 +561,35 @@ Status RunnerProcess::Health(std::chrono::milliseconds timeout) {
   return ErrorOf(*ev);
 }
 
+Status RunnerProcess::SavePromptCache(std::chrono::milliseconds timeout) {
+  if (!prompt_cache_on_) return Status::Ok();
+  SavePromptRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::now() + timeout);
+  if (!ev.ok()) return ev.status();
+  if (auto* report = std::get_if<PromptCacheReport>(&*ev)) {
+    NotePromptCache(*report);
+    return Status::Ok();
+  }
+  return ErrorOf(*ev);
+}
+
+void RunnerProcess::NotePromptCache(const PromptCacheReport& report) const {
+  if (prompt_stats_ != nullptr) prompt_stats_->Add(report);
+  for (const std::string& note : report.notes) spdlog::info("{}: prompt cache: {}", name_, note);
+  for (const std::string& warning : report.warnings) spdlog::warn("{}: prompt cache: {}", name_, warning);
+}
+
 void RunnerProcess::Close() {
+  // Before an unload, the prompt prefixes the runner holds go to the prompt cache: only when it is
+  // idle, so that a server stopping with requests in flight does not wait for them.
+  if (prompt_cache_on_ && !closed_.load() && !dead_.load() && working_.load() == 0 &&
+      reader_.get_id() != std::this_thread::get_id()) {
+    if (Status st = SavePromptCache(prompt_save_timeout_); !st.ok()) {
+      spdlog::warn("{}: prompt cache: not saved before the unload: {}", name_, st.message());
+    }
+  }
   if (closed_.exchange(true)) {
     if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
     return;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "runner/model_runner.h"
+#include "runner/prompt_cache_stats.h"
 #include "runner/runner_limits.h"
 
 namespace resident::runner {
@@ -41,6 +42,13 @@ class RunnerProcess final : public ModelRunner {
     std::chrono::milliseconds health_timeout{20000};
     // The least margin of a runner's memory cap above its predicted footprint (runner_limits.h).
     uint64_t min_memory_margin = kDefaultMinMemoryMargin;
+    // The prompt cache (prompt_cache.h): its folder (empty: off) and size, given to every runner,
+    // and where its reports are counted (not owned; nullptr: not counted). Close saves the idle
+    // runner's prompt prefixes there before it stops the runner, waiting up to prompt_save_timeout.
+    std::string prompt_cache_dir;
+    uint64_t prompt_cache_max_bytes = 0;
+    PromptCacheStats* prompt_cache_stats = nullptr;
+    std::chrono::milliseconds prompt_save_timeout{60000};
   };
   static constexpr std::chrono::milliseconds kDefaultTemplateTimeout{20000};
 
@@ -75,7 +83,9 @@ class RunnerProcess final : public ModelRunner {
   pid_t pid() const override { return pid_; }
   bool alive() const override { return !dead_.load(); }
   std::string exit_reason() const override;
+  // Saves the prompt cache (when on and the runner is alive and idle), then stops the runner.
   void Close() override;
+  Status SavePromptCache(std::chrono::milliseconds timeout) override;
 
  private:
   // Spawn's work, on the calling thread.
@@ -111,6 +121,8 @@ class RunnerProcess final : public ModelRunner {
   void Forget(uint64_t id);
   // Asks the runner to stop request `id` (it answers kCancelled, or ends it if it was done).
   void SendCancel(uint64_t id);
+  // Counts a prompt cache report and logs its lines.
+  void NotePromptCache(const PromptCacheReport& report) const;
 
   const pid_t pid_;
   const int fd_;
@@ -119,6 +131,16 @@ class RunnerProcess final : public ModelRunner {
   ModelFacts facts_;  // constant after Start
   MemoryCap cap_;     // constant after Start
   std::atomic<uint64_t> sampled_rss_{0};
+  bool prompt_cache_on_ = false;                   // constant after Start
+  std::chrono::milliseconds prompt_save_timeout_{0};  // constant after Start
+  PromptCacheStats* prompt_stats_ = nullptr;       // constant after Start (not owned)
+  // Generations and embeddings in flight (Close saves the prompt cache only when there are none).
+  std::atomic<int> working_{0};
+  struct WorkInFlight {
+    std::atomic<int>& n;
+    explicit WorkInFlight(std::atomic<int>& count) : n(count) { ++n; }
+    ~WorkInFlight() { --n; }
+  };
 
   std::mutex write_mu_;  // serializes frames on fd_
   std::thread reader_;

@@ -113,6 +113,9 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   env.emplace("RESIDENT_LEARNER_STATE", "off");
   // Each server its own request log (one beside the store would be shared by the test's servers).
   env.emplace("RESIDENT_REQUEST_LOG", TestDir() + "/request-log-" + std::to_string(counter) + ".csv");
+  // The prompt cache is on by default in a real server; tests that mean it turn it on (a folder of
+  // their own), so that no other test saves to or restores from ~/.cache.
+  env.emplace("RESIDENT_PROMPT_CACHE", "off");
   std::vector<std::string> argv_strings = {binary, "serve", "--models-dir", models_dir};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;

@@ -88,6 +88,28 @@ TEST(MetricsRoutesTest, RendersEveryFamilyPerModelAndServerWide) {
       << text;
 }
 
+TEST(MetricsRoutesTest, ThePromptCacheCountersAreShownWhenGiven) {
+  sched::ResidencyStats stats;
+  EXPECT_EQ(RenderMetrics(stats, {}).find("resident_prompt_cache"), std::string::npos);
+  runner::PromptCacheCounters c;
+  c.saves = 2;
+  c.saved_bytes = 250'000'000;
+  c.hits = 3;
+  c.restored_tokens = 4500;
+  c.restored_bytes = 370'000'000;
+  c.evictions = 1;
+  c.evicted_bytes = 120'000'000;
+  c.dropped = 1;
+  std::string text = RenderMetrics(stats, {}, &c);
+  for (const char* line : {"resident_prompt_cache_saves_total 2", "resident_prompt_cache_saved_bytes_total 250000000",
+                           "resident_prompt_cache_hits_total 3", "resident_prompt_cache_restored_tokens_total 4500",
+                           "resident_prompt_cache_restored_bytes_total 370000000", "resident_prompt_cache_evictions_total 1",
+                           "resident_prompt_cache_evicted_bytes_total 120000000", "resident_prompt_cache_dropped_total 1",
+                           "# TYPE resident_prompt_cache_hits_total counter"}) {
+    EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
+  }
+}
+
 TEST(MetricsRoutesTest, RouteLabelsAreTemplatesNotPaths) {
   EXPECT_EQ(RouteLabel("POST", "/api/generate", true, {}), "/api/generate");
   EXPECT_EQ(RouteLabel("GET", "/v1/models/demo:latest", true, {{11, 11}}), "/v1/models/*");

@@ -49,6 +49,56 @@ TEST(Protocol, RoundTripsEveryFieldOfAGenerateRequest) {
   EXPECT_EQ(g.grammar, r.grammar);
 }
 
+TEST(Protocol, RoundTripsThePromptCacheMessagesAndFields) {
+  LoadRequest load;
+  load.prompt_cache_dir = "/var/cache/pc";
+  load.prompt_cache_max_bytes = 2ull << 30;
+  auto l = DecodePayload(EncodeFrame(load).substr(4));
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(std::get<LoadRequest>(*l).prompt_cache_dir, "/var/cache/pc");
+  EXPECT_EQ(std::get<LoadRequest>(*l).prompt_cache_max_bytes, 2ull << 30);
+
+  DoneEvent done;
+  done.prompt_eval_count = 40;
+  done.prompt_cached_count = 32;
+  auto d = DecodePayload(EncodeFrame(done).substr(4));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(std::get<DoneEvent>(*d).prompt_cached_count, 32);
+
+  auto s = DecodePayload(EncodeFrame(SavePromptRequest{9}).substr(4));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(std::get<SavePromptRequest>(*s).id, 9u);
+
+  PromptCacheReport r;
+  r.id = 9;
+  r.saves = 1;
+  r.saved_bytes = 123456789012ull;
+  r.hits = 2;
+  r.restored_tokens = 1500;
+  r.restored_bytes = 99;
+  r.evictions = 3;
+  r.evicted_bytes = 77;
+  r.dropped = 4;
+  r.notes = {"saved 1500 tokens"};
+  r.warnings = {"ignored the entry x"};
+  auto p = DecodePayload(EncodeFrame(r).substr(4));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const auto& q = std::get<PromptCacheReport>(*p);
+  EXPECT_EQ(q.id, 9u);
+  EXPECT_EQ(q.saves, 1u);
+  EXPECT_EQ(q.saved_bytes, 123456789012ull);
+  EXPECT_EQ(q.hits, 2u);
+  EXPECT_EQ(q.restored_tokens, 1500u);
+  EXPECT_EQ(q.restored_bytes, 99u);
+  EXPECT_EQ(q.evictions, 3u);
+  EXPECT_EQ(q.evicted_bytes, 77u);
+  EXPECT_EQ(q.dropped, 4u);
+  EXPECT_EQ(q.notes, r.notes);
+  EXPECT_EQ(q.warnings, r.warnings);
+  EXPECT_FALSE(q.empty());
+  EXPECT_TRUE(PromptCacheReport{}.empty());
+}
+
 TEST(Protocol, FramesSurviveOneByteWrites) {
   SocketPair sp;
   std::string a = EncodeFrame(TokenEvent{3, "tok"});
