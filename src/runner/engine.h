@@ -94,6 +94,15 @@ class Engine {
   // reaches Start with its messages rendered into its prompt (template_sandbox.h).
   const ChatTemplateSource& chat_template() const { return chat_template_; }
 
+  // Sleeping (sleep_after): Sleep frees the context (KV cache, compute buffers, outputs) and keeps
+  // the model, its weights' mapping and the thread pool; every slot's cached tokens are gone.
+  // Precondition: !Busy(). Wake creates the context again with the load's parameters (Start and
+  // Embed wake a sleeping engine themselves). Errors (Wake): kResourceExhausted when the context
+  // cannot be created; the engine then stays asleep.
+  void Sleep();
+  Status Wake();
+  bool asleep() const { return ctx_ == nullptr; }
+
   // Progress (runner_limits.h): while the engine computes, it stores the steady clock's now in
   // nanoseconds here at every decoded graph node, decode and sampled token. `beat` outlives the
   // engine; nullptr: none.
@@ -136,6 +145,7 @@ class Engine {
   int cores_ = 1;
   int threads_now_ = 0;
   CpuShare* share_ = nullptr;
+  llama_context_params cparams_{};  // the context's parameters, to create it again at a wake
 };
 
 // Text helpers with no llama.cpp dependency, exposed for tests.

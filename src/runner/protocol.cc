@@ -123,6 +123,10 @@ RESIDENT_PROTOCOL_FIELDS(TokenizeResult, id, tokens)
 RESIDENT_PROTOCOL_FIELDS(EmbedResult, id, embeddings, prompt_eval_count)
 RESIDENT_PROTOCOL_FIELDS(HealthResult, id, busy, stalled_ms, doing)
 RESIDENT_PROTOCOL_FIELDS(MemoryResult, id, rss_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(SleepRequest, id)
+RESIDENT_PROTOCOL_FIELDS(WakeRequest, id)
+RESIDENT_PROTOCOL_FIELDS(SleepResult, id, rss_bytes, rss_anon_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(WakeResult, id, wake_ns, rss_bytes)
 
 namespace {
 

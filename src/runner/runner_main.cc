@@ -45,7 +45,7 @@ class Writer {
   int fd_;
 };
 
-using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest>;
+using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest, SleepRequest, WakeRequest>;
 
 uint64_t WorkId(const Work& w) {
   return std::visit([](const auto& r) { return r.id; }, w);
@@ -107,6 +107,8 @@ class Server {
         else EnqueueRender(std::move(*g));
       } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
       else if (auto* t = std::get_if<TokenizeRequest>(&m)) Enqueue(std::move(*t));
+      else if (auto* sl = std::get_if<SleepRequest>(&m)) Enqueue(*sl);
+      else if (auto* wk = std::get_if<WakeRequest>(&m)) Enqueue(*wk);
       else if (auto* c = std::get_if<CancelRequest>(&m)) Cancel(c->id);
       else if (auto* h = std::get_if<HealthRequest>(&m)) {
         HealthResult answer{h->id, false, 0, ""};
@@ -219,7 +221,8 @@ class Server {
   }
 
   // Takes from the front of the queue, in order, what can run now: generations while a slot is
-  // free, tokenizations always, an embedding only alone (it uses the whole context).
+  // free, tokenizations always, an embedding, a sleep or a wake only alone (each uses or replaces
+  // the whole context).
   std::vector<std::pair<Work, Flag>> Admit(int free_slots, bool engine_busy) {
     std::vector<std::pair<Work, Flag>> out;
     while (!queue_.empty()) {
@@ -228,7 +231,7 @@ class Server {
         if (free_slots == 0) break;
         --free_slots;
         engine_busy = true;
-      } else if (std::holds_alternative<EmbedRequest>(w)) {
+      } else if (!std::holds_alternative<TokenizeRequest>(w)) {
         if (engine_busy || !out.empty()) break;
         engine_busy = true;
         free_slots = 0;
@@ -309,6 +312,25 @@ class Server {
     auto tokens = engine_->Tokenize(r.text, r.add_special);
     if (tokens.ok()) writer_.Send(TokenizeResult{r.id, std::move(tokens).value()});
     else writer_.Send(ErrorEvent{r.id, tokens.status().code(), tokens.status().message()});
+    Finished(r.id);
+  }
+
+  void Handle(const SleepRequest& r, const Flag&) {
+    Beat("freeing the context (sleep)");
+    engine_->Sleep();
+    // What llama.cpp freed goes back to the system now, not at the allocator's leisure.
+    ::malloc_trim(0);
+    const pid_t self = getpid();
+    writer_.Send(SleepResult{r.id, ProcessRssBytes(self), ProcessRssAnonBytes(self), 0});
+    Finished(r.id);
+  }
+
+  void Handle(const WakeRequest& r, const Flag&) {
+    Beat("creating the context again (wake)");
+    const int64_t start = NowNs();
+    Status st = engine_->Wake();
+    if (st.ok()) writer_.Send(WakeResult{r.id, NowNs() - start, ProcessRssBytes(getpid())});
+    else writer_.Send(ErrorEvent{r.id, st.code(), st.message()});
     Finished(r.id);
   }
 

@@ -63,7 +63,8 @@ int ReapWithin(pid_t pid, std::chrono::milliseconds grace) {
 bool IsTerminal(const Message& m) {
   return std::holds_alternative<DoneEvent>(m) || std::holds_alternative<ErrorEvent>(m) ||
          std::holds_alternative<EmbedResult>(m) || std::holds_alternative<TokenizeResult>(m) ||
-         std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m);
+         std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m) ||
+         std::holds_alternative<SleepResult>(m) || std::holds_alternative<WakeResult>(m);
 }
 
 uint64_t EventId(const Message& m) {
@@ -488,6 +489,30 @@ Status RunnerProcess::Health(std::chrono::milliseconds timeout) {
   auto ev = NextEvent(r.id, *pending, Clock::now() + timeout);
   if (!ev.ok()) return ev.status();
   if (std::holds_alternative<HealthResult>(*ev)) return Status::Ok();
+  return ErrorOf(*ev);
+}
+
+Result<SleepResult> RunnerProcess::Sleep() {
+  SleepRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  // No deadline of its own: a runner that hangs is the watchdog's to kill.
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* m = std::get_if<SleepResult>(&*ev)) {
+    if (m->rss_bytes > 0) sampled_rss_ = m->rss_bytes;  // the latest sample predates the sleep
+    return *m;
+  }
+  return ErrorOf(*ev);
+}
+
+Result<WakeResult> RunnerProcess::Wake() {
+  WakeRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* w = std::get_if<WakeResult>(&*ev)) return *w;
   return ErrorOf(*ev);
 }
 

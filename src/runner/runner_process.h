@@ -74,6 +74,8 @@ class RunnerProcess final : public ModelRunner {
   bool alive() const override { return !dead_.load(); }
   std::string exit_reason() const override;
   void Close() override;
+  Result<SleepResult> Sleep() override;
+  Result<WakeResult> Wake() override;
 
  private:
   struct Pending {
