@@ -11,6 +11,7 @@
 
 #include "api/requests.h"
 #include "core/clock.h"
+#include "core/page_cache.h"
 #include "core/status.h"
 #include "sched/scheduler.h"
 #include "store/model_catalog.h"
@@ -28,6 +29,7 @@ struct ApiContext {
   const store::ModelCatalog& catalog;
   const Clock& clock;
   RequestDefaults defaults;
+  PageCacheTracker* page_cache = nullptr;  // how much of each model file is cached; nullptr: unknown
 };
 
 // HTTP status for a Status code (400, 404, 499, 503, 500).

@@ -14,6 +14,7 @@
 #include "api/http_util.h"
 #include "api/requests.h"
 #include "core/clock.h"
+#include "core/page_cache.h"
 #include "core/status.h"
 #include "sched/scheduler.h"
 #include "store/model_catalog.h"
@@ -40,6 +41,9 @@ class ApiServer {
     // Origins allowed besides the local ones (RESIDENT_ORIGINS / OLLAMA_ORIGINS); see api/cors.h.
     std::vector<std::string> origins;
     store::ModelStore* store = nullptr;  // writable store for /api/create, copy, delete (not owned)
+    // How much of each model file is in the page cache, for /api/tags and /metrics (not owned;
+    // nullptr: not reported).
+    PageCacheTracker* page_cache = nullptr;
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

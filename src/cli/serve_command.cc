@@ -15,6 +15,7 @@
 #include "cli/residency_settings.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
+#include "core/page_cache.h"
 #include "runner/runner_process.h"
 #include "sched/learner_state.h"
 #include "sched/scheduler.h"
@@ -130,17 +131,23 @@ int Serve(const ServeArgs& args) {
   store::CompositeCatalog catalog(sources);
 
   SystemClock clock;
+  // How much of each model file is in the page cache: the reload time of the eviction cost, and
+  // /api/tags, `resident list` and /metrics.
+  PageCacheTracker page_cache;
+  sched::Scheduler::Options scheduler_options = so;
+  scheduler_options.page_cache_fraction = [&page_cache](const std::string& path) { return page_cache.Fraction(path); };
   runner::ProcessRunnerFactory factory(
       runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
                                      settings->memory_margin},
       settings->spare_runner);
-  sched::Scheduler scheduler(so, factory, clock);
+  sched::Scheduler scheduler(scheduler_options, factory, clock);
 
   api::ApiServer::Options ao;
   ao.host = host->host;
   ao.port = host->port;
   ao.defaults.num_ctx = settings->num_ctx;
   ao.store = &own_store;
+  ao.page_cache = &page_cache;
   if (Status st = ApplyHttpSettingsFromEnv(ConnectionsForScheduler(so), &ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
@@ -179,6 +186,10 @@ int Serve(const ServeArgs& args) {
                so.policy->default_keep_alive.ToString());
   spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
                so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
+  if (so.policy->sleep_after) {
+    spdlog::info("idle models sleep after {} (their context freed, runner and weights kept)",
+                 so.policy->sleep_after->ToString());
+  }
   if (!server.loopback_only() && ao.api_key.empty()) {
     spdlog::warn("listening on {}:{}, which other machines can reach, without an API key: anyone who can "
                  "connect can run and manage models. Set RESIDENT_API_KEY, or listen on 127.0.0.1 "
