@@ -71,6 +71,8 @@ struct SimulateArgs {
   double prompt_tps = 200;
   double gen_tps = 20;
   std::string json_out;
+  double sleep_fraction = 0.7;
+  double wake_fraction = 0.3;
 };
 
 Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
@@ -111,6 +113,8 @@ int Simulate(const SimulateArgs& args) {
   d.load_s_per_gb = args.load_s_per_gb;
   d.prompt_tps = args.prompt_tps;
   d.gen_tps = args.gen_tps;
+  d.sleep_fraction = args.sleep_fraction;
+  d.wake_fraction = args.wake_fraction;
   if (args.max_loaded >= 1) {
     d.max_loaded = args.max_loaded;
   } else {
@@ -176,7 +180,8 @@ int Simulate(const SimulateArgs& args) {
                    {"waited_for_room", r.waited_for_room}, {"failed", r.failed}, {"idle_gb_s", r.idle_gbs},
                    {"resident_gb_s", r.resident_gbs}, {"peak_bytes", r.peak_bytes}, {"wall_s", r.wall_s},
                    {"bound_idle_gb_s", bound.IdleAt(r.loads)}, {"cold_by_model", r.cold_by_model},
-                   {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model}});
+                   {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model},
+                   {"sleeps", r.sleeps}, {"wakes", r.wakes}});
     }
     nlohmann::json out{{"rows", j}, {"bound", {{"min_loads", bound.models}, {"idle_gb_s", bound.idle_gbs}}}};
     std::ofstream f(args.json_out);
@@ -281,6 +286,14 @@ void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
   sim->add_option("--gen-tps", sa->gen_tps, "Generated tokens/s (service time when the trace gives none)")
       ->capture_default_str();
   sim->add_option("--json", sa->json_out, "Also write the rows as JSON to this file");
+  sim->add_option("--sleep-fraction", sa->sleep_fraction,
+                  "A --config with sleep_after: the share of its bytes a model holds asleep")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  sim->add_option("--wake-fraction", sa->wake_fraction,
+                  "A --config with sleep_after: a wake's time as a share of the model's load time")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   sim->callback([&chosen, sa] { chosen = [sa] { return Simulate(*sa); }; });
 
   auto ra = std::make_shared<ReplayArgs>();
