@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
 #include <map>
 #include <string>
 
@@ -348,6 +349,59 @@ TEST_F(SchedulerSleepTest, RequestsArrivingTogetherShareOneWake) {
   for (auto& r : results) EXPECT_TRUE(r.get());
   EXPECT_EQ(factory_.runners["a"]->wakes, 1);
   EXPECT_EQ(factory_.starts, 1);
+}
+
+// Page cache (core/page_cache.h): the eviction cost's reload time is the measured load time plus
+// the file's bytes that were cached at the load and are not now, read back at disk speed.
+class PageCacheCostTest : public SchedulerSleepTest {
+ protected:
+  Scheduler::Options Opts2() {
+    Scheduler::Options o = Opts(std::nullopt);
+    o.max_loaded = 2;
+    o.disk_read_bytes_per_s = 250e6;
+    o.page_cache_fraction = [this](const std::string& path) -> std::optional<double> {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = cached_.find(path);
+      if (it == cached_.end()) return std::nullopt;
+      return it->second;
+    };
+    return o;
+  }
+  void SetCached(const std::string& path, double fraction) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cached_[path] = fraction;
+  }
+  std::mutex mu_;
+  std::map<std::string, double> cached_;
+};
+
+TEST_F(PageCacheCostTest, AModelWhoseFileLeftThePageCacheCostsMoreToEvict) {
+  for (const char* path : {"a", "b", "c"}) {
+    factory_.load_time[path] = 1s;
+    factory_.weights[path] = 500 * kMB;  // its file: 2 s to read back at 250 MB/s
+    SetCached(path, 1.0);
+  }
+  // Both files cached: a, idle longest, goes first (the default order).
+  {
+    Scheduler s(Opts2(), factory_, clock_);
+    Use(s, "a");
+    Use(s, "b");
+    Use(s, "c");
+    auto evictions = Events(s, ResidencyEvent::Type::kEvict);
+    ASSERT_EQ(evictions.size(), 1u);
+    EXPECT_EQ(evictions[0].model, "a");
+  }
+  // a's file left the page cache since its load: reloading it costs 2 s more, so b goes.
+  {
+    Scheduler s(Opts2(), factory_, clock_);
+    Use(s, "a");
+    Use(s, "b");
+    SetCached("a", 0.0);
+    Use(s, "c");
+    auto evictions = Events(s, ResidencyEvent::Type::kEvict);
+    ASSERT_EQ(evictions.size(), 1u);
+    EXPECT_EQ(evictions[0].model, "b");
+  }
 }
 
 }  // namespace
