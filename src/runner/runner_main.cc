@@ -326,7 +326,12 @@ class Server {
   }
 
   void Handle(const WakeRequest& r, const Flag&) {
-    Beat("creating the context again (wake)");
+    // Creating a context allocates and clears its buffers, with no progress point inside (no
+    // abort callback) and nothing that can loop: on a machine short of memory it may take longer
+    // than the health timeout, as a load may (loads have their own stall timer), so it does not
+    // count as a stall.
+    doing_.store("creating the context again (wake)", std::memory_order_relaxed);
+    beat_.store(0, std::memory_order_relaxed);
     const int64_t start = NowNs();
     Status st = engine_->Wake();
     if (st.ok()) writer_.Send(WakeResult{r.id, NowNs() - start, ProcessRssBytes(getpid())});
