@@ -138,7 +138,7 @@ int Serve(const ServeArgs& args) {
   scheduler_options.page_cache_fraction = [&page_cache](const std::string& path) { return page_cache.Fraction(path); };
   runner::ProcessRunnerFactory factory(
       runner::RunnerProcess::Options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
-                                     settings->memory_margin},
+                                     settings->memory_margin, settings->huge_pages},
       settings->spare_runner);
   sched::Scheduler scheduler(scheduler_options, factory, clock);
 
@@ -190,6 +190,7 @@ int Serve(const ServeArgs& args) {
     spdlog::info("idle models sleep after {} (their context freed, runner and weights kept)",
                  so.policy->sleep_after->ToString());
   }
+  if (settings->huge_pages) spdlog::info("runners allocate their contexts in transparent huge pages");
   if (!server.loopback_only() && ao.api_key.empty()) {
     spdlog::warn("listening on {}:{}, which other machines can reach, without an API key: anyone who can "
                  "connect can run and manage models. Set RESIDENT_API_KEY, or listen on 127.0.0.1 "

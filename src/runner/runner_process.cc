@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace resident::runner {
 namespace {
@@ -97,7 +99,28 @@ RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path, std::str
 
 std::string RunnerProcess::Who() const { return "the runner for " + name_ + " (pid " + std::to_string(pid_) + ")"; }
 
-Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
+namespace {
+
+// The environment of a runner: the server's, with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES
+// when asked for (kept after any tunables already set).
+std::vector<std::string> RunnerEnvironment(bool huge_pages) {
+  std::vector<std::string> env;
+  bool tunables = false;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string var(*e);
+    if (huge_pages && var.rfind("GLIBC_TUNABLES=", 0) == 0) {
+      var += (var.size() > std::strlen("GLIBC_TUNABLES=") ? ":" : "") + std::string("glibc.malloc.hugetlb=1");
+      tunables = true;
+    }
+    env.push_back(std::move(var));
+  }
+  if (huge_pages && !tunables) env.push_back("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+  return env;
+}
+
+}  // namespace
+
+Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool huge_pages) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
@@ -107,6 +130,10 @@ Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
   std::string fd_arg = "3";
   const int share_fd = CpuShare::ForServer().fd();
   const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), share_fd >= 0 ? "--cpu-share-fd" : nullptr, "4", nullptr};
+  const std::vector<std::string> env_strings = RunnerEnvironment(huge_pages);
+  std::vector<const char*> envp;
+  for (const std::string& e : env_strings) envp.push_back(e.c_str());
+  envp.push_back(nullptr);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -125,7 +152,7 @@ Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
     if (share >= 0) ::dup2(share, 4);
     ::syscall(SYS_close_range, 5u, ~0u, 0u);  // no listening socket or client fd leaks in
     ::signal(SIGPIPE, SIG_IGN);
-    ::execv(exe.c_str(), const_cast<char* const*>(argv));
+    ::execve(exe.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp.data()));
     ::_exit(127);
   }
   ::close(sv[1]);
@@ -145,7 +172,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   request.template_timeout_ms =
       (options.health_timeout.count() > 0 ? options.health_timeout : kDefaultTemplateTimeout).count();
   if (!spare) {
-    auto spawned = Spawn(options.executable);
+    auto spawned = Spawn(options.executable, options.huge_pages);
     if (!spawned.ok()) return spawned.status();
     spare = *spawned;
   }
@@ -583,7 +610,7 @@ void ProcessRunnerFactory::RefillLoop() {
     }
     if (stopping_) break;
     lock.unlock();
-    auto spawned = RunnerProcess::Spawn(options_.executable);
+    auto spawned = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
     lock.lock();
     if (spawned.ok()) {
       spare_ = *spawned;
@@ -597,7 +624,7 @@ Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadReque
                                                                  const std::function<void(float)>& progress) {
   auto start_once = [&](std::optional<SpawnedRunner> spawned) -> Result<std::unique_ptr<RunnerProcess>> {
     if (!spawned) {
-      auto fresh = RunnerProcess::Spawn(options_.executable);
+      auto fresh = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
       if (!fresh.ok()) return fresh.status();
       spawned = *fresh;
     }

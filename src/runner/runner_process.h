@@ -41,6 +41,11 @@ class RunnerProcess final : public ModelRunner {
     std::chrono::milliseconds health_timeout{20000};
     // The least margin of a runner's memory cap above its predicted footprint (runner_limits.h).
     uint64_t min_memory_margin = kDefaultMinMemoryMargin;
+    // Runners ask for transparent huge pages for their large allocations (glibc's
+    // glibc.malloc.hugetlb=1 tunable in their environment: malloc madvises its mmapped chunks,
+    // i.e. the KV cache and compute buffers, MADV_HUGEPAGE). Creating a context then faults 2 MiB
+    // pages instead of 4 KiB ones. No effect where the kernel's THP mode is "never".
+    bool huge_pages = false;
   };
   static constexpr std::chrono::milliseconds kDefaultTemplateTimeout{20000};
 
@@ -53,8 +58,9 @@ class RunnerProcess final : public ModelRunner {
   static Result<std::unique_ptr<RunnerProcess>> Start(const Options& options, const LoadRequest& request,
                                                       const std::function<void(float)>& progress,
                                                       std::optional<SpawnedRunner> spare = std::nullopt);
-  // Starts a runner process that waits for a load request. Errors: kInternal when fork fails.
-  static Result<SpawnedRunner> Spawn(const std::string& executable);
+  // Starts a runner process that waits for a load request (`huge_pages`: see Options). Errors:
+  // kInternal when fork fails.
+  static Result<SpawnedRunner> Spawn(const std::string& executable, bool huge_pages = false);
   // Ends a spawned runner that will not be used.
   static void Discard(SpawnedRunner spawned);
   ~RunnerProcess() override;

@@ -42,6 +42,13 @@ class SleepTest : public ::testing::Test {
     return nullptr;
   }
   static json Events(int port) { return Get(port, "/api/events").json()["events"]; }
+  // A process's environment, one variable per line.
+  static std::string Environment(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (char& c : env) c = c == '\0' ? '\n' : c;
+    return env;
+  }
   static int CountEvents(int port, const std::string& type) {
     int n = 0;
     for (const auto& e : Events(port)) n += e["type"] == type ? 1 : 0;
@@ -61,6 +68,8 @@ TEST_F(SleepTest, AnIdleModelSleepsHoldingLessAndTheNextRequestWakesIt) {
   const uint64_t awake_size = awake["size"].get<uint64_t>();
   ASSERT_EQ(server.Children().size(), 1u);
   const pid_t runner = server.Children()[0];
+  // Models may sleep: the runner asks for transparent huge pages (its wakes create contexts again).
+  EXPECT_NE(Environment(runner).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1"), std::string::npos);
 
   ASSERT_TRUE(WaitFor([&] { return Ps(port).value("state", "") == "sleeping"; }, std::chrono::seconds(60)));
   json asleep = Ps(port);
@@ -119,6 +128,8 @@ TEST_F(SleepTest, WithoutSleepAfterModelsStayLoadedAndPsIsOllamas) {
   ASSERT_TRUE(m.is_object());
   EXPECT_EQ(m["state"], "loaded");
   EXPECT_FALSE(m.contains("sleep_after"));
+  ASSERT_EQ(server.Children().size(), 1u);
+  EXPECT_EQ(Environment(server.Children()[0]).find("glibc.malloc.hugetlb"), std::string::npos);
   EXPECT_EQ(CountEvents(port, "sleep"), 0);
   CliRun ps = RunCli(port, "ps");
   EXPECT_EQ(ps.code, 0);

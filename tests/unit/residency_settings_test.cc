@@ -311,16 +311,43 @@ class SleepSettingsTest : public AutoSettingsTest {
  protected:
   void SetUp() override {
     AutoSettingsTest::SetUp();
-    if (const char* v = std::getenv("RESIDENT_SLEEP_AFTER")) saved_sleep_ = v;
-    ::unsetenv("RESIDENT_SLEEP_AFTER");
+    for (const char* name : {"RESIDENT_SLEEP_AFTER", "RESIDENT_HUGE_PAGES"}) {
+      if (const char* v = std::getenv(name)) saved_[name] = v;
+      ::unsetenv(name);
+    }
   }
   void TearDown() override {
-    ::unsetenv("RESIDENT_SLEEP_AFTER");
-    if (saved_sleep_) ::setenv("RESIDENT_SLEEP_AFTER", saved_sleep_->c_str(), 1);
+    for (const char* name : {"RESIDENT_SLEEP_AFTER", "RESIDENT_HUGE_PAGES"}) {
+      ::unsetenv(name);
+      if (auto it = saved_.find(name); it != saved_.end()) ::setenv(name, it->second.c_str(), 1);
+    }
     AutoSettingsTest::TearDown();
   }
-  std::optional<std::string> saved_sleep_;
 };
+
+TEST_F(SleepSettingsTest, RunnersUseHugePagesWhenModelsMaySleepOrWhenAsked) {
+  auto s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->huge_pages);  // nothing sleeps: nothing changes
+  Set("RESIDENT_SLEEP_AFTER", "5m");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+  ::unsetenv("RESIDENT_SLEEP_AFTER");
+  Config("[models.a]\nsleep_after = \"1m\"\n");  // one model's sleep_after is enough
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+  Set("RESIDENT_HUGE_PAGES", "0");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->huge_pages);
+  ::unsetenv("RESIDENT_CONFIG");
+  Set("RESIDENT_HUGE_PAGES", "1");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+}
 
 TEST_F(SleepSettingsTest, UnsetModelsNeverSleep) {
   auto s = Load();
