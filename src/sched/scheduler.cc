@@ -472,8 +472,14 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         continue;
       case Decision::Kind::kWake: {
         Status st = WakeLocked(lock, e);
-        if (!st.ok()) spdlog::warn("{} could not wake ({}); loading it again", spec.name, st.message());
-        continue;  // the lease through the common path, or a fresh load
+        if (!st.ok()) {
+          spdlog::warn("{} could not wake ({}); loading it again", spec.name, st.message());
+          continue;  // a fresh load
+        }
+        // As for a load it performed: it takes the lease even if its client left meanwhile, so
+        // that the release starts the model's timers (or performs a stop that came meanwhile).
+        loaded_here = true;
+        continue;  // the lease through the common path
       }
     }
   }

@@ -18,6 +18,11 @@
 // that switching to "auto" starts from what is known; for "auto" models, the learned reuse
 // probability also weighs their eviction cost.
 //
+// Sleeping (sleep_after, decision.h): an idle model's runner frees its context once its
+// sleep_after has run out (Tick), or when memory is short (Acquire, instead of an unload); the
+// budget then counts what it measured asleep. A request wakes it (Acquire); its keep_alive still
+// unloads it. While a model falls asleep or wakes (outside the lock) nothing else touches it.
+//
 // Observability: every load, failed load, unload, eviction and prewarm is logged as one line and
 // appended to events() with its reason; Stats() returns the counters (loads, load times,
 // requests, cold starts, unloads by reason, prewarms and their hits and misses, memory × time
@@ -147,7 +152,8 @@ class Scheduler {
   // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
   // current one (the default on a fresh load). `stop` (the client went away) ends the wait:
   // kCancelled, and the request never runs nor counts as one of its model's requests; a load
-  // this request started itself is finished first and the lease taken (the caller drops it).
+  // (or a wake) this request started itself is finished first and the lease taken (the caller
+  // drops it). A sleeping model is woken (the wake is the lease's load_duration).
   // Errors: the load's error, kUnavailable if the scheduler is shutting down,
   // kResourceExhausted when the queue is full, kFailedPrecondition when the model can never fit
   // the memory budget (alone, or next to the pinned models), kCancelled.
