@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -118,9 +120,58 @@ std::vector<std::string> RunnerEnvironment(bool huge_pages) {
   return env;
 }
 
+// PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. Runners
+// were forked on whichever thread asked for a load, often an HTTP worker, which ends after a
+// minute without work: its runner was then killed (SIGKILL) with a model loaded, or asleep. Every
+// runner is forked on this one thread instead, which lives as long as the process.
+class SpawnThread {
+ public:
+  static SpawnThread& Get() {
+    static SpawnThread* thread = new SpawnThread();  // never destroyed: its thread outlives main()
+    return *thread;
+  }
+  Result<SpawnedRunner> Run(const std::function<Result<SpawnedRunner>()>& spawn) {
+    std::packaged_task<Result<SpawnedRunner>()> task(spawn);
+    auto result = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return result.get();
+  }
+
+ private:
+  SpawnThread() {
+    std::thread([this] {
+      while (true) {
+        std::packaged_task<Result<SpawnedRunner>()> task;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [&] { return !tasks_.empty(); });
+          task = std::move(tasks_.front());
+          tasks_.pop_front();
+        }
+        task();
+      }
+    }).detach();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<Result<SpawnedRunner>()>> tasks_;  // guarded by mu_
+};
+
+Result<SpawnedRunner> SpawnHere(const std::string& executable, bool huge_pages);
+
 }  // namespace
 
 Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool huge_pages) {
+  return SpawnThread::Get().Run([&] { return SpawnHere(executable, huge_pages); });
+}
+
+namespace {
+
+Result<SpawnedRunner> SpawnHere(const std::string& executable, bool huge_pages) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
@@ -158,6 +209,8 @@ Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool h
   ::close(sv[1]);
   return SpawnedRunner{pid, sv[0]};
 }
+
+}  // namespace
 
 void RunnerProcess::Discard(SpawnedRunner spawned) {
   if (spawned.fd >= 0) ::close(spawned.fd);  // the runner reads end of stream and exits
