@@ -11,6 +11,7 @@
 
 #include "api/requests.h"
 #include "core/clock.h"
+#include "core/page_cache.h"
 #include "core/status.h"
 #include "runner/prompt_cache_stats.h"
 #include "sched/scheduler.h"
@@ -33,6 +34,7 @@ struct ApiContext {
   RequestDefaults defaults;
   RequestLog* request_log = nullptr;  // api/request_log.h; null: requests are not recorded
   const runner::PromptCacheStats* prompt_cache_stats = nullptr;  // for /metrics; nullptr: not shown
+  PageCacheTracker* page_cache = nullptr;  // how much of each model file is cached; nullptr: unknown
 };
 
 // HTTP status for a Status code (400, 404, 499, 503, 500).

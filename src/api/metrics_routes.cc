@@ -99,7 +99,8 @@ std::string RouteLabel(std::string_view method, std::string_view path, bool matc
 }
 
 std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
-                          const runner::PromptCacheCounters* prompt_cache) {
+                          const runner::PromptCacheCounters* prompt_cache,
+                          const std::vector<ModelPageCache>& page_cache) {
   PrometheusWriter w;
   PerModel(w, stats, "resident_model_loads_total", Type::kCounter, "Loads of the model that finished.",
            [](const ModelStats& m) { return Num(m.loads); });
@@ -135,11 +136,26 @@ std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<
            [](const ModelStats& m) { return Num(m.prewarm_misses); });
   PerModel(w, stats, "resident_model_loaded", Type::kGauge, "1 while the model is loaded, else 0.",
            [](const ModelStats& m) { return m.loaded ? 1.0 : 0.0; });
+  w.Family("resident_model_sleeps_total", Type::kCounter,
+           "Times the model was put to sleep (its context freed, its runner and weights kept) by reason: idle "
+           "(sleep_after ran out), memory (room for another model within the memory budget, instead of an unload).");
+  for (const auto& [model, m] : stats.models) {
+    for (sched::SleepReason r : sched::kAllSleepReasons) {
+      w.Sample({{"model", model}, {"reason", std::string(sched::SleepReasonName(r))}}, Num(m.sleeps_for(r)));
+    }
+  }
+  w.Family("resident_model_wakes_total", Type::kCounter, "Times a request woke the sleeping model, by reason.");
+  for (const auto& [model, m] : stats.models) w.Sample({{"model", model}, {"reason", "request"}}, Num(m.wakes));
+  w.Family("resident_model_wake_seconds", Type::kHistogram, "How long the model's wakes took, in seconds.");
+  for (const auto& [model, m] : stats.models) w.Histogram({{"model", model}}, m.wake_seconds);
+  PerModel(w, stats, "resident_model_sleeping", Type::kGauge, "1 while the model is asleep, else 0.",
+           [](const ModelStats& m) { return m.sleeping ? 1.0 : 0.0; });
   PerModel(w, stats, "resident_model_predicted_bytes", Type::kGauge,
            "The model's predicted memory footprint while it is loaded or loading, else 0.",
            [](const ModelStats& m) { return Num(m.predicted_bytes); });
   PerModel(w, stats, "resident_model_measured_bytes", Type::kGauge,
-           "The model's measured resident memory while it is loaded (0 until measured, and when unloaded).",
+           "The model's measured resident memory while it is loaded (asleep: what it holds asleep; 0 until measured, "
+           "and when unloaded).",
            [](const ModelStats& m) { return Num(m.measured_bytes); });
   PerModel(w, stats, "resident_model_resident_byte_seconds_total", Type::kCounter,
            "Memory held by the model times the time it was held (from the start of each load to its unload), "
@@ -148,6 +164,14 @@ std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<
   PerModel(w, stats, "resident_model_idle_byte_seconds_total", Type::kCounter,
            "The part of resident byte-seconds with no request using the model (loaded and idle).",
            [](const ModelStats& m) { return m.idle_byte_seconds; });
+
+  if (!page_cache.empty()) {
+    w.Family("resident_model_page_cache_bytes", Type::kGauge,
+             "Bytes of the model's weights file in the page cache now (sampled with mincore; loaded or not).");
+    for (const ModelPageCache& p : page_cache) w.Sample({{"model", p.model}}, Num(p.cached_bytes));
+    w.Family("resident_model_file_bytes", Type::kGauge, "Bytes of the model's weights file.");
+    for (const ModelPageCache& p : page_cache) w.Sample({{"model", p.model}}, Num(p.file_bytes));
+  }
 
   w.Family("resident_memory_budget_bytes", Type::kGauge, "The memory budget for loaded models (0: none).");
   w.Sample({}, Num(stats.memory_budget));
@@ -191,13 +215,18 @@ nlohmann::ordered_json EventJson(const sched::ResidencyEvent& e) {
   nlohmann::ordered_json j{
       {"seq", e.seq}, {"time", FormatRfc3339(e.time)}, {"type", sched::TypeName(e.type)}, {"model", e.model}};
   if (e.reason) j["reason"] = std::string(sched::ReasonName(*e.reason));
+  if (e.sleep_reason) j["reason"] = std::string(sched::SleepReasonName(*e.sleep_reason));
+  if (e.type == T::kWake) j["reason"] = "request";
   if (!e.for_model.empty()) j["for_model"] = e.for_model;
   if (!e.error.empty()) j["error"] = e.error;
   if (e.type == T::kLoad || e.type == T::kLoadFailed) j["duration_s"] = ToSeconds(e.duration);
   if (e.type != T::kLoadFailed && e.type != T::kPrewarmHit && e.type != T::kPrewarmMiss) j["bytes"] = e.bytes;
+  if (e.type == T::kWake) j["duration_s"] = ToSeconds(e.duration);
+  if (e.type == T::kSleep) j["awake_bytes"] = e.awake_bytes;
+  if (e.type == T::kWake) j["asleep_bytes"] = e.asleep_bytes;
   if (e.type == T::kLoad || e.type == T::kLoadFailed) j["predicted_bytes"] = e.predicted_bytes;
   if (e.idle) j["idle_s"] = ToSeconds(*e.idle);
-  if (e.keep_alive) j["keep_alive"] = e.keep_alive->ToString();
+  if (e.keep_alive) j[e.type == T::kSleep ? "sleep_after" : "keep_alive"] = e.keep_alive->ToString();
   if (e.pid != 0) j["pid"] = e.pid;
   if (!e.origin.empty()) j["origin"] = e.origin;
   if (!e.explanation.empty()) j["explanation"] = e.explanation;
@@ -273,8 +302,14 @@ void RegisterMetricsRoutes(httplib::Server& http, ApiContext& ctx) {
     res.status = 200;
     const runner::PromptCacheCounters prompt_cache =
         ctx.prompt_cache_stats != nullptr ? ctx.prompt_cache_stats->Snapshot() : runner::PromptCacheCounters{};
+    std::vector<ModelPageCache> page_cache;
+    if (ctx.page_cache != nullptr) {
+      for (const store::ModelEntry& e : ctx.catalog.List()) {
+        if (auto r = ctx.page_cache->Get(e.path)) page_cache.push_back({e.name, r->cached_bytes, r->file_bytes});
+      }
+    }
     res.set_content(RenderMetrics(ctx.scheduler.Stats(), http_metrics->Snapshot(),
-                                  ctx.prompt_cache_stats != nullptr ? &prompt_cache : nullptr),
+                                  ctx.prompt_cache_stats != nullptr ? &prompt_cache : nullptr, page_cache),
                     kPrometheusContentType);
   });
   http.Get("/api/events", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleEvents(ctx, req, res); });

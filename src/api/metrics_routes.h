@@ -1,10 +1,12 @@
 // What the server tells about itself while it runs:
 //   GET /metrics      Prometheus text format 0.0.4: per model (label model="name:tag") loads,
 //                     load seconds, cold starts, requests, predicted and measured bytes,
-//                     resident and idle byte-seconds, evictions by reason; server-wide the
-//                     memory budget and use, loaded models, queued requests, request
-//                     latency by route template and status class, and the prompt cache's
-//                     saves, hits, restored tokens and bytes, evictions and dropped entries.
+//                     resident and idle byte-seconds, evictions by reason, sleeps by reason
+//                     and wakes, and for every model the catalog lists the bytes of its
+//                     file in the page cache; server-wide the memory budget and use, loaded
+//                     models, queued requests, request latency by route template and status
+//                     class, and the prompt cache's saves, hits, restored tokens and bytes,
+//                     evictions and dropped entries.
 //   GET /api/events   {"events":[...]}: the scheduler's residency event log (the last 1000
 //                     loads, failed loads, unloads and evictions, oldest first);
 //                     ?since=SEQ: only the events after SEQ (each event carries its seq);
@@ -67,10 +69,19 @@ class HttpMetrics {
 std::string RouteLabel(std::string_view method, std::string_view path, bool matched,
                        const std::vector<std::pair<size_t, size_t>>& captures);
 
+// How much of a model's weights file is in the page cache (core/page_cache.h).
+struct ModelPageCache {
+  std::string model;  // "name:tag"
+  uint64_t cached_bytes = 0;
+  uint64_t file_bytes = 0;
+};
+
 // The whole /metrics answer; the prompt cache's families only when `prompt_cache` is given (the
-// cache is counted whether on or off: all zero when off).
+// cache is counted whether on or off: all zero when off); `page_cache`: every model the catalog
+// lists, loaded or not.
 std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
-                          const runner::PromptCacheCounters* prompt_cache = nullptr);
+                          const runner::PromptCacheCounters* prompt_cache = nullptr,
+                          const std::vector<ModelPageCache>& page_cache = {});
 
 // One event as /api/events writes it, keys in this order: seq, time (RFC 3339), type, model, and
 // what applies of reason, for_model, error, duration_s, bytes, predicted_bytes, idle_s,

@@ -97,7 +97,7 @@ ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
     : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults, options_.request_log,
-          options_.prompt_cache_stats},
+          options_.prompt_cache_stats, options_.page_cache},
       origins_(options_.origins), hosts_(options_.origins, options_.host),
       http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -516,9 +516,13 @@ void ApiServer::HandlePs(httplib::Response& res) {
     Duration keep = m.keep_alive.automatic ? m.planned_keep.value_or(Duration::zero()) : m.keep_alive.duration;
     WallTime expires = m.keep_alive.forever ? far_future
                                             : m.expires_at.value_or(SaturatingAdd(ctx_.clock.WallNow(), keep));
+    // Asleep, what it holds asleep (measured once asleep).
+    const uint64_t size = m.sleeping && m.sleeping_bytes ? m.sleeping_bytes
+                          : m.measured_bytes             ? m.measured_bytes
+                                                         : m.facts.rss_bytes;
     json model{{"name", m.name},
                {"model", m.name},
-               {"size", m.measured_bytes ? m.measured_bytes : m.facts.rss_bytes},
+               {"size", size},
                {"digest", entry.ok() ? entry->digest : ""},
                {"details", EntryDetails(entry.ok() ? *entry : store::ModelEntry{}, &m.facts)},
                {"expires_at", FormatRfc3339(expires)},
@@ -526,13 +530,19 @@ void ApiServer::HandlePs(httplib::Response& res) {
                {"context_length", m.facts.n_ctx},
                // resident's additions: what it predicted, what it measured, and why the model stays.
                {"size_predicted", m.predicted_bytes},
-               {"size_measured", m.measured_bytes},
+               {"size_measured", m.sleeping ? m.sleeping_bytes : m.measured_bytes},
                {"load_seconds", ToSeconds(m.load_duration)},
                {"keep_alive", m.keep_alive.ToString()},
                {"pinned", m.pinned},
                {"active_requests", m.active_requests}};
     if (!m.keep_alive_reason.empty()) model["keep_alive_reason"] = m.keep_alive_reason;
     if (m.prewarmed) model["prewarmed"] = true;
+    // resident's addition: its tier. Asleep, its context is freed (the next request wakes it);
+    // size_awake is what it held awake.
+    model["state"] = m.sleeping ? "sleeping" : "loaded";
+    if (m.sleeping) model["size_awake"] = m.measured_bytes;
+    if (m.sleep_after) model["sleep_after"] = m.sleep_after->ToString();
+    if (m.sleeps_at) model["sleeps_at"] = FormatRfc3339(*m.sleeps_at);
     models.push_back(std::move(model));
   }
   json out{{"models", models}};
@@ -554,12 +564,21 @@ void ApiServer::HandlePs(httplib::Response& res) {
 void ApiServer::HandleTags(httplib::Response& res) {
   json models = json::array();
   for (const store::ModelEntry& e : ctx_.catalog.List()) {
+    json details = EntryDetails(e, nullptr);
+    // resident's addition: how much of the weights file is in the page cache now (a model whose
+    // file is cached loads without reading the disk).
+    if (ctx_.page_cache != nullptr) {
+      if (auto cached = ctx_.page_cache->Get(e.path)) {
+        details["page_cache_bytes"] = cached->cached_bytes;
+        details["page_cache_fraction"] = cached->fraction();
+      }
+    }
     models.push_back(json{{"name", e.name},
                           {"model", e.name},
                           {"modified_at", FormatRfc3339(e.modified)},
                           {"size", e.size},
                           {"digest", e.digest},
-                          {"details", EntryDetails(e, nullptr)}});
+                          {"details", std::move(details)}});
   }
   SendJson(res, json{{"models", models}});
 }

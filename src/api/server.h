@@ -16,6 +16,7 @@
 #include "api/requests.h"
 #include "api/ui_routes.h"
 #include "core/clock.h"
+#include "core/page_cache.h"
 #include "core/status.h"
 #include "sched/scheduler.h"
 #include "store/model_catalog.h"
@@ -47,6 +48,9 @@ class ApiServer {
     DashboardOptions dashboard;          // GET /ui and the data it shows (api/ui_routes.h)
     // The prompt cache's counters, for /metrics (not owned; nullptr: not shown).
     const runner::PromptCacheStats* prompt_cache_stats = nullptr;
+    // How much of each model file is in the page cache, for /api/tags and /metrics (not owned;
+    // nullptr: not reported).
+    PageCacheTracker* page_cache = nullptr;
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

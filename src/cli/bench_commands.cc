@@ -87,6 +87,8 @@ struct SimulateArgs {
   double days = 7;
   size_t max_requests = 200'000;
   std::vector<std::string> measured;
+  double sleep_fraction = 0.7;
+  double wake_fraction = 0.3;
 };
 
 Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
@@ -136,6 +138,8 @@ int Simulate(const SimulateArgs& args) {
   d.load_s_per_gb = args.load_s_per_gb;
   d.prompt_tps = args.prompt_tps;
   d.gen_tps = args.gen_tps;
+  d.sleep_fraction = args.sleep_fraction;
+  d.wake_fraction = args.wake_fraction;
   if (args.max_loaded >= 1) {
     d.max_loaded = args.max_loaded;
   } else {
@@ -201,7 +205,8 @@ int Simulate(const SimulateArgs& args) {
                    {"waited_for_room", r.waited_for_room}, {"failed", r.failed}, {"idle_gb_s", r.idle_gbs},
                    {"resident_gb_s", r.resident_gbs}, {"peak_bytes", r.peak_bytes}, {"wall_s", r.wall_s},
                    {"bound_idle_gb_s", bound.IdleAt(r.loads)}, {"cold_by_model", r.cold_by_model},
-                   {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model}});
+                   {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model},
+                   {"sleeps", r.sleeps}, {"wakes", r.wakes}});
     }
     nlohmann::json out{{"rows", j}, {"bound", {{"min_loads", bound.models}, {"idle_gb_s", bound.idle_gbs}}}};
     std::ofstream f(args.json_out);
@@ -531,6 +536,14 @@ void AddBenchCommands(CLI::App& app, CommandAction& chosen) {
       ->capture_default_str();
   sim->add_option("--measured", sa->measured,
                   "--own: a model's measured size and load time, NAME=BYTES:LOAD_SECONDS (repeatable)");
+  sim->add_option("--sleep-fraction", sa->sleep_fraction,
+                  "A --config with sleep_after: the share of its bytes a model holds asleep")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  sim->add_option("--wake-fraction", sa->wake_fraction,
+                  "A --config with sleep_after: a wake's time as a share of the model's load time")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   sim->callback([&chosen, sa] { chosen = [sa] { return Simulate(*sa); }; });
 
   auto ra = std::make_shared<ReplayArgs>();

@@ -270,7 +270,7 @@ void AddClientCommands(CLI::App& app, CommandAction& chosen) {
   run->callback([&chosen, args] { chosen = [args] { return Run(*args); }; });
 
   auto* ps = app.add_subcommand(
-      "ps", "List the models loaded now: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL (as `ollama ps` prints them)");
+      "ps", "List the models loaded now: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL (as `ollama ps` prints them), and STATE when one is asleep");
   ps->callback([&chosen] { chosen = [] { return Ps(); }; });
 
   auto stop_model = std::make_shared<std::string>();

@@ -149,11 +149,19 @@ int List() {
   if (!reply.ok()) return Fail(reply.status());
   json j = json::parse(reply->body, nullptr, false);
   if (j.is_discarded() || !j.contains("models")) return Fail(Status::Internal("unexpected answer from the server"));
-  std::printf("%-40s %-14s %-10s %s\n", "NAME", "ID", "SIZE", "MODIFIED");
+  // CACHED (resident's addition, last so that Ollama's columns stay where they are): how much of
+  // the weights file is in the page cache now; "-" when the server does not say.
+  std::printf("%-40s %-14s %-10s %-20s %s\n", "NAME", "ID", "SIZE", "MODIFIED", "CACHED");
   for (const json& m : j["models"]) {
     std::string digest = m.value("digest", "");
-    std::printf("%-40s %-14s %-10s %s\n", m.value("name", "").c_str(), digest.substr(0, 12).c_str(),
-                FormatBytes(m.value("size", uint64_t{0})).c_str(), Ago(m.value("modified_at", "")).c_str());
+    std::string cached = "-";
+    if (m.contains("details") && m["details"].is_object() && m["details"].contains("page_cache_fraction") &&
+        m["details"]["page_cache_fraction"].is_number()) {
+      cached = std::to_string(static_cast<int>(m["details"]["page_cache_fraction"].get<double>() * 100 + 0.5)) + "%";
+    }
+    std::printf("%-40s %-14s %-10s %-20s %s\n", m.value("name", "").c_str(), digest.substr(0, 12).c_str(),
+                FormatBytes(m.value("size", uint64_t{0})).c_str(), Ago(m.value("modified_at", "")).c_str(),
+                cached.c_str());
   }
   return 0;
 }
@@ -317,7 +325,7 @@ int Remove(const std::vector<std::string>& models) {
 }  // namespace
 
 void AddModelCommands(CLI::App& app, CommandAction& chosen) {
-  auto* list = app.add_subcommand("list", "List the models the server knows (its store, an Ollama store, a folder)");
+  auto* list = app.add_subcommand("list", "List the models the server knows (its store, an Ollama store, a folder), with the share of each file in the page cache");
   list->alias("ls");
   list->callback([&chosen] { chosen = [] { return List(); }; });
 

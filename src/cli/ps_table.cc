@@ -99,8 +99,15 @@ Result<std::string> FormatPsTable(const nlohmann::json& ps, double now_s) {
     auto it = m.find(key);
     return it != m.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
   };
-  using Row = std::array<std::string, 6>;
+  // STATE (resident's addition) only when a model is not plainly loaded (asleep): otherwise the
+  // table is Ollama's, column for column.
+  bool with_state = false;
+  for (const auto& m : ps["models"]) {
+    if (m.is_object() && !text(m, "state").empty() && text(m, "state") != "loaded") with_state = true;
+  }
+  using Row = std::vector<std::string>;
   std::vector<Row> rows{{"NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"}};
+  if (with_state) rows[0].push_back("STATE");
   for (const auto& m : ps["models"]) {
     if (!m.is_object()) continue;
     std::string digest = text(m, "digest");
@@ -111,8 +118,9 @@ Result<std::string> FormatPsTable(const nlohmann::json& ps, double now_s) {
     rows.push_back({text(m, "name"), digest.substr(0, 12), HumanBytes(size), Processor(size, number(m, "size_vram")),
                     std::to_string(number(m, "context_length")),
                     expires_at.empty() ? "Never" : expires.ok() ? Until(*expires, now_s) : expires_at});
+    if (with_state) rows.back().push_back(text(m, "state").empty() ? "loaded" : text(m, "state"));
   }
-  std::array<size_t, 6> width{};
+  std::vector<size_t> width(rows[0].size(), 0);
   for (const Row& r : rows) {
     for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
   }

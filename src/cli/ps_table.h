@@ -5,7 +5,9 @@
 //
 // Columns left-aligned, four spaces apart. The pieces are Ollama's own formatting rules
 // (format.HumanBytes, format.HumanTime, cmd.ListRunningHandler), so scripts that parse
-// `ollama ps` read this too.
+// `ollama ps` read this too. When a model is asleep (sleep_after), a last column STATE says
+// "sleeping" or "loaded" for each (SIZE is then what a sleeping model still holds); without a
+// sleeping model the table is exactly Ollama's.
 #pragma once
 
 #include <cstdint>

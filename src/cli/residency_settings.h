@@ -25,6 +25,10 @@ struct ResidencySettings {
   // Models to load at start-up and again when their runner dies: RESIDENT_PRELOAD (comma-separated
   // names) and the policy entries with preload = true.
   std::vector<std::string> preload;
+  // Runners allocate their large buffers (KV cache, compute buffers) in transparent huge pages
+  // (runner_process.h): RESIDENT_HUGE_PAGES (0/false: no, anything else: yes), by default yes when
+  // models may sleep (a sleep_after anywhere: its wakes create contexts again), else no.
+  bool huge_pages = false;
 };
 
 // Reads RESIDENT_KEEP_ALIVE ("auto" allowed) / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning;
@@ -36,7 +40,8 @@ struct ResidencySettings {
 // answer a health check in it, or goes that long without progress, is killed; default 20s; <= 0
 // turns checks off), RESIDENT_MEMORY_MARGIN (a byte size: the least margin of a runner's memory
 // cap above its predicted footprint; default 512MiB), RESIDENT_MAX_LOADED_MODELS, RESIDENT_NUM_PARALLEL,
-// RESIDENT_MAX_QUEUE, RESIDENT_CONTEXT_LENGTH (each falling back to the OLLAMA_ name).
+// RESIDENT_MAX_QUEUE, RESIDENT_CONTEXT_LENGTH (each falling back to the OLLAMA_ name),
+// RESIDENT_SLEEP_AFTER (keep_alive's forms; wins over the file's sleep_after), RESIDENT_HUGE_PAGES.
 // Errors: kInvalidArgument naming the variable or FILE:LINE of the policy file.
 Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag);
 

@@ -18,6 +18,7 @@
 #include "core/bytes.h"
 #include "core/keep_alive.h"
 #include "runner/prompt_cache.h"
+#include "core/page_cache.h"
 #include "runner/runner_process.h"
 #include "sched/learner_state.h"
 #include "sched/residency_history.h"
@@ -139,13 +140,18 @@ int Serve(const ServeArgs& args) {
   }
 
   SystemClock clock;
+  // How much of each model file is in the page cache: the reload time of the eviction cost, and
+  // /api/tags, `resident list` and /metrics.
+  PageCacheTracker page_cache;
+  sched::Scheduler::Options scheduler_options = so;
+  scheduler_options.page_cache_fraction = [&page_cache](const std::string& path) { return page_cache.Fraction(path); };
   runner::RunnerProcess::Options runner_options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
-                                                settings->memory_margin};
+                                                settings->memory_margin, settings->huge_pages};
   runner_options.prompt_cache_dir = prompt_cache->dir;
   runner_options.prompt_cache_max_bytes = prompt_cache->max_bytes;
   runner_options.prompt_cache_stats = &prompt_cache_stats;
   runner::ProcessRunnerFactory factory(runner_options, settings->spare_runner);
-  sched::Scheduler scheduler(so, factory, clock);
+  sched::Scheduler scheduler(scheduler_options, factory, clock);
 
   // One line per model request, next to the store (what `bench simulate --own` and the
   // dashboard's what-if read); RESIDENT_REQUEST_LOG=off: none.
@@ -172,6 +178,7 @@ int Serve(const ServeArgs& args) {
   ao.defaults.num_ctx = settings->num_ctx;
   ao.store = &own_store;
   ao.prompt_cache_stats = &prompt_cache_stats;
+  ao.page_cache = &page_cache;
   if (Status st = ApplyHttpSettingsFromEnv(ConnectionsForScheduler(so), &ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
@@ -217,6 +224,11 @@ int Serve(const ServeArgs& args) {
                                               : std::string("off"));
   spdlog::info("memory budget {} ({}), at most {} models{}", FormatBytes(so.memory_budget), settings->budget_source,
                so.max_loaded, settings->config_path.empty() ? "" : ", policy from " + settings->config_path);
+  if (so.policy->sleep_after) {
+    spdlog::info("idle models sleep after {} (their context freed, runner and weights kept)",
+                 so.policy->sleep_after->ToString());
+  }
+  if (settings->huge_pages) spdlog::info("runners allocate their contexts in transparent huge pages");
   if (!server.loopback_only() && ao.api_key.empty()) {
     spdlog::warn("listening on {}:{}, which other machines can reach, without an API key: anyone who can "
                  "connect can run and manage models. Set RESIDENT_API_KEY, or listen on 127.0.0.1 "

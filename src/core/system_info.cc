@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -39,6 +41,18 @@ uint64_t ProcessVmBytes(pid_t pid) {
   uint64_t size = 0;
   if (!(statm >> size)) return 0;
   return size * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+uint64_t ProcessRssAnonBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("RssAnon:", 0) != 0) continue;
+    uint64_t kb = 0;
+    if (std::sscanf(line.c_str() + 8, "%" SCNu64, &kb) != 1) return 0;
+    return kb * 1024;
+  }
+  return 0;
 }
 
 uint64_t PhysicalMemoryBytes() {

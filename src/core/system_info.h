@@ -23,4 +23,8 @@ uint64_t CgroupMemoryLimitBytes();
 // compared with `physical` (0: unknown, any limit counts): for tests.
 uint64_t CgroupMemoryLimitBytes(const std::string& cgroup_root, uint64_t physical);
 
+// The private (anonymous) part of a process's resident memory in bytes: RssAnon in
+// /proc/PID/status (a mapped file's pages are RssFile); 0 when it cannot be read.
+uint64_t ProcessRssAnonBytes(pid_t pid);
+
 }  // namespace resident

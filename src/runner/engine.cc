@@ -245,6 +245,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
     return Status::ResourceExhausted("could not create a context of " + std::to_string(n_seq) + " x " +
                                      std::to_string(n_ctx) + " tokens for " + shown + " (out of memory?)");
   }
+  engine->cparams_ = cparams;
   engine->n_batch_ = static_cast<int32_t>(cparams.n_batch);
   engine->batch_ = llama_batch_init(engine->n_batch_, 0, 1);
   engine->auto_threads_ = request.n_threads <= 0;
@@ -312,6 +313,27 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   f.rss_bytes = ProcessRssBytes(getpid());
   f.load_ns = NanosSince(start);
   return engine;
+}
+
+void Engine::Sleep() {
+  if (ctx_ == nullptr) return;
+  llama_free(ctx_);  // the KV cache, the compute buffers and the outputs; the thread pool stays
+  ctx_ = nullptr;
+  for (auto& slot : slots_) {
+    slot->cached.clear();
+    slot->canonical = 0;
+  }
+}
+
+Status Engine::Wake() {
+  if (ctx_ != nullptr) return Status::Ok();
+  ctx_ = llama_init_from_model(model_, cparams_);
+  if (ctx_ == nullptr) {
+    return Status::ResourceExhausted("could not create the context of model \"" + name_ + "\" again (out of memory?)");
+  }
+  if (threadpool_ != nullptr) llama_attach_threadpool(ctx_, threadpool_, nullptr);
+  threads_now_ = cores_;  // cparams_' thread count
+  return Status::Ok();
 }
 
 Engine::~Engine() {
@@ -435,6 +457,7 @@ Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSam
 
 Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
                      TextSink on_text, DoneSink on_done) {
+  RESIDENT_RETURN_IF_ERROR(Wake());
   auto tokens = PromptTokens(request);
   if (!tokens.ok()) return tokens.status();
   auto sampler = MakeSampler(request);
@@ -650,6 +673,7 @@ void Engine::Step() {
 }
 
 Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic<bool>& cancel) {
+  RESIDENT_RETURN_IF_ERROR(Wake());
   EmbedResult result;
   result.id = request.id;
   const int32_t n_embd = facts_.n_embd;

@@ -97,6 +97,15 @@ class Engine {
   // reaches Start with its messages rendered into its prompt (template_sandbox.h).
   const ChatTemplateSource& chat_template() const { return chat_template_; }
 
+  // Sleeping (sleep_after): Sleep frees the context (KV cache, compute buffers, outputs) and keeps
+  // the model, its weights' mapping and the thread pool; every slot's cached tokens are gone.
+  // Precondition: !Busy(). Wake creates the context again with the load's parameters (Start and
+  // Embed wake a sleeping engine themselves). Errors (Wake): kResourceExhausted when the context
+  // cannot be created; the engine then stays asleep.
+  void Sleep();
+  Status Wake();
+  bool asleep() const { return ctx_ == nullptr; }
+
   // Progress (runner_limits.h): while the engine computes, it stores the steady clock's now in
   // nanoseconds here at every decoded graph node, decode and sampled token. `beat` outlives the
   // engine; nullptr: none.
@@ -168,6 +177,7 @@ class Engine {
   std::vector<PromptCacheEntry> prompt_entries_;  // this key's entries, most recently used first
   std::optional<VerifiedPromptEntry> prompt_checked_;  // checked at load, until the first request
   PromptCacheReport prompt_report_;
+  llama_context_params cparams_{};  // the context's parameters, to create it again at a wake
 };
 
 // The llama.cpp build and backends in use, for the prompt cache's key: libllama, the CPU variant

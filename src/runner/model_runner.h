@@ -57,6 +57,16 @@ class ModelRunner {
     (void)timeout;
     return Status::Ok();
   }
+
+  // Sleeping (sleep_after). Sleep frees the model's context (KV cache, compute buffers), keeping
+  // the process, the model and its weights' mapping, and answers the memory it holds once asleep.
+  // Wake creates the context again with the load's parameters: its KV cache is new (no cached
+  // prompt survives). Call only while no request runs on it (the scheduler holds no lease);
+  // a request sent to a sleeping runner wakes it first. Errors: kUnavailable when the runner died,
+  // kResourceExhausted when the context cannot be created again, kInternal from a runner that
+  // cannot sleep (this default).
+  virtual Result<SleepResult> Sleep() { return Status::Internal("this runner cannot sleep"); }
+  virtual Result<WakeResult> Wake() { return Status::Internal("this runner cannot sleep"); }
 };
 
 // Starts runners. progress(0..1) reports load progress.

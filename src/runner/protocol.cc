@@ -127,6 +127,10 @@ RESIDENT_PROTOCOL_FIELDS(MemoryResult, id, rss_bytes, vram_bytes)
 RESIDENT_PROTOCOL_FIELDS(SavePromptRequest, id)
 RESIDENT_PROTOCOL_FIELDS(PromptCacheReport, id, saves, saved_bytes, hits, restored_tokens, restored_bytes, evictions,
                          evicted_bytes, dropped, notes, warnings)
+RESIDENT_PROTOCOL_FIELDS(SleepRequest, id)
+RESIDENT_PROTOCOL_FIELDS(WakeRequest, id)
+RESIDENT_PROTOCOL_FIELDS(SleepResult, id, rss_bytes, rss_anon_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(WakeResult, id, wake_ns, rss_bytes)
 
 namespace {
 

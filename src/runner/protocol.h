@@ -186,12 +186,30 @@ struct PromptCacheReport {
   bool empty() const { return saves == 0 && hits == 0 && evictions == 0 && dropped == 0 && notes.empty() && warnings.empty(); }
 };
 
+// Sleeping (sleep_after): the runner frees its context (KV cache, compute buffers) and keeps the
+// model, its weights' mapping and the process; a wake creates the context again with the load's
+// parameters (an empty KV cache). Each is answered once the runner is idle and done, by its result
+// or an ErrorEvent.
+struct SleepRequest { uint64_t id = 0; };
+struct WakeRequest { uint64_t id = 0; };
+struct SleepResult {
+  uint64_t id = 0;
+  uint64_t rss_bytes = 0;       // resident memory once asleep (what the budget counts)
+  uint64_t rss_anon_bytes = 0;  // its private (anonymous) part: RssAnon
+  uint64_t vram_bytes = 0;      // bytes still on a GPU device (0 on CPU)
+};
+struct WakeResult {
+  uint64_t id = 0;
+  int64_t wake_ns = 0;          // creating the context, measured in the runner
+  uint64_t rss_bytes = 0;       // resident memory once awake
+};
+
 using Message = std::variant<LoadRequest, GenerateRequest, TokenizeRequest,
                              EmbedRequest, CancelRequest, HealthRequest, MemoryRequest,
                              ShutdownRequest, LoadedEvent, LoadProgressEvent, LoadFailedEvent,
                              TokenEvent, DoneEvent, ErrorEvent, TokenizeResult,
                              EmbedResult, HealthResult, MemoryResult, SavePromptRequest,
-                             PromptCacheReport>;
+                             PromptCacheReport, SleepRequest, WakeRequest, SleepResult, WakeResult>;
 
 // Serializes a message into one frame (length prefix included).
 std::string EncodeFrame(const Message& message);

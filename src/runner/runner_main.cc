@@ -45,7 +45,7 @@ class Writer {
   int fd_;
 };
 
-using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest, SavePromptRequest>;
+using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest, SavePromptRequest, SleepRequest, WakeRequest>;
 
 uint64_t WorkId(const Work& w) {
   return std::visit([](const auto& r) { return r.id; }, w);
@@ -108,6 +108,8 @@ class Server {
       } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
       else if (auto* t = std::get_if<TokenizeRequest>(&m)) Enqueue(std::move(*t));
       else if (auto* sp = std::get_if<SavePromptRequest>(&m)) Enqueue(*sp);
+      else if (auto* sl = std::get_if<SleepRequest>(&m)) Enqueue(*sl);
+      else if (auto* wk = std::get_if<WakeRequest>(&m)) Enqueue(*wk);
       else if (auto* c = std::get_if<CancelRequest>(&m)) Cancel(c->id);
       else if (auto* h = std::get_if<HealthRequest>(&m)) {
         HealthResult answer{h->id, false, 0, ""};
@@ -220,8 +222,8 @@ class Server {
   }
 
   // Takes from the front of the queue, in order, what can run now: generations while a slot is
-  // free, tokenizations always, an embedding or a prompt cache save only alone (one uses the whole
-  // context, the other saves the idle slots).
+  // free, tokenizations always, an embedding, a prompt cache save, a sleep or a wake only alone
+  // (each uses, saves or replaces the whole context).
   std::vector<std::pair<Work, Flag>> Admit(int free_slots, bool engine_busy) {
     std::vector<std::pair<Work, Flag>> out;
     while (!queue_.empty()) {
@@ -230,7 +232,7 @@ class Server {
         if (free_slots == 0) break;
         --free_slots;
         engine_busy = true;
-      } else if (std::holds_alternative<EmbedRequest>(w) || std::holds_alternative<SavePromptRequest>(w)) {
+      } else if (!std::holds_alternative<TokenizeRequest>(w)) {
         if (engine_busy || !out.empty()) break;
         engine_busy = true;
         free_slots = 0;
@@ -321,6 +323,35 @@ class Server {
     auto tokens = engine_->Tokenize(r.text, r.add_special);
     if (tokens.ok()) writer_.Send(TokenizeResult{r.id, std::move(tokens).value()});
     else writer_.Send(ErrorEvent{r.id, tokens.status().code(), tokens.status().message()});
+    Finished(r.id);
+  }
+
+  void Handle(const SleepRequest& r, const Flag&) {
+    // The idle slots' prompt prefixes go to the prompt cache first (issue 13: the prompt survives
+    // a sleep as it survives an unload), so the first request after the wake restores its prefix.
+    Beat("saving the prompt cache (sleep)");
+    PromptCacheReport saved = engine_->SavePromptCache();
+    if (!saved.empty()) writer_.Send(saved);  // id 0: unasked, counted and logged by the server
+    Beat("freeing the context (sleep)");
+    engine_->Sleep();
+    // What llama.cpp freed goes back to the system now, not at the allocator's leisure.
+    ::malloc_trim(0);
+    const pid_t self = getpid();
+    writer_.Send(SleepResult{r.id, ProcessRssBytes(self), ProcessRssAnonBytes(self), 0});
+    Finished(r.id);
+  }
+
+  void Handle(const WakeRequest& r, const Flag&) {
+    // Creating a context allocates and clears its buffers, with no progress point inside (no
+    // abort callback) and nothing that can loop: on a machine short of memory it may take longer
+    // than the health timeout, as a load may (loads have their own stall timer), so it does not
+    // count as a stall.
+    doing_.store("creating the context again (wake)", std::memory_order_relaxed);
+    beat_.store(0, std::memory_order_relaxed);
+    const int64_t start = NowNs();
+    Status st = engine_->Wake();
+    if (st.ok()) writer_.Send(WakeResult{r.id, NowNs() - start, ProcessRssBytes(getpid())});
+    else writer_.Send(ErrorEvent{r.id, st.code(), st.message()});
     Finished(r.id);
   }
 

@@ -25,6 +25,8 @@
 #include <thread>
 
 #include <spdlog/spdlog.h>
+#include <string>
+#include <vector>
 
 namespace resident::runner {
 namespace {
@@ -114,7 +116,8 @@ bool IsTerminal(const Message& m) {
   return std::holds_alternative<DoneEvent>(m) || std::holds_alternative<ErrorEvent>(m) ||
          std::holds_alternative<EmbedResult>(m) || std::holds_alternative<TokenizeResult>(m) ||
          std::holds_alternative<HealthResult>(m) || std::holds_alternative<MemoryResult>(m) ||
-         std::holds_alternative<PromptCacheReport>(m);
+         std::holds_alternative<PromptCacheReport>(m) || std::holds_alternative<SleepResult>(m) ||
+         std::holds_alternative<WakeResult>(m);
 }
 
 uint64_t EventId(const Message& m) {
@@ -147,11 +150,32 @@ RunnerProcess::RunnerProcess(pid_t pid, int fd, std::string model_path, std::str
 
 std::string RunnerProcess::Who() const { return "the runner for " + name_ + " (pid " + std::to_string(pid_) + ")"; }
 
-Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable) {
-  return Forker::Get().Run([&executable] { return SpawnHere(executable); });
+namespace {
+
+// The environment of a runner: the server's, with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES
+// when asked for (kept after any tunables already set).
+std::vector<std::string> RunnerEnvironment(bool huge_pages) {
+  std::vector<std::string> env;
+  bool tunables = false;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string var(*e);
+    if (huge_pages && var.rfind("GLIBC_TUNABLES=", 0) == 0) {
+      var += (var.size() > std::strlen("GLIBC_TUNABLES=") ? ":" : "") + std::string("glibc.malloc.hugetlb=1");
+      tunables = true;
+    }
+    env.push_back(std::move(var));
+  }
+  if (huge_pages && !tunables) env.push_back("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+  return env;
 }
 
-Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable) {
+}  // namespace
+
+Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool huge_pages) {
+  return Forker::Get().Run([&executable, huge_pages] { return SpawnHere(executable, huge_pages); });
+}
+
+Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bool huge_pages) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
@@ -161,6 +185,10 @@ Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable) {
   std::string fd_arg = "3";
   const int share_fd = CpuShare::ForServer().fd();
   const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), share_fd >= 0 ? "--cpu-share-fd" : nullptr, "4", nullptr};
+  const std::vector<std::string> env_strings = RunnerEnvironment(huge_pages);
+  std::vector<const char*> envp;
+  for (const std::string& e : env_strings) envp.push_back(e.c_str());
+  envp.push_back(nullptr);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -179,7 +207,7 @@ Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable) {
     if (share >= 0) ::dup2(share, 4);
     ::syscall(SYS_close_range, 5u, ~0u, 0u);  // no listening socket or client fd leaks in
     ::signal(SIGPIPE, SIG_IGN);
-    ::execv(exe.c_str(), const_cast<char* const*>(argv));
+    ::execve(exe.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp.data()));
     ::_exit(127);
   }
   ::close(sv[1]);
@@ -201,7 +229,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   request.prompt_cache_dir = options.prompt_cache_max_bytes > 0 ? options.prompt_cache_dir : "";
   request.prompt_cache_max_bytes = request.prompt_cache_dir.empty() ? 0 : options.prompt_cache_max_bytes;
   if (!spare) {
-    auto spawned = Spawn(options.executable);
+    auto spawned = Spawn(options.executable, options.huge_pages);
     if (!spawned.ok()) return spawned.status();
     spare = *spawned;
   }
@@ -575,10 +603,34 @@ Status RunnerProcess::SavePromptCache(std::chrono::milliseconds timeout) {
   return ErrorOf(*ev);
 }
 
+Result<SleepResult> RunnerProcess::Sleep() {
+  SleepRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  // No deadline of its own: a runner that hangs is the watchdog's to kill.
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* m = std::get_if<SleepResult>(&*ev)) {
+    if (m->rss_bytes > 0) sampled_rss_ = m->rss_bytes;  // the latest sample predates the sleep
+    return *m;
+  }
+  return ErrorOf(*ev);
+}
+
 void RunnerProcess::NotePromptCache(const PromptCacheReport& report) const {
   if (prompt_stats_ != nullptr) prompt_stats_->Add(report);
   for (const std::string& note : report.notes) spdlog::info("{}: prompt cache: {}", name_, note);
   for (const std::string& warning : report.warnings) spdlog::warn("{}: prompt cache: {}", name_, warning);
+}
+
+Result<WakeResult> RunnerProcess::Wake() {
+  WakeRequest r{NextId()};
+  auto pending = Send(r.id, r);
+  if (!pending.ok()) return pending.status();
+  auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
+  if (!ev.ok()) return ev.status();
+  if (auto* w = std::get_if<WakeResult>(&*ev)) return *w;
+  return ErrorOf(*ev);
 }
 
 void RunnerProcess::Close() {
@@ -656,7 +708,7 @@ void ProcessRunnerFactory::RefillLoop() {
     }
     if (stopping_) break;
     lock.unlock();
-    auto spawned = RunnerProcess::Spawn(options_.executable);
+    auto spawned = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
     lock.lock();
     if (spawned.ok()) {
       spare_ = *spawned;
@@ -670,7 +722,7 @@ Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadReque
                                                                  const std::function<void(float)>& progress) {
   auto start_once = [&](std::optional<SpawnedRunner> spawned) -> Result<std::unique_ptr<RunnerProcess>> {
     if (!spawned) {
-      auto fresh = RunnerProcess::Spawn(options_.executable);
+      auto fresh = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
       if (!fresh.ok()) return fresh.status();
       spawned = *fresh;
     }

@@ -42,6 +42,11 @@ class RunnerProcess final : public ModelRunner {
     std::chrono::milliseconds health_timeout{20000};
     // The least margin of a runner's memory cap above its predicted footprint (runner_limits.h).
     uint64_t min_memory_margin = kDefaultMinMemoryMargin;
+    // Runners ask for transparent huge pages for their large allocations (glibc's
+    // glibc.malloc.hugetlb=1 tunable in their environment: malloc madvises its mmapped chunks,
+    // i.e. the KV cache and compute buffers, MADV_HUGEPAGE). Creating a context then faults 2 MiB
+    // pages instead of 4 KiB ones. No effect where the kernel's THP mode is "never".
+    bool huge_pages = false;
     // The prompt cache (prompt_cache.h): its folder (empty: off) and size, given to every runner,
     // and where its reports are counted (not owned; nullptr: not counted). Close saves the idle
     // runner's prompt prefixes there before it stops the runner, waiting up to prompt_save_timeout.
@@ -61,10 +66,10 @@ class RunnerProcess final : public ModelRunner {
   static Result<std::unique_ptr<RunnerProcess>> Start(const Options& options, const LoadRequest& request,
                                                       const std::function<void(float)>& progress,
                                                       std::optional<SpawnedRunner> spare = std::nullopt);
-  // Starts a runner process that waits for a load request, forked by a thread that lives as
-  // long as this process (its parent-death signal follows that thread). Errors: kInternal when
-  // fork fails.
-  static Result<SpawnedRunner> Spawn(const std::string& executable);
+  // Starts a runner process that waits for a load request (`huge_pages`: see Options), forked by
+  // a thread that lives as long as this process (its parent-death signal follows that thread).
+  // Errors: kInternal when fork fails.
+  static Result<SpawnedRunner> Spawn(const std::string& executable, bool huge_pages = false);
   // Ends a spawned runner that will not be used.
   static void Discard(SpawnedRunner spawned);
   ~RunnerProcess() override;
@@ -86,10 +91,12 @@ class RunnerProcess final : public ModelRunner {
   // Saves the prompt cache (when on and the runner is alive and idle), then stops the runner.
   void Close() override;
   Status SavePromptCache(std::chrono::milliseconds timeout) override;
+  Result<SleepResult> Sleep() override;
+  Result<WakeResult> Wake() override;
 
  private:
   // Spawn's work, on the calling thread.
-  static Result<SpawnedRunner> SpawnHere(const std::string& executable);
+  static Result<SpawnedRunner> SpawnHere(const std::string& executable, bool huge_pages);
   struct Pending {
     std::deque<Message> events;  // guarded by RunnerProcess::mu_
     bool finished = false;       // guarded by mu_: a terminal event arrived

@@ -63,49 +63,34 @@ double DefaultReuseProbability(Duration idle) {
   return 1.0 / (1.0 + std::max(0.0, idle_min));
 }
 
-Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const AcquireAsk& ask) {
-  if (view.shutdown) return Fail(Status::Unavailable("the server is shutting down"));
-  if (ask.arriving && view.waiting >= limits.max_queue) {
-    return Fail(Status::ResourceExhausted("server busy, please try again.  maximum pending requests exceeded"));
-  }
-  if (const ModelView* m = view.Find(ask.key)) {
-    if (m->loading) return Wait(Decision::Wait::kLoad);
-    if (!m->alive && m->refs == 0) return UnloadOne(ask.key, UnloadReason::kExited);
-    if (!ask.matches_loaded) {
-      return m->refs == 0 ? UnloadOne(ask.key, UnloadReason::kReload) : Wait(Decision::Wait::kReload);
-    }
-    if (m->refs >= limits.num_parallel) return Wait(Decision::Wait::kSlot);
-    return Do(Decision::Kind::kLease);
-  }
+namespace {
 
-  if (!ask.predicted) return Do(Decision::Kind::kPredict);
-  const uint64_t bytes = *ask.predicted;
-  const std::string name(ask.name);
-  if (limits.memory_budget && bytes > limits.memory_budget) {
-    return Fail(Status::FailedPrecondition("model \"" + name + "\" needs about " + FormatBytes(bytes) +
-                                           " but the memory budget is " + FormatBytes(limits.memory_budget) +
-                                           " (RESIDENT_MEMORY_LIMIT): it can never be loaded"));
+// Whether the models could ever make room for `need` more bytes (and one more model when
+// `adds_one`): only the pinned models stay (and `self`, which is never a candidate).
+bool CouldEverFit(const SchedulerView& view, const Limits& limits, uint64_t need, bool adds_one,
+                  std::string_view self) {
+  uint64_t stay_bytes = 0;
+  size_t stay_count = 0;
+  for (const ModelView& m : view.models) {
+    if (m.pinned || m.key == self) {
+      stay_bytes += m.key == self ? 0 : m.bytes;  // `self` counts in `need`
+      ++stay_count;
+    }
   }
-  // One load at a time, and not while memory is still being returned.
-  if (view.loading || view.unloading > 0) return Wait(Decision::Wait::kOtherLoad);
+  const bool count_ok = !adds_one || static_cast<int>(stay_count) < limits.max_loaded;
+  return count_ok && (limits.memory_budget == 0 || stay_bytes + need <= limits.memory_budget);
+}
+
+// Room for `need` more bytes (and one more model when `adds_one`) next to what is loaded, made by
+// putting idle models to sleep when that frees enough, else by evicting idle models. `done` when
+// it fits as it is. Never touches `self`.
+Decision MakeRoom(const SchedulerView& view, const Limits& limits, uint64_t need, bool adds_one, std::string_view self,
+                  Decision::Kind done) {
   uint64_t in_use = view.MemoryInUse();
   size_t count = view.models.size();
-  if (Fits(limits, in_use, count, bytes)) return Do(Decision::Kind::kLoad);
-
-  // Could it ever fit? Only the pinned models stay.
-  uint64_t pinned_bytes = 0;
-  size_t pinned_count = 0;
-  for (const ModelView& m : view.models) {
-    if (m.pinned) {
-      pinned_bytes += m.bytes;
-      ++pinned_count;
-    }
-  }
-  if (!Fits(limits, pinned_bytes, pinned_count, bytes)) {
-    return Fail(Status::FailedPrecondition("model \"" + name + "\" needs about " + FormatBytes(bytes) +
-                                           " and does not fit next to the pinned models within the memory budget of " +
-                                           FormatBytes(limits.memory_budget)));
-  }
+  auto fits_memory = [&] { return limits.memory_budget == 0 || in_use + need <= limits.memory_budget; };
+  auto fits_count = [&] { return !adds_one || static_cast<int>(count) < limits.max_loaded; };
+  if (fits_memory() && fits_count()) return Do(done);
 
   struct Candidate {
     const ModelView* m;
@@ -113,7 +98,7 @@ Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const Ac
   };
   std::vector<Candidate> candidates;
   for (const ModelView& m : view.models) {
-    if (!m.loading && m.refs == 0 && m.queued == 0 && !m.pinned) {
+    if (!m.loading && !m.changing_tier && m.refs == 0 && m.queued == 0 && !m.pinned && m.key != self) {
       candidates.push_back({&m, view.eviction_cost ? view.eviction_cost(m) : 0.0});
     }
   }
@@ -121,29 +106,104 @@ Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const Ac
     if (a.cost != b.cost) return a.cost < b.cost;
     return a.m->last_used < b.m->last_used;
   });
+
+  // Memory alone is short: sleeping idle models may free enough without unloading any.
+  if (fits_count()) {
+    Decision d;
+    d.kind = Decision::Kind::kSleep;
+    uint64_t left = in_use;
+    for (const Candidate& cand : candidates) {
+      const ModelView* c = cand.m;
+      if (!c->may_sleep || c->sleeping || !c->alive || c->asleep_bytes >= c->bytes) continue;
+      d.sleep.push_back({std::string(c->key), SleepReason::kMemory});
+      left -= c->bytes - c->asleep_bytes;
+      if (left + need <= limits.memory_budget) return d;
+    }
+  }
+
   Decision d;
   d.kind = Decision::Kind::kUnload;
   for (const Candidate& cand : candidates) {
     const ModelView* c = cand.m;
     // Each victim goes for the limit still exceeded when it is chosen: memory first, then count.
-    bool over_memory = limits.memory_budget != 0 && in_use + bytes > limits.memory_budget;
-    d.unload.push_back({std::string(c->key), over_memory ? UnloadReason::kMemory : UnloadReason::kCount});
+    d.unload.push_back({std::string(c->key), fits_memory() ? UnloadReason::kCount : UnloadReason::kMemory});
     in_use -= c->bytes;
     --count;
-    if (Fits(limits, in_use, count, bytes)) return d;
+    if (fits_memory() && fits_count()) return d;
   }
   return Wait(Decision::Wait::kRoom);  // every model that could go is busy, queued for or loading
+}
+
+}  // namespace
+
+Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const AcquireAsk& ask) {
+  if (view.shutdown) return Fail(Status::Unavailable("the server is shutting down"));
+  if (ask.arriving && view.waiting >= limits.max_queue) {
+    return Fail(Status::ResourceExhausted("server busy, please try again.  maximum pending requests exceeded"));
+  }
+  const std::string name(ask.name);
+  if (const ModelView* m = view.Find(ask.key)) {
+    if (m->loading) return Wait(Decision::Wait::kLoad);
+    if (m->changing_tier) return Wait(Decision::Wait::kTier);
+    if (!m->alive && m->refs == 0) return UnloadOne(ask.key, UnloadReason::kExited);
+    if (!ask.matches_loaded) {
+      return m->refs == 0 ? UnloadOne(ask.key, UnloadReason::kReload) : Wait(Decision::Wait::kReload);
+    }
+    if (m->sleeping) {
+      // Awake it holds awake_bytes again: room for the difference.
+      const uint64_t need = m->awake_bytes > m->bytes ? m->awake_bytes - m->bytes : 0;
+      const bool fits = limits.memory_budget == 0 || view.MemoryInUse() + need <= limits.memory_budget;
+      if (fits) return Do(Decision::Kind::kWake);
+      if (view.loading || view.unloading > 0) return Wait(Decision::Wait::kOtherLoad);
+      if (!CouldEverFit(view, limits, m->awake_bytes, false, ask.key)) {
+        return Fail(Status::FailedPrecondition("model \"" + name + "\" needs about " + FormatBytes(m->awake_bytes) +
+                                               " awake and does not fit next to the pinned models within the memory "
+                                               "budget of " + FormatBytes(limits.memory_budget)));
+      }
+      return MakeRoom(view, limits, need, false, ask.key, Decision::Kind::kWake);
+    }
+    if (m->refs >= limits.num_parallel) return Wait(Decision::Wait::kSlot);
+    return Do(Decision::Kind::kLease);
+  }
+
+  if (!ask.predicted) return Do(Decision::Kind::kPredict);
+  const uint64_t bytes = *ask.predicted;
+  if (limits.memory_budget && bytes > limits.memory_budget) {
+    return Fail(Status::FailedPrecondition("model \"" + name + "\" needs about " + FormatBytes(bytes) +
+                                           " but the memory budget is " + FormatBytes(limits.memory_budget) +
+                                           " (RESIDENT_MEMORY_LIMIT): it can never be loaded"));
+  }
+  // One load at a time, and not while memory is still being returned.
+  if (view.loading || view.unloading > 0) return Wait(Decision::Wait::kOtherLoad);
+  if (Fits(limits, view.MemoryInUse(), view.models.size(), bytes)) return Do(Decision::Kind::kLoad);
+  // Could it ever fit? Only the pinned models stay.
+  if (!CouldEverFit(view, limits, bytes, true, ask.key)) {
+    return Fail(Status::FailedPrecondition("model \"" + name + "\" needs about " + FormatBytes(bytes) +
+                                           " and does not fit next to the pinned models within the memory budget of " +
+                                           FormatBytes(limits.memory_budget)));
+  }
+  return MakeRoom(view, limits, bytes, true, ask.key, Decision::Kind::kLoad);
 }
 
 std::vector<Eviction> DecideTick(const SchedulerView& view, TimePoint now) {
   std::vector<Eviction> out;
   for (const ModelView& m : view.models) {
-    if (m.loading || m.refs != 0 || m.queued != 0) continue;
+    if (m.loading || m.changing_tier || m.refs != 0 || m.queued != 0) continue;
     if (!m.alive) {
       out.push_back({std::string(m.key), UnloadReason::kExited});  // killed by its health check, or crashed while idle
     } else if (m.expires_at && *m.expires_at <= now) {
       out.push_back({std::string(m.key), UnloadReason::kExpired});
     }
+  }
+  return out;
+}
+
+std::vector<SleepOrder> DecideSleep(const SchedulerView& view, TimePoint now) {
+  std::vector<SleepOrder> out;
+  for (const ModelView& m : view.models) {
+    if (m.loading || m.changing_tier || m.sleeping || !m.alive || m.refs != 0 || m.queued != 0) continue;
+    if (m.expires_at && *m.expires_at <= now) continue;  // DecideTick unloads it
+    if (m.sleep_at && *m.sleep_at <= now) out.push_back({std::string(m.key), SleepReason::kIdle});
   }
   return out;
 }

@@ -16,6 +16,19 @@
 // - A request arriving with max_queue requests already waiting fails with "server busy".
 // - A prewarm (keep_alive "auto", learner.h) loads a model only into room that is free now: it
 //   never evicts, never exceeds the budget or max_loaded, and never waits.
+//
+// Sleeping (sleep_after; a model whose sleep_after is unset never sleeps and none of this applies):
+// - A sleeping model's runner freed its context (KV cache, compute buffers) and keeps its process
+//   and weights; it counts against the budget at what it holds asleep, and still counts as one of
+//   max_loaded. An idle model sleeps once its sleep_after has run out (DecideSleep); its keep_alive
+//   still unloads it when it runs out, whatever its tier (DecideTick).
+// - A request for a sleeping model wakes it (kWake): at once when what it needs awake fits the
+//   budget, else room is made for the difference as for a load (below), never by sleeping or
+//   evicting the model itself. A model falling asleep or waking is waited for (kTier).
+// - Under memory pressure (a load or a wake that does not fit the budget, while the count fits),
+//   idle models that may sleep (sleep_after set, not pinned) are put to sleep instead of being
+//   unloaded (kSleep), cheapest first, when sleeping them frees enough; else models are evicted as
+//   above (a sleeping model among them, at its sleeping bytes).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +62,13 @@ struct ModelView {
   uint64_t bytes = 0;          // measured, else predicted
   TimePoint last_used{};       // breaks equal costs: least recently used first
   std::optional<TimePoint> expires_at;  // idle with a keep_alive timer
+  // Sleeping (see above). `bytes` of a sleeping model is what it holds asleep.
+  bool sleeping = false;
+  bool changing_tier = false;         // falling asleep or waking now: nothing else touches it
+  bool may_sleep = false;             // its sleep_after is set: memory pressure may put it to sleep
+  std::optional<TimePoint> sleep_at;  // idle and awake: when its sleep_after runs out
+  uint64_t awake_bytes = 0;           // sleeping: what it holds awake (a wake needs the difference)
+  uint64_t asleep_bytes = 0;          // awake: what it is expected to hold asleep
 };
 
 struct SchedulerView {
@@ -77,6 +97,12 @@ struct Eviction {
   UnloadReason reason;  // kMemory / kCount for evictions; kExited, kReload, kExpired otherwise
 };
 
+// A model to put to sleep, and why.
+struct SleepOrder {
+  std::string key;
+  SleepReason reason;
+};
+
 struct Decision {
   enum class Kind {
     kLease,    // take a lease on the loaded model
@@ -85,12 +111,16 @@ struct Decision {
     kUnload,   // unload `unload` (then decide again)
     kLoad,     // load the model
     kFail,     // fail the request with `error`
+    kSleep,    // put `sleep` to sleep (then decide again)
+    kWake,     // wake the sleeping model, then take a lease
   };
-  enum class Wait { kNone, kLoad, kSlot, kReload, kOtherLoad, kRoom };
+  // kTier: the model is falling asleep or waking.
+  enum class Wait { kNone, kLoad, kSlot, kReload, kOtherLoad, kRoom, kTier };
   Kind kind = Kind::kWait;
   Wait waiting_for = Wait::kNone;
   std::vector<Eviction> unload;
   Status error;
+  std::vector<SleepOrder> sleep;
 };
 
 struct AcquireAsk {
@@ -104,8 +134,14 @@ struct AcquireAsk {
 // What Acquire does next for `ask`.
 Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const AcquireAsk& ask);
 
-// The idle models to unload at `now`: expired timers (kExpired) and dead runners (kExited).
+// The idle models to unload at `now`: expired timers (kExpired) and dead runners (kExited),
+// sleeping ones included.
 std::vector<Eviction> DecideTick(const SchedulerView& view, TimePoint now);
+
+// The idle awake models to put to sleep at `now` (kIdle): those whose sleep_after has run out,
+// unless DecideTick unloads them at `now`. The other half of a tick: the timer performs DecideTick's
+// unloads, then these.
+std::vector<SleepOrder> DecideSleep(const SchedulerView& view, TimePoint now);
 
 // Whether a prewarm of a model of `bytes` loads now: kLoad, or kWait (no room now, or a load or
 // unload is running: the prewarm is skipped or retried by the caller), or kLease when it is

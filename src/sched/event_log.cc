@@ -25,6 +25,8 @@ const char* TypeName(ResidencyEvent::Type type) {
     case ResidencyEvent::Type::kEvict: return "evict";
     case ResidencyEvent::Type::kPrewarmHit: return "prewarm_hit";
     case ResidencyEvent::Type::kPrewarmMiss: return "prewarm_miss";
+    case ResidencyEvent::Type::kSleep: return "sleep";
+    case ResidencyEvent::Type::kWake: return "wake";
   }
   return "unknown";
 }
@@ -47,6 +49,19 @@ std::string Describe(const ResidencyEvent& e) {
                          e.idle ? fmt::format(" ({} after it was ready)", Brief(*e.idle)) : std::string());
     case Type::kPrewarmMiss:
       return fmt::format("prewarm of {} missed: {}", e.model, e.explanation);
+    case Type::kSleep: {
+      std::string why;
+      if (e.sleep_reason == SleepReason::kMemory) {
+        why = e.for_model.empty() ? " to make room" : " to make room for " + e.for_model;
+      } else if (e.keep_alive) {
+        why = " after sleep_after " + e.keep_alive->ToString();
+      }
+      return fmt::format("put {} to sleep ({} -> {}{}){}", e.model, FormatBytes(e.awake_bytes), FormatBytes(e.bytes),
+                         e.idle ? ", idle " + Brief(*e.idle) : std::string(), why);
+    }
+    case Type::kWake:
+      return fmt::format("woke {} in {:.2f} s ({} -> {})", e.model, ToSeconds(e.duration), FormatBytes(e.asleep_bytes),
+                         FormatBytes(e.bytes));
     case Type::kUnload:
     case Type::kEvict:
       break;

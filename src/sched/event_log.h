@@ -27,6 +27,8 @@ struct ResidencyEvent {
     kEvict,       // unloaded to make room for another model: memory, count
     kPrewarmHit,  // the request a prewarm was for found the model loaded
     kPrewarmMiss, // a prewarm did not serve a request warm (see `explanation`)
+    kSleep,       // a model was put to sleep (its context freed; sleep_reason)
+    kWake,        // a request woke a sleeping model (duration: how long the wake took)
   };
   uint64_t seq = 0;  // set by EventLog::Append: 1, 2, 3...
   WallTime time{};
@@ -44,15 +46,23 @@ struct ResidencyEvent {
   std::string origin;                  // load: "" (a request), "prewarm" or "preload"
   std::string explanation;             // why, when "auto" decided (the learner's reason), a miss's cause, or
                                        // why a runner is gone (kExited: its ModelRunner::exit_reason)
+  // Sleeping. sleep: `bytes` is what it holds asleep (measured), `awake_bytes` what it held before,
+  // `keep_alive` its sleep_after (idle), `for_model` the model it made room for (memory);
+  // wake: `bytes` is what it holds awake, `asleep_bytes` what it held asleep.
+  std::optional<SleepReason> sleep_reason;
+  uint64_t awake_bytes = 0;
+  uint64_t asleep_bytes = 0;
 };
 
-// "load", "load_failed", "unload", "evict", "prewarm_hit", "prewarm_miss".
+// "load", "load_failed", "unload", "evict", "prewarm_hit", "prewarm_miss", "sleep", "wake".
 const char* TypeName(ResidencyEvent::Type type);
 
 // The event as one line for the server log, e.g.
 //   loaded a:latest in 2.31 s (1.6 GB measured, predicted 1.5 GB, pid 4242)
 //   unloaded b:latest (1.6 GB, idle 4m0s) to make room for a:latest
 //   unloaded a:latest (1.6 GB, expired after keep_alive 5m0s)
+//   put a:latest to sleep (1.6 GB -> 912 MB, idle 10m0s after sleep_after 10m0s)
+//   woke a:latest in 0.13 s (912 MB -> 1.6 GB)
 std::string Describe(const ResidencyEvent& event);
 
 // Thread-safe.

@@ -150,6 +150,11 @@ ColdStartCost Policy::ColdStartCostFor(std::string_view model_name) const {
   return p && p->cold_start_cost ? *p->cold_start_cost : cold_start_cost;
 }
 
+std::optional<KeepAlive> Policy::SleepAfterFor(std::string_view model_name) const {
+  const ModelPolicy* p = Find(model_name);
+  return p && p->sleep_after ? p->sleep_after : sleep_after;
+}
+
 bool Policy::Pinned(std::string_view model_name) const {
   const ModelPolicy* p = Find(model_name);
   return p != nullptr && p->pin;
@@ -196,6 +201,10 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
       auto c = ColdStartCostFromNode(node, source);
       if (!c.ok()) return c.status();
       policy.cold_start_cost = *c;
+    } else if (key == "sleep_after") {
+      auto sa = KeepAliveFromNode(node, source, key);
+      if (!sa.ok()) return sa.status();
+      policy.sleep_after = *sa;
     } else if (key == "memory_limit") {
       auto s = node.value<std::string>();
       auto bytes = node.is_string() ? ParseBytes(*s) : Result<uint64_t>(Status::InvalidArgument("not a string"));
@@ -247,15 +256,19 @@ Result<Policy> ParsePolicy(std::string_view text, const std::string& source, Kee
             auto c = ColdStartCostFromNode(fnode, source);
             if (!c.ok()) return c.status();
             mp.cold_start_cost = *c;
+          } else if (field == "sleep_after") {
+            auto sa = KeepAliveFromNode(fnode, source, "sleep_after");
+            if (!sa.ok()) return sa.status();
+            mp.sleep_after = *sa;
           } else {
             return UnknownKey(source, fk,
-                              "[models.\"" + model + "\"] (known: keep_alive, pin, preload, cold_start_cost)");
+                              "[models.\"" + model + "\"] (known: keep_alive, pin, preload, cold_start_cost, sleep_after)");
           }
         }
         policy.models[model_key] = mp;
       }
     } else {
-      return UnknownKey(source, k, "the top level (known: keep_alive, min_keep_alive, max_keep_alive, memory_limit, cold_start_cost, models)");
+      return UnknownKey(source, k, "the top level (known: keep_alive, min_keep_alive, max_keep_alive, memory_limit, cold_start_cost, sleep_after, models)");
     }
   }
   if (policy.min_keep_alive && policy.max_keep_alive && Less(*policy.max_keep_alive, *policy.min_keep_alive)) {

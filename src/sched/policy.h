@@ -20,6 +20,12 @@
 //   keep_alive = "auto"          # the learner decides, from this model's own traffic
 //   preload = true               # loaded at start-up, and again whenever its runner dies
 //
+//   sleep_after = "10m"          # (top level or per model) idle this long, a model's context (KV
+//                                # cache, compute buffers) is freed and its runner and weights kept;
+//                                # the next request wakes it. Unset: models never sleep. A negative
+//                                # value: no timer, but memory pressure may put it to sleep instead
+//                                # of unloading it. RESIDENT_SLEEP_AFTER wins over the top level.
+//
 // keep_alive values take the API's forms: a number of seconds (negative = forever) or a
 // duration string ("5m", "1h30m", "-1m" = forever), or "auto" (sched/learner.h).
 //
@@ -65,6 +71,7 @@ struct ModelPolicy {
   bool pin = false;
   bool preload = false;
   std::optional<ColdStartCost> cold_start_cost;
+  std::optional<KeepAlive> sleep_after;  // unset: the policy's sleep_after
 };
 
 struct Policy {
@@ -77,6 +84,9 @@ struct Policy {
   // RESIDENT_KEEP_ALIVE won): kept for reports.
   std::optional<KeepAlive> file_keep_alive;
   std::map<std::string, ModelPolicy> models;  // by PolicyModelKey ("llama3.2:latest", "ns/m:tag")
+  // How long a model stays idle before it sleeps (nullopt: never; forever: only under memory
+  // pressure). The file's top level, or RESIDENT_SLEEP_AFTER, which wins over it.
+  std::optional<KeepAlive> sleep_after;
 
   // The entry for a model, if the file has one.
   const ModelPolicy* Find(std::string_view model_name) const;
@@ -84,6 +94,8 @@ struct Policy {
   ColdStartCost ColdStartCostFor(std::string_view model_name) const;
   // The model's entry, else the global default; clamped.
   KeepAlive DefaultFor(std::string_view model_name) const;
+  // The model's entry's sleep_after, else the global one; nullopt: the model never sleeps.
+  std::optional<KeepAlive> SleepAfterFor(std::string_view model_name) const;
   // min_keep_alive <= k <= max_keep_alive (forever counts as the largest value).
   KeepAlive Clamp(KeepAlive k) const;
 };

@@ -14,6 +14,14 @@ std::string_view ReasonName(UnloadReason reason) {
   return "unknown";
 }
 
+std::string_view SleepReasonName(SleepReason reason) {
+  switch (reason) {
+    case SleepReason::kIdle: return "idle";
+    case SleepReason::kMemory: return "memory";
+  }
+  return "unknown";
+}
+
 std::vector<double> LoadSecondsBuckets() { return {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120}; }
 
 }  // namespace resident::sched

@@ -34,6 +34,17 @@ std::string_view ReasonName(UnloadReason reason);
 // Upper bounds of the load-time histogram, in seconds: 0.1 … 120.
 std::vector<double> LoadSecondsBuckets();
 
+// Why a model was put to sleep (its context freed, its runner and weights kept; sleep_after).
+enum class SleepReason {
+  kIdle,    // idle for its sleep_after
+  kMemory,  // to make room within the memory budget, instead of unloading it
+};
+inline constexpr size_t kSleepReasonCount = 2;
+inline constexpr std::array<SleepReason, kSleepReasonCount> kAllSleepReasons = {SleepReason::kIdle,
+                                                                               SleepReason::kMemory};
+// "idle", "memory".
+std::string_view SleepReasonName(SleepReason reason);
+
 struct ModelStats {
   // Counters since the server started.
   uint64_t loads = 0;          // loads that finished
@@ -60,6 +71,15 @@ struct ModelStats {
   int queued_requests = 0;       // requests waiting inside Acquire for this model (load, slot, room)
 
   uint64_t unloads_for(UnloadReason r) const { return unloads[static_cast<size_t>(r)]; }
+
+  // Sleeping (sleep_after): times the model was put to sleep, by reason, and woken by a request
+  // (how long each wake took).
+  std::array<uint64_t, kSleepReasonCount> sleeps{};  // indexed by SleepReason
+  uint64_t wakes = 0;
+  Histogram wake_seconds{LoadSecondsBuckets()};
+  bool sleeping = false;         // now: asleep (measured_bytes is then what it holds asleep)
+
+  uint64_t sleeps_for(SleepReason r) const { return sleeps[static_cast<size_t>(r)]; }
 };
 
 struct ResidencyStats {

@@ -18,7 +18,8 @@ constexpr Duration kMeasureEvery = std::chrono::seconds(2);
 constexpr Duration kReapEvery = std::chrono::seconds(1);
 // A background load that found another load running tries again after this.
 constexpr Duration kRetryBackgroundLoad = std::chrono::milliseconds(250);
-
+// A sleeping runner keeps its weights and the process itself: footprint.h's 24 MiB.
+constexpr uint64_t kSleepingProcessBytes = 24ull << 20;
 
 
 Duration FromSeconds(double s) {
@@ -92,6 +93,31 @@ std::optional<KeepAlive> Scheduler::ResolveKeepAlive(const ModelSpec& spec, std:
   return k;
 }
 
+std::optional<KeepAlive> Scheduler::SleepAfterFor(const std::string& name) const {
+  if (!options_.policy) return options_.default_sleep_after;
+  return options_.policy->SleepAfterFor(name);
+}
+
+uint64_t Scheduler::ExpectedSleepingBytes(const Entry& e) {
+  if (e.sleeping_bytes) return e.sleeping_bytes;
+  const uint64_t weights = e.runner ? e.runner->facts().size_bytes : 0;
+  return std::min(e.measured_bytes ? e.measured_bytes : e.predicted_bytes, weights + kSleepingProcessBytes);
+}
+
+double Scheduler::ReloadSecondsLocked(const Entry& e) const {
+  const double load_s = ToSeconds(e.load_duration);
+  if (!options_.page_cache_fraction || !e.cached_at_load || !e.runner || options_.disk_read_bytes_per_s <= 0) {
+    return load_s;
+  }
+  const std::optional<double> now = options_.page_cache_fraction(e.spec.load.model_path);
+  if (!now) return load_s;
+  // The bytes of its file that the load found in the page cache and a reload would not (or the
+  // other way round) are read from disk, or not, on top of what the load measured.
+  const double file_bytes = static_cast<double>(e.runner->facts().size_bytes);
+  const double more_from_disk = (*e.cached_at_load - *now) * file_bytes;
+  return std::max(0.1 * load_s, load_s + more_from_disk / options_.disk_read_bytes_per_s);
+}
+
 uint64_t Scheduler::MemoryInUseLocked() const {
   uint64_t total = unloading_bytes_;
   for (const auto& [key, e] : entries_) total += e->Bytes();
@@ -145,7 +171,8 @@ const ResidencyPlan& Scheduler::PlanLocked(const std::string& name, const Entry&
 void Scheduler::RefreshMeasuredLocked() {
   const TimePoint now = clock_.Now();
   for (auto& [key, e] : entries_) {
-    if (e->state != State::kReady || !e->runner) continue;
+    // Asleep it holds what it measured once asleep; the latest sample may predate the sleep.
+    if (e->state != State::kReady || !e->runner || e->sleeping || e->changing_tier) continue;
     const uint64_t sampled = e->runner->SampledRssBytes();
     if (sampled <= e->measured_bytes) continue;
     Accrue(*e, now);
@@ -167,6 +194,12 @@ SchedulerView Scheduler::ViewLocked() const {
     m.bytes = e->Bytes();
     m.last_used = e->last_used;
     if (e->refs == 0) m.expires_at = e->expires_at;
+    m.sleeping = e->sleeping;
+    m.changing_tier = e->changing_tier;
+    m.may_sleep = e->sleep_after.has_value() && e->state == State::kReady;
+    if (e->refs == 0 && !e->sleeping) m.sleep_at = e->sleep_at;
+    m.awake_bytes = e->measured_bytes ? e->measured_bytes : e->predicted_bytes;
+    m.asleep_bytes = e->state == State::kReady ? ExpectedSleepingBytes(*e) : m.bytes;
     view.models.push_back(m);
   }
   view.unloading_bytes = unloading_bytes_;
@@ -189,7 +222,7 @@ SchedulerView Scheduler::ViewLocked() const {
         }
       }
     }
-    return EvictionCost(ToSeconds(e.load_duration), reuse, e.Bytes());
+    return EvictionCost(ReloadSecondsLocked(e), reuse, e.Bytes());
   };
   return view;
 }
@@ -205,6 +238,8 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   loading_ = true;
   lock.unlock();
   spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(load.predicted_bytes));
+  std::optional<double> cached_at_load;
+  if (options_.page_cache_fraction) cached_at_load = options_.page_cache_fraction(key);
   const TimePoint load_start = clock_.Now();
   auto runner = factory_.Start(load, nullptr);
   lock.lock();
@@ -243,6 +278,7 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   e->last_used = loaded_at;
   e->measured_bytes = e->runner->facts().rss_bytes;
   e->measured_at = loaded_at;
+  e->cached_at_load = cached_at_load;
   ModelStats& stats = stats_[spec.name];
   ++stats.loads;
   stats.load_seconds.Observe(ToSeconds(e->load_duration));
@@ -389,6 +425,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         fresh->spec = spec;
         fresh->keep_alive = *ResolveKeepAlive(spec, keep_alive, /*fresh=*/true, &fresh->keep_alive_reason);
         fresh->pinned = options_.policy && options_.policy->Pinned(spec.name);
+        fresh->sleep_after = SleepAfterFor(spec.name);
         fresh->predicted_bytes = ask.predicted.value_or(0);
         fresh->accrued_at = clock_.Now();  // it counts against the budget from now on
         entries_[key] = fresh;
@@ -413,6 +450,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
           Emit(std::move(ev));
         }
         e->expires_at.reset();
+        e->sleep_at.reset();
         std::string why;
         std::optional<KeepAlive> k = ResolveKeepAlive(spec, keep_alive, /*fresh=*/false, &why);
         if (k && !e->unload_requested) {  // a stop wins
@@ -428,6 +466,20 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         lease.runner_ = e->runner.get();
         lease.load_duration_ = now - start;
         return lease;
+      }
+      case Decision::Kind::kSleep:
+        SleepLocked(lock, d.sleep, spec.name);
+        continue;
+      case Decision::Kind::kWake: {
+        Status st = WakeLocked(lock, e);
+        if (!st.ok()) {
+          spdlog::warn("{} could not wake ({}); loading it again", spec.name, st.message());
+          continue;  // a fresh load
+        }
+        // As for a load it performed: it takes the lease even if its client left meanwhile, so
+        // that the release starts the model's timers (or performs a stop that came meanwhile).
+        loaded_here = true;
+        continue;  // the lease through the common path
       }
     }
   }
@@ -505,6 +557,11 @@ void Scheduler::StartTimerLocked(const std::string& key, Entry& e, std::vector<D
   if (IsZero(e.keep_alive) || e.unload_requested || !e.runner->alive()) {
     to_close.push_back(Detach(key, e.runner->alive() ? UnloadReason::kManual : UnloadReason::kExited));
     return;
+  }
+  // Its sleep timer runs beside its keep_alive (which still unloads it, asleep or not).
+  if (e.sleep_after && !e.sleep_after->forever && !e.sleep_after->automatic) {
+    e.sleep_at = SaturatingAdd(now, e.sleep_after->duration);
+    timer_cv_.notify_all();
   }
   if (e.keep_alive.forever) return;
   if (!e.keep_alive.automatic) {
@@ -627,10 +684,11 @@ void Scheduler::Unload(const std::string& model_path) {
     e->keep_alive = KeepAlive::Of(Duration::zero());
     e->unload_requested = true;  // sticky: later keep_alive values of requests do not undo it
     e->expires_at.reset();
-    if (e->state == State::kReady && e->refs == 0) {
+    if (e->state == State::kReady && e->refs == 0 && !e->changing_tier) {
       to_close.push_back(Detach(model_path, UnloadReason::kManual));
     } else {
-      // In use or loading: the last lease's release (or a failed load) removes it. Wait for this
+      // In use, loading, falling asleep or waking: the last lease's release (or a failed load, or
+      // the end of its fall asleep) removes it. Wait for this
       // entry only: a request that arrives after it is gone loads the model anew, and that new
       // entry under the same path is not ours to wait for.
       cv_.wait(lock, [&] {
@@ -685,6 +743,10 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
     m.measured_bytes = e->measured_bytes;
     m.load_duration = e->load_duration;
     if (e->expires_at) m.expires_at = clock_.ToWall(*e->expires_at);
+    m.sleeping = e->sleeping;
+    m.sleeping_bytes = e->sleeping ? e->sleeping_bytes : 0;
+    m.sleep_after = e->sleep_after;
+    if (e->sleep_at && e->refs == 0 && !e->sleeping) m.sleeps_at = clock_.ToWall(*e->sleep_at);
     out.push_back(std::move(m));
   }
   auto rank = [](const LoadedModel& m) {
@@ -722,8 +784,9 @@ ResidencyStats Scheduler::Stats() const {
       ++out.loaded_models;
     }
     m.predicted_bytes += e->predicted_bytes;
-    m.measured_bytes += e->measured_bytes;
+    m.measured_bytes += e->sleeping ? e->sleeping_bytes : e->measured_bytes;
     m.queued_requests += e->queued;
+    m.sleeping = m.sleeping || e->sleeping;
   }
   out.memory_budget = options_.memory_budget;
   out.memory_in_use = MemoryInUseLocked();
@@ -756,16 +819,133 @@ uint64_t Scheduler::history_version() const {
 
 void Scheduler::Tick() {
   std::vector<Detached> to_close;
+  std::vector<SleepOrder> sleeps;
   {
     std::lock_guard<std::mutex> lock(mu_);
     RefreshMeasuredLocked();
-    for (const Eviction& v : DecideTick(ViewLocked(), clock_.Now())) {
+    const SchedulerView view = ViewLocked();
+    const TimePoint now = clock_.Now();
+    sleeps = DecideSleep(view, now);
+    for (const Eviction& v : DecideTick(view, now)) {
       to_close.push_back(Detach(v.key, v.reason));
     }
   }
   CloseDetached(std::move(to_close));
   std::unique_lock<std::mutex> lock(mu_);
+  if (!sleeps.empty()) SleepLocked(lock, sleeps);
   StartBackgroundLoadLocked(lock);
+}
+
+void Scheduler::SleepLocked(std::unique_lock<std::mutex>& lock, const std::vector<SleepOrder>& orders,
+                            const std::string& for_model) {
+  struct Going {
+    std::shared_ptr<Entry> e;
+    SleepReason reason;
+    uint64_t awake_bytes;
+    Result<runner::SleepResult> result = Status::Internal("not asked");
+  };
+  std::vector<Going> going;
+  for (const SleepOrder& o : orders) {
+    auto it = entries_.find(o.key);
+    if (it == entries_.end()) continue;
+    const std::shared_ptr<Entry>& e = it->second;
+    // Decided on the same view under the same lock: this only guards against a stale order.
+    if (e->state != State::kReady || e->sleeping || e->changing_tier || e->refs > 0 || !e->runner) continue;
+    e->changing_tier = true;
+    ++changing_tier_;
+    e->sleep_at.reset();
+    going.push_back({e, o.reason, e->Bytes()});
+  }
+  if (going.empty()) return;
+  lock.unlock();
+  for (Going& g : going) g.result = g.e->runner->Sleep();
+  lock.lock();
+  const TimePoint now = clock_.Now();
+  std::vector<Detached> to_close;
+  for (Going& g : going) {
+    Entry& e = *g.e;
+    e.changing_tier = false;
+    --changing_tier_;
+    if (!g.result.ok()) {
+      // It stays awake and is not asked again (a dead runner is reaped by the next decision).
+      spdlog::warn("could not put {} to sleep: {}", e.spec.name, g.result.status().message());
+      e.sleep_after.reset();
+      continue;
+    }
+    Accrue(e, now);
+    e.sleeping = true;
+    e.sleeping_bytes = g.result->rss_bytes ? g.result->rss_bytes : ExpectedSleepingBytes(e);
+    ModelStats& stats = stats_[e.spec.name];
+    ++stats.sleeps[static_cast<size_t>(g.reason)];
+    ResidencyEvent ev;
+    ev.type = ResidencyEvent::Type::kSleep;
+    ev.model = e.spec.name;
+    ev.sleep_reason = g.reason;
+    ev.bytes = e.sleeping_bytes;
+    ev.awake_bytes = g.awake_bytes;
+    ev.idle = now - e.last_used;
+    if (g.reason == SleepReason::kIdle && e.sleep_after) ev.keep_alive = e.sleep_after;
+    ev.for_model = g.reason == SleepReason::kMemory ? for_model : "";
+    ev.pid = e.runner->pid();
+    Emit(std::move(ev));
+    // A stop that came while it fell asleep.
+    auto it = entries_.find(e.spec.load.model_path);
+    if (e.unload_requested && it != entries_.end() && it->second == g.e) {
+      to_close.push_back(Detach(e.spec.load.model_path, UnloadReason::kManual));
+    }
+  }
+  cv_.notify_all();
+  timer_cv_.notify_all();
+  if (!to_close.empty()) {
+    lock.unlock();
+    CloseDetached(std::move(to_close));
+    lock.lock();
+  }
+}
+
+Status Scheduler::WakeLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e) {
+  const std::string key = e->spec.load.model_path;
+  const TimePoint start = clock_.Now();
+  Accrue(*e, start);
+  const uint64_t asleep = e->sleeping_bytes;
+  e->sleeping = false;  // it counts awake from now on
+  e->changing_tier = true;
+  ++changing_tier_;
+  lock.unlock();
+  Result<runner::WakeResult> woke = e->runner->Wake();
+  lock.lock();
+  e->changing_tier = false;
+  --changing_tier_;
+  const TimePoint now = clock_.Now();
+  cv_.notify_all();
+  if (!woke.ok()) {
+    Accrue(*e, now);
+    const bool alive = e->runner->alive();
+    std::vector<Detached> gone;
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second == e) {
+      gone.push_back(Detach(key, alive ? UnloadReason::kReload : UnloadReason::kExited, "", "",
+                            "it could not wake: " + woke.status().message()));
+    }
+    lock.unlock();
+    CloseDetached(std::move(gone));
+    lock.lock();
+    return woke.status();
+  }
+  Accrue(*e, now);
+  ModelStats& stats = stats_[e->spec.name];
+  ++stats.wakes;
+  stats.wake_seconds.Observe(ToSeconds(now - start));
+  ResidencyEvent ev;
+  ev.type = ResidencyEvent::Type::kWake;
+  ev.model = e->spec.name;
+  ev.duration = now - start;
+  ev.bytes = e->Bytes();
+  ev.asleep_bytes = asleep;
+  ev.idle = start - e->last_used;
+  ev.pid = e->runner->pid();
+  Emit(std::move(ev));
+  return Status::Ok();
 }
 
 bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
@@ -842,6 +1022,7 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
   e->keep_alive = origin == Origin::kPrewarm ? KeepAlive::Auto() : *ResolveKeepAlive(spec, std::nullopt, true, &why);
   e->keep_alive_reason = origin == Origin::kPrewarm ? reason : why;
   e->pinned = options_.policy && options_.policy->Pinned(spec.name);
+  e->sleep_after = SleepAfterFor(spec.name);
   e->predicted_bytes = bytes;
   e->accrued_at = now;
   entries_[key] = e;
@@ -876,7 +1057,9 @@ TimePoint Scheduler::NextTimer() const {
 TimePoint Scheduler::NextTimerLocked() const {
   TimePoint next = TimePoint::max();
   for (const auto& [key, e] : entries_) {
-    if (e->state == State::kReady && e->refs == 0 && e->queued == 0 && e->expires_at) next = std::min(next, *e->expires_at);
+    if (e->state != State::kReady || e->refs != 0 || e->queued != 0) continue;
+    if (e->expires_at) next = std::min(next, *e->expires_at);
+    if (e->sleep_at && !e->sleeping && !e->changing_tier) next = std::min(next, *e->sleep_at);
   }
   for (const auto& [key, p] : prewarms_) next = std::min(next, p.load_at);
   for (const auto& [key, p] : preloads_) {
@@ -923,7 +1106,7 @@ void Scheduler::Shutdown() {
   for (runner::ModelRunner* r : running) r->Close();
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] {
-    if (loading_ || unloading_ > 0) return false;
+    if (loading_ || unloading_ > 0 || changing_tier_ > 0) return false;
     for (auto& [key, e] : entries_) {
       if (e->refs > 0) return false;
     }

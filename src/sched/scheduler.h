@@ -18,6 +18,11 @@
 // that switching to "auto" starts from what is known; for "auto" models, the learned reuse
 // probability also weighs their eviction cost.
 //
+// Sleeping (sleep_after, decision.h): an idle model's runner frees its context once its
+// sleep_after has run out (Tick), or when memory is short (Acquire, instead of an unload); the
+// budget then counts what it measured asleep. A request wakes it (Acquire); its keep_alive still
+// unloads it. While a model falls asleep or wakes (outside the lock) nothing else touches it.
+//
 // Observability: every load, failed load, unload, eviction and prewarm is logged as one line and
 // appended to events() with its reason; Stats() returns the counters (loads, load times,
 // requests, cold starts, unloads by reason, prewarms and their hits and misses, memory × time
@@ -74,6 +79,13 @@ struct LoadedModel {
   uint64_t predicted_bytes = 0;
   uint64_t measured_bytes = 0;         // 0 until measured
   Duration load_duration{0};           // how long its load took
+  // Sleeping (sleep_after): asleep, the runner holds its weights and process but no context;
+  // sleeping_bytes is then its measured memory (what the budget counts) and measured_bytes what it
+  // held awake.
+  bool sleeping = false;
+  uint64_t sleeping_bytes = 0;
+  std::optional<KeepAlive> sleep_after;  // nullopt: it never sleeps
+  std::optional<WallTime> sleeps_at;     // idle and awake: when it will sleep
 };
 
 // A model unloaded by "auto" that will be loaded again ahead of its next predicted request.
@@ -123,6 +135,15 @@ class Scheduler {
     size_t event_log_capacity = 1000;  // events kept by events()
     LearnerConfig learner;         // keep_alive "auto"
     ColdStartCost cold_start_cost; // for "auto" when policy is unset (else the policy's)
+    // Sleeping: how long a model stays idle before its context is freed (policy.h sleep_after),
+    // when policy is unset (else the policy's); nullopt: models never sleep.
+    std::optional<KeepAlive> default_sleep_after;
+    // The share (0..1) of a model file that is in the page cache now (page_cache.h), for the
+    // reload time in the eviction cost; unset, or nullopt for a file: taken as unchanged since the
+    // load. Called with the scheduler's lock held: it must be cheap (cached).
+    std::function<std::optional<double>(const std::string& path)> page_cache_fraction;
+    // How fast a model file's bytes that are not in the page cache are read back at a reload.
+    double disk_read_bytes_per_s = 250e6;
   };
 
   Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
@@ -131,7 +152,8 @@ class Scheduler {
   // Blocks until the model is loaded and a slot is free. keep_alive: nullopt keeps the model's
   // current one (the default on a fresh load). `stop` (the client went away) ends the wait:
   // kCancelled, and the request never runs nor counts as one of its model's requests; a load
-  // this request started itself is finished first and the lease taken (the caller drops it).
+  // (or a wake) this request started itself is finished first and the lease taken (the caller
+  // drops it). A sleeping model is woken (the wake is the lease's load_duration).
   // Errors: the load's error, kUnavailable if the scheduler is shutting down,
   // kResourceExhausted when the queue is full, kFailedPrecondition when the model can never fit
   // the memory budget (alone, or next to the pinned models), kCancelled.
@@ -216,7 +238,18 @@ class Scheduler {
     TimePoint measured_at{};
     Duration load_duration{0};
     TimePoint accrued_at{};         // memory × time is counted in stats_ up to here
-    uint64_t Bytes() const { return measured_bytes ? measured_bytes : predicted_bytes; }
+    // Sleeping (decision.h): asleep, it counts at sleeping_bytes; falling asleep or waking
+    // (changing_tier) it counts awake, and only the thread doing it touches its runner.
+    std::optional<KeepAlive> sleep_after;  // resolved at load (policy); nullopt: never sleeps
+    std::optional<TimePoint> sleep_at;     // idle and awake with a finite sleep_after
+    bool sleeping = false;
+    bool changing_tier = false;
+    uint64_t sleeping_bytes = 0;     // measured after its latest sleep (0: never slept)
+    std::optional<double> cached_at_load;  // share of its file in the page cache when its load began
+    uint64_t Bytes() const {
+      if (sleeping && sleeping_bytes) return sleeping_bytes;
+      return measured_bytes ? measured_bytes : predicted_bytes;
+    }
   };
   struct Learning {
     UsageHistory history;
@@ -288,6 +321,22 @@ class Scheduler {
   // One due prewarm or preload, if any: decided and performed (the load runs unlocked).
   bool StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock);
   void TimerLoop();
+  // Puts these models to sleep (the runners' calls run unlocked), counting and logging each;
+  // `for_model`: the model a memory-pressure sleep makes room for. A runner that fails to sleep
+  // stays awake (a dead one is reaped by the next decision).
+  void SleepLocked(std::unique_lock<std::mutex>& lock, const std::vector<SleepOrder>& orders,
+                   const std::string& for_model = "");
+  // Wakes the sleeping entry (unlocked while the runner recreates its context). Errors: the
+  // runner's; the entry is then unloaded and the caller loads the model afresh.
+  Status WakeLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e);
+  // The bytes a model is expected to hold asleep: measured at its latest sleep, else its weights
+  // plus the process (sched/footprint.h's rule), never more than it holds awake.
+  static uint64_t ExpectedSleepingBytes(const Entry& e);
+  // The model's sleep_after (the policy's entry, else the default); nullopt: it never sleeps.
+  std::optional<KeepAlive> SleepAfterFor(const std::string& name) const;
+  // The seconds a reload of the model would take: its measured load time, corrected by how much
+  // more (or less) of its file must be read from disk now than at its load.
+  double ReloadSecondsLocked(const Entry& e) const;
 
   const Options options_;
   runner::RunnerFactory& factory_;
@@ -311,6 +360,7 @@ class Scheduler {
   bool loading_ = false;              // one load at a time; guarded by mu_
   bool shutdown_ = false;             // guarded by mu_
   std::map<std::string, ModelStats> stats_;  // by model name; guarded by mu_
+  int changing_tier_ = 0;             // entries falling asleep or waking now; guarded by mu_
   EventLog events_;
   std::thread timer_;
 };

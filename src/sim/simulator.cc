@@ -26,10 +26,11 @@ struct Books {
   struct Model {
     bool loaded = false;
     double load_start = 0;
+    double resident_since = 0;  // resident GB·s counted up to here (its size changes as it sleeps)
     double ready_at = 0;     // when the latest load finished
     int active = 0;
     double idle_since = 0;   // meaningful when loaded && active == 0
-    double gb = 0;
+    double gb = 0;           // what it holds now (less while asleep)
     uint64_t bytes = 0;
     int loads = 0;
     double idle_gbs = 0;
@@ -38,16 +39,26 @@ struct Books {
   double resident_gbs = 0, idle_gbs = 0;
   uint64_t in_use = 0, peak = 0;
   int loads = 0;
+  int sleeps = 0, wakes = 0;
 
   void AddIdle(Model& m, double gbs) {
     idle_gbs += gbs;
     m.idle_gbs += gbs;
   }
+  // Counts the model's memory × time up to `now` at its current size (before that size changes).
+  void Accrue(Model& m, double now) {
+    if (!m.loaded) return;
+    resident_gbs += (now - m.resident_since) * m.gb;
+    m.resident_since = now;
+    if (m.active == 0) {
+      AddIdle(m, (now - m.idle_since) * m.gb);
+      m.idle_since = now;
+    }
+  }
   void Unloaded(const std::string& name, double now, uint64_t bytes) {
     Model& m = models[name];
     if (!m.loaded) return;
-    resident_gbs += (now - m.load_start) * m.gb;
-    if (m.active == 0) AddIdle(m, (now - m.idle_since) * m.gb);
+    Accrue(m, now);
     m.loaded = false;
     in_use -= bytes;
   }
@@ -55,11 +66,38 @@ struct Books {
 
 class SimRunner final : public runner::ModelRunner {
  public:
-  SimRunner(std::string name, uint64_t bytes, Books* books, const FakeClock* clock, TimePoint t0)
-      : name_(std::move(name)), books_(books), clock_(clock), t0_(t0) {
-    facts_.rss_bytes = bytes;
-    facts_.size_bytes = bytes;
+  SimRunner(std::string name, const ModelParams& params, Books* books, FakeClock* clock, TimePoint t0)
+      : name_(std::move(name)), params_(params), books_(books), clock_(clock), t0_(t0) {
+    facts_.rss_bytes = params.bytes;
+    // What it holds asleep is its weights (plus the process): the scheduler's guess before a first
+    // sleep measures it.
+    facts_.size_bytes = params.sleep_bytes;
     facts_.architecture = "simulated";
+  }
+  // Asleep it holds sleep_bytes; a wake takes wake_s.
+  Result<runner::SleepResult> Sleep() override {
+    if (!asleep_) {
+      Books::Model& m = books_->models[name_];
+      books_->Accrue(m, Now());
+      m.gb = static_cast<double>(params_.sleep_bytes) / 1e9;
+      books_->in_use -= params_.bytes - params_.sleep_bytes;
+      ++books_->sleeps;
+      asleep_ = true;
+    }
+    return runner::SleepResult{0, params_.sleep_bytes, 0, 0};
+  }
+  Result<runner::WakeResult> Wake() override {
+    if (asleep_) {
+      Books::Model& m = books_->models[name_];
+      books_->Accrue(m, Now());
+      m.gb = static_cast<double>(params_.bytes) / 1e9;
+      books_->in_use += params_.bytes - params_.sleep_bytes;
+      books_->peak = std::max(books_->peak, books_->in_use);
+      ++books_->wakes;
+      asleep_ = false;
+      clock_->Advance(Seconds(params_.wake_s));
+    }
+    return runner::WakeResult{0, 0, params_.bytes};
   }
   Result<runner::DoneEvent> Generate(const runner::GenerateRequest&,
                                      const std::function<bool(std::string_view)>&, std::stop_token) override {
@@ -77,15 +115,18 @@ class SimRunner final : public runner::ModelRunner {
   void Close() override {
     if (closed_) return;
     closed_ = true;
-    books_->Unloaded(name_, std::chrono::duration<double>(clock_->Now() - t0_).count(), facts_.rss_bytes);
+    books_->Unloaded(name_, Now(), asleep_ ? params_.sleep_bytes : params_.bytes);
   }
 
  private:
+  double Now() const { return std::chrono::duration<double>(clock_->Now() - t0_).count(); }
   std::string name_;
+  ModelParams params_;
   Books* books_;
-  const FakeClock* clock_;
+  FakeClock* clock_;
   TimePoint t0_;
   bool closed_ = false;
+  bool asleep_ = false;
   runner::ModelFacts facts_;
 };
 
@@ -103,6 +144,7 @@ class SimFactory final : public runner::RunnerFactory {
     m.gb = static_cast<double>(it->second.bytes) / 1e9;
     m.bytes = it->second.bytes;
     m.load_start = Now();
+    m.resident_since = m.load_start;
     m.active = 0;
     books_->in_use += it->second.bytes;
     books_->peak = std::max(books_->peak, books_->in_use);
@@ -112,7 +154,7 @@ class SimFactory final : public runner::RunnerFactory {
     m.ready_at = Now();
     m.idle_since = Now();
     return std::unique_ptr<runner::ModelRunner>(
-        std::make_unique<SimRunner>(request.model_path, it->second.bytes, books_, clock_, t0_));
+        std::make_unique<SimRunner>(request.model_path, it->second, books_, clock_, t0_));
   }
   double Now() const { return std::chrono::duration<double>(clock_->Now() - t0_).count(); }
 
@@ -134,6 +176,8 @@ SimSetup MakeSetup(const Trace& trace, const SetupDefaults& d) {
     auto h = trace.hints.find(name);
     p.bytes = h != trace.hints.end() && h->second.bytes ? h->second.bytes : d.default_bytes;
     p.load_s = d.load_s > 0 ? d.load_s : std::max(0.05, d.load_s_per_gb * static_cast<double>(p.bytes) / 1e9);
+    p.sleep_bytes = static_cast<uint64_t>(static_cast<double>(p.bytes) * std::clamp(d.sleep_fraction, 0.0, 1.0));
+    p.wake_s = p.load_s * std::max(0.0, d.wake_fraction);
     s.models[name] = p;
   }
   s.service_s.reserve(trace.requests.size());
@@ -316,8 +360,7 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   advance_to(end);
   for (auto& [name, m] : books.models) {
     if (!m.loaded) continue;
-    books.resident_gbs += (end - m.load_start) * m.gb;
-    if (m.active == 0) books.AddIdle(m, (end - m.idle_since) * m.gb);
+    books.Accrue(m, end);
     m.loaded = false;  // the scheduler's shutdown below must not count it again
   }
   for (const auto& [name, m] : books.models) {
@@ -329,6 +372,8 @@ Result<SimResult> Simulate(const Trace& trace, const SimSetup& setup, const SimP
   result.resident_gbs = books.resident_gbs;
   result.idle_gbs = books.idle_gbs;
   result.peak_bytes = books.peak;
+  result.sleeps = books.sleeps;
+  result.wakes = books.wakes;
   result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return result;
 }
@@ -352,6 +397,11 @@ std::string FormatTable(const std::vector<SimResult>& rows, const LowerBound& bo
                   r.label.c_str(), r.requests, r.cold, r.requests ? 100.0 * r.cold / r.requests : 0.0, r.loads,
                   r.waited_for_room, r.idle_gbs, r.resident_gbs, b, ratio.c_str(), bound.ColdFor(r.idle_gbs));
     out += line;
+  }
+  for (const auto& r : rows) {
+    if (r.sleeps == 0 && r.wakes == 0) continue;
+    out += fmt::format("{}: {} sleeps, {} wakes (each wake took the model's wake time, not a load; not cold)\n",
+                       r.label, r.sleeps, r.wakes);
   }
   if (any_waited) {
     out += "\n* requests waited for room (every loaded model busy at the model cap or budget): queueing\n"

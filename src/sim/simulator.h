@@ -20,7 +20,10 @@
 // A request is cold when its Acquire loaded the model, or when it arrived while its model was
 // still loading (it shared that load, a prewarm's included) — what the live server reports as
 // load_duration > 0. Loads count prewarms.
-// Memory is counted from the start of a load to the unload; idle = loaded with no request.
+// Memory is counted from the start of a load to the unload; idle = loaded with no request. With
+// a policy file's sleep_after, models sleep and wake through the same scheduler code: asleep a
+// model counts at its sleeping size (SetupDefaults::sleep_fraction of its bytes), and a wake
+// advances the clock by its wake time (wake_fraction of its load time); wakes are not cold starts.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,9 @@ namespace resident::sim {
 struct ModelParams {
   uint64_t bytes = 0;
   double load_s = 0;
+  // Sleeping (a policy file's sleep_after): what it holds asleep, and how long a wake takes.
+  uint64_t sleep_bytes = 0;
+  double wake_s = 0;
 };
 
 struct SimSetup {
@@ -74,6 +80,8 @@ struct SimResult {
   std::map<std::string, int> cold_by_model;
   std::map<std::string, int> loads_by_model;
   std::map<std::string, double> idle_gbs_by_model;
+  int sleeps = 0;             // models put to sleep (a policy file's sleep_after)
+  int wakes = 0;              // requests that woke a sleeping model (not cold: no load)
 };
 
 // Sizes: the trace's hints, else `default_bytes`; load time: load_s if > 0, else
@@ -87,6 +95,10 @@ struct SetupDefaults {
   double gen_tps = 20;
   int max_loaded = 3;
   uint64_t memory_budget = 0;
+  // Sleeping: a sleeping model holds this share of its bytes (its weights), and a wake takes this
+  // share of its load time (creating its context again).
+  double sleep_fraction = 0.7;
+  double wake_fraction = 0.3;
 };
 SimSetup MakeSetup(const Trace& trace, const SetupDefaults& defaults);
 

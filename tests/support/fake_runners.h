@@ -50,6 +50,31 @@ class FakeRunner final : public runner::ModelRunner {
   // What its watchdog sampled last (0: nothing), to play a runner that grows.
   std::atomic<uint64_t> sampled_rss_{0};
 
+  // Sleeping: Sleep answers `asleep_rss`; Wake moves `clock` (when set) by `wake_time`. A wake
+  // with `wake_fails` set fails (kResourceExhausted), as a context that cannot be created again.
+  Result<runner::SleepResult> Sleep() override {
+    if (!alive_) return Status::Unavailable("the runner is gone");
+    ++sleeps;
+    asleep = true;
+    return runner::SleepResult{0, asleep_rss, asleep_rss / 2, 0};
+  }
+  Result<runner::WakeResult> Wake() override {
+    if (!alive_) return Status::Unavailable("the runner is gone");
+    if (wake_fails) return Status::ResourceExhausted("could not create the context again");
+    if (clock != nullptr) clock->Advance(wake_time);
+    ++wakes;
+    asleep = false;
+    return runner::WakeResult{0, 0, facts_.rss_bytes};
+  }
+  void SetWeights(uint64_t bytes) { facts_.size_bytes = bytes; }
+  uint64_t asleep_rss = 0;
+  FakeClock* clock = nullptr;
+  Duration wake_time{0};
+  std::atomic<bool> wake_fails{false};
+  std::atomic<bool> asleep{false};
+  std::atomic<int> sleeps{0};
+  std::atomic<int> wakes{0};
+
  private:
   bool closed_ = false;
   std::atomic<int>* closes_;
@@ -72,6 +97,11 @@ class FakeFactory final : public runner::RunnerFactory {
     if (request.model_path == failing) return Status::InvalidArgument("bad file " + failing);
     auto size = sizes.find(request.model_path);
     auto r = std::make_unique<FakeRunner>(request.model_path, &closes, size == sizes.end() ? 1000 : size->second);
+    r->asleep_rss = r->facts().rss_bytes / 10;
+    if (auto a = asleep_sizes.find(request.model_path); a != asleep_sizes.end()) r->asleep_rss = a->second;
+    if (auto w = weights.find(request.model_path); w != weights.end()) r->SetWeights(w->second);
+    r->clock = clock;
+    if (auto t = wake_time.find(request.model_path); t != wake_time.end()) r->wake_time = t->second;
     last = r.get();
     runners[request.model_path] = r.get();
     return std::unique_ptr<runner::ModelRunner>(std::move(r));
@@ -102,6 +132,12 @@ class FakeFactory final : public runner::RunnerFactory {
   std::map<std::string, uint64_t> sizes;       // measured RSS of each model's runner (default 1000)
   FakeClock* clock = nullptr;                  // set: loads advance it by load_time
   std::map<std::string, Duration> load_time;   // per model path
+  // Sleeping, per model path: RSS once asleep (default a tenth of its RSS), the weights' bytes
+  // (ModelFacts::size_bytes: the scheduler's guess of the RSS asleep before a first sleep;
+  // default 0) and how long a wake moves the clock.
+  std::map<std::string, uint64_t> asleep_sizes;
+  std::map<std::string, uint64_t> weights;
+  std::map<std::string, Duration> wake_time;
 };
 
 }  // namespace resident::testing

@@ -51,6 +51,29 @@ struct M : ModelView {
     expires_at = TimePoint() + std::chrono::seconds(s);
     return *this;
   }
+  // Sleeping: asleep holding `bytes`, `awake` when awake.
+  M& Asleep(uint64_t awake) {
+    sleeping = true;
+    may_sleep = true;
+    awake_bytes = awake;
+    asleep_bytes = bytes;
+    return *this;
+  }
+  // Awake with a sleep_after: expected to hold `asleep` once asleep.
+  M& MaySleep(uint64_t asleep) {
+    may_sleep = true;
+    asleep_bytes = asleep;
+    awake_bytes = bytes;
+    return *this;
+  }
+  M& SleepsAt(int s) {
+    sleep_at = TimePoint() + std::chrono::seconds(s);
+    return *this;
+  }
+  M& ChangingTier() {
+    changing_tier = true;
+    return *this;
+  }
 };
 
 Limits L(int max_loaded, uint64_t budget = 0, int num_parallel = 1, int max_queue = 512) {
@@ -96,12 +119,20 @@ struct Expect {
   std::vector<Eviction> unload;
   StatusCode code = StatusCode::kOk;
   std::string message;  // exact, when not empty
+  std::vector<SleepOrder> sleep;
 };
+
+std::string Describe(const std::vector<SleepOrder>& orders) {
+  std::string out;
+  for (const SleepOrder& o : orders) out += o.key + ":" + std::string(SleepReasonName(o.reason)) + " ";
+  return out;
+}
 
 void Check(const Decision& d, const Expect& e) {
   EXPECT_EQ(static_cast<int>(d.kind), static_cast<int>(e.kind));
   EXPECT_EQ(static_cast<int>(d.waiting_for), static_cast<int>(e.waiting_for));
   EXPECT_EQ(Describe(d.unload), Describe(e.unload));
+  EXPECT_EQ(Describe(d.sleep), Describe(e.sleep));
   EXPECT_EQ(d.error.code(), e.code) << d.error.message();
   if (!e.message.empty()) {
     EXPECT_EQ(d.error.message(), e.message);
@@ -118,6 +149,13 @@ Expect WaitFor(Wait w) { return {Kind::kWait, w}; }
 Expect Unload(std::vector<Eviction> v) { return {Kind::kUnload, Wait::kNone, std::move(v)}; }
 Expect Fail(StatusCode code, std::string message = "") {
   return {Kind::kFail, Wait::kNone, {}, code, std::move(message)};
+}
+
+Expect Wake() { return {Kind::kWake}; }
+Expect Sleep(std::vector<SleepOrder> v) {
+  Expect e{Kind::kSleep};
+  e.sleep = std::move(v);
+  return e;
 }
 
 AcquireAsk Ask(std::string_view key, std::optional<uint64_t> predicted = std::nullopt) {
@@ -323,6 +361,120 @@ TEST(DefaultReuseProbability, OneOverOnePlusIdleMinutes) {
   EXPECT_DOUBLE_EQ(DefaultReuseProbability(1min), 0.5);
   EXPECT_DOUBLE_EQ(DefaultReuseProbability(3min), 0.25);
   EXPECT_DOUBLE_EQ(DefaultReuseProbability(-1min), 1);
+}
+
+// Sleeping (sleep_after): waking, and sleeping instead of evicting under memory pressure.
+TEST(DecideAcquire, SleepingTable) {
+  const AcquireCase cases[] = {
+      // A request for a sleeping model.
+      {"asleep, room to wake: wake", View({M("a", 100).Asleep(400)}), L(3, 1000), Ask("a"), Wake()},
+      {"asleep, no budget: wake", View({M("a", 100).Asleep(1ull << 40)}), L(3), Ask("a"), Wake()},
+      {"asleep, exactly the room to wake: wake", View({M("a", 100).Asleep(500), M("b", 500)}), L(3, 1000), Ask("a"),
+       Wake()},
+      {"asleep and a load running, room to wake: wake", View({M("a", 100).Asleep(400)}, {.loading = true}),
+       L(3, 1000), Ask("a"), Wake()},
+      {"asleep and a load running, no room: wait", View({M("a", 100).Asleep(500), M("b", 500)}, {.loading = true}),
+       L(3, 900), Ask("a"), WaitFor(Wait::kOtherLoad)},
+      {"falling asleep or waking: wait for it", View({M("a", 100).Asleep(400).ChangingTier()}), L(3, 1000), Ask("a"),
+       WaitFor(Wait::kTier)},
+      {"an awake model falling asleep: wait for it", View({M("a").ChangingTier()}), L(3), Ask("a"),
+       WaitFor(Wait::kTier)},
+      {"a dead sleeping runner: unload it (exited)", View({M("a", 100).Asleep(400).Dead()}), L(3), Ask("a"),
+       Unload({{"a", UnloadReason::kExited}})},
+      {"asleep, other options: unload to reload", View({M("a", 100).Asleep(400)}), L(3), Other(Ask("a")),
+       Unload({{"a", UnloadReason::kReload}})},
+      {"no room to wake: another idle model sleeps when that frees enough",
+       View({M("a", 100).Asleep(500), M("b", 500).MaySleep(200)}), L(3, 900), Ask("a"),
+       Sleep({{"b", SleepReason::kMemory}})},
+      {"no room to wake, sleeping frees too little: evict",
+       View({M("a", 100).Asleep(500), M("b", 500).MaySleep(450)}), L(3, 800), Ask("a"),
+       Unload({{"b", UnloadReason::kMemory}})},
+      {"no room to wake and nothing can go: wait", View({M("a", 100).Asleep(500), M("busy", 500).Refs(1)}),
+       L(3, 800), Ask("a"), WaitFor(Wait::kRoom)},
+      {"awake it can never fit next to the pinned models: fail", View({M("a", 100).Asleep(900), M("p", 200).Pin()}),
+       L(3, 1000), Ask("a"), Fail(StatusCode::kFailedPrecondition)},
+
+      // Memory pressure on a load.
+      {"a load: an idle model sleeps instead of being evicted", View({M("a", 600).MaySleep(200)}), L(3, 1000),
+       Ask("b", 500), Sleep({{"a", SleepReason::kMemory}})},
+      {"sleeping frees too little: evict as before", View({M("a", 600).MaySleep(550)}), L(3, 1000), Ask("b", 500),
+       Unload({{"a", UnloadReason::kMemory}})},
+      {"one sleep is enough, the cheapest",
+       View({M("a", 400).MaySleep(100), M("b", 400).MaySleep(100)}, {}, {{"a", 2}, {"b", 1}}), L(10, 1000),
+       Ask("c", 500), Sleep({{"b", SleepReason::kMemory}})},
+      {"sleeps until it fits, cheapest first",
+       View({M("a", 400).MaySleep(100), M("b", 400).MaySleep(100)}, {}, {{"a", 2}, {"b", 1}}), L(10, 1000),
+       Ask("c", 600), Sleep({{"b", SleepReason::kMemory}, {"a", SleepReason::kMemory}})},
+      {"models without sleep_after are not put to sleep", View({M("a", 400).MaySleep(100), M("b", 400)},
+       {}, {{"a", 2}, {"b", 1}}), L(10, 1000), Ask("c", 500), Sleep({{"a", SleepReason::kMemory}})},
+      {"pinned models never sleep for room", View({M("p", 600).Pin().MaySleep(100), M("x", 300)}), L(10, 1000),
+       Ask("c", 300), Unload({{"x", UnloadReason::kMemory}})},
+      {"busy models never sleep for room", View({M("a", 600).MaySleep(100).Refs(1), M("x", 300)}), L(10, 1000),
+       Ask("c", 300), Unload({{"x", UnloadReason::kMemory}})},
+      {"only the count is short: evict (sleeping keeps the model)",
+       View({M("a").MaySleep(10).UsedAt(1), M("b").UsedAt(2)}), L(2), Ask("c", 1),
+       Unload({{"a", UnloadReason::kCount}})},
+      {"a sleeping model is evicted at its sleeping bytes",
+       View({M("a", 100).Asleep(500), M("b", 400)}, {}, {{"a", 1}, {"b", 2}}), L(10, 1000), Ask("c", 550),
+       Unload({{"a", UnloadReason::kMemory}})},
+      {"a model falling asleep or waking is no candidate", View({M("a", 600).MaySleep(200).ChangingTier()}),
+       L(3, 1000), Ask("b", 500), WaitFor(Wait::kRoom)},
+      {"the budget counts a sleeping model at its sleeping bytes", View({M("a", 100).Asleep(900)}), L(3, 1000),
+       Ask("b", 900), Load()},
+  };
+  for (const AcquireCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    Check(DecideAcquire(c.view, c.limits, c.ask), c.expect);
+  }
+}
+
+struct SleepCase {
+  const char* name;
+  std::vector<ModelView> models;
+  int now_s;
+  std::vector<SleepOrder> expect;
+};
+
+TEST(DecideSleep, Table) {
+  const SleepCase cases[] = {
+      {"nothing loaded", {}, 100, {}},
+      {"no sleep timer", {M("a")}, 100, {}},
+      {"idle, sleep_after not yet run out", {M("a").SleepsAt(101)}, 100, {}},
+      {"idle, sleep_after runs out now", {M("a").SleepsAt(100)}, 100, {{"a", SleepReason::kIdle}}},
+      {"idle, sleep_after ran out", {M("a").SleepsAt(50)}, 100, {{"a", SleepReason::kIdle}}},
+      {"keep_alive runs out later", {M("a").SleepsAt(50).ExpiresAt(200)}, 100, {{"a", SleepReason::kIdle}}},
+      {"keep_alive ran out too: unloaded, not put to sleep", {M("a").SleepsAt(50).ExpiresAt(100)}, 100, {}},
+      {"busy", {M("a").SleepsAt(50).Refs(1)}, 100, {}},
+      {"queued for", {M("a").SleepsAt(50).Queued(1)}, 100, {}},
+      {"loading", {M("a").SleepsAt(50).Loading()}, 100, {}},
+      {"already asleep", {M("a", 10).Asleep(100).SleepsAt(50)}, 100, {}},
+      {"falling asleep", {M("a").SleepsAt(50).ChangingTier()}, 100, {}},
+      {"a dead runner: DecideTick's", {M("a").SleepsAt(50).Dead()}, 100, {}},
+      {"several, in map order", {M("a").SleepsAt(10), M("b").SleepsAt(200), M("c").SleepsAt(100)}, 100,
+       {{"a", SleepReason::kIdle}, {"c", SleepReason::kIdle}}},
+  };
+  for (const SleepCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    SchedulerView v = View(c.models);
+    EXPECT_EQ(Describe(DecideSleep(v, TimePoint() + std::chrono::seconds(c.now_s))), Describe(c.expect));
+  }
+}
+
+TEST(DecideTick, SleepingModels) {
+  const TickCase cases[] = {
+      {"asleep, keep_alive ran out: unloaded whatever its tier", {M("a", 10).Asleep(100).ExpiresAt(50)}, 100,
+       {{"a", UnloadReason::kExpired}}},
+      {"asleep, keep_alive not yet run out", {M("a", 10).Asleep(100).ExpiresAt(500)}, 100, {}},
+      {"asleep without a keep_alive timer", {M("a", 10).Asleep(100)}, 100, {}},
+      {"a dead sleeping runner is reaped", {M("a", 10).Asleep(100).Dead()}, 100, {{"a", UnloadReason::kExited}}},
+      {"falling asleep or waking, expired: left to that", {M("a").ChangingTier().ExpiresAt(50)}, 100, {}},
+      {"falling asleep or waking, dead: left to that", {M("a").ChangingTier().Dead()}, 100, {}},
+  };
+  for (const TickCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    SchedulerView v = View(c.models);
+    EXPECT_EQ(Describe(DecideTick(v, TimePoint() + std::chrono::seconds(c.now_s))), Describe(c.expect));
+  }
 }
 
 }  // namespace

@@ -183,5 +183,80 @@ TEST(MetricsRoutesTest, EventsCarryWhatAppliesToTheirType) {
   EXPECT_FALSE(j.contains("reason"));
 }
 
+TEST(MetricsRoutesTest, SleepsWakesAndThePageCache) {
+  sched::ResidencyStats stats;
+  sched::ModelStats& m = stats.models["m1:latest"];
+  m.sleeps[static_cast<size_t>(sched::SleepReason::kIdle)] = 3;
+  m.sleeps[static_cast<size_t>(sched::SleepReason::kMemory)] = 1;
+  m.wakes = 2;
+  m.wake_seconds.Observe(0.12);
+  m.sleeping = true;
+  m.loaded = true;
+  m.measured_bytes = 1'600'000'000;
+  stats.models["m2:latest"];
+  std::string text = RenderMetrics(stats, {}, nullptr, {{"m1:latest", 1'500'000'000, 1'600'000'000}, {"m3:latest", 0, 40}});
+  for (const char* family : {"resident_model_sleeps_total counter", "resident_model_wakes_total counter",
+                             "resident_model_wake_seconds histogram", "resident_model_sleeping gauge",
+                             "resident_model_page_cache_bytes gauge", "resident_model_file_bytes gauge"}) {
+    EXPECT_TRUE(Has(text, std::string("# TYPE ") + family)) << family << "\n" << text;
+  }
+  EXPECT_TRUE(Has(text, R"(resident_model_sleeps_total{model="m1:latest",reason="idle"} 3)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_sleeps_total{model="m1:latest",reason="memory"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_sleeps_total{model="m2:latest",reason="idle"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_wakes_total{model="m1:latest",reason="request"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_wake_seconds_count{model="m1:latest"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_sleeping{model="m1:latest"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_sleeping{model="m2:latest"} 0)")) << text;
+  // Every model the catalog lists, loaded or not.
+  EXPECT_TRUE(Has(text, R"(resident_model_page_cache_bytes{model="m1:latest"} 1500000000)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_page_cache_bytes{model="m3:latest"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(resident_model_file_bytes{model="m3:latest"} 40)")) << text;
+  // Without page cache readings, no such family.
+  EXPECT_EQ(RenderMetrics(stats, {}).find("resident_model_page_cache_bytes"), std::string::npos);
+}
+
+TEST(MetricsRoutesTest, SleepAndWakeEvents) {
+  ResidencyEvent sleep;
+  sleep.seq = 7;
+  sleep.time = WallTime(std::chrono::seconds(1'700'000'000));
+  sleep.type = ResidencyEvent::Type::kSleep;
+  sleep.model = "m1:latest";
+  sleep.sleep_reason = sched::SleepReason::kIdle;
+  sleep.bytes = 1'600'000'000;
+  sleep.awake_bytes = 1'800'000'000;
+  sleep.idle = 120s;
+  sleep.keep_alive = KeepAlive::Of(2min);
+  sleep.pid = 42;
+  EXPECT_EQ(EventJson(sleep), nlohmann::ordered_json::parse(R"({"seq":7,"time":"2023-11-14T22:13:20.000000000Z",
+      "type":"sleep","model":"m1:latest","reason":"idle","bytes":1600000000,"awake_bytes":1800000000,
+      "idle_s":120.0,"sleep_after":"2m0s","pid":42})"));
+  EXPECT_EQ(sched::Describe(sleep), "put m1:latest to sleep (1.8 GB -> 1.6 GB, idle 2m0s) after sleep_after 2m0s");
+
+  ResidencyEvent pressure = sleep;
+  pressure.sleep_reason = sched::SleepReason::kMemory;
+  pressure.keep_alive.reset();
+  pressure.for_model = "m2:latest";
+  auto j = EventJson(pressure);
+  EXPECT_EQ(j["reason"], "memory");
+  EXPECT_EQ(j["for_model"], "m2:latest");
+  EXPECT_EQ(sched::Describe(pressure), "put m1:latest to sleep (1.8 GB -> 1.6 GB, idle 2m0s) to make room for m2:latest");
+
+  ResidencyEvent wake;
+  wake.seq = 8;
+  wake.time = sleep.time;
+  wake.type = ResidencyEvent::Type::kWake;
+  wake.model = "m1:latest";
+  wake.duration = 130ms;
+  wake.bytes = 1'800'000'000;
+  wake.asleep_bytes = 1'600'000'000;
+  wake.idle = 300s;
+  j = EventJson(wake);
+  EXPECT_EQ(j["type"], "wake");
+  EXPECT_EQ(j["reason"], "request");
+  EXPECT_DOUBLE_EQ(j["duration_s"].get<double>(), 0.13);
+  EXPECT_EQ(j["asleep_bytes"], 1'600'000'000);
+  EXPECT_EQ(sched::Describe(wake), "woke m1:latest in 0.13 s (1.6 GB -> 1.8 GB)");
+}
+
 }  // namespace
 }  // namespace resident::api

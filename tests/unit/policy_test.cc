@@ -305,16 +305,48 @@ TEST(Policy, UnknownKeysListTheKnownOnes) {
   ASSERT_FALSE(top.ok());
   EXPECT_EQ(top.status().message(),
             "conf.toml:2:1: unknown key \"cold_start\" in the top level (known: keep_alive, min_keep_alive, "
-            "max_keep_alive, memory_limit, cold_start_cost, models)");
+            "max_keep_alive, memory_limit, cold_start_cost, sleep_after, models)");
   auto model = ParsePolicy("[models.\"Llama3.2\"]\n  preloaded = true\n", "conf.toml", k5m);
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.status().message(),
             "conf.toml:2:3: unknown key \"preloaded\" in [models.\"Llama3.2\"] (known: keep_alive, pin, preload, "
-            "cold_start_cost)");
+            "cold_start_cost, sleep_after)");
   // A top-level key that belongs in a model entry is unknown there too.
   auto misplaced = ParsePolicy("pin = true\n", "conf.toml", k5m);
   ASSERT_FALSE(misplaced.ok());
   EXPECT_NE(misplaced.status().message().find("unknown key \"pin\" in the top level"), std::string::npos);
+}
+
+TEST(Policy, SleepAfterAtTheTopLevelAndPerModel) {
+  auto p = ParsePolicy("sleep_after = \"10m\"\n[models.a]\nsleep_after = 30\n[models.b]\nsleep_after = \"-1m\"\n"
+                       "[models.c]\nkeep_alive = \"1h\"\n",
+                       "conf.toml", k5m);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->sleep_after, KeepAlive::Of(std::chrono::minutes(10)));
+  EXPECT_EQ(p->SleepAfterFor("a"), KeepAlive::Of(std::chrono::seconds(30)));
+  EXPECT_EQ(p->SleepAfterFor("b"), KeepAlive::Forever());  // only under memory pressure
+  EXPECT_EQ(p->SleepAfterFor("c"), KeepAlive::Of(std::chrono::minutes(10)));
+  EXPECT_EQ(p->SleepAfterFor("unlisted"), KeepAlive::Of(std::chrono::minutes(10)));
+  // sleep_after is no keep_alive: no clamp applies, and the keep_alive defaults are unchanged.
+  EXPECT_EQ(p->DefaultFor("a"), k5m);
+
+  auto none = ParsePolicy("[models.a]\nsleep_after = \"1m\"\n", "conf.toml", k5m);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->sleep_after.has_value());
+  EXPECT_FALSE(none->SleepAfterFor("b").has_value());  // unset: never sleeps
+  EXPECT_EQ(none->SleepAfterFor("a"), KeepAlive::Of(std::chrono::minutes(1)));
+}
+
+TEST(Policy, SleepAfterErrorsNameTheFileLineAndColumn) {
+  auto bad = ParsePolicy("sleep_after = \"soon\"\n", "conf.toml", k5m);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("conf.toml:1:15: sleep_after: ", 0), 0u) << bad.status().message();
+  auto type = ParsePolicy("[models.a]\nsleep_after = true\n", "conf.toml", k5m);
+  ASSERT_FALSE(type.ok());
+  EXPECT_EQ(type.status().message(),
+            "conf.toml:2:15: sleep_after must be a duration such as \"5m\" or a number of seconds");
+  auto automatic = ParsePolicy("sleep_after = \"auto\"\n", "conf.toml", k5m);
+  EXPECT_FALSE(automatic.ok());
 }
 
 }  // namespace

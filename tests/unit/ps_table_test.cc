@@ -74,5 +74,26 @@ TEST(PsTable, PrintsOllamasColumnsFourSpacesApart) {
   EXPECT_FALSE(FormatPsTable(json::parse("[]"), 0).ok());
 }
 
+TEST(PsTable, AStateColumnOnlyWhileAModelSleeps) {
+  json ps = json::parse(R"({"models":[
+    {"name":"tiny:latest","digest":"0f4c7e1d2a3b4c5d6e7f","size":68599808,"size_vram":0,"context_length":2048,
+     "expires_at":"2027-01-15T08:04:59.900000000Z","state":"loaded"},
+    {"name":"big:latest","digest":"aabbccddeeff00112233","size":1634567890,"size_vram":0,"context_length":8192,
+     "expires_at":"2027-01-15T08:04:59.900000000Z","state":"sleeping"}]})");
+  auto table = FormatPsTable(ps, 1800000000.0);
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(*table,
+            "NAME           ID              SIZE      PROCESSOR    CONTEXT    UNTIL                 STATE\n"
+            "tiny:latest    0f4c7e1d2a3b    68 MB     100% CPU     2048       4 minutes from now    loaded\n"
+            "big:latest     aabbccddeeff    1.6 GB    100% CPU     8192       4 minutes from now    sleeping\n");
+  // Every model loaded (the server says so, or an older server or Ollama says nothing): Ollama's table.
+  ps["models"][1]["state"] = "loaded";
+  ps["models"][0].erase("state");
+  auto plain = FormatPsTable(ps, 1800000000.0);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->find("STATE"), std::string::npos) << *plain;
+  EXPECT_EQ(plain->rfind("NAME           ID              SIZE      PROCESSOR    CONTEXT    UNTIL\n", 0), 0u) << *plain;
+}
+
 }  // namespace
 }  // namespace resident::cli

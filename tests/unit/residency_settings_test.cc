@@ -305,6 +305,97 @@ TEST_F(AutoSettingsTest, PreloadsFromTheVariableThenTheFile) {
   EXPECT_EQ(s->preload, (std::vector<std::string>{"b:7b", "d:latest"}));
 }
 
+// sleep_after: RESIDENT_SLEEP_AFTER (keep_alive's environment forms) wins over the file's top level;
+// a model's entry wins over both; unset, models never sleep.
+class SleepSettingsTest : public AutoSettingsTest {
+ protected:
+  void SetUp() override {
+    AutoSettingsTest::SetUp();
+    for (const char* name : {"RESIDENT_SLEEP_AFTER", "RESIDENT_HUGE_PAGES"}) {
+      if (const char* v = std::getenv(name)) saved_[name] = v;
+      ::unsetenv(name);
+    }
+  }
+  void TearDown() override {
+    for (const char* name : {"RESIDENT_SLEEP_AFTER", "RESIDENT_HUGE_PAGES"}) {
+      ::unsetenv(name);
+      if (auto it = saved_.find(name); it != saved_.end()) ::setenv(name, it->second.c_str(), 1);
+    }
+    AutoSettingsTest::TearDown();
+  }
+};
+
+TEST_F(SleepSettingsTest, RunnersUseHugePagesWhenModelsMaySleepOrWhenAsked) {
+  auto s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->huge_pages);  // nothing sleeps: nothing changes
+  Set("RESIDENT_SLEEP_AFTER", "5m");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+  ::unsetenv("RESIDENT_SLEEP_AFTER");
+  Config("[models.a]\nsleep_after = \"1m\"\n");  // one model's sleep_after is enough
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+  Set("RESIDENT_HUGE_PAGES", "0");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->huge_pages);
+  ::unsetenv("RESIDENT_CONFIG");
+  Set("RESIDENT_HUGE_PAGES", "1");
+  s = Load();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->huge_pages);
+}
+
+TEST_F(SleepSettingsTest, UnsetModelsNeverSleep) {
+  auto s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_FALSE(s->scheduler.default_sleep_after.has_value());
+  EXPECT_FALSE(s->scheduler.policy->SleepAfterFor("m").has_value());
+  for (const char* blank : {"", "  ", "\"\""}) {  // blank counts as unset, as for keep_alive
+    SCOPED_TRACE(blank);
+    Set("RESIDENT_SLEEP_AFTER", blank);
+    s = Load();
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_FALSE(s->scheduler.policy->SleepAfterFor("m").has_value());
+  }
+}
+
+TEST_F(SleepSettingsTest, TheVariableBeatsTheFilesTopLevelAndAModelsEntryBeatsBoth) {
+  Config("sleep_after = \"10m\"\n[models.coder]\nsleep_after = \"30s\"\n[models.big]\nsleep_after = -1\n");
+  auto s = Load();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->scheduler.policy->SleepAfterFor("chat"), KeepAlive::Of(10min));
+  EXPECT_EQ(s->scheduler.policy->SleepAfterFor("coder"), KeepAlive::Of(30s));
+  EXPECT_EQ(s->scheduler.policy->SleepAfterFor("big:latest"), KeepAlive::Forever());
+  EXPECT_EQ(s->scheduler.default_sleep_after, KeepAlive::Of(10min));
+
+  for (const auto& [value, expected] : std::vector<std::pair<const char*, KeepAlive>>{
+           {"2m", KeepAlive::Of(2min)}, {"90", KeepAlive::Of(90s)}, {" '45s' ", KeepAlive::Of(45s)},
+           {"0", KeepAlive::Of(Duration::zero())}, {"-1", KeepAlive::Forever()}}) {
+    SCOPED_TRACE(value);
+    Set("RESIDENT_SLEEP_AFTER", value);
+    s = Load();
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ(s->scheduler.policy->SleepAfterFor("chat"), expected);
+    EXPECT_EQ(s->scheduler.policy->SleepAfterFor("coder"), KeepAlive::Of(30s));
+  }
+}
+
+TEST_F(SleepSettingsTest, ABadVariableStopsStartUp) {
+  for (const char* bad : {"soon", "1d", "auto"}) {
+    SCOPED_TRACE(bad);
+    Set("RESIDENT_SLEEP_AFTER", bad);
+    auto s = Load();
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.status().message().rfind("RESIDENT_SLEEP_AFTER=\"" + std::string(bad) + "\" is not a duration", 0), 0u)
+        << s.status().message();
+  }
+}
+
 TEST(CgroupLimit, ReadsV2ThenV1AndIgnoresNoLimit) {
   const std::string root = resident::testing::TestCaseDir();
   EXPECT_EQ(CgroupMemoryLimitBytes(root, 16 * kGiB), 0u);  // no files: no limit

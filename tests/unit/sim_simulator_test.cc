@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "sched/policy.h"
 #include "sched/scheduler.h"
 #include "sim/lower_bound.h"
 #include "sim/trace_synth.h"
@@ -54,6 +55,35 @@ TEST(SimSimulatorTest, KeepAliveDecidesColdStartsAndIdleMemory) {
   EXPECT_EQ(zero.cold, 2);
   EXPECT_NEAR(zero.idle_gbs, 0, 1e-6);
   EXPECT_NEAR(zero.resident_gbs, 4, 1e-6);
+}
+
+TEST(SimSimulatorTest, APolicyFilesSleepAfterSleepsAndWakesThroughTheScheduler) {
+  Trace t = Csv("0,a,1,1\n100,a,1,1\n");
+  SetupDefaults d;
+  d.default_bytes = 1'000'000'000;
+  d.load_s = 1;
+  d.sleep_fraction = 0.5;
+  d.wake_fraction = 0.3;
+  SimSetup s = MakeSetup(t, d);
+  for (auto& x : s.service_s) x = 1;
+  auto policy = sched::ParsePolicy("keep_alive = \"5m\"\nsleep_after = \"10s\"\n", "p.toml", KeepAlive::Of(5min));
+  ASSERT_TRUE(policy.ok()) << policy.status().message();
+  auto r = Simulate(t, s, SimPolicy{"sleep", KeepAlive::Of(5min), *policy});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  // Loaded 0..1, busy 1..2, idle awake 2..12 (1 GB), asleep 12..100 (0.5 GB), a wake of 0.3 s
+  // (awake again), busy 100.3..101.3.
+  EXPECT_EQ(r->cold, 1);  // the wake is no cold start
+  EXPECT_EQ(r->loads, 1);
+  EXPECT_EQ(r->sleeps, 1);
+  EXPECT_EQ(r->wakes, 1);
+  EXPECT_NEAR(r->idle_gbs, 10 + 44 + 0.3, 1e-6);
+  EXPECT_NEAR(r->resident_gbs, 12 + 44 + 1.3, 1e-6);
+  // Without sleep_after: idle 2..100 at 1 GB.
+  SimResult plain = RunSim(t, s, KeepAlive::Of(5min));
+  EXPECT_EQ(plain.sleeps, 0);
+  EXPECT_NEAR(plain.idle_gbs, 98, 1e-6);
+  EXPECT_NE(FormatTable({*r}, ComputeLowerBound(t, {{"a", 1'000'000'000}}, s.service_s)).find("1 sleeps, 1 wakes"),
+            std::string::npos);
 }
 
 TEST(SimSimulatorTest, ARequestArrivingDuringALoadIsColdToo) {
