@@ -159,13 +159,16 @@ size_t Engine::RestorePromptPrefix(Slot& slot, size_t keep, const std::vector<in
       }
       file = std::move(checked).value();
     }
+    // The file's own header, as checked: an entry this runner saved itself is known by its path
+    // and tokens only (its payload size is read back here).
+    const PromptCacheEntry& checked = file.entry();
     Beat();
     std::vector<llama_token> tokens(static_cast<size_t>(facts_.n_ctx));
     size_t n_tokens = 0;
     const size_t read = llama_state_seq_load_file(ctx_, file.path().c_str(), slot.seq, tokens.data(), tokens.size(), &n_tokens);
     Beat();
     tokens.resize(std::min(n_tokens, tokens.size()));
-    if (read != entry.payload_bytes || tokens != entry.tokens) {
+    if (read != checked.payload_bytes || tokens != checked.tokens) {
       // llama.cpp refused the state, or it holds other tokens than its header says: the slot
       // starts over.
       llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
@@ -179,16 +182,17 @@ size_t Engine::RestorePromptPrefix(Slot& slot, size_t keep, const std::vector<in
                                         ": llama.cpp could not load the state it holds; removed");
       continue;
     }
-    slot.cached = entry.tokens;
-    slot.canonical = entry.canonical;
-    prompt_folder_->Touch(entry);
+    slot.cached = checked.tokens;
+    slot.canonical = checked.canonical;
+    prompt_entries_[best] = checked;
+    prompt_folder_->Touch(checked);
     std::rotate(prompt_entries_.begin(), prompt_entries_.begin() + static_cast<long>(best),
                 prompt_entries_.begin() + static_cast<long>(best) + 1);  // most recently used first
     ++prompt_report_.hits;
     prompt_report_.restored_tokens += best_keep;
-    prompt_report_.restored_bytes += entry.payload_bytes;
+    prompt_report_.restored_bytes += checked.payload_bytes;
     prompt_report_.notes.push_back("restored " + std::to_string(entry.tokens.size()) + " tokens (" +
-                                   FormatBytes(entry.payload_bytes) + ") from " + FileName(entry.path) + " in " +
+                                   FormatBytes(checked.payload_bytes) + ") from " + FileName(entry.path) + " in " +
                                    Seconds(start) + ": the prompt keeps " + std::to_string(best_keep) + " of its " +
                                    std::to_string(prompt.size()) + " tokens" +
                                    (reproducible ? " (whole canonical chunks: it has a seed)" : ""));
@@ -262,11 +266,13 @@ PromptCacheReport Engine::SavePromptCache() {
         ++it;
       }
     }
-    // Its payload's size is what a later Scan reads from its header; Verify reads it again.
+    // As a later Scan would read it from its header (a restore checks it against the file again).
     PromptCacheEntry entry;
     entry.path = saved->path;
     entry.tokens = s->cached;
     entry.canonical = s->canonical;
+    entry.payload_bytes = saved->payload_bytes;
+    entry.payload_checksum = saved->payload_checksum;
     entry.file_bytes = saved->bytes;
     prompt_entries_.insert(prompt_entries_.begin(), std::move(entry));
     std::string note = "saved " + std::to_string(s->cached.size()) + " tokens (" + std::to_string(s->canonical) +

@@ -334,6 +334,8 @@ Result<PromptCacheSaveResult> PromptCacheFolder::Save(const std::vector<int32_t>
   if (!sum.ok()) return sum.status();
   const std::string trailer = EncodePromptCacheTrailer(key_, tokens, canonical, payload_bytes, *sum);
   result.bytes = payload_bytes + trailer.size();
+  result.payload_bytes = payload_bytes;
+  result.payload_checksum = *sum;
   if (result.bytes > max_bytes_) {
     return Status::ResourceExhausted("an entry of " + std::to_string(result.bytes) + " bytes is larger than the cache's " +
                                      std::to_string(max_bytes_));

@@ -87,6 +87,8 @@ class VerifiedPromptEntry {
 struct PromptCacheSaveResult {
   std::string path;
   uint64_t bytes = 0;        // the file's size
+  uint64_t payload_bytes = 0;     // llama.cpp's state, as its header says
+  uint64_t payload_checksum = 0;
   uint32_t evicted = 0;      // entries removed to keep the folder within its size
   uint64_t evicted_bytes = 0;
 };

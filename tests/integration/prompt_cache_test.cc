@@ -1,7 +1,8 @@
 // The prompt survives the unload (README, "Prompt cache"): the real server saves a model's prompt
 // prefixes to RESIDENT_PROMPT_CACHE when it unloads it, and the next load restores them, so a
 // request evaluates only its new tokens; a seeded request gives the text of a fresh runner; a
-// broken entry is ignored, removed and logged; another context size never uses an entry.
+// broken entry is ignored, removed and logged; another context size never uses an entry; a sleep
+// saves as an unload does.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -279,6 +280,29 @@ TEST_F(PromptCacheTest, WithTwoSlotsEachConversationIsSavedAndRestoredIntoEither
   EXPECT_GT(Complete(port, a).cached_tokens, 300);
   EXPECT_EQ(Metric(port, "resident_prompt_cache_hits_total"), 2);
   EXPECT_EQ(Metric(port, "resident_prompt_cache_dropped_total"), 0);
+}
+
+// A sleep frees the context as an unload does: the idle slot's prefix is saved first, and the
+// request that wakes the model restores it.
+TEST_F(PromptCacheTest, TheRequestThatWakesASleepingModelRestoresItsPrefix) {
+  std::map<std::string, std::string> env = CacheOn();
+  env["RESIDENT_SLEEP_AFTER"] = "1s";
+  ServerProcess server(dir_, env);
+  const int port = server.port();
+  EXPECT_EQ(Complete(port, SharedPrefix() + "Who counted the boats?").cached_tokens, 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json ps = Get(port, "/api/ps").json();
+        return !ps["models"].empty() && ps["models"][0].value("state", "") == "sleeping";
+      },
+      std::chrono::seconds(60)));
+  EXPECT_EQ(Metric(port, "resident_prompt_cache_saves_total"), 1);
+  ASSERT_EQ(Entries().size(), 1u);
+
+  Completion woken = Complete(port, SharedPrefix() + "What did the gulls do?");
+  EXPECT_GT(woken.cached_tokens, 300) << "the shared prefix came back from the cache";
+  EXPECT_LT(woken.prompt_tokens - woken.cached_tokens, 20) << "only the question is evaluated";
+  EXPECT_EQ(Metric(port, "resident_prompt_cache_hits_total"), 1);
 }
 
 TEST_F(PromptCacheTest, OffSavesNothing) {

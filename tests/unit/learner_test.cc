@@ -416,6 +416,7 @@ TEST(ReuseProbability, SmallPastEveryGapHighMidBurst) {
   Built two = From({10, 10, 10, 100, 100, 100});
   config.context_width = 0;
   config.half_life_s = 0;
+  config.time_of_day_width_h = 0;  // every gap counts alike
   EXPECT_DOUBLE_EQ(*ReuseProbability(two.h, two.now, 5, 10, config), 0.5);
   EXPECT_DOUBLE_EQ(*ReuseProbability(two.h, two.now, 50, 10, config), 0.0);
   EXPECT_DOUBLE_EQ(*ReuseProbability(two.h, two.now, 50, 60, config), 1.0);
