@@ -62,3 +62,53 @@ test('an unknown model is a NotFoundError', async () => {
     return true;
   });
 });
+
+// Tools with a real model's template on random weights (issue 15): tool_choice "required" makes
+// the chat layer's grammar force a call, which comes back as tool_calls with JSON arguments.
+const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
+  },
+};
+
+test('tools: a required call, whole and streamed; no tools is a BadRequestError', async () => {
+  const s = await startServer({}, { qwen: { template: 'qwen2.5' } });
+  try {
+    const c = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'resident', maxRetries: 0 });
+    const request = {
+      model: 'qwen', messages: [{ role: 'user', content: 'weather?' }], tools: [weather], tool_choice: 'required',
+      parallel_tool_calls: false, max_tokens: 300, seed: 3,
+    };
+    const r = await c.chat.completions.create(request);
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    const call = r.choices[0].message.tool_calls[0];
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, 'get_weather');
+    assert.ok(['celsius', 'fahrenheit'].includes(JSON.parse(call.function.arguments).unit), call.function.arguments);
+
+    // Streamed, through the SDK's own accumulation of deltas.
+    const stream = c.chat.completions.stream(request);
+    const final = await stream.finalChatCompletion();
+    const streamed = final.choices[0].message.tool_calls[0];
+    assert.equal(streamed.function.name, 'get_weather');
+    assert.ok(['celsius', 'fahrenheit'].includes(JSON.parse(streamed.function.arguments).unit));
+    assert.equal(final.choices[0].finish_reason, 'tool_calls');
+
+    // A named function.
+    const named = await c.chat.completions.create({
+      ...request, tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    });
+    assert.equal(named.choices[0].message.tool_calls[0].function.name, 'get_weather');
+
+    await assert.rejects(c.chat.completions.create({ ...request, model: 'tiny' }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.match(e.message, /registry\.ollama\.ai\/library\/tiny:latest does not support tools/);
+      return true;
+    });
+  } finally {
+    await s.stop();
+  }
+});
