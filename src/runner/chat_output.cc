@@ -1,5 +1,6 @@
 #include "runner/chat_output.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <random>
@@ -15,6 +16,8 @@ struct ChatOutput::Impl {
   std::string thinking_sent;    // what was reported of each field so far
   std::string content_sent;
   size_t calls_sent = 0;
+  size_t max_calls = SIZE_MAX;        // 1 without parallel tool calls
+  size_t calls_reported = 0;
   std::vector<std::string> call_ids;  // an id per call, chosen when the call is first seen
 };
 
@@ -29,7 +32,7 @@ std::string NewToolCallId() {
   return id;
 }
 
-Result<std::unique_ptr<ChatOutput>> ChatOutput::Create(const ChatParseSpec& spec) {
+Result<std::unique_ptr<ChatOutput>> ChatOutput::Create(const ChatParseSpec& spec, bool parallel_tool_calls) {
   try {
     auto impl = std::make_unique<Impl>();
     impl->params.format = static_cast<common_chat_format>(spec.format);
@@ -38,6 +41,7 @@ Result<std::unique_ptr<ChatOutput>> ChatOutput::Create(const ChatParseSpec& spec
     impl->params.parse_tool_calls = spec.tools;
     if (!spec.parser.empty()) impl->params.parser.load(spec.parser);
     impl->thinking = spec.thinking;
+    if (!parallel_tool_calls) impl->max_calls = 1;
     return std::unique_ptr<ChatOutput>(new ChatOutput(std::move(impl)));
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("cannot load the chat template's output parser: ") + e.what());
@@ -96,6 +100,8 @@ ChatDelta ChatOutput::Update(bool partial, bool final) {
     std::string arguments = c.arguments.empty() ? "{}" : c.arguments;
     // A call cut short by the token limit has no complete arguments: it is not a call.
     if (c.name.empty() || !common_json::parse_no_throw(arguments).is_object()) continue;
+    if (s.calls_reported == s.max_calls) continue;
+    ++s.calls_reported;
     d.tool_calls.push_back(ToolCall{s.call_ids[s.calls_sent], c.name, std::move(arguments)});
   }
   return d;

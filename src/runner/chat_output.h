@@ -28,8 +28,10 @@ struct ChatDelta {
 
 class ChatOutput {
  public:
+  // `parallel_tool_calls` false: the answer's first call only (the chat layer's grammar for some
+  // formats allows more whatever it is told, e.g. Qwen 2.5's one <tool_call> after another).
   // Errors: kInvalidArgument when the serialized parser does not load.
-  static Result<std::unique_ptr<ChatOutput>> Create(const ChatParseSpec& spec);
+  static Result<std::unique_ptr<ChatOutput>> Create(const ChatParseSpec& spec, bool parallel_tool_calls = true);
   ~ChatOutput();
 
   // Adds generated text (whole UTF-8 characters) and returns what it added to the answer. A

@@ -331,7 +331,7 @@ class Server {
     // only, as the engine's callbacks).
     std::shared_ptr<ChatOutput> parser;
     if (w.chat && w.chat->parsed()) {
-      auto created = ChatOutput::Create(w.chat->parse);
+      auto created = ChatOutput::Create(w.chat->parse, r.parallel_tool_calls);
       if (!created.ok()) {
         writer_.Send(ErrorEvent{id, created.status().code(), created.status().message()});
         Finished(id);

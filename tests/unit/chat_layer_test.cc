@@ -69,7 +69,8 @@ TEST(ChatLayer, AutoToolChoiceGivesALazyGrammarTriggeredByTheCallMarker) {
   EXPECT_TRUE(chat->grammar_lazy);
   EXPECT_FALSE(chat->grammar.empty());
   ASSERT_FALSE(chat->trigger_patterns.empty());
-  EXPECT_EQ(chat->trigger_patterns[0], "<tool_call>");
+  // Qwen's call marker with the newline its format writes after it, as a literal pattern.
+  EXPECT_EQ(chat->trigger_patterns[0], "<tool_call>\n");
   // "none": the tools are rendered, nothing constrains or parses calls.
   o.tool_choice = ToolChoice::kNone;
   auto none = t->Render({{"user", "weather?"}}, o);
@@ -154,6 +155,30 @@ TEST(ChatLayer, ACallCutByTheTokenLimitIsNoCall) {
   ChatDelta d = (*out)->Add("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"cel");
   EXPECT_TRUE(d.tool_calls.empty());
   EXPECT_TRUE((*out)->Finish(/*truncated=*/true).tool_calls.empty());
+}
+
+// Qwen's grammar allows one <tool_call> after another whatever parallel_tool_calls says: without
+// parallel calls the answer is its first call.
+TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
+  auto t = Template(kQwen);
+  ASSERT_NE(t, nullptr);
+  ChatRenderOptions o;
+  o.tools = {Weather()};
+  o.tool_choice = ToolChoice::kRequired;
+  o.parallel_tool_calls = false;
+  auto chat = t->Render({{"user", "weather?"}}, o);
+  ASSERT_TRUE(chat.ok());
+  auto out = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
+  ASSERT_TRUE(out.ok());
+  std::vector<ToolCall> calls;
+  ChatDelta d = (*out)->Add(
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"celsius\"}}\n</tool_call>\n"
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"fahrenheit\"}}\n</tool_call>");
+  calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  d = (*out)->Finish(false);
+  calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].arguments, R"({"unit": "celsius"})");
 }
 
 TEST(ChatLayer, DeepSeekR1ThinksAfterItsGenerationPromptAndTheThinkingIsSplitOut) {
