@@ -42,7 +42,7 @@ std::string Upper(std::string s) {
 
 }  // namespace
 
-Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_items) {
+Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_items, uint64_t max_total_items) {
   // The same checks as every model lookup (a regular file, GGUF, tensors within the file).
   auto checked = ReadGgufInfo(path);
   if (!checked.ok()) return checked.status();
@@ -53,6 +53,7 @@ Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_ite
   GgufValues out;
   const int64_t n_kv = gguf_get_n_kv(c);
   out.kv.reserve(static_cast<size_t>(n_kv));
+  uint64_t items_read = 0;
   for (int64_t id = 0; id < n_kv; ++id) {
     GgufValue v;
     const gguf_type type = gguf_get_kv_type(c, id);
@@ -64,7 +65,9 @@ Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_ite
       const size_t n = gguf_get_arr_n(c, id);
       const gguf_type at = gguf_get_arr_type(c, id);
       v.size = n;
-      if (max_array_items < 0 || n <= static_cast<uint64_t>(max_array_items)) {
+      const bool wanted = max_array_items < 0 || n <= static_cast<uint64_t>(max_array_items);
+      if (wanted && n <= max_total_items - items_read) {
+        items_read += n;
         v.items.reserve(n);
         if (at == GGUF_TYPE_STRING) {
           for (size_t k = 0; k < n; ++k) {

@@ -36,8 +36,17 @@ struct GgufValues {
   std::vector<GgufTensorShape> tensors;
 };
 
+// What /api/show's verbose reads of a file's arrays in all: a 256k-token vocabulary's tokens,
+// scores, types and merges are about a million. A file whose arrays hold more (a hostile one: a
+// GGUF header may declare an array of a billion bytes, 100 GB as values) has the arrays past the
+// bound shown as null.
+inline constexpr uint64_t kMaxShownArrayItems = 4'000'000;
+
 // Every key and tensor of the file. The elements of an array of more than `max_array_items`
-// are not read (Ollama's /api/show reads none without verbose, 0; every one with verbose, -1). Errors: those of ReadGgufInfo (kNotFound, kInvalidArgument naming the file).
-Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_items);
+// are not read (Ollama's /api/show reads none without verbose, 0; every one with verbose, -1),
+// nor those of an array that would take the elements read past `max_total_items`. Errors: those
+// of ReadGgufInfo (kNotFound, kInvalidArgument naming the file).
+Result<GgufValues> ReadGgufValues(const std::string& path, int64_t max_array_items,
+                                  uint64_t max_total_items = kMaxShownArrayItems);
 
 }  // namespace resident::store
