@@ -1,5 +1,6 @@
 #include "runner/chat_output.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -18,6 +19,7 @@ struct ChatOutput::Impl {
   size_t calls_sent = 0;
   size_t max_calls = SIZE_MAX;        // 1 without parallel tool calls
   size_t calls_reported = 0;
+  bool complete = false;              // the one call allowed is whole
   std::vector<std::string> call_ids;  // an id per call, chosen when the call is first seen
 };
 
@@ -89,8 +91,15 @@ ChatDelta ChatOutput::Update(bool partial, bool final) {
   std::string_view content = s.thinking ? TrimLeft(msg.content) : std::string_view(msg.content);
   d.thinking = Grow(s.thinking_sent, thinking);
   d.content = Grow(s.content_sent, content);
-  // A call is complete when another one follows it, or when the answer is over.
-  const size_t complete = final ? msg.tool_calls.size() : (msg.tool_calls.empty() ? 0 : msg.tool_calls.size() - 1);
+  // A call is complete when another one follows it, or when the answer is over; the one call
+  // allowed without parallel calls once its arguments are a whole JSON object (the chat layer's
+  // partial parse gives them as far as they were written).
+  size_t complete = final ? msg.tool_calls.size() : (msg.tool_calls.empty() ? 0 : msg.tool_calls.size() - 1);
+  if (s.max_calls == 1 && !msg.tool_calls.empty() && !msg.tool_calls[0].name.empty() &&
+      common_json::parse_no_throw(msg.tool_calls[0].arguments).is_object()) {
+    complete = std::max<size_t>(complete, 1);
+    s.complete = true;
+  }
   while (s.call_ids.size() < msg.tool_calls.size()) {
     const std::string& given = msg.tool_calls[s.call_ids.size()].id;
     s.call_ids.push_back(given.empty() ? NewToolCallId() : given);
@@ -108,9 +117,12 @@ ChatDelta ChatOutput::Update(bool partial, bool final) {
 }
 
 ChatDelta ChatOutput::Add(std::string_view text) {
-  impl_->generated.append(text);
+  Impl& s = *impl_;
+  s.generated.append(text);
   return Update(/*partial=*/true, /*final=*/false);
 }
+
+bool ChatOutput::Complete() const { return impl_->complete; }
 
 ChatDelta ChatOutput::Finish(bool truncated) { return Update(/*partial=*/truncated, /*final=*/true); }
 

@@ -41,6 +41,9 @@ class ChatOutput {
   // answer cut short (`truncated`: its token limit) keeps what was complete; one that does not
   // match the template's format keeps its text as content.
   ChatDelta Finish(bool truncated);
+  // Without parallel tool calls: whether the answer's one call is whole (its name and its
+  // arguments a complete JSON object), so that nothing more needs generating.
+  bool Complete() const;
 
  private:
   struct Impl;

@@ -622,7 +622,7 @@ void Engine::Accept(Slot& slot, int32_t token) {
     Finish(slot, std::move(done));
   };
   // Text goes out with the log-probabilities of the tokens it came from.
-  auto emit_text = [&](std::string_view text) { slot.on_text(text, std::exchange(slot.pending_logprobs, {})); };
+  auto emit_text = [&](std::string_view text) { return slot.on_text(text, std::exchange(slot.pending_logprobs, {})); };
   if (llama_vocab_is_eog(vocab_, token)) {
     if (!slot.held.empty()) emit_text(slot.held);  // the tail, even if it was a partial stop
     return finish();
@@ -642,11 +642,12 @@ void Engine::Accept(Slot& slot, int32_t token) {
   auto [emit, hit] = StopScan(slot.held, slot.stop);
   if (hit) slot.held.resize(emit);
   size_t ready = hit ? slot.held.size() : CompleteUtf8Prefix(slot.held.substr(0, emit));
+  bool whole = false;  // the sink says the answer is complete
   if (ready > 0) {
-    emit_text(std::string_view(slot.held).substr(0, ready));
+    whole = !emit_text(std::string_view(slot.held).substr(0, ready));
     slot.held.erase(0, ready);
   }
-  if (hit) return finish();
+  if (hit || whole) return finish();
   bool length = (slot.num_predict >= 0 && done.eval_count >= slot.num_predict) ||
                 static_cast<int32_t>(slot.cached.size()) + 1 >= facts_.n_ctx;
   if (length) {

@@ -47,7 +47,9 @@ class Engine {
   // Start places a request in a free slot, and every Step decodes one batch holding the next token
   // of each generating slot and a chunk of each new prompt, then samples for each of them.
   // Text, with the log-probabilities of the tokens it came from when the request asked for them.
-  using TextSink = std::function<void(std::string_view, std::vector<TokenLogprob>)>;
+  // Returns false when the answer is whole by its own format (a chat's one tool call without
+  // parallel calls): the slot then finishes as at a stop string.
+  using TextSink = std::function<bool(std::string_view, std::vector<TokenLogprob>)>;
   using DoneSink = std::function<void(Result<DoneEvent>)>;
 
   int slots() const { return static_cast<int>(slots_.size()); }

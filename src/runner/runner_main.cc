@@ -346,6 +346,7 @@ class Server {
           if (parser) d = parser->Add(text);
           else d.content = text;
           SendPiece(id, std::move(d), std::move(logprobs));
+          return !(parser && parser->Complete());  // its one call is whole: the answer ends
         },
         [this, id, parser](Result<DoneEvent> done) {
           if (done.ok() && parser) SendPiece(id, parser->Finish(done->done_reason == "length"), {});

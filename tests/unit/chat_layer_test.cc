@@ -181,6 +181,41 @@ TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
   EXPECT_EQ(calls[0].arguments, R"({"unit": "celsius"})");
 }
 
+// Without parallel calls the answer is whole once its call's arguments close: the call is
+// reported then and the runner generates no more.
+TEST(ChatLayer, WithoutParallelCallsTheAnswerIsCompleteOnceItsCallCloses) {
+  auto t = Template(kQwen);
+  ASSERT_NE(t, nullptr);
+  ChatRenderOptions o;
+  o.tools = {Weather()};
+  o.tool_choice = ToolChoice::kRequired;
+  o.parallel_tool_calls = false;
+  auto chat = t->Render({{"user", "weather?"}}, o);
+  ASSERT_TRUE(chat.ok());
+  auto out = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
+  ASSERT_TRUE(out.ok());
+  const std::string call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"celsius\"}}\n</tool_call>";
+  std::vector<ToolCall> calls;
+  size_t complete_at = 0;
+  for (size_t i = 0; i < call.size(); ++i) {
+    ChatDelta d = (*out)->Add(call.substr(i, 1));
+    calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+    if ((*out)->Complete() && complete_at == 0) complete_at = i + 1;
+  }
+  // Once the arguments' object closes, not before.
+  EXPECT_GE(complete_at, call.find("}}") + 1);
+  EXPECT_LE(complete_at, call.size());
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].name, "get_weather");
+  EXPECT_TRUE((*out)->Finish(false).tool_calls.empty());  // reported once
+
+  // With parallel calls another may follow: never complete before the end.
+  auto parallel = ChatOutput::Create(chat->parse);
+  ASSERT_TRUE(parallel.ok());
+  (*parallel)->Add(call);
+  EXPECT_FALSE((*parallel)->Complete());
+}
+
 TEST(ChatLayer, DeepSeekR1ThinksAfterItsGenerationPromptAndTheThinkingIsSplitOut) {
   auto t = Template(kDeepSeek);
   ASSERT_NE(t, nullptr);
