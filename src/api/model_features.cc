@@ -8,7 +8,12 @@ namespace resident::api {
 Result<runner::Think> CheckModelFeatures(const store::ModelEntry& entry, std::string_view requested_model, bool tools,
                                          const ThinkValue& think) {
   auto info = store::ReadGgufInfo(entry.path);
-  if (!info.ok()) return info.status();
+  if (!info.ok()) {
+    // A request that asks nothing of the model gets the load's own error for its file (or, with
+    // a runner that needs no file, its answer); one that asks for tools or thinking, this one.
+    if (!tools && !(think.given && think.on)) return runner::Think::kDefault;
+    return info.status();
+  }
   const store::ModelCapabilities caps = store::CapabilitiesOf(entry, *info);
   // Ollama checks thinking first (in its handler), then tools (when it schedules the model).
   if (!caps.thinking) {

@@ -18,7 +18,8 @@ namespace resident::api {
 // Errors (kInvalidArgument, Ollama's words): think asked of a model that cannot think,
 // "\"<model as requested>\" does not support thinking"; tools given to one whose template has
 // none, "registry.ollama.ai/library/<m>:latest does not support tools" (the text clients match
-// to fall back); the GGUF's own errors when its header cannot be read.
+// to fall back); the GGUF's own errors when its header cannot be read and tools or thinking
+// were asked for (otherwise the template's default, and the load reports the file).
 Result<runner::Think> CheckModelFeatures(const store::ModelEntry& entry, std::string_view requested_model, bool tools,
                                          const ThinkValue& think);
 

@@ -177,3 +177,27 @@ TEST(EmbeddingDimensions, CutThenNormalizedAgainAsOllamaDoes) {
 
 }  // namespace
 }  // namespace resident::api
+
+namespace resident::api {
+namespace {
+
+// A file that cannot be read: a plain request goes on (the load reports the file, or a runner
+// that needs none answers); one that asks for tools or thinking gets the file's error.
+TEST(ModelFeatures, AnUnreadableFileFailsOnlyRequestsThatAskSomethingOfIt) {
+  store::ModelEntry entry;
+  entry.name = "m:latest";
+  entry.path = "/nonexistent/m.gguf";
+  auto plain = CheckModelFeatures(entry, "m", /*tools=*/false, ThinkValue{});
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(*plain, runner::Think::kDefault);
+  auto off = CheckModelFeatures(entry, "m", /*tools=*/false, ThinkValue{.given = true, .on = false});
+  EXPECT_TRUE(off.ok());
+  auto tools = CheckModelFeatures(entry, "m", /*tools=*/true, ThinkValue{});
+  ASSERT_FALSE(tools.ok());
+  EXPECT_EQ(tools.status().code(), StatusCode::kNotFound) << tools.status().message();
+  auto think = CheckModelFeatures(entry, "m", /*tools=*/false, ThinkValue{.given = true, .on = true});
+  EXPECT_FALSE(think.ok());
+}
+
+}  // namespace
+}  // namespace resident::api
