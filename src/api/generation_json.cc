@@ -60,4 +60,22 @@ json LogprobsJson(const std::vector<runner::TokenLogprob>& logprobs) {
   return out;
 }
 
+json CompletionLogprobsJson(const std::vector<runner::TokenLogprob>& logprobs) {
+  json tokens = json::array(), values = json::array(), tops = json::array();
+  bool any_top = false;
+  for (const runner::TokenLogprob& lp : logprobs) {
+    tokens.push_back(lp.token);
+    values.push_back(static_cast<double>(lp.logprob));
+    json top = json::object();
+    for (const runner::TopLogprob& t : lp.top) {
+      if (!top.contains(t.token)) top[t.token] = static_cast<double>(t.logprob);  // the likeliest of equal texts
+    }
+    any_top = any_top || !lp.top.empty();
+    tops.push_back(std::move(top));
+  }
+  return json{{"tokens", std::move(tokens)},
+              {"token_logprobs", std::move(values)},
+              {"top_logprobs", any_top ? std::move(tops) : json(nullptr)}};
+}
+
 }  // namespace resident::api

@@ -22,4 +22,9 @@ nlohmann::json OpenAiToolCalls(const std::vector<runner::ToolCall>& calls, size_
 // shape (`bytes` and `top_logprobs` left out when empty).
 nlohmann::json LogprobsJson(const std::vector<runner::TokenLogprob>& logprobs);
 
+// OpenAI's legacy /v1/completions shape, which its clients read there:
+// {"tokens":[...],"token_logprobs":[...],"top_logprobs":[{"<token>":logprob,...}]} (top_logprobs
+// null when the tokens carry no alternatives).
+nlohmann::json CompletionLogprobsJson(const std::vector<runner::TokenLogprob>& logprobs);
+
 }  // namespace resident::api

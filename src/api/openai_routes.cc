@@ -58,9 +58,11 @@ struct OpenAiGeneration {
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
                 {"system_fingerprint", "fp_resident"}};
   }
-  // A choice's logprobs: {"content":[...]} (Ollama's shape on both routes), or none.
-  static void AddLogprobs(json& choice, const std::vector<runner::TokenLogprob>& logprobs) {
-    if (!logprobs.empty()) choice["logprobs"] = json{{"content", LogprobsJson(logprobs)}};
+  // A choice's logprobs, or none: chat's {"content":[...]} (Ollama's token shape), the legacy
+  // {"tokens","token_logprobs","top_logprobs"} on /v1/completions, as OpenAI's clients read them.
+  void AddLogprobs(json& choice, const std::vector<runner::TokenLogprob>& logprobs) const {
+    if (logprobs.empty()) return;
+    choice["logprobs"] = chat ? json{{"content", LogprobsJson(logprobs)}} : CompletionLogprobsJson(logprobs);
   }
   // The chunks of one piece of the answer. As Ollama's: a piece with thinking and content or
   // tool calls goes out as two chunks, the thinking (`reasoning`) first.

@@ -295,8 +295,21 @@ TEST_F(ToolsTest, LogprobsOfEveryTokenOnEveryRoute) {
   EXPECT_EQ(content[0]["top_logprobs"].size(), 2u);
   auto oc = Post(port, "/v1/completions", R"({"model":"tiny","prompt":"Once","max_tokens":3,"logprobs":2})");
   ASSERT_EQ(oc.status, 200) << oc.body;
-  EXPECT_EQ(oc.json()["choices"][0]["logprobs"]["content"].size(), oc.json()["usage"]["completion_tokens"].get<size_t>())
-      << oc.body;
+  // /v1/completions: OpenAI's legacy shape, tokens and their log-probabilities side by side, the
+  // alternatives as {token: logprob}.
+  json legacy = oc.json()["choices"][0]["logprobs"];
+  const size_t completion_tokens = oc.json()["usage"]["completion_tokens"].get<size_t>();
+  ASSERT_EQ(legacy["tokens"].size(), completion_tokens) << oc.body;
+  ASSERT_EQ(legacy["token_logprobs"].size(), completion_tokens) << oc.body;
+  ASSERT_EQ(legacy["top_logprobs"].size(), completion_tokens) << oc.body;
+  std::string completion;
+  for (size_t i = 0; i < completion_tokens; ++i) {
+    completion += legacy["tokens"][i].get<std::string>();
+    EXPECT_LE(legacy["token_logprobs"][i].get<double>(), 0.0);
+    EXPECT_GE(legacy["top_logprobs"][i].size(), 1u);  // 2, or 1 where both alternatives read the same
+    EXPECT_LE(legacy["top_logprobs"][i].size(), 2u);
+  }
+  EXPECT_EQ(completion, oc.json()["choices"][0]["text"]) << oc.body;
   EXPECT_EQ(Post(port, "/api/chat", json{{"model", "tiny"}, {"messages", Messages()}, {"top_logprobs", 21}}.dump()).status, 400);
 }
 
