@@ -112,3 +112,25 @@ test('tools: a required call, whole and streamed; no tools is a BadRequestError'
     await s.stop();
   }
 });
+
+// Thinking through openai-node (issue 15): a model whose template thinks answers its thinking
+// in `reasoning` (Ollama's OpenAI layer's name), reasoning_effort "none" turns it off, and an
+// effort Ollama does not know is a BadRequestError with its words.
+test('thinking: reasoning by default, none turns it off, an unknown effort is a BadRequestError', async () => {
+  const s = await startServer({}, { r1: { template: 'deepseek-r1' } });
+  try {
+    const c = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'resident', maxRetries: 0 });
+    const request = { model: 'r1', messages: [{ role: 'user', content: '2+2?' }], max_tokens: 6, seed: 1 };
+    const r = await c.chat.completions.create(request);
+    assert.ok(r.choices[0].message.reasoning?.length > 0, JSON.stringify(r.choices[0].message));
+    const off = await c.chat.completions.create({ ...request, reasoning_effort: 'none' });
+    assert.equal(off.choices[0].message.reasoning, undefined, JSON.stringify(off.choices[0].message));
+    await assert.rejects(c.chat.completions.create({ ...request, reasoning_effort: 'lots' }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.match(e.message, /invalid reasoning value: "lots"/);
+      return true;
+    });
+  } finally {
+    await s.stop();
+  }
+});
