@@ -4,11 +4,11 @@ namespace resident::api {
 
 GenerationStream::GenerationStream(Run run) {
   thread_ = std::thread([this, run = std::move(run)] {
-    auto done = run([this](std::string_view text) {
+    auto done = run([this](const runner::TokenEvent& piece) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return cancelled_ || pieces_.size() < kMaxAhead; });
       if (cancelled_) return false;
-      pieces_.emplace_back(text);
+      pieces_.push_back(piece);
       cv_.notify_all();
       return true;
     });
@@ -31,11 +31,11 @@ Status GenerationStream::WaitForFirst() {
   return Status::Ok();
 }
 
-bool GenerationStream::Next(std::string* text) {
+bool GenerationStream::Next(runner::TokenEvent* piece) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return ended_ || !pieces_.empty(); });
   if (pieces_.empty()) return false;
-  *text = std::move(pieces_.front());
+  *piece = std::move(pieces_.front());
   pieces_.pop_front();
   cv_.notify_all();  // room for the generation
   return true;

@@ -25,9 +25,10 @@ namespace resident::api {
 
 class GenerationStream {
  public:
-  // Runs the generation: hands each piece of text to on_text (which returns false to cancel) and
-  // returns the end. Called once, on the stream's thread.
-  using Run = std::function<Result<runner::DoneEvent>(const std::function<bool(std::string_view)>& on_text)>;
+  // Runs the generation: hands each piece (text, a chat's thinking and tool calls, the tokens'
+  // log-probabilities) to on_piece (which returns false to cancel) and returns the end. Called
+  // once, on the stream's thread.
+  using Run = std::function<Result<runner::DoneEvent>(const std::function<bool(const runner::TokenEvent&)>& on_piece)>;
 
   static constexpr size_t kMaxAhead = 256;
 
@@ -37,12 +38,12 @@ class GenerationStream {
   GenerationStream(const GenerationStream&) = delete;
   GenerationStream& operator=(const GenerationStream&) = delete;
 
-  // Blocks until the first piece of text or the end. Returns the generation's error when it
-  // failed before any text; Ok otherwise (text is waiting, or it ended well without any).
+  // Blocks until the first piece or the end. Returns the generation's error when it failed
+  // before any piece; Ok otherwise (a piece is waiting, or it ended well without any).
   Status WaitForFirst();
-  // Blocks for the next piece of text: true with *text set, or false when the generation has
-  // ended and every piece was taken (then result()).
-  bool Next(std::string* text);
+  // Blocks for the next piece: true with *piece set, or false when the generation has ended and
+  // every piece was taken (then result()).
+  bool Next(runner::TokenEvent* piece);
   // The end of the generation. Only after Next() returned false.
   const Result<runner::DoneEvent>& result() const { return result_; }
   // The client went away: the generation stops before its next token.
@@ -51,7 +52,7 @@ class GenerationStream {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> pieces_;  // guarded by mu_
+  std::deque<runner::TokenEvent> pieces_;  // guarded by mu_
   bool ended_ = false;              // guarded by mu_
   bool cancelled_ = false;          // guarded by mu_
   Result<runner::DoneEvent> result_{Status::Internal("generation not finished")};  // written before ended_

@@ -4,6 +4,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "api/request_log.h"
 
 namespace resident::api {
@@ -104,10 +107,13 @@ Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::Generat
   size_t pieces = 0;
   Result<runner::DoneEvent> done = Status::Cancelled("request cancelled");
   if (!gone.stop_requested()) {
-    done = lease.runner().Generate(
+    done = lease.runner().GenerateEvents(
         request,
-        [&](std::string_view t) {
-          whole.text += t;
+        [&](const runner::TokenEvent& t) {
+          whole.text += t.text;
+          whole.thinking += t.thinking;
+          whole.tool_calls.insert(whole.tool_calls.end(), t.tool_calls.begin(), t.tool_calls.end());
+          whole.logprobs.insert(whole.logprobs.end(), t.logprobs.begin(), t.logprobs.end());
           ++pieces;
           return true;
         },
@@ -124,6 +130,18 @@ Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::Generat
   whole.done = std::move(done).value();
   NoteRequestTokens(whole.done.prompt_eval_count, whole.done.eval_count);
   return whole;
+}
+
+void ApplyDimensions(int32_t dimensions, std::vector<std::vector<float>>* embeddings) {
+  if (dimensions <= 0) return;
+  for (std::vector<float>& e : *embeddings) {
+    if (static_cast<size_t>(dimensions) >= e.size()) continue;
+    e.resize(static_cast<size_t>(dimensions));
+    double sum = 0;
+    for (float v : e) sum += static_cast<double>(v) * v;
+    const float scale = static_cast<float>(1.0 / std::max(std::sqrt(sum), 1e-12));
+    for (float& v : e) v *= scale;
+  }
 }
 
 Result<runner::EmbedResult> EmbedWhole(sched::Lease& lease, const runner::EmbedRequest& request, std::stop_token gone) {

@@ -26,6 +26,10 @@ namespace resident::api {
 
 class RequestLog;
 
+// The Ollama release whose API resident matches (its routes, fields, defaults and messages, read
+// from its code): /api/version answers it, since clients gate features on Ollama's version.
+inline constexpr const char* kOllamaApiVersion = "0.32.15";
+
 // What every route needs. Owned by ApiServer; route files get a reference.
 struct ApiContext {
   sched::Scheduler& scheduler;
@@ -75,9 +79,17 @@ Result<sched::Lease> AcquireEntry(ApiContext& ctx, const store::ModelEntry& entr
 struct WholeGeneration {
   runner::DoneEvent done;
   std::string text;
+  // A chat's parsed answer (tools, thinking), and the tokens' log-probabilities when asked for.
+  std::string thinking;
+  std::vector<runner::ToolCall> tool_calls;
+  std::vector<runner::TokenLogprob> logprobs;
 };
 Result<WholeGeneration> GenerateWhole(sched::Lease& lease, const runner::GenerateRequest& request,
                                       std::stop_token gone);
+
+// Ollama's `dimensions`: when 0 < dimensions < an embedding's width, the embedding is cut to its
+// first `dimensions` values and L2-normalized again; otherwise it stays whole.
+void ApplyDimensions(int32_t dimensions, std::vector<std::vector<float>>* embeddings);
 
 // Runs an embedding, then releases the lease. `gone` cancels it between inputs: kCancelled.
 Result<runner::EmbedResult> EmbedWhole(sched::Lease& lease, const runner::EmbedRequest& request, std::stop_token gone);

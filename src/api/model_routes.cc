@@ -15,6 +15,8 @@
 #include "core/time_format.h"
 #include "store/gguf_checks.h"
 #include "store/gguf_metadata.h"
+#include "store/gguf_values.h"
+#include "store/model_capabilities.h"
 #include "store/model_store.h"
 #include "store/modelfile.h"
 
@@ -33,19 +35,24 @@ constexpr const char* kJinjaTemplateNote =
     "TEMPLATE is a Jinja chat template: resident renders chat messages with it instead of the GGUF's own "
     "(tokenizer.chat_template)";
 
-// A GGUF metadata value as JSON: numbers and booleans typed, summarized arrays as null.
-json InfoValue(const std::string& v) {
-  if (v == "true") return true;
-  if (v == "false") return false;
-  if (v.size() > 2 && v.front() == '[' && v.ends_with(" items]")) return nullptr;
-  if (!v.empty()) {
-    char* end = nullptr;
-    long long i = std::strtoll(v.c_str(), &end, 10);
-    if (*end == '\0') return i;
-    double d = std::strtod(v.c_str(), &end);
-    if (*end == '\0') return d;
+// A GGUF metadata value as Ollama's /api/show writes it: typed numbers, booleans and strings;
+// an array whose elements were not read (not verbose) as null.
+json InfoValue(const store::GgufValue& v) {
+  using Kind = store::GgufValue::Kind;
+  switch (v.kind) {
+    case Kind::kInt: return v.i;
+    case Kind::kUint: return v.u;
+    case Kind::kFloat: return v.f;
+    case Kind::kBool: return v.b;
+    case Kind::kString: return v.s;
+    case Kind::kArray: {
+      if (v.items.empty() && v.size > 0) return nullptr;
+      json a = json::array();
+      for (const store::GgufValue& e : v.items) a.push_back(InfoValue(e));
+      return a;
+    }
   }
-  return v;
+  return nullptr;
 }
 
 Status NotFoundForShow(const Status& st, const std::string& model) {
@@ -67,12 +74,22 @@ void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response&
   if (e.parameter_size.empty() && info->n_params) e.parameter_size = FormatCount(info->n_params);
   if (e.quantization_level.empty() && info->file_type_name != "unknown") e.quantization_level = info->file_type_name;
 
+  // Ollama's: every key but the name and the chat template (in `template`), arrays in full
+  // with verbose and null without, and every tensor's name, type and shape.
+  auto values = store::ReadGgufValues(entry->path, call->verbose ? -1 : 0);
+  if (!values.ok()) {
+    return SendError(res, Status::Internal("model \"" + entry->name + "\": " + values.status().message()));
+  }
   json model_info = json::object();
-  for (const auto& [k, v] : info->kv) {
-    if (k == "tokenizer.chat_template") continue;
+  for (const auto& [k, v] : values->kv) {
+    if (k == "tokenizer.chat_template" || k == "general.name") continue;
     model_info[k] = InfoValue(v);
   }
   model_info["general.parameter_count"] = info->n_params;
+  json tensors = json::array();
+  for (const store::GgufTensorShape& t : values->tensors) {
+    tensors.push_back(json{{"name", t.name}, {"type", t.type}, {"shape", t.shape}});
+  }
 
   std::string modelfile = store::FormatModelfile(e);
   json j{{"modelfile", modelfile},
@@ -80,7 +97,8 @@ void HandleShow(ApiContext& ctx, const httplib::Request& req, httplib::Response&
          {"template", e.template_kind == store::TemplateKind::kNone ? info->chat_template : e.template_text},
          {"details", ModelDetailsJson(e)},
          {"model_info", model_info},
-         {"capabilities", json::array({"completion"})},
+         {"tensors", tensors},
+         {"capabilities", store::CapabilitiesOf(e, *info).Names()},
          {"modified_at", FormatRfc3339(e.modified)}};
   // A TEMPLATE: what resident does with it (template_note), and the chat template it renders
   // chat messages with (chat_template, resident's addition).

@@ -1,5 +1,7 @@
 #include "api/openai_requests.h"
 
+#include <utility>
+
 #include <nlohmann/json.hpp>
 
 namespace resident::api {
@@ -67,7 +69,29 @@ Status DecodeResponseFormat(const json& j, std::string* grammar) {
   return Status::Ok();
 }
 
-Status DecodeGeneration(const json& j, const RequestDefaults& defaults, OpenAiGenerationCall* c) {
+// Ollama's thinkFromReasoningEffort (openai/openai.go).
+Status ThinkFromReasoningEffort(const std::string& effort, ThinkValue* think) {
+  if (effort.empty()) return Status::Ok();
+  think->given = true;
+  think->on = true;
+  if (effort == "none") {
+    think->on = false;
+  } else if (effort == "minimal") {
+    think->level = "low";
+  } else if (effort == "low" || effort == "medium" || effort == "high" || effort == "max") {
+    think->level = effort;
+  } else if (effort == "xhigh" || effort == "ultra") {
+    think->level = "max";
+  } else {
+    return Status::InvalidArgument("invalid reasoning value: \"" + effort +
+                                   "\" (must be \"minimal\", \"low\", \"medium\", \"high\", \"xhigh\", "
+                                   "\"ultra\", \"max\", or \"none\")");
+  }
+  return Status::Ok();
+}
+
+// `chat`: /v1/chat/completions (else /v1/completions, whose penalties Ollama always sets).
+Status DecodeGeneration(const json& j, const RequestDefaults& defaults, bool chat, OpenAiGenerationCall* c) {
   RESIDENT_RETURN_IF_ERROR(GetKeepAlive(j, &c->keep_alive));
   RESIDENT_RETURN_IF_ERROR(GetModel(j, &c->model));
   RESIDENT_RETURN_IF_ERROR(GetBool(j, "stream", &c->stream));
@@ -75,12 +99,7 @@ Status DecodeGeneration(const json& j, const RequestDefaults& defaults, OpenAiGe
     if (!so->is_object()) return TypeError("stream_options", "an object");
     RESIDENT_RETURN_IF_ERROR(GetBool(*so, "include_usage", &c->include_usage));
   }
-  if (auto n = j.find("n"); n != j.end() && !n->is_null() && !(n->is_number() && *n == 1)) {
-    return Status::InvalidArgument("only n = 1 is supported");
-  }
-  if (auto t = j.find("tools"); t != j.end() && !t->is_null() && !t->empty()) {
-    return Status::InvalidArgument("tools are not supported by resident yet");
-  }
+  // `n` is not read: Ollama has no such field and answers one choice whatever it asks.
   // OpenAI fields -> Ollama options, then checked as Ollama's are.
   json opts = json::object();
   auto copy = [&](const char* from, const char* to) {
@@ -94,6 +113,23 @@ Status DecodeGeneration(const json& j, const RequestDefaults& defaults, OpenAiGe
   copy("stop", "stop");
   copy("frequency_penalty", "frequency_penalty");
   copy("presence_penalty", "presence_penalty");
+  // Ollama's OpenAI layer sends these when the request has none (over the Modelfile's).
+  if (!opts.contains("temperature")) opts["temperature"] = 1.0;
+  if (!opts.contains("top_p") || (!chat && opts["top_p"] == 0)) opts["top_p"] = 1.0;
+  if (!chat) {
+    if (!opts.contains("frequency_penalty")) opts["frequency_penalty"] = 0.0;
+    if (!opts.contains("presence_penalty")) opts["presence_penalty"] = 0.0;
+  }
+  if (chat) {
+    RESIDENT_RETURN_IF_ERROR(GetBool(j, "logprobs", &c->logprobs));
+    if (auto it = j.find("top_logprobs"); it != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeTopLogprobs(*it, &c->top_logprobs));
+  } else if (auto it = j.find("logprobs"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return TypeError("logprobs", "an integer");
+    if (it->get<int64_t>() > 0) {
+      RESIDENT_RETURN_IF_ERROR(DecodeTopLogprobs(*it, &c->top_logprobs));
+      c->logprobs = true;
+    }
+  }
   auto options = DecodeOptionsJson(opts, defaults);
   if (!options.ok()) return options.status();
   c->options = std::move(options).value();
@@ -132,7 +168,18 @@ Result<OpenAiChatCall> DecodeOpenAiChat(std::string_view body, const RequestDefa
   if (!parsed.ok()) return parsed.status();
   const json& j = *parsed;
   OpenAiChatCall c;
-  RESIDENT_RETURN_IF_ERROR(DecodeGeneration(j, defaults, &c));
+  RESIDENT_RETURN_IF_ERROR(DecodeGeneration(j, defaults, /*chat=*/true, &c));
+  if (auto t = j.find("tools"); t != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeTools(*t, &c.tools.tools));
+  if (auto t = j.find("tool_choice"); t != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeToolChoice(*t, &c.tools));
+  RESIDENT_RETURN_IF_ERROR(GetBool(j, "parallel_tool_calls", &c.tools.parallel_calls));
+  std::string effort;
+  if (auto r = j.find("reasoning"); r != j.end() && !r->is_null()) {
+    if (!r->is_object()) return TypeError("reasoning", "an object");
+    RESIDENT_RETURN_IF_ERROR(GetString(*r, "effort", &effort));
+  } else {
+    RESIDENT_RETURN_IF_ERROR(GetString(j, "reasoning_effort", &effort));
+  }
+  RESIDENT_RETURN_IF_ERROR(ThinkFromReasoningEffort(effort, &c.think));
   auto m = j.find("messages");
   if (m == j.end() || !m->is_array() || m->empty()) {
     return Status::InvalidArgument("messages is required: a non-empty array");
@@ -145,7 +192,23 @@ Result<OpenAiChatCall> DecodeOpenAiChat(std::string_view body, const RequestDefa
     if (auto content = msg.find("content"); content != msg.end()) {
       RESIDENT_RETURN_IF_ERROR(DecodeContent(*content, &cm.content));
     }
+    RESIDENT_RETURN_IF_ERROR(GetString(msg, "reasoning", &cm.thinking));
+    RESIDENT_RETURN_IF_ERROR(GetString(msg, "tool_call_id", &cm.tool_call_id));
+    if (cm.role == "tool") RESIDENT_RETURN_IF_ERROR(GetString(msg, "name", &cm.tool_name));
+    if (auto calls = msg.find("tool_calls"); calls != msg.end() && !calls->is_null()) {
+      RESIDENT_RETURN_IF_ERROR(DecodeToolCalls(*calls, &cm.tool_calls));
+    }
     c.messages.push_back(std::move(cm));
+  }
+  // A tool result without its function's name takes it from the call it answers (the latest
+  // call with that id), as Ollama does.
+  for (runner::ChatMessage& cm : c.messages) {
+    if (cm.role != "tool" || !cm.tool_name.empty() || cm.tool_call_id.empty()) continue;
+    for (auto it = c.messages.rbegin(); it != c.messages.rend() && cm.tool_name.empty(); ++it) {
+      for (const runner::ToolCall& call : it->tool_calls) {
+        if (call.id == cm.tool_call_id) cm.tool_name = call.name;
+      }
+    }
   }
   return c;
 }
@@ -155,7 +218,7 @@ Result<OpenAiCompletionCall> DecodeOpenAiCompletion(std::string_view body, const
   if (!parsed.ok()) return parsed.status();
   const json& j = *parsed;
   OpenAiCompletionCall c;
-  RESIDENT_RETURN_IF_ERROR(DecodeGeneration(j, defaults, &c));
+  RESIDENT_RETURN_IF_ERROR(DecodeGeneration(j, defaults, /*chat=*/false, &c));
   auto p = j.find("prompt");
   const json* prompt = p == j.end() ? nullptr : &*p;
   if (prompt && prompt->is_array() && prompt->size() == 1) prompt = &(*prompt)[0];
@@ -193,6 +256,10 @@ Result<OpenAiEmbeddingCall> DecodeOpenAiEmbedding(std::string_view body) {
     return Status::InvalidArgument("encoding_format must be \"float\" or \"base64\"");
   }
   c.base64 = encoding == "base64";
+  if (auto d = j.find("dimensions"); d != j.end() && !d->is_null()) {
+    if (!d->is_number_integer() || !std::in_range<int32_t>(d->get<int64_t>())) return TypeError("dimensions", "an integer");
+    c.dimensions = d->get<int32_t>();
+  }
   return c;
 }
 

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api/bounded_http_server.h"
+#include "api/generation_json.h"
 #include "api/generation_stream.h"
+#include "api/model_features.h"
 #include "api/openai_requests.h"
 #include "api/request_log.h"
 
@@ -28,7 +30,11 @@ std::string NewId(const char* prefix) {
   return std::string(prefix) + std::to_string(n % 1000000000);
 }
 
-std::string FinishReason(const std::string& done_reason) { return done_reason == "length" ? "length" : "stop"; }
+// "tool_calls" replaces "stop" when the answer called tools, as Ollama's OpenAI layer does.
+std::string FinishReason(const std::string& done_reason, bool tool_calls) {
+  if (done_reason == "length") return "length";
+  return tool_calls ? "tool_calls" : "stop";
+}
 
 json Usage(const runner::DoneEvent& d) {
   json usage{{"prompt_tokens", d.prompt_eval_count},
@@ -50,34 +56,85 @@ struct OpenAiGeneration {
   bool chat = false;
   bool include_usage = false;
   std::stop_token gone;  // the client went away (BoundedHttpServer::ClientGone)
+  size_t tool_calls_sent = 0;  // the index of the answer's next tool call
 
   json Base(const char* object) const {
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
                 {"system_fingerprint", "fp_resident"}};
   }
-  json Chunk(std::string_view text, const char* finish, bool first) const {
+  // A choice's logprobs, or none: chat's {"content":[...]} (Ollama's token shape), the legacy
+  // {"tokens","token_logprobs","top_logprobs"} on /v1/completions, as OpenAI's clients read them.
+  void AddLogprobs(json& choice, const std::vector<runner::TokenLogprob>& logprobs) const {
+    if (logprobs.empty()) return;
+    choice["logprobs"] = chat ? json{{"content", LogprobsJson(logprobs)}} : CompletionLogprobsJson(logprobs);
+  }
+  // The chunks of one piece of the answer. As Ollama's: a piece with thinking and content or
+  // tool calls goes out as two chunks, the thinking (`reasoning`) first.
+  std::vector<json> Chunks(const runner::TokenEvent& piece, bool first) {
     json j = Base(chat ? "chat.completion.chunk" : "text_completion");
-    json choice{{"index", 0}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
+    json choice{{"index", 0}, {"finish_reason", nullptr}};
+    if (!chat) {
+      choice["text"] = piece.text;
+      choice["logprobs"] = nullptr;
+      AddLogprobs(choice, piece.logprobs);
+      j["choices"] = json::array({choice});
+      return {j};
+    }
+    std::vector<json> out;
+    const bool mixed = !piece.thinking.empty() && (!piece.text.empty() || !piece.tool_calls.empty());
+    if (mixed) {
+      json delta = json::object();
+      if (first) delta["role"] = "assistant";
+      delta["reasoning"] = piece.thinking;
+      json c = choice;
+      c["delta"] = std::move(delta);
+      AddLogprobs(c, piece.logprobs);
+      json chunk = j;
+      chunk["choices"] = json::array({c});
+      out.push_back(std::move(chunk));
+    }
+    json delta = json::object();
+    if (first && !mixed) delta["role"] = "assistant";
+    delta["content"] = piece.text;
+    if (!mixed && !piece.thinking.empty()) delta["reasoning"] = piece.thinking;
+    if (!piece.tool_calls.empty()) {
+      delta["tool_calls"] = OpenAiToolCalls(piece.tool_calls, tool_calls_sent);
+      tool_calls_sent += piece.tool_calls.size();
+    }
+    choice["delta"] = std::move(delta);
+    if (!mixed) AddLogprobs(choice, piece.logprobs);
+    j["choices"] = json::array({choice});
+    out.push_back(std::move(j));
+    return out;
+  }
+  // The chunk that ends the stream: an empty delta and the finish reason.
+  json FinishChunk(const char* finish, bool first) const {
+    json j = Base(chat ? "chat.completion.chunk" : "text_completion");
+    json choice{{"index", 0}, {"finish_reason", finish}};
     if (chat) {
       json delta = json::object();
       if (first) delta["role"] = "assistant";
-      if (!text.empty() || !finish) delta["content"] = text;
       choice["delta"] = delta;
     } else {
-      choice["text"] = text;
+      choice["text"] = "";
       choice["logprobs"] = nullptr;
     }
     j["choices"] = json::array({choice});
     return j;
   }
-  json Whole(const runner::DoneEvent& d, const std::string& text) const {
+  json Whole(const runner::DoneEvent& d, const WholeGeneration& w) const {
     json j = Base(chat ? "chat.completion" : "text_completion");
-    json choice{{"index", 0}, {"finish_reason", FinishReason(d.done_reason)}};
-    if (chat) choice["message"] = json{{"role", "assistant"}, {"content", text}};
-    else {
-      choice["text"] = text;
+    json choice{{"index", 0}, {"finish_reason", FinishReason(d.done_reason, !w.tool_calls.empty())}};
+    if (chat) {
+      json message{{"role", "assistant"}, {"content", w.text}};
+      if (!w.thinking.empty()) message["reasoning"] = w.thinking;
+      if (!w.tool_calls.empty()) message["tool_calls"] = OpenAiToolCalls(w.tool_calls, 0);
+      choice["message"] = std::move(message);
+    } else {
+      choice["text"] = w.text;
       choice["logprobs"] = nullptr;
     }
+    AddLogprobs(choice, w.logprobs);
     j["choices"] = json::array({choice});
     j["usage"] = Usage(d);
     return j;
@@ -94,13 +151,13 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
       LogIfClientGone(route, gen->model, whole.status());
       return SendOpenAiError(res, whole.status());
     }
-    return SendJson(res, gen->Whole(whole->done, whole->text));
+    return SendJson(res, gen->Whole(whole->done, *whole));
   }
   res.set_header("Cache-Control", "no-cache");
   // The status waits for the first piece of text: a failure before it (a prompt longer than the
   // context) is an HTTP error with OpenAI's error shape, not "200" and an error event.
-  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
-    auto done = gen->lease.runner().Generate(gen->request, on_text, gen->gone);
+  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(const runner::TokenEvent&)>& on_piece) {
+    auto done = gen->lease.runner().GenerateEvents(gen->request, on_piece, gen->gone);
     gen->lease.Release();
     return done;
   });
@@ -115,13 +172,15 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
     bool first = true;
     bool gone = false;
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-    std::string piece;
+    runner::TokenEvent piece;
     size_t pieces = 0;
     while (text->Next(&piece)) {
       ++pieces;
-      if (!gone && !write(SseEvent(gen->Chunk(piece, nullptr, first)))) {  // the client went away
-        gone = true;
-        text->Cancel();
+      for (const json& chunk : gen->Chunks(piece, first)) {
+        if (!gone && !write(SseEvent(chunk))) {  // the client went away
+          gone = true;
+          text->Cancel();
+        }
       }
       first = false;
     }
@@ -135,8 +194,8 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
                              : "generation cancelled after " + std::to_string(pieces) + " pieces of text");
     }
     if (done.ok()) {
-      std::string finish = FinishReason(done->done_reason);
-      write(SseEvent(gen->Chunk("", finish.c_str(), first)));
+      std::string finish = FinishReason(done->done_reason, gen->tool_calls_sent > 0);
+      write(SseEvent(gen->FinishChunk(finish.c_str(), first)));
       if (gen->include_usage) {
         json u = gen->Base(gen->chat ? "chat.completion.chunk" : "text_completion");
         u["choices"] = json::array();
@@ -154,13 +213,24 @@ void Run(std::shared_ptr<OpenAiGeneration> gen, bool stream, httplib::Response& 
   });
 }
 
-// Looks the model up, resolves options over its Modelfile parameters and takes a lease.
-Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiGenerationCall& call, bool chat,
-                                                 store::ModelEntry* entry_out) {
+// Looks the model up, resolves options over its Modelfile parameters, checks what a chat asks
+// of the model (tools, thinking: Ollama's checks) and takes a lease.
+// `chat_call`: the chat's own fields (null for /v1/completions).
+Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiGenerationCall& call,
+                                                 const OpenAiChatCall* chat_call, store::ModelEntry* entry_out) {
+  const bool chat = chat_call != nullptr;
   auto entry = ctx.catalog.Find(call.model);
   if (!entry.ok()) return entry.status();
   auto options = ResolveOptions(call.options, entry->parameters, ctx.defaults);
   if (!options.ok()) return options.status();
+  runner::GenerateRequest features;
+  if (chat) {
+    auto think = CheckModelFeatures(*entry, call.model, !chat_call->tools.tools.empty(), chat_call->think);
+    if (!think.ok()) return think.status();
+    RESIDENT_RETURN_IF_ERROR(ApplyToolUse(chat_call->tools, &features));
+    features.think = *think;
+    features.think_level = chat_call->think.level;
+  }
   std::stop_token gone = BoundedHttpServer::ClientGone();
   auto lease = AcquireEntry(ctx, *entry, *options, call.keep_alive, gone);
   if (!lease.ok()) {
@@ -175,10 +245,13 @@ Result<std::shared_ptr<OpenAiGeneration>> Start(ApiContext& ctx, const OpenAiGen
   gen->chat = chat;
   gen->gone = gone;
   gen->include_usage = call.include_usage;
+  gen->request = std::move(features);
   gen->request.num_predict = options->num_predict;
   gen->request.stop = options->stop;
   gen->request.sampling = options->sampling;
   gen->request.grammar = call.grammar;
+  gen->request.logprobs = call.logprobs;
+  gen->request.top_logprobs = call.top_logprobs;
   *entry_out = std::move(entry).value();
   return gen;
 }
@@ -187,7 +260,7 @@ void HandleChatCompletions(ApiContext& ctx, const httplib::Request& req, httplib
   auto call = DecodeOpenAiChat(req.body, ctx.defaults);
   if (!call.ok()) return SendOpenAiError(res, call.status());
   store::ModelEntry entry;
-  auto gen = Start(ctx, *call, /*chat=*/true, &entry);
+  auto gen = Start(ctx, *call, &*call, &entry);
   if (!gen.ok()) return SendOpenAiError(res, gen.status());
   auto& msgs = (*gen)->request.messages;
   if (!entry.system.empty() && call->messages.front().role != "system") msgs.push_back({"system", entry.system});
@@ -200,7 +273,7 @@ void HandleCompletions(ApiContext& ctx, const httplib::Request& req, httplib::Re
   auto call = DecodeOpenAiCompletion(req.body, ctx.defaults);
   if (!call.ok()) return SendOpenAiError(res, call.status());
   store::ModelEntry entry;
-  auto gen = Start(ctx, *call, /*chat=*/false, &entry);
+  auto gen = Start(ctx, *call, nullptr, &entry);
   if (!gen.ok()) return SendOpenAiError(res, gen.status());
   if (!call->suffix.empty() && !(*gen)->lease.runner().facts().fim) {
     return SendOpenAiError(res, Status::InvalidArgument("\"" + call->model + "\" does not support insert"));
@@ -256,6 +329,7 @@ void HandleEmbeddings(ApiContext& ctx, const httplib::Request& req, httplib::Res
     LogIfClientGone("/v1/embeddings", model, result.status());
     return SendOpenAiError(res, result.status());
   }
+  ApplyDimensions(call->dimensions, &result->embeddings);
   json data = json::array();
   for (size_t i = 0; i < result->embeddings.size(); ++i) {
     const auto& e = result->embeddings[i];

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cassert>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "core/option_table.h"
@@ -197,6 +198,14 @@ Status RejectImages(const json& j) {
 
 Status DecodeStream(const json& j, bool* stream) { return GetBool(j, "stream", stream); }
 
+// `think`, `logprobs` and `top_logprobs` of a generate or chat body.
+Status DecodeThinkAndLogprobs(const json& j, ThinkValue* think, bool* logprobs, int32_t* top_logprobs) {
+  if (auto it = j.find("think"); it != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeThink(*it, think));
+  RESIDENT_RETURN_IF_ERROR(GetBool(j, "logprobs", logprobs));
+  if (auto it = j.find("top_logprobs"); it != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeTopLogprobs(*it, top_logprobs));
+  return Status::Ok();
+}
+
 // The enum values and anyOf/oneOf branches anywhere in a schema. Recursion is bounded by the
 // body's depth (kMaxJsonDepth).
 size_t CountAlternatives(const json& schema) {
@@ -212,7 +221,141 @@ size_t CountAlternatives(const json& schema) {
   return n;
 }
 
+// A message's fields beyond role and content: thinking, tool calls, a tool result's function
+// name and call id. `tool_name_field`: Ollama's "tool_name", OpenAI's "name".
+Status DecodeMessageExtras(const json& m, const char* tool_name_field, runner::ChatMessage* msg) {
+  RESIDENT_RETURN_IF_ERROR(GetString(m, "thinking", &msg->thinking));
+  RESIDENT_RETURN_IF_ERROR(GetString(m, tool_name_field, &msg->tool_name));
+  RESIDENT_RETURN_IF_ERROR(GetString(m, "tool_call_id", &msg->tool_call_id));
+  if (auto it = m.find("tool_calls"); it != m.end() && !it->is_null()) {
+    RESIDENT_RETURN_IF_ERROR(DecodeToolCalls(*it, &msg->tool_calls));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status DecodeTools(const json& tools, std::vector<runner::ToolDefinition>* out) {
+  if (tools.is_null()) return Status::Ok();
+  if (!tools.is_array()) return WrongType("tools", "an array", tools);
+  if (tools.size() > kMaxTools) {
+    return Status::InvalidArgument("too many tools: " + std::to_string(tools.size()) + " (at most " +
+                                   std::to_string(kMaxTools) + ")");
+  }
+  size_t bytes = 0, alternatives = 0;
+  for (const json& t : tools) {
+    if (!t.is_object()) return WrongType("tools", "objects", t);
+    std::string type;
+    RESIDENT_RETURN_IF_ERROR(GetString(t, "type", &type));
+    if (!type.empty() && type != "function") {
+      return Status::InvalidArgument("unsupported tool type \"" + type + "\": only \"function\" tools are supported");
+    }
+    auto f = t.find("function");
+    if (f == t.end() || !f->is_object()) return Status::InvalidArgument("every tool needs a \"function\" object");
+    runner::ToolDefinition def;
+    RESIDENT_RETURN_IF_ERROR(GetString(*f, "name", &def.name));
+    if (def.name.empty()) return Status::InvalidArgument("every tool's function needs a name");
+    RESIDENT_RETURN_IF_ERROR(GetString(*f, "description", &def.description));
+    if (auto p = f->find("parameters"); p != f->end() && !p->is_null()) {
+      if (!p->is_object()) return WrongType("parameters", "a JSON schema object", *p);
+      def.parameters = p->dump();
+      alternatives += CountAlternatives(*p);
+    }
+    bytes += def.name.size() + def.description.size() + def.parameters.size();
+    if (bytes > kMaxToolsBytes) {
+      return Status::InvalidArgument("the tools are more than " + std::to_string(kMaxToolsBytes) +
+                                     " bytes of JSON together");
+    }
+    out->push_back(std::move(def));
+  }
+  if (alternatives > kMaxFormatAlternatives) {
+    return Status::InvalidArgument("the tools' parameter schemas have " + std::to_string(alternatives) +
+                                   " enum values and anyOf/oneOf branches (at most " +
+                                   std::to_string(kMaxFormatAlternatives) + " in all)");
+  }
+  return Status::Ok();
+}
+
+Status DecodeToolChoice(const json& choice, ToolUse* out) {
+  const char* kWant = "\"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":...}}";
+  if (choice.is_null()) return Status::Ok();
+  if (choice.is_string()) {
+    const std::string& c = choice.get_ref<const std::string&>();
+    if (c == "auto") out->choice = runner::ToolChoice::kAuto;
+    else if (c == "none") out->choice = runner::ToolChoice::kNone;
+    else if (c == "required") out->choice = runner::ToolChoice::kRequired;
+    else return Status::InvalidArgument("invalid tool_choice \"" + c + "\": use " + kWant);
+    return Status::Ok();
+  }
+  if (!choice.is_object()) return WrongType("tool_choice", kWant, choice);
+  std::string type;
+  RESIDENT_RETURN_IF_ERROR(GetString(choice, "type", &type));
+  auto f = choice.find("function");
+  if (type != "function" || f == choice.end() || !f->is_object()) {
+    return Status::InvalidArgument(std::string("invalid tool_choice: use ") + kWant);
+  }
+  RESIDENT_RETURN_IF_ERROR(GetString(*f, "name", &out->function));
+  if (out->function.empty()) return Status::InvalidArgument("tool_choice names no function");
+  out->choice = runner::ToolChoice::kRequired;
+  return Status::Ok();
+}
+
+Status DecodeToolCalls(const json& calls, std::vector<runner::ToolCall>* out) {
+  if (!calls.is_array()) return WrongType("tool_calls", "an array", calls);
+  for (const json& c : calls) {
+    if (!c.is_object()) return WrongType("tool_calls", "objects", c);
+    runner::ToolCall call;
+    RESIDENT_RETURN_IF_ERROR(GetString(c, "id", &call.id));
+    auto f = c.find("function");
+    if (f == c.end() || !f->is_object()) return Status::InvalidArgument("every tool call needs a \"function\" object");
+    RESIDENT_RETURN_IF_ERROR(GetString(*f, "name", &call.name));
+    auto a = f->find("arguments");
+    if (a == f->end() || a->is_null()) {
+      call.arguments = "{}";
+    } else if (a->is_object()) {
+      call.arguments = a->dump();
+    } else if (a->is_string()) {
+      json parsed = json::parse(a->get_ref<const std::string&>(), nullptr, /*allow_exceptions=*/false);
+      if (!parsed.is_object()) return Status::InvalidArgument("invalid tool call arguments");
+      call.arguments = parsed.dump();
+    } else {
+      return Status::InvalidArgument("invalid tool call arguments");
+    }
+    out->push_back(std::move(call));
+  }
+  return Status::Ok();
+}
+
+Status DecodeThink(const json& think, ThinkValue* out) {
+  if (think.is_null()) return Status::Ok();
+  if (think.is_boolean()) {
+    out->given = true;
+    out->on = think.get<bool>();
+    return Status::Ok();
+  }
+  if (think.is_string()) {
+    const std::string& s = think.get_ref<const std::string&>();
+    if (s != "high" && s != "medium" && s != "low" && s != "max") {
+      return Status::InvalidArgument("invalid think value: \"" + s +
+                                     "\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)");
+    }
+    out->given = true;
+    out->on = true;
+    out->level = s;
+    return Status::Ok();
+  }
+  return Status::InvalidArgument(
+      "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)");
+}
+
+Status DecodeTopLogprobs(const json& value, int32_t* out) {
+  if (value.is_null()) return Status::Ok();
+  if (!value.is_number_integer()) return WrongType("top_logprobs", "an integer", value);
+  const int64_t n = value.get<int64_t>();
+  if (n < 0 || n > runner::kMaxTopLogprobs) return Status::InvalidArgument("top_logprobs must be between 0 and 20");
+  *out = static_cast<int32_t>(n);
+  return Status::Ok();
+}
 
 Status CheckJsonShape(std::string_view body) {
   int depth = 0;
@@ -336,6 +479,7 @@ Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults
   RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
   RESIDENT_RETURN_IF_ERROR(RejectImages(j));
   RESIDENT_RETURN_IF_ERROR(DecodeFormat(j, &c.grammar));
+  RESIDENT_RETURN_IF_ERROR(DecodeThinkAndLogprobs(j, &c.think, &c.logprobs, &c.top_logprobs));
   if (auto it = j.find("context"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return WrongType("context", "an array of token ids", *it);
     for (const auto& t : *it) {
@@ -356,9 +500,9 @@ Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaul
   RESIDENT_RETURN_IF_ERROR(DecodeStream(j, &c.stream));
   RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
   RESIDENT_RETURN_IF_ERROR(DecodeFormat(j, &c.grammar));
-  if (auto t = j.find("tools"); t != j.end() && !t->is_null() && !t->empty()) {
-    return Status::InvalidArgument("tools are not supported by resident yet");
-  }
+  if (auto t = j.find("tools"); t != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeTools(*t, &c.tools.tools));
+  if (auto t = j.find("tool_choice"); t != j.end()) RESIDENT_RETURN_IF_ERROR(DecodeToolChoice(*t, &c.tools));
+  RESIDENT_RETURN_IF_ERROR(DecodeThinkAndLogprobs(j, &c.think, &c.logprobs, &c.top_logprobs));
   if (auto it = j.find("messages"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return WrongType("messages", "an array", *it);
     for (const auto& m : *it) {
@@ -368,6 +512,7 @@ Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaul
       RESIDENT_RETURN_IF_ERROR(GetString(m, "content", &msg.content));
       if (msg.role.empty()) return Status::InvalidArgument("every message needs a role");
       RESIDENT_RETURN_IF_ERROR(RejectImages(m));
+      RESIDENT_RETURN_IF_ERROR(DecodeMessageExtras(m, "tool_name", &msg));
       c.messages.push_back(std::move(msg));
     }
   }
@@ -383,6 +528,12 @@ Result<EmbedCall> DecodeEmbed(std::string_view body, const RequestDefaults& defa
   RESIDENT_RETURN_IF_ERROR(GetModel(j, &c.model));
   RESIDENT_RETURN_IF_ERROR(GetBool(j, "truncate", &c.truncate));
   RESIDENT_RETURN_IF_ERROR(DecodeOptions(j, defaults, &c.options));
+  if (auto it = j.find("dimensions"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer() || !std::in_range<int32_t>(it->get<int64_t>())) {
+      return WrongType("dimensions", "an integer", *it);
+    }
+    c.dimensions = it->get<int32_t>();
+  }
   const char* field = legacy ? "prompt" : "input";
   if (auto it = j.find(field); it != j.end() && !it->is_null()) {
     if (it->is_string()) {
@@ -404,6 +555,7 @@ Result<ShowCall> DecodeShow(std::string_view body) {
   if (!parsed.ok()) return parsed.status();
   ShowCall c;
   RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "model", "name", &c.model));
+  RESIDENT_RETURN_IF_ERROR(GetBool(*parsed, "verbose", &c.verbose));
   return c;
 }
 

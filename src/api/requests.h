@@ -19,7 +19,7 @@ namespace resident::api {
 
 // Server-wide defaults that requests start from.
 struct RequestDefaults {
-  int32_t num_ctx = 2048;
+  int32_t num_ctx = 4096;  // Ollama's default on a machine without a large GPU
   int32_t num_batch = 512;
   int32_t num_thread = 0;  // 0: physical cores
 };
@@ -45,6 +45,28 @@ struct ModelOptions {
 enum class TemplateUse { kModel, kPassThrough };
 TemplateUse ClassifyTemplate(std::string_view go_template);
 
+// Ollama's `think`: absent or null (the model's default: on for a model that thinks), true or
+// false, or an effort level ("low", "medium", "high", "max": on, with that reasoning effort).
+struct ThinkValue {
+  bool given = false;
+  bool on = false;
+  std::string level;
+};
+
+// A chat's tools: what the model may call, and whether it must (OpenAI's tool_choice; a named
+// function leaves that tool alone, required).
+struct ToolUse {
+  std::vector<runner::ToolDefinition> tools;
+  runner::ToolChoice choice = runner::ToolChoice::kAuto;
+  std::string function;          // tool_choice {"type":"function","function":{"name":...}}
+  bool parallel_calls = true;    // parallel_tool_calls
+};
+
+// Bounds on tools, checked before any work: the chat layer builds a grammar of every tool's
+// schema, which the sampler follows at every token, and renders each into the prompt.
+inline constexpr size_t kMaxTools = 128;               // OpenAI's bound
+inline constexpr size_t kMaxToolsBytes = 256u << 10;   // every tool's JSON together
+
 struct GenerateCall {
   std::string model;
   std::string prompt;
@@ -57,6 +79,9 @@ struct GenerateCall {
   std::string suffix;         // fill-in-the-middle: text after the insertion point
   std::string template_text;  // see TemplateUse
   std::string grammar;        // GBNF from `format` ("json" or a JSON schema); empty: free text
+  ThinkValue think;
+  bool logprobs = false;      // each generated token's log-probability
+  int32_t top_logprobs = 0;   // and the most likely tokens at each position (0..20)
 };
 
 struct ChatCall {
@@ -66,6 +91,12 @@ struct ChatCall {
   bool stream = true;
   std::optional<KeepAlive> keep_alive;
   ModelOptions options;
+  // Messages may carry tool calls (assistant), tool results (role "tool", tool_name), and
+  // thinking. `tool_choice` is resident's addition (OpenAI's values); Ollama has none.
+  ToolUse tools;
+  ThinkValue think;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
 };
 
 struct EmbedCall {
@@ -74,11 +105,15 @@ struct EmbedCall {
   bool truncate = true;
   std::optional<KeepAlive> keep_alive;
   ModelOptions options;
+  // Above 0 and below the model's width: each embedding is cut to its first `dimensions` values
+  // and normalized again (Ollama's rule); otherwise whole.
+  int32_t dimensions = 0;
 };
 
 // The model-management routes (api/model_routes.h).
 struct ShowCall {
   std::string model;
+  bool verbose = false;  // model_info with every array in full (the tokenizer's tokens...)
 };
 
 struct CreateCall {
@@ -145,6 +180,21 @@ Result<std::string> GrammarForFormat(const nlohmann::json& format);
 // keep_alive field of a body (nullopt when absent). Errors: kInvalidArgument as for the above.
 Result<ModelOptions> DecodeOptionsJson(const nlohmann::json& options, const RequestDefaults& defaults);
 Result<std::optional<KeepAlive>> DecodeKeepAlive(const nlohmann::json& body);
+
+// Shared by Ollama's and OpenAI's chat decoders. Errors: kInvalidArgument.
+// `tools`: an array of {"type":"function","function":{"name","description","parameters"}},
+// within kMaxTools and kMaxToolsBytes, every schema within GrammarForFormat's bounds (their
+// enum values and anyOf/oneOf branches counted together).
+Status DecodeTools(const nlohmann::json& tools, std::vector<runner::ToolDefinition>* out);
+// `tool_choice`: "auto", "none", "required" or {"type":"function","function":{"name":...}}.
+Status DecodeToolChoice(const nlohmann::json& choice, ToolUse* out);
+// A message's `tool_calls`: [{"id"?, "type"?, "function":{"name","arguments"}}], arguments a JSON
+// object (Ollama) or a string holding one (OpenAI).
+Status DecodeToolCalls(const nlohmann::json& calls, std::vector<runner::ToolCall>* out);
+// `think` as Ollama reads it.
+Status DecodeThink(const nlohmann::json& think, ThinkValue* out);
+// `top_logprobs`: an integer from 0 to 20 (Ollama's message otherwise).
+Status DecodeTopLogprobs(const nlohmann::json& value, int32_t* out);
 
 Result<GenerateCall> DecodeGenerate(std::string_view body, const RequestDefaults& defaults);
 Result<ChatCall> DecodeChat(std::string_view body, const RequestDefaults& defaults);

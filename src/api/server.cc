@@ -6,9 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "api/auth.h"
+#include "api/generation_json.h"
 #include "api/generation_stream.h"
 #include "api/http_util.h"
 #include "api/metrics_routes.h"
+#include "api/model_features.h"
 #include "api/model_routes.h"
 #include "api/openai_routes.h"
 #include "api/request_log.h"
@@ -61,21 +63,36 @@ struct Generation {
   runner::GenerateRequest request;
   std::string model;
   bool chat = false;
+  bool raw = false;      // generate: a raw prompt's answer has no `context`, as Ollama's
   std::stop_token gone;  // the client went away (BoundedHttpServer::ClientGone)
   TimePoint started;
   const Clock* clock = nullptr;
+  size_t tool_calls_sent = 0;  // the index of the answer's next tool call
 
-  json Chunk(std::string_view text, bool done) const {
+  // A piece of the answer (streamed), or the whole answer: text, thinking, tool calls and the
+  // tokens' log-probabilities, in Ollama's shape.
+  json Chunk(const runner::TokenEvent& piece, bool done) {
     json j{{"model", model}, {"created_at", FormatRfc3339(clock->WallNow())}};
-    if (chat) j["message"] = json{{"role", "assistant"}, {"content", text}};
-    else j["response"] = text;
+    if (chat) {
+      json message{{"role", "assistant"}, {"content", piece.text}};
+      if (!piece.thinking.empty()) message["thinking"] = piece.thinking;
+      if (!piece.tool_calls.empty()) {
+        message["tool_calls"] = OllamaToolCalls(piece.tool_calls, tool_calls_sent);
+        tool_calls_sent += piece.tool_calls.size();
+      }
+      j["message"] = std::move(message);
+    } else {
+      j["response"] = piece.text;
+      if (!piece.thinking.empty()) j["thinking"] = piece.thinking;
+    }
     j["done"] = done;
+    if (!piece.logprobs.empty()) j["logprobs"] = LogprobsJson(piece.logprobs);
     return j;
   }
-  json Final(const runner::DoneEvent& d, std::string_view text) const {
-    json j = Chunk(text, true);
+  json Final(const runner::DoneEvent& d, const runner::TokenEvent& last) {
+    json j = Chunk(last, true);
     j["done_reason"] = d.done_reason;
-    if (!chat) j["context"] = d.context;
+    if (!chat && !raw) j["context"] = d.context;
     AddTimings(j, d, clock->Now() - started, lease.load_duration());
     return j;
   }
@@ -145,8 +162,9 @@ void ApiServer::Routes() {
     ReadBodyWhateverItsType(req);
     return Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
   });
+  // The Ollama API version resident answers as (clients gate features on it), and its own.
   http_->Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, json{{"version", RESIDENT_VERSION}});
+    SendJson(res, json{{"version", kOllamaApiVersion}, {"resident_version", RESIDENT_VERSION}});
   });
   http_->Post("/api/generate", [this](const httplib::Request& req, httplib::Response& res) { HandleGenerate(req, res); });
   http_->Post("/api/chat", [this](const httplib::Request& req, httplib::Response& res) { HandleChat(req, res); });
@@ -294,12 +312,17 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
       LogIfClientGone(route, gen->model, whole.status());
       return SendError(res, whole.status());
     }
-    return SendJson(res, gen->Final(whole->done, whole->text));
+    runner::TokenEvent all;
+    all.text = std::move(whole->text);
+    all.thinking = std::move(whole->thinking);
+    all.tool_calls = std::move(whole->tool_calls);
+    all.logprobs = std::move(whole->logprobs);
+    return SendJson(res, gen->Final(whole->done, all));
   }
   // The status waits for the first piece of text: a failure before it (a prompt longer than the
   // context) is an HTTP error, as Ollama answers it, not "200" and an error line.
-  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(std::string_view)>& on_text) {
-    auto done = gen->lease.runner().Generate(gen->request, on_text, gen->gone);
+  auto text = std::make_shared<GenerationStream>([gen](const std::function<bool(const runner::TokenEvent&)>& on_piece) {
+    auto done = gen->lease.runner().GenerateEvents(gen->request, on_piece, gen->gone);
     gen->lease.Release();
     return done;
   });
@@ -311,7 +334,7 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
     return SendError(res, first);
   }
   res.set_chunked_content_provider("application/x-ndjson", [gen, text, route](size_t, httplib::DataSink& sink) {
-    std::string piece;
+    runner::TokenEvent piece;
     bool gone = false;
     size_t pieces = 0;
     while (text->Next(&piece)) {
@@ -333,7 +356,7 @@ void RunGeneration(std::shared_ptr<Generation> gen, bool stream, httplib::Respon
     }
     std::string last;
     if (done.ok()) {
-      last = JsonLine(gen->Final(*done, ""));
+      last = JsonLine(gen->Final(*done, runner::TokenEvent{}));
     } else if (done.status().code() != StatusCode::kCancelled) {
       spdlog::warn("generation for {} failed: {}", gen->model, done.status().message());
       last = JsonLine(json{{"error", done.status().message()}});
@@ -386,6 +409,8 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
   auto model = Resolve(ctx_, call->model, call->options);
   if (!model.ok()) return SendError(res, model.status());
   const store::ModelEntry& entry = model->entry;
+  auto think = CheckModelFeatures(entry, call->model, /*tools=*/false, call->think);
+  if (!think.ok()) return SendError(res, think.status());
   std::stop_token gone = BoundedHttpServer::ClientGone();
   auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive, gone);
   if (!lease.ok()) {
@@ -425,7 +450,14 @@ void ApiServer::HandleGenerate(const httplib::Request& req, httplib::Response& r
   r.context = call->context;
   r.grammar = call->grammar;
   FillSampling(model->options, &r);
-  r.return_context = true;
+  gen->raw = call->raw;
+  r.return_context = !call->raw;
+  if (!r.messages.empty()) {  // rendered by the chat template: thinking applies
+    r.think = *think;
+    r.think_level = call->think.level;
+  }
+  r.logprobs = call->logprobs;
+  r.top_logprobs = call->top_logprobs;
   RunGeneration(gen, call->stream, res);
 }
 
@@ -441,6 +473,10 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   auto model = Resolve(ctx_, call->model, call->options);
   if (!model.ok()) return SendError(res, model.status());
   const store::ModelEntry& entry = model->entry;
+  auto think = CheckModelFeatures(entry, call->model, !call->tools.tools.empty(), call->think);
+  if (!think.ok()) return SendError(res, think.status());
+  runner::GenerateRequest features;  // tools, thinking and logprobs, before any load
+  if (Status st = ApplyToolUse(call->tools, &features); !st.ok()) return SendError(res, st);
   std::stop_token gone = BoundedHttpServer::ClientGone();
   auto lease = AcquireEntry(ctx_, entry, model->options, call->keep_alive, gone);
   if (!lease.ok()) {
@@ -461,6 +497,13 @@ void ApiServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   msgs.insert(msgs.end(), call->messages.begin(), call->messages.end());
   gen->request.grammar = call->grammar;
   FillSampling(model->options, &gen->request);
+  gen->request.tools = std::move(features.tools);
+  gen->request.tool_choice = features.tool_choice;
+  gen->request.parallel_tool_calls = features.parallel_tool_calls;
+  gen->request.think = *think;
+  gen->request.think_level = call->think.level;
+  gen->request.logprobs = call->logprobs;
+  gen->request.top_logprobs = call->top_logprobs;
   RunGeneration(gen, call->stream, res);
 }
 
@@ -492,6 +535,7 @@ void ApiServer::HandleEmbed(const httplib::Request& req, httplib::Response& res,
     return SendError(res, result.status());
   }
   if (legacy) return SendJson(res, json{{"embedding", result->embeddings.front()}});
+  ApplyDimensions(call->dimensions, &result->embeddings);
   json j{{"model", call->model}, {"embeddings", result->embeddings}};
   AddTimings(j, runner::DoneEvent{.prompt_eval_count = result->prompt_eval_count}, ctx_.clock.Now() - started, load_ns);
   SendJson(res, j);

@@ -78,7 +78,7 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
   auto max_loaded = IntFromEnv("RESIDENT_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS", 3, 0);
   auto num_parallel = IntFromEnv("RESIDENT_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", 1, 1);
   auto max_queue = IntFromEnv("RESIDENT_MAX_QUEUE", "OLLAMA_MAX_QUEUE", 512, 1);
-  auto num_ctx = IntFromEnv("RESIDENT_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH", 2048, 1);
+  auto num_ctx = IntFromEnv("RESIDENT_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH", 4096, 1);
   for (const auto* r : {&max_loaded, &num_parallel, &max_queue, &num_ctx}) {
     if (!r->ok()) return r->status();
   }

@@ -18,7 +18,7 @@ struct ResidencySettings {
   std::chrono::milliseconds health_timeout{std::chrono::seconds(20)};  // 0: no health checks
   // The least margin of a runner's memory cap above its prediction (RESIDENT_MEMORY_MARGIN).
   uint64_t memory_margin = runner::kDefaultMinMemoryMargin;
-  int num_ctx = 2048;
+  int num_ctx = 4096;
   std::string config_path;                // empty: no policy file
   std::string budget_source;              // how the memory budget was chosen, for the log
   bool spare_runner = true;               // RESIDENT_SPARE_RUNNER=0 turns the warm spare off

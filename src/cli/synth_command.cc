@@ -16,7 +16,7 @@ struct SynthArgs {
   std::string out;
   std::string params = "20M";
   uint64_t seed = 42;
-  std::string vocab = "llama-spm";
+  std::string vocab;
   std::string type = "f16";
   std::string chat_template;
 };
@@ -56,11 +56,14 @@ void AddSynthCommand(CLI::App& app, CommandAction& chosen) {
   synth->add_option("out", args->out, "Output .gguf path")->required();
   synth->add_option("--params", args->params, "Parameter count, e.g. 20M, 800M, 1G")->capture_default_str();
   synth->add_option("--seed", args->seed, "Random seed (same seed, same file)")->capture_default_str();
-  synth->add_option("--vocab", args->vocab, "Tokenizer: llama-spm, llama-bpe, qwen2, phi-3... or a path")
-      ->capture_default_str();
+  synth->add_option("--vocab", args->vocab,
+                    "Tokenizer: llama-spm, llama-bpe, qwen2, phi-3... or a path (default: a named template's, else "
+                    "llama-spm)");
   synth->add_option("--type", args->type, "Weight type: f16 or q8_0")->capture_default_str();
   synth->add_option("--chat-template", args->chat_template,
-                    "llama2, llama3, chatml, none, a Jinja template or a file (default: the vocab's own)");
+                    "llama2, llama3, chatml, none; a real model's from llama.cpp's models/templates: qwen2.5, qwen3, "
+                    "deepseek-r1, llama3.1, llama3.2, hermes3, mistral-nemo, gpt-oss; a Jinja template or a file "
+                    "(default: the vocab's own)");
   synth->callback([&chosen, args] { chosen = [args] { return Synth(*args); }; });
 }
 

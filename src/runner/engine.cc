@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "core/system_info.h"
 #include "ggml-backend.h"
@@ -142,6 +144,37 @@ std::pair<size_t, bool> StopScan(std::string_view held, const std::vector<std::s
     }
   }
   return {held.size() - keep, false};
+}
+
+TokenLogprobIds LogSoftmaxAt(const float* logits, size_t n, int32_t token, int top) {
+  TokenLogprobIds out;
+  if (n == 0) return out;
+  float max = logits[0];
+  for (size_t i = 1; i < n; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
+  const double lse = max + std::log(sum);
+  if (token >= 0 && static_cast<size_t>(token) < n) out.logprob = static_cast<float>(logits[token] - lse);
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(0, top)), n);
+  if (k == 0) return out;
+  // The k largest, by a min-heap of k (a vocabulary is 32k-256k logits, k at most 20).
+  auto greater = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::vector<int32_t> heap;
+  heap.reserve(k + 1);
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<int32_t>(i);
+    if (heap.size() < k) {
+      heap.push_back(id);
+      std::push_heap(heap.begin(), heap.end(), greater);
+    } else if (greater(id, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), greater);
+      heap.back() = id;
+      std::push_heap(heap.begin(), heap.end(), greater);
+    }
+  }
+  std::sort(heap.begin(), heap.end(), greater);
+  for (int32_t id : heap) out.top.emplace_back(id, static_cast<float>(logits[id] - lse));
+  return out;
 }
 
 size_t ReusablePrefix(const std::vector<int32_t>& cached, size_t canonical, const std::vector<int32_t>& prompt,
@@ -366,6 +399,10 @@ std::string Engine::TokenText(int32_t token, bool special) const {
   return n < 0 ? std::string() : big.substr(0, static_cast<size_t>(n));
 }
 
+std::string Engine::SlotTokenText(const Slot& slot, int32_t token) const {
+  return TokenText(token, std::binary_search(slot.preserved.begin(), slot.preserved.end(), token));
+}
+
 Engine::Engine() = default;
 
 void Engine::PickThreads(bool fixed) {
@@ -426,8 +463,44 @@ Result<std::vector<int32_t>> Engine::PromptTokens(const GenerateRequest& request
   return tokens;
 }
 
+Result<llama_sampler*> Engine::ChatGrammar(const RenderedChat& chat) const {
+  const char* kRoot = "root";
+  try {
+    if (chat.grammar_lazy) {
+      std::vector<const char*> patterns;
+      for (const std::string& p : chat.trigger_patterns) patterns.push_back(p.c_str());
+      llama_sampler* g = llama_sampler_init_grammar_lazy_patterns(vocab_, chat.grammar.c_str(), kRoot, patterns.data(),
+                                                                  patterns.size(), nullptr, 0);
+      if (g == nullptr) return Status::InvalidArgument("the chat template's tool-call grammar is invalid");
+      return g;
+    }
+    llama_sampler* g = llama_sampler_init_grammar(vocab_, chat.grammar.c_str(), kRoot);
+    if (g == nullptr) return Status::InvalidArgument("the chat template's tool-call grammar is invalid");
+    // The grammar begins with the generation prompt, which the prompt already ends with: it is
+    // fed the prompt's tokens of it first, as llama.cpp's sampler does (a leading space a
+    // tokenizer adds before the first special token is skipped).
+    const std::string& prefill = chat.parse.generation_prompt;
+    auto tokens = Tokenize(prefill, /*add_special=*/false);
+    if (!tokens.ok()) {
+      llama_sampler_free(g);
+      return tokens.status();
+    }
+    for (size_t i = 0; i < tokens->size(); ++i) {
+      const std::string piece = TokenText((*tokens)[i], /*special=*/true);
+      if (i == 0 && !piece.empty() && std::isspace(static_cast<unsigned char>(piece[0])) &&
+          !std::isspace(static_cast<unsigned char>(prefill[0]))) {
+        continue;
+      }
+      llama_sampler_accept(g, (*tokens)[i]);
+    }
+    return g;
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("the chat template's tool-call grammar cannot be used: ") + e.what());
+  }
+}
+
 Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSampler(
-    const GenerateRequest& request) const {
+    const GenerateRequest& request, const RenderedChat* chat) const {
   const SamplingOptions& so = request.sampling;
   std::unique_ptr<llama_sampler, void (*)(llama_sampler*)> chain(
       llama_sampler_chain_init(llama_sampler_chain_default_params()), llama_sampler_free);
@@ -435,6 +508,10 @@ Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSam
     llama_sampler* g = llama_sampler_init_grammar(vocab_, request.grammar.c_str(), "root");
     if (g == nullptr) return Status::InvalidArgument("the output format's grammar is invalid");
     llama_sampler_chain_add(chain.get(), g);
+  } else if (chat != nullptr && !chat->grammar.empty()) {
+    auto g = ChatGrammar(*chat);
+    if (!g.ok()) return g.status();
+    llama_sampler_chain_add(chain.get(), *g);
   }
   if (so.repeat_penalty != 1.0f || so.frequency_penalty != 0.0f || so.presence_penalty != 0.0f) {
     // -1 is the whole context, and so is anything longer (the sampler allocates its window).
@@ -455,12 +532,12 @@ Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> Engine::MakeSam
   return chain;
 }
 
-Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
-                     TextSink on_text, DoneSink on_done) {
+Status Engine::Start(const GenerateRequest& request, const RenderedChat* chat,
+                     std::shared_ptr<const std::atomic<bool>> cancel, TextSink on_text, DoneSink on_done) {
   RESIDENT_RETURN_IF_ERROR(Wake());
   auto tokens = PromptTokens(request);
   if (!tokens.ok()) return tokens.status();
-  auto sampler = MakeSampler(request);
+  auto sampler = MakeSampler(request, chat);
   if (!sampler.ok()) return sampler.status();
 
   // A request with a seed gives the same text however warm the context is (ReusablePrefix).
@@ -502,6 +579,17 @@ Status Engine::Start(const GenerateRequest& request, std::shared_ptr<const std::
   slot->next = LLAMA_TOKEN_NULL;
   slot->held.clear();
   slot->generated.clear();
+  slot->logprobs = request.logprobs;
+  slot->top_logprobs = std::clamp(request.top_logprobs, 0, kMaxTopLogprobs);
+  slot->pending_logprobs.clear();
+  slot->preserved.clear();
+  if (chat != nullptr) {
+    for (const std::string& text : chat->preserved_tokens) {
+      auto ids = Tokenize(text, /*add_special=*/false);
+      if (ids.ok() && ids->size() == 1) slot->preserved.push_back(ids->front());
+    }
+    std::sort(slot->preserved.begin(), slot->preserved.end());
+  }
   slot->done = DoneEvent{};
   slot->done.id = request.id;
   slot->done.prompt_cached_count = static_cast<int32_t>(keep);
@@ -520,6 +608,7 @@ void Engine::Finish(Slot& slot, Result<DoneEvent> result) {
   slot.prompt.clear();
   slot.generated.clear();
   slot.held.clear();
+  slot.pending_logprobs.clear();
   on_done(std::move(result));
 }
 
@@ -533,26 +622,38 @@ void Engine::Accept(Slot& slot, int32_t token) {
     }
     Finish(slot, std::move(done));
   };
+  // Text goes out with the log-probabilities of the tokens it came from.
+  auto emit_text = [&](std::string_view text) { return slot.on_text(text, std::exchange(slot.pending_logprobs, {})); };
   if (llama_vocab_is_eog(vocab_, token)) {
-    if (!slot.held.empty()) slot.on_text(slot.held);  // the tail, even if it was a partial stop
+    if (!slot.held.empty()) emit_text(slot.held);  // the tail, even if it was a partial stop
     return finish();
   }
   slot.generated.push_back(token);
   ++done.eval_count;
-  slot.held += TokenText(token);
+  const std::string piece = SlotTokenText(slot, token);
+  if (slot.logprobs) {
+    const float* logits = llama_get_logits_ith(ctx_, slot.logits_at);
+    TokenLogprobIds lp = LogSoftmaxAt(logits, static_cast<size_t>(facts_.n_vocab), token, slot.top_logprobs);
+    TokenLogprob& out = slot.pending_logprobs.emplace_back();
+    out.token = piece;
+    out.logprob = lp.logprob;
+    for (const auto& [id, logprob] : lp.top) out.top.push_back(TopLogprob{SlotTokenText(slot, id), logprob});
+  }
+  slot.held += piece;
   auto [emit, hit] = StopScan(slot.held, slot.stop);
   if (hit) slot.held.resize(emit);
   size_t ready = hit ? slot.held.size() : CompleteUtf8Prefix(slot.held.substr(0, emit));
+  bool whole = false;  // the sink says the answer is complete
   if (ready > 0) {
-    slot.on_text(std::string_view(slot.held).substr(0, ready));
+    whole = !emit_text(std::string_view(slot.held).substr(0, ready));
     slot.held.erase(0, ready);
   }
-  if (hit) return finish();
+  if (hit || whole) return finish();
   bool length = (slot.num_predict >= 0 && done.eval_count >= slot.num_predict) ||
                 static_cast<int32_t>(slot.cached.size()) + 1 >= facts_.n_ctx;
   if (length) {
     done.done_reason = "length";
-    if (!slot.held.empty()) slot.on_text(slot.held);
+    if (!slot.held.empty()) emit_text(slot.held);
     return finish();
   }
   slot.next = token;

@@ -49,7 +49,10 @@ class Engine {
   // Generation is continuous batching over `slots()` sequences (the load request's n_parallel):
   // Start places a request in a free slot, and every Step decodes one batch holding the next token
   // of each generating slot and a chunk of each new prompt, then samples for each of them.
-  using TextSink = std::function<void(std::string_view)>;
+  // Text, with the log-probabilities of the tokens it came from when the request asked for them.
+  // Returns false when the answer is whole by its own format (a chat's one tool call without
+  // parallel calls): the slot then finishes as at a stop string.
+  using TextSink = std::function<bool(std::string_view, std::vector<TokenLogprob>)>;
   using DoneSink = std::function<void(Result<DoneEvent>)>;
 
   int slots() const { return static_cast<int>(slots_.size()); }
@@ -63,7 +66,11 @@ class Engine {
   // when the logits to sample from hold NaN or +infinity (broken weights). Errors that the request itself
   // causes (a prompt that does not fit the context, no FIM tokens, a bad grammar) are returned
   // here and on_done is never called. Precondition: FreeSlots() > 0.
-  Status Start(const GenerateRequest& request, std::shared_ptr<const std::atomic<bool>> cancel,
+  // `chat` (may be null): what the render of a chat request adds to its sampling: the chat
+  // layer's tool-call grammar (lazy, from its triggers on; or from the start, after the
+  // generation prompt), the special tokens kept as text (a tool call's markers). The request's
+  // own grammar (`format`) wins over the chat layer's.
+  Status Start(const GenerateRequest& request, const RenderedChat* chat, std::shared_ptr<const std::atomic<bool>> cancel,
                TextSink on_text, DoneSink on_done);
 
   // One decode of every busy slot. No-op when nothing is busy.
@@ -130,11 +137,16 @@ class Engine {
   struct Slot;
   Engine();
   Result<std::vector<int32_t>> PromptTokens(const GenerateRequest& request);
-  Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> MakeSampler(const GenerateRequest& request) const;
+  Result<std::unique_ptr<llama_sampler, void (*)(llama_sampler*)>> MakeSampler(const GenerateRequest& request,
+                                                                               const RenderedChat* chat) const;
+  // The chat layer's grammar as a sampler (lazy or fed the generation prompt); null when none.
+  Result<llama_sampler*> ChatGrammar(const RenderedChat& chat) const;
   // Feeds one sampled token to its slot: emits text, and finishes the slot when it stops.
   void Accept(Slot& slot, int32_t token);
   void Finish(Slot& slot, Result<DoneEvent> result);
   std::string TokenText(int32_t token, bool special = false) const;
+  // The text a slot emits for a token: special tokens of the chat layer's format as text.
+  std::string SlotTokenText(const Slot& slot, int32_t token) const;
   // Sets the threads for the next decode (see ShareCores); `fixed`: the engine's own thread count
   // whatever other runners do (a reproducible request is in the batch).
   void PickThreads(bool fixed = false);
@@ -214,6 +226,15 @@ bool HasNonFinite(const float* values, size_t n, bool allow_minus_infinity = fal
 //   bits, and with them the sampled text.
 size_t ReusablePrefix(const std::vector<int32_t>& cached, size_t canonical, const std::vector<int32_t>& prompt,
                       size_t n_batch, bool reproducible);
+
+// log-softmax of `logits` (n values) at `token`, and the `top` most likely tokens with theirs,
+// most likely first (ties: the lower id first). The log-probability OpenAI and Ollama return:
+// under the model's own distribution, before temperature or any other sampler.
+struct TokenLogprobIds {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+TokenLogprobIds LogSoftmaxAt(const float* logits, size_t n, int32_t token, int top);
 
 // Where `held` may be cut for emission given the stop strings: returns {emit_len, stopped}.
 // When a stop string occurs, emit_len is its position and stopped is true; otherwise emit_len

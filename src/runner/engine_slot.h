@@ -38,6 +38,10 @@ struct Engine::Slot {
   std::vector<int32_t> generated;
   DoneEvent done;
   std::chrono::steady_clock::time_point started, generating_since;
+  bool logprobs = false;         // the request wants each token's log-probability
+  int32_t top_logprobs = 0;
+  std::vector<TokenLogprob> pending_logprobs;  // of the tokens in `held`
+  std::vector<int32_t> preserved;              // special tokens emitted as text (sorted)
 
   // In the batch being decoded.
   int32_t n_in_batch = 0;

@@ -27,6 +27,14 @@ class ModelRunner {
   // runner died.
   virtual Result<DoneEvent> Generate(const GenerateRequest& request,
                                      const std::function<bool(std::string_view)>& on_text, std::stop_token stop) = 0;
+  // The same, with every TokenEvent whole: a chat's thinking and tool calls, the tokens'
+  // log-probabilities. By default the text alone, through Generate.
+  virtual Result<DoneEvent> GenerateEvents(const GenerateRequest& request,
+                                           const std::function<bool(const TokenEvent&)>& on_event,
+                                           std::stop_token stop) {
+    return Generate(
+        request, [&](std::string_view text) { return on_event(TokenEvent{request.id, std::string(text)}); }, stop);
+  }
   // Embeds every input. `stop` cancels it between inputs and batches: kCancelled.
   virtual Result<EmbedResult> Embed(const EmbedRequest& request, std::stop_token stop) = 0;
   virtual Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) = 0;

@@ -59,6 +59,11 @@ void ReadValue(const json& v, const char* key, T& out) {
     const auto d = v.get<double>();
     if (std::isfinite(d) && std::fabs(d) > std::numeric_limits<T>::max()) BadField(key, "a number in range");
     out = static_cast<T>(d);
+  } else if constexpr (std::is_same_v<T, ToolChoice> || std::is_same_v<T, Think>) {
+    int32_t code = 0;
+    ReadValue(v, key, code);
+    if (code < -1 || code > 2) BadField(key, "a known value");
+    out = static_cast<T>(code);
   } else if constexpr (std::is_same_v<T, StatusCode>) {
     int code = 0;
     ReadValue(v, key, code);
@@ -101,9 +106,12 @@ RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_g
                          prompt_cache_max_bytes)
 RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
                          repeat_last_n, presence_penalty, frequency_penalty, seed)
-RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content)
+RESIDENT_PROTOCOL_FIELDS(ToolCall, id, name, arguments)
+RESIDENT_PROTOCOL_FIELDS(ToolDefinition, name, description, parameters)
+RESIDENT_PROTOCOL_FIELDS(ChatMessage, role, content, thinking, tool_calls, tool_name, tool_call_id)
 RESIDENT_PROTOCOL_FIELDS(GenerateRequest, id, messages, prompt, context, add_special, num_predict,
-                         stop, sampling, grammar, return_context, suffix)
+                         stop, sampling, grammar, return_context, suffix, tools, tool_choice, think,
+                         think_level, logprobs, top_logprobs, parallel_tool_calls)
 RESIDENT_PROTOCOL_FIELDS(TokenizeRequest, id, text, add_special)
 RESIDENT_PROTOCOL_FIELDS(EmbedRequest, id, inputs, normalize, truncate)
 RESIDENT_PROTOCOL_FIELDS(CancelRequest, id)
@@ -116,7 +124,9 @@ RESIDENT_PROTOCOL_FIELDS(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train, n
 RESIDENT_PROTOCOL_FIELDS(LoadedEvent, facts)
 RESIDENT_PROTOCOL_FIELDS(LoadProgressEvent, progress)
 RESIDENT_PROTOCOL_FIELDS(LoadFailedEvent, code, message)
-RESIDENT_PROTOCOL_FIELDS(TokenEvent, id, text)
+RESIDENT_PROTOCOL_FIELDS(TopLogprob, token, logprob)
+RESIDENT_PROTOCOL_FIELDS(TokenLogprob, token, logprob, top)
+RESIDENT_PROTOCOL_FIELDS(TokenEvent, id, text, thinking, tool_calls, logprobs)
 RESIDENT_PROTOCOL_FIELDS(DoneEvent, id, done_reason, prompt_eval_count, prompt_eval_ns, eval_count,
                          eval_ns, context, prompt_cached_count)
 RESIDENT_PROTOCOL_FIELDS(ErrorEvent, id, code, message)

@@ -25,7 +25,7 @@ inline constexpr uint32_t kMaxFrameBytes = 64u << 20;  // embeddings of long inp
 
 struct LoadRequest {
   std::string model_path;
-  int32_t n_ctx = 2048;
+  int32_t n_ctx = 4096;
   int32_t n_batch = 512;
   int32_t n_threads = 0;      // 0: physical cores
   int32_t n_gpu_layers = -1;  // -1: as many as fit (no-op without a GPU backend)
@@ -56,10 +56,37 @@ struct SamplingOptions {
   int64_t seed = -1;  // -1: random
 };
 
+// A function the model called, as the chat layer parsed it from its output, or as an earlier
+// assistant message carries it back.
+struct ToolCall {
+  std::string id;         // "call_..." (chosen by the runner when the model gives none)
+  std::string name;
+  std::string arguments;  // a JSON object, as text
+};
+
+// A function the model may call (OpenAI's {"type":"function","function":{...}}).
+struct ToolDefinition {
+  std::string name;
+  std::string description;
+  std::string parameters;  // a JSON schema object as text; "" for none
+};
+
 struct ChatMessage {
   std::string role;
   std::string content;
+  // An earlier assistant turn's thinking and tool calls; a "tool" message's function and call id.
+  std::string thinking;
+  std::vector<ToolCall> tool_calls;
+  std::string tool_name;
+  std::string tool_call_id;
 };
+
+// How the chat layer may use tools: as the model chooses, never, or at least one call (the
+// output is then constrained by the chat layer's grammar to calls only).
+enum class ToolChoice : int32_t { kAuto = 0, kNone = 1, kRequired = 2 };
+
+// Whether the model thinks: the template's default, off, or on (with an effort level).
+enum class Think : int32_t { kDefault = -1, kOff = 0, kOn = 1 };
 
 struct GenerateRequest {
   uint64_t id = 0;
@@ -77,7 +104,20 @@ struct GenerateRequest {
   // the text after it, laid out with the model's FIM tokens. kInvalidArgument without them.
   std::string suffix;
   bool return_context = false;           // fill DoneEvent::context
+  // Chat requests (messages) only: tools rendered by the template, with the chat layer's grammar
+  // and output parsing (TokenEvent::tool_calls); thinking split out (TokenEvent::thinking).
+  std::vector<ToolDefinition> tools;
+  ToolChoice tool_choice = ToolChoice::kAuto;
+  Think think = Think::kDefault;
+  std::string think_level;               // "low" | "medium" | "high" | "" (with kOn)
+  // The log-probability of every generated token (TokenEvent::logprobs), and of the
+  // `top_logprobs` most likely tokens at each position (0..kMaxTopLogprobs).
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
+  bool parallel_tool_calls = true;       // more than one call per answer, where the template allows
 };
+
+inline constexpr int32_t kMaxTopLogprobs = 20;
 
 struct TokenizeRequest {
   uint64_t id = 0;
@@ -123,9 +163,27 @@ struct LoadFailedEvent {
   std::string message;
 };
 
+struct TopLogprob {
+  std::string token;
+  float logprob = 0;
+};
+
+// One generated token: its text, its log-probability under the model (log-softmax of its
+// logits) and the most likely tokens at its position, most likely first.
+struct TokenLogprob {
+  std::string token;
+  float logprob = 0;
+  std::vector<TopLogprob> top;
+};
+
 struct TokenEvent {
   uint64_t id = 0;
   std::string text;  // whole UTF-8 characters; pieces that split one are held back
+  // A chat whose output the chat layer parses (tools, thinking): `text` is the answer's content,
+  // `thinking` the thinking, and `tool_calls` each call once it is complete.
+  std::string thinking;
+  std::vector<ToolCall> tool_calls;
+  std::vector<TokenLogprob> logprobs;  // the tokens this event's text came from, when asked for
 };
 
 struct DoneEvent {

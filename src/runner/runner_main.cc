@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,10 +15,12 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/bytes.h"
 #include "core/system_info.h"
+#include "runner/chat_output.h"
 #include "runner/cpu_share.h"
 #include "runner/engine.h"
 #include "runner/protocol.h"
@@ -45,10 +48,32 @@ class Writer {
   int fd_;
 };
 
-using Work = std::variant<GenerateRequest, EmbedRequest, TokenizeRequest, SavePromptRequest, SleepRequest, WakeRequest>;
+// A generation, with what its chat template's render adds (null: a prompt used as it is).
+struct GenerateWork {
+  GenerateRequest request;
+  std::shared_ptr<const RenderedChat> chat;
+};
+
+using Work = std::variant<GenerateWork, EmbedRequest, TokenizeRequest, SavePromptRequest, SleepRequest, WakeRequest>;
 
 uint64_t WorkId(const Work& w) {
-  return std::visit([](const auto& r) { return r.id; }, w);
+  return std::visit(
+      [](const auto& r) -> uint64_t {
+        if constexpr (std::is_same_v<std::decay_t<decltype(r)>, GenerateWork>) return r.request.id;
+        else return r.id;
+      },
+      w);
+}
+
+// The render options a chat request asks for.
+ChatRenderOptions RenderOptions(const GenerateRequest& r) {
+  ChatRenderOptions o;
+  o.tools = r.tools;
+  o.tool_choice = r.tool_choice;
+  o.parallel_tool_calls = r.parallel_tool_calls;
+  o.think = r.think;
+  o.think_level = r.think_level;
+  return o;
 }
 
 int64_t NowNs() {
@@ -102,7 +127,7 @@ class Server {
       }
       Message& m = *msg;
       if (auto* g = std::get_if<GenerateRequest>(&m)) {
-        if (g->messages.empty()) Enqueue(std::move(*g));
+        if (g->messages.empty()) Enqueue(GenerateWork{std::move(*g), nullptr});
         else if (Status st = CheckMessagesFit(*g); !st.ok()) writer_.Send(ErrorEvent{g->id, st.code(), st.message()});
         else EnqueueRender(std::move(*g));
       } else if (auto* e = std::get_if<EmbedRequest>(&m)) Enqueue(std::move(*e));
@@ -142,7 +167,11 @@ class Server {
                                      std::to_string(n_ctx) + " tokens (raise num_ctx or send fewer messages)");
     }
     uint64_t bytes = r.prompt.size();
-    for (const ChatMessage& msg : r.messages) bytes += msg.content.size();
+    for (const ChatMessage& msg : r.messages) {
+      bytes += msg.content.size() + msg.thinking.size();
+      for (const ToolCall& c : msg.tool_calls) bytes += c.name.size() + c.arguments.size();
+    }
+    for (const ToolDefinition& t : r.tools) bytes += t.name.size() + t.description.size() + t.parameters.size();
     return engine_->CheckFits(bytes, "the prompt");
   }
 
@@ -202,19 +231,24 @@ class Server {
         rendering_id_ = r.id;
         rendering_flag_ = flag;
       }
-      auto text = sandbox_->Render(r.messages, flag.get());
+      auto chat = sandbox_->Render(r.messages, RenderOptions(r), flag.get());
       std::unique_lock<std::mutex> lock(mu_);
       rendering_flag_.reset();
       rendering_id_ = 0;
       if (stopping_) return;
       if (flag->load()) {
         writer_.Send(ErrorEvent{r.id, StatusCode::kCancelled, "request cancelled"});
-      } else if (!text.ok()) {
-        writer_.Send(ErrorEvent{r.id, text.status().code(), text.status().message()});
+      } else if (!chat.ok()) {
+        writer_.Send(ErrorEvent{r.id, chat.status().code(), chat.status().message()});
       } else {
-        r.prompt = std::move(text).value() + r.prompt;
+        r.prompt = std::move(chat->prompt) + r.prompt;
+        chat->prompt.clear();
         r.messages.clear();
-        queue_.push_back(std::move(r));
+        // The stop strings of the template's format (llama 3's <|eom_id|>...), a few at most.
+        for (std::string& stop : chat->additional_stops) {
+          if (std::find(r.stop.begin(), r.stop.end(), stop) == r.stop.end()) r.stop.push_back(std::move(stop));
+        }
+        queue_.push_back(GenerateWork{std::move(r), std::make_shared<const RenderedChat>(std::move(chat).value())});
         lock.unlock();
         cv_.notify_one();
       }
@@ -228,7 +262,7 @@ class Server {
     std::vector<std::pair<Work, Flag>> out;
     while (!queue_.empty()) {
       Work& w = queue_.front();
-      if (std::holds_alternative<GenerateRequest>(w)) {
+      if (std::holds_alternative<GenerateWork>(w)) {
         if (free_slots == 0) break;
         --free_slots;
         engine_busy = true;
@@ -283,13 +317,47 @@ class Server {
     running_.erase(id);
   }
 
-  void Handle(const GenerateRequest& r, const Flag& flag) {
+  // A token event with what a chat's parsed answer added (or the text as it is), when it holds
+  // anything.
+  void SendPiece(uint64_t id, ChatDelta d, std::vector<TokenLogprob> logprobs) {
+    if (d.empty() && logprobs.empty()) return;
+    TokenEvent ev;
+    ev.id = id;
+    ev.text = std::move(d.content);
+    ev.thinking = std::move(d.thinking);
+    ev.tool_calls = std::move(d.tool_calls);
+    ev.logprobs = std::move(logprobs);
+    writer_.Send(ev);
+  }
+
+  void Handle(const GenerateWork& w, const Flag& flag) {
+    const GenerateRequest& r = w.request;
     uint64_t id = r.id;
     // Tokenizing the prompt and building the sampler (a grammar) happen here.
     Beat("starting a generation (tokenizing its prompt, building its sampler)");
+    // A chat with tools or thinking: the chat layer reads the answer as it comes (worker thread
+    // only, as the engine's callbacks).
+    std::shared_ptr<ChatOutput> parser;
+    if (w.chat && w.chat->parsed()) {
+      auto created = ChatOutput::Create(w.chat->parse, r.parallel_tool_calls);
+      if (!created.ok()) {
+        writer_.Send(ErrorEvent{id, created.status().code(), created.status().message()});
+        Finished(id);
+        return;
+      }
+      parser = std::move(created).value();
+    }
     Status st = engine_->Start(
-        r, flag, [this, id](std::string_view text) { writer_.Send(TokenEvent{id, std::string(text)}); },
-        [this, id](Result<DoneEvent> done) {
+        r, w.chat.get(), flag,
+        [this, id, parser](std::string_view text, std::vector<TokenLogprob> logprobs) {
+          ChatDelta d;
+          if (parser) d = parser->Add(text);
+          else d.content = text;
+          SendPiece(id, std::move(d), std::move(logprobs));
+          return !(parser && parser->Complete());  // its one call is whole: the answer ends
+        },
+        [this, id, parser](Result<DoneEvent> done) {
+          if (done.ok() && parser) SendPiece(id, parser->Finish(done->done_reason == "length"), {});
           if (done.ok()) writer_.Send(std::move(done).value());
           else writer_.Send(ErrorEvent{id, done.status().code(), done.status().message()});
           Finished(id);

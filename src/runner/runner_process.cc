@@ -520,6 +520,12 @@ void RunnerProcess::SendCancel(uint64_t id) {
 
 Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
                                           const std::function<bool(std::string_view)>& on_text, std::stop_token stop) {
+  return GenerateEvents(request, [&](const TokenEvent& t) { return t.text.empty() || on_text(t.text); }, stop);
+}
+
+Result<DoneEvent> RunnerProcess::GenerateEvents(const GenerateRequest& request,
+                                                const std::function<bool(const TokenEvent&)>& on_event,
+                                                std::stop_token stop) {
   WorkInFlight counted(working_);
   GenerateRequest r = request;
   r.id = NextId();
@@ -536,7 +542,7 @@ Result<DoneEvent> RunnerProcess::Generate(const GenerateRequest& request,
     auto ev = NextEvent(r.id, *pending, Clock::time_point::max());
     if (!ev.ok()) return ev.status();
     if (auto* t = std::get_if<TokenEvent>(&*ev)) {
-      if (!cancelled.load() && !on_text(t->text)) cancel();
+      if (!cancelled.load() && !on_event(*t)) cancel();
     } else if (auto* d = std::get_if<DoneEvent>(&*ev)) {
       if (cancelled.load()) return Status::Cancelled("request cancelled");
       return std::move(*d);

@@ -76,6 +76,8 @@ class RunnerProcess final : public ModelRunner {
 
   Result<DoneEvent> Generate(const GenerateRequest& request, const std::function<bool(std::string_view)>& on_text,
                              std::stop_token stop) override;
+  Result<DoneEvent> GenerateEvents(const GenerateRequest& request, const std::function<bool(const TokenEvent&)>& on_event,
+                                   std::stop_token stop) override;
   Result<EmbedResult> Embed(const EmbedRequest& request, std::stop_token stop) override;
   Result<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special) override;
   Result<MemoryResult> Memory() override;

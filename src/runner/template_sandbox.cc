@@ -39,13 +39,18 @@ using Clock = std::chrono::steady_clock;
 // ---- the wire between the runner and its sandbox -------------------------------------------
 // A frame is a 4-byte little-endian length and a payload whose first byte says what it is.
 // runner -> sandbox: kRender, then the template (text, bos, eos, add_bos, add_eos, overridden),
-//   the memory budget, the output limit and the messages (role, content).
-// sandbox -> runner: kReady once started; per render one of kText (the prompt), kError (the
-//   template's own error), kTooLong (the output's size), kNoMemory, kStackOverflow. The last two
-//   are written from a failed allocation or a signal handler, after which the sandbox exits.
+//   the memory budget, the output limit, the messages (role, content, thinking, tool_name,
+//   tool_call_id, the tool calls: id, name, arguments), the tools (name, description,
+//   parameters), tool_choice, parallel_tool_calls, think and think_level.
+// sandbox -> runner: kReady once started; per render one of kText (the rendered chat: prompt,
+//   grammar, grammar_lazy, trigger patterns, preserved tokens, additional stops, and the parse
+//   spec: format, generation prompt, parser, tools, thinking), kError (the template's own
+//   error), kTooLong (the output's size), kNoMemory, kStackOverflow. The last two are written
+//   from a failed allocation or a signal handler, after which the sandbox exits.
 enum : char { kRender = 'R', kReady = 'r', kText = 'T', kError = 'E', kTooLong = 'L', kNoMemory = 'M', kStackOverflow = 'S' };
 
 constexpr size_t kMaxRequestBytes = 256u << 20;
+constexpr size_t kMaxRenderExtraBytes = 64u << 20;  // grammar, parser and the rest beside the prompt
 constexpr std::chrono::seconds kStartTimeout{30};  // exec and dynamic linking, on a busy machine
 constexpr std::chrono::milliseconds kCancelPoll{50};
 
@@ -58,6 +63,10 @@ void PutU64(std::string& out, uint64_t v) {
 void PutString(std::string& out, std::string_view s) {
   PutU32(out, static_cast<uint32_t>(s.size()));
   out.append(s);
+}
+void PutStrings(std::string& out, const std::vector<std::string>& v) {
+  PutU32(out, static_cast<uint32_t>(v.size()));
+  for (const std::string& s : v) PutString(out, s);
 }
 std::string Frame(std::string payload) {
   std::string out;
@@ -92,7 +101,125 @@ struct Cursor {
     in.remove_prefix(n);
     return s;
   }
+  // A count of items that take at least `min_bytes` each: more than the rest could hold is malformed.
+  uint32_t Count(size_t min_bytes) {
+    uint32_t n = U32();
+    if (ok && static_cast<uint64_t>(n) * min_bytes > in.size()) ok = false;
+    return ok ? n : 0;
+  }
+  std::vector<std::string> Strings() {
+    std::vector<std::string> v(Count(4));
+    for (std::string& s : v) s = String();
+    return v;
+  }
 };
+
+// The request's fields after the budget and the output limit.
+void PutRenderInput(std::string& out, const std::vector<ChatMessage>& messages, const ChatRenderOptions& o) {
+  PutU32(out, static_cast<uint32_t>(messages.size()));
+  for (const ChatMessage& m : messages) {
+    PutString(out, m.role);
+    PutString(out, m.content);
+    PutString(out, m.thinking);
+    PutString(out, m.tool_name);
+    PutString(out, m.tool_call_id);
+    PutU32(out, static_cast<uint32_t>(m.tool_calls.size()));
+    for (const ToolCall& c : m.tool_calls) {
+      PutString(out, c.id);
+      PutString(out, c.name);
+      PutString(out, c.arguments);
+    }
+  }
+  PutU32(out, static_cast<uint32_t>(o.tools.size()));
+  for (const ToolDefinition& t : o.tools) {
+    PutString(out, t.name);
+    PutString(out, t.description);
+    PutString(out, t.parameters);
+  }
+  PutU32(out, static_cast<uint32_t>(o.tool_choice));
+  out.push_back(o.parallel_tool_calls ? 1 : 0);
+  PutU32(out, static_cast<uint32_t>(static_cast<int32_t>(o.think) + 1));
+  PutString(out, o.think_level);
+}
+
+bool ReadRenderInput(Cursor& in, std::vector<ChatMessage>* messages, ChatRenderOptions* o) {
+  const uint32_t n = in.Count(24);
+  for (uint32_t i = 0; i < n && in.ok; ++i) {
+    ChatMessage m;
+    m.role = in.String();
+    m.content = in.String();
+    m.thinking = in.String();
+    m.tool_name = in.String();
+    m.tool_call_id = in.String();
+    const uint32_t calls = in.Count(12);
+    for (uint32_t k = 0; k < calls && in.ok; ++k) {
+      ToolCall c;
+      c.id = in.String();
+      c.name = in.String();
+      c.arguments = in.String();
+      m.tool_calls.push_back(std::move(c));
+    }
+    messages->push_back(std::move(m));
+  }
+  const uint32_t tools = in.Count(12);
+  for (uint32_t i = 0; i < tools && in.ok; ++i) {
+    ToolDefinition t;
+    t.name = in.String();
+    t.description = in.String();
+    t.parameters = in.String();
+    o->tools.push_back(std::move(t));
+  }
+  const uint32_t choice = in.U32();
+  if (choice > static_cast<uint32_t>(ToolChoice::kRequired)) in.ok = false;
+  o->tool_choice = static_cast<ToolChoice>(choice);
+  o->parallel_tool_calls = in.Bool();
+  const uint32_t think = in.U32();
+  if (think > 2) in.ok = false;
+  o->think = static_cast<Think>(static_cast<int32_t>(think) - 1);
+  o->think_level = in.String();
+  return in.ok;
+}
+
+void PutRendered(std::string& out, const RenderedChat& r) {
+  PutString(out, r.prompt);
+  PutString(out, r.grammar);
+  out.push_back(r.grammar_lazy ? 1 : 0);
+  PutStrings(out, r.trigger_patterns);
+  PutStrings(out, r.preserved_tokens);
+  PutStrings(out, r.additional_stops);
+  PutU32(out, static_cast<uint32_t>(r.parse.format));
+  PutString(out, r.parse.generation_prompt);
+  PutString(out, r.parse.parser);
+  out.push_back(r.parse.tools ? 1 : 0);
+  out.push_back(r.parse.thinking ? 1 : 0);
+}
+
+bool ReadRendered(Cursor& in, RenderedChat* r) {
+  r->prompt = in.String();
+  r->grammar = in.String();
+  r->grammar_lazy = in.Bool();
+  r->trigger_patterns = in.Strings();
+  r->preserved_tokens = in.Strings();
+  r->additional_stops = in.Strings();
+  r->parse.format = static_cast<int32_t>(in.U32());
+  r->parse.generation_prompt = in.String();
+  r->parse.parser = in.String();
+  r->parse.tools = in.Bool();
+  r->parse.thinking = in.Bool();
+  return in.ok;
+}
+
+// Everything a render reads, in bytes: what its memory budget scales with.
+uint64_t RenderInputBytes(const std::string& source, const std::vector<ChatMessage>& messages,
+                          const ChatRenderOptions& o) {
+  uint64_t n = source.size() + o.think_level.size();
+  for (const ChatMessage& m : messages) {
+    n += m.role.size() + m.content.size() + m.thinking.size() + m.tool_name.size() + m.tool_call_id.size();
+    for (const ToolCall& c : m.tool_calls) n += c.id.size() + c.name.size() + c.arguments.size();
+  }
+  for (const ToolDefinition& t : o.tools) n += t.name.size() + t.description.size() + t.parameters.size();
+  return n;
+}
 
 bool WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
@@ -185,6 +312,7 @@ struct RenderJob {
   ChatTemplateSource source;
   uint64_t max_output = 0;
   std::vector<ChatMessage> messages;
+  ChatRenderOptions options;
   // The template parsed for `source` (kept across renders), or the parse error.
   std::unique_ptr<ChatTemplate>* cached = nullptr;
   ChatTemplateSource* cached_source = nullptr;
@@ -226,15 +354,15 @@ void* RenderThread(void* arg) {
   if (!job->cached_error->ok()) {
     payload.push_back(kError);
     PutString(payload, job->cached_error->message());
-  } else if (auto text = (*job->cached)->Render(job->messages, /*add_generation_prompt=*/true); !text.ok()) {
+  } else if (auto chat = (*job->cached)->Render(job->messages, job->options); !chat.ok()) {
     payload.push_back(kError);
-    PutString(payload, text.status().message());
-  } else if (job->max_output > 0 && text->size() > job->max_output) {
+    PutString(payload, chat.status().message());
+  } else if (job->max_output > 0 && chat->prompt.size() > job->max_output) {
     payload.push_back(kTooLong);
-    PutU64(payload, text->size());
+    PutU64(payload, chat->prompt.size());
   } else {
     payload.push_back(kText);
-    PutString(payload, *text);
+    PutRendered(payload, *chat);
   }
   job->answer = Frame(std::move(payload));
   g_stack_lo = 0;
@@ -278,14 +406,7 @@ int TemplateSandboxMain(int fd) {
     job.source.overridden = in.Bool();
     const uint64_t budget = in.U64();
     job.max_output = in.U64();
-    const uint32_t n = in.U32();
-    for (uint32_t i = 0; i < n && in.ok; ++i) {
-      ChatMessage m;
-      m.role = in.String();
-      m.content = in.String();
-      job.messages.push_back(std::move(m));
-    }
-    if (!in.ok) return 2;
+    if (!ReadRenderInput(in, &job.messages, &job.options)) return 2;
     job.cached = &cached;
     job.cached_source = &cached_source;
     job.cached_error = &cached_error;
@@ -381,7 +502,7 @@ int TemplateSandbox::Stop() {
   return status;
 }
 
-Result<std::string> TemplateSandbox::Fail(const std::string& what) const {
+Status TemplateSandbox::Fail(const std::string& what) const {
   std::string subject = model_name_.empty() ? "the model's chat template" : "the chat template of " + model_name_;
   if (!source_.overridden) subject += " (from its GGUF)";
   const char* fix = source_.overridden ? "fix its TEMPLATE" : "set a TEMPLATE in a Modelfile to replace it";
@@ -389,9 +510,14 @@ Result<std::string> TemplateSandbox::Fail(const std::string& what) const {
 }
 
 Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& messages, const std::atomic<bool>* cancel) {
-  uint64_t input_bytes = source_.text.size();
-  for (const ChatMessage& m : messages) input_bytes += m.role.size() + m.content.size();
-  const uint64_t budget = RenderMemoryBudget(input_bytes);
+  auto chat = Render(messages, ChatRenderOptions{}, cancel);
+  if (!chat.ok()) return chat.status();
+  return std::move(chat->prompt);
+}
+
+Result<RenderedChat> TemplateSandbox::Render(const std::vector<ChatMessage>& messages, const ChatRenderOptions& options,
+                                             const std::atomic<bool>* cancel) {
+  const uint64_t budget = RenderMemoryBudget(RenderInputBytes(source_.text, messages, options));
   std::string payload(1, kRender);
   PutString(payload, source_.text);
   PutString(payload, source_.bos);
@@ -401,11 +527,7 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
   payload.push_back(source_.overridden ? 1 : 0);
   PutU64(payload, budget);
   PutU64(payload, limits_.max_output_bytes);
-  PutU32(payload, static_cast<uint32_t>(messages.size()));
-  for (const ChatMessage& m : messages) {
-    PutString(payload, m.role);
-    PutString(payload, m.content);
-  }
+  PutRenderInput(payload, messages, options);
   if (payload.size() > kMaxRequestBytes) return Status::InvalidArgument("the chat messages are too large to render");
   const std::string frame = Frame(std::move(payload));
 
@@ -450,7 +572,10 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
       return Status::Internal(std::string("the chat template renderer: poll: ") + std::strerror(errno));
     }
   }
-  const size_t max_answer = (limits_.max_output_bytes > 0 ? limits_.max_output_bytes : kMaxRequestBytes) + 64;
+  // The prompt, and what the chat layer derives from the template and the tools (a grammar
+  // and a parser that grow with the tools' schemas, as the request did).
+  const size_t max_answer = (limits_.max_output_bytes > 0 ? limits_.max_output_bytes : kMaxRequestBytes) + 64 +
+                            kMaxRenderExtraBytes;
   auto answer = ReadPayload(fd_, max_answer);
   if (!answer) {
     const int status = Stop();
@@ -466,8 +591,8 @@ Result<std::string> TemplateSandbox::Render(const std::vector<ChatMessage>& mess
   const char kind = static_cast<char>(in.Bytes(1));
   switch (kind) {
     case kText: {
-      std::string text = in.String();
-      if (in.ok) return text;
+      RenderedChat chat;
+      if (ReadRendered(in, &chat)) return chat;
       break;
     }
     case kError: {

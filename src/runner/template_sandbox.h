@@ -54,10 +54,12 @@ class TemplateSandbox {
   TemplateSandbox(const TemplateSandbox&) = delete;
   TemplateSandbox& operator=(const TemplateSandbox&) = delete;
 
-  // Renders the messages followed by the assistant's turn. Errors: kInvalidArgument when the
-  // template fails or hits a bound (the message names the bound, the model and what to fix);
-  // kCancelled once *cancel is true (the child is killed); kInternal when no child can start.
-  // One caller at a time.
+  // Renders the messages followed by the assistant's turn, with the tools and thinking of
+  // `options` (chat_template.h). Errors: kInvalidArgument when the template fails or hits a
+  // bound (the message names the bound, the model and what to fix); kCancelled once *cancel is
+  // true (the child is killed); kInternal when no child can start. One caller at a time.
+  Result<RenderedChat> Render(const std::vector<ChatMessage>& messages, const ChatRenderOptions& options,
+                              const std::atomic<bool>* cancel);
   Result<std::string> Render(const std::vector<ChatMessage>& messages, const std::atomic<bool>* cancel);
 
   // The child now (-1: none). Any thread.
@@ -67,7 +69,7 @@ class TemplateSandbox {
   Status Start();
   // Kills the child (when there is one) and reaps it; returns its wait status.
   int Stop();
-  Result<std::string> Fail(const std::string& what) const;
+  Status Fail(const std::string& what) const;
 
   const std::string executable_;
   const ChatTemplateSource source_;

@@ -125,15 +125,24 @@ std::string DefaultTemplateName(const gguf_context* vocab, int64_t tokens_key) {
 }
 
 // Resolves opts.chat_template (see the header) to template text; "" = none.
-Result<std::string> ResolveTemplateOption(const std::string& opt) {
+Result<std::string> ResolveTemplateOption(const std::string& opt, const std::string& vocab_dir) {
   std::string builtin = SynthBuiltinChatTemplate(opt);
   if (!builtin.empty()) return builtin;
+  if (const SynthNamedTemplate* named = FindSynthNamedTemplate(opt)) {
+    const fs::path file = fs::path(vocab_dir) / "templates" / named->file;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Status::NotFound("chat template \"" + opt + "\": " + file.string() + " cannot be read");
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
   if (opt.find("{{") != std::string::npos || opt.find("{%") != std::string::npos) return opt;
   std::ifstream in(opt, std::ios::binary);
   if (!in) {
-    return Status::NotFound("chat template \"" + opt +
-                            "\" is neither a built-in name (llama2, llama3, chatml, none), Jinja "
-                            "text, nor a readable file");
+    std::string names;
+    for (const SynthNamedTemplate& t : SynthNamedTemplates()) names += std::string(", ") + t.name;
+    return Status::NotFound("chat template \"" + opt + "\" is neither a built-in name (llama2, llama3, chatml, none" +
+                            names + "), Jinja text, nor a readable file");
   }
   std::ostringstream text;
   text << in.rdbuf();
@@ -158,7 +167,7 @@ bool LooksLikePath(const std::string& s) {
 }
 
 Result<std::string> ResolveVocabPath(const SynthOptions& opts) {
-  if (opts.vocab.empty()) return Status::InvalidArgument("no vocab given");
+  if (opts.vocab.empty()) return Status::InvalidArgument("no vocab given");  // see EffectiveVocab
   if (LooksLikePath(opts.vocab)) {
     std::error_code ec;
     if (!fs::is_regular_file(opts.vocab, ec)) {
@@ -427,6 +436,28 @@ std::vector<std::string> ListSynthVocabs(const std::string& vocab_dir) {
   return names;
 }
 
+const std::vector<SynthNamedTemplate>& SynthNamedTemplates() {
+  // Tool-capable and thinking templates of real models, with a vocabulary of their family.
+  static const std::vector<SynthNamedTemplate> kTemplates = {
+      {"qwen2.5", "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen2"},
+      {"qwen3", "Qwen-Qwen3-0.6B.jinja", "qwen2"},
+      {"deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "qwen2"},
+      {"llama3.1", "meta-llama-Llama-3.1-8B-Instruct.jinja", "llama-bpe"},
+      {"llama3.2", "meta-llama-Llama-3.2-3B-Instruct.jinja", "llama-bpe"},
+      {"hermes3", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", "llama-bpe"},
+      {"mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja", "llama-spm"},
+      {"gpt-oss", "openai-gpt-oss-120b.jinja", "llama-bpe"},
+  };
+  return kTemplates;
+}
+
+const SynthNamedTemplate* FindSynthNamedTemplate(const std::string& name) {
+  for (const SynthNamedTemplate& t : SynthNamedTemplates()) {
+    if (name == t.name) return &t;
+  }
+  return nullptr;
+}
+
 std::string SynthBuiltinChatTemplate(const std::string& name) {
   if (name == "llama2") return kLlama2Template;
   if (name == "llama3") return kLlama3Template;
@@ -434,8 +465,13 @@ std::string SynthBuiltinChatTemplate(const std::string& name) {
   return "";
 }
 
-Result<SynthShape> WriteSyntheticModel(const SynthOptions& opts) {
-  if (opts.out_path.empty()) return Status::InvalidArgument("no output path given");
+Result<SynthShape> WriteSyntheticModel(const SynthOptions& given) {
+  if (given.out_path.empty()) return Status::InvalidArgument("no output path given");
+  SynthOptions opts = given;
+  if (opts.vocab.empty()) {  // the named template's vocabulary, else llama-spm
+    const SynthNamedTemplate* named = FindSynthNamedTemplate(opts.chat_template);
+    opts.vocab = named != nullptr ? named->vocab : "llama-spm";
+  }
 
   // Vocab.
   Result<std::string> vocab_path = ResolveVocabPath(opts);
@@ -465,7 +501,7 @@ Result<SynthShape> WriteSyntheticModel(const SynthOptions& opts) {
   if (opts.chat_template == "none") {
     remove_template = true;
   } else if (!opts.chat_template.empty()) {
-    Result<std::string> t = ResolveTemplateOption(opts.chat_template);
+    Result<std::string> t = ResolveTemplateOption(opts.chat_template, opts.vocab_dir);
     if (!t.ok()) return t.status();
     chat_template = *t;
   } else if (gguf_find_key(vocab.get(), "tokenizer.chat_template") < 0) {

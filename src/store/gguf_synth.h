@@ -50,15 +50,18 @@ struct SynthOptions {
   uint64_t params = 20'000'000;  // target parameter count
   uint64_t seed = 42;
   // A name (ggml-vocab-<name>.gguf in vocab_dir) or a path to a .gguf (anything containing '/'
-  // or ending in ".gguf" is taken as a path).
-  std::string vocab = "llama-spm";
-  std::string vocab_dir;  // folder of ggml-vocab-*.gguf
+  // or ending in ".gguf" is taken as a path); "" = the vocab of a named template (below), else
+  // llama-spm.
+  std::string vocab;
+  std::string vocab_dir;  // folder of ggml-vocab-*.gguf (llama.cpp's models/), with templates/
   enum class Type { kF16, kQ8_0 } type = Type::kF16;
   // "" = keep the vocab's own template, or add a default one suited to the vocab if it has none
   //      (ChatML if it has <|im_start|>, Llama 3 if it has <|start_header_id|>, else Llama 2
   //      "[INST] ... [/INST]" with an optional <<SYS>> system prompt);
   // "none" = the model gets no chat template (the vocab's own is removed too);
   // "llama2", "llama3", "chatml" = that built-in template;
+  // a name of SynthNamedTemplates() ("qwen2.5", "deepseek-r1"...) = that real model's template,
+  //   read from vocab_dir/templates (llama.cpp's models/templates);
   // text containing "{{" or "{%" = that Jinja template;
   // anything else = a path to a file whose text is the template.
   std::string chat_template;
@@ -90,6 +93,18 @@ Result<SynthShape> ChooseSynthShape(uint64_t params, uint32_t n_vocab);
 
 // Names of the vocabs in vocab_dir (ggml-vocab-<name>.gguf → "<name>"), sorted.
 std::vector<std::string> ListSynthVocabs(const std::string& vocab_dir);
+
+// Real models' chat templates by name, from llama.cpp's models/templates: "qwen2.5" (tools),
+// "qwen3" (tools, thinking), "deepseek-r1" (thinking; the Qwen distill), "llama3.1", "llama3.2",
+// "hermes3", "mistral-nemo" (tools), "gpt-oss" (tools, thinking), each with a vocabulary of its
+// family (qwen2, llama-bpe, llama-spm; special tokens the vocabulary lacks are text).
+struct SynthNamedTemplate {
+  const char* name;
+  const char* file;   // in models/templates
+  const char* vocab;  // the vocab used when SynthOptions::vocab is ""
+};
+const std::vector<SynthNamedTemplate>& SynthNamedTemplates();
+const SynthNamedTemplate* FindSynthNamedTemplate(const std::string& name);
 
 // The default chat template WriteSyntheticModel adds for a vocab ("llama2", "llama3" or
 // "chatml" for the built-in names; "" for an unknown name).

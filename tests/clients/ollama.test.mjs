@@ -96,3 +96,54 @@ test('an unknown model is a ResponseError with status 404', async () => {
     return true;
   });
 });
+
+// Tools and thinking with real models' templates on random weights (issue 15): a call forced by
+// tool_choice "required" (resident's addition on /api/chat: ollama-js passes the field through)
+// comes back as message.tool_calls with arguments as an object.
+const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
+  },
+};
+
+test('tools: a required call, whole and streamed; a template without tools is Ollama\'s error', async () => {
+  const s = await startServer({}, { qwen: { template: 'qwen2.5' }, r1: { template: 'deepseek-r1' } });
+  try {
+    const client = new Ollama({ host: s.url });
+    const request = {
+      model: 'qwen', messages: [{ role: 'user', content: 'weather?' }], tools: [weather], tool_choice: 'required',
+      options: { num_predict: 300, seed: 3 },
+    };
+    const r = await client.chat(request);
+    assert.ok(r.message.tool_calls?.length >= 1, JSON.stringify(r.message));
+    const call = r.message.tool_calls[0];
+    assert.equal(call.function.name, 'get_weather');
+    assert.ok(['celsius', 'fahrenheit'].includes(call.function.arguments.unit), JSON.stringify(call));
+    const calls = [];
+    for await (const part of await client.chat({ ...request, stream: true })) {
+      if (part.message.tool_calls) calls.push(...part.message.tool_calls);
+    }
+    assert.ok(calls.length >= 1);
+    assert.equal(typeof calls[0].function.arguments, 'object');
+    assert.deepEqual((await client.show({ model: 'qwen' })).capabilities, ['completion', 'tools']);
+
+    await assert.rejects(client.chat({ model: 'tiny', messages: request.messages, tools: [weather] }), (e) => {
+      assert.equal(e.status_code, 400);
+      assert.equal(e.message, 'registry.ollama.ai/library/tiny:latest does not support tools');
+      return true;
+    });
+
+    // Thinking: on by default for a model that thinks, split out of the content.
+    const t = await client.chat({ model: 'r1', messages: request.messages, think: true, options: { num_predict: 8 } });
+    assert.ok(t.message.thinking.length > 0, JSON.stringify(t.message));
+    await assert.rejects(client.chat({ model: 'tiny', messages: request.messages, think: true }), (e) => {
+      assert.equal(e.message, '"tiny" does not support thinking');
+      return true;
+    });
+  } finally {
+    await s.stop();
+  }
+});

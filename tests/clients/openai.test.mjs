@@ -62,3 +62,75 @@ test('an unknown model is a NotFoundError', async () => {
     return true;
   });
 });
+
+// Tools with a real model's template on random weights (issue 15): tool_choice "required" makes
+// the chat layer's grammar force a call, which comes back as tool_calls with JSON arguments.
+const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
+  },
+};
+
+test('tools: a required call, whole and streamed; no tools is a BadRequestError', async () => {
+  const s = await startServer({}, { qwen: { template: 'qwen2.5' } });
+  try {
+    const c = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'resident', maxRetries: 0 });
+    const request = {
+      model: 'qwen', messages: [{ role: 'user', content: 'weather?' }], tools: [weather], tool_choice: 'required',
+      parallel_tool_calls: false, max_tokens: 300, seed: 3,
+    };
+    const r = await c.chat.completions.create(request);
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    const call = r.choices[0].message.tool_calls[0];
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, 'get_weather');
+    assert.ok(['celsius', 'fahrenheit'].includes(JSON.parse(call.function.arguments).unit), call.function.arguments);
+
+    // Streamed, through the SDK's own accumulation of deltas.
+    const stream = c.chat.completions.stream(request);
+    const final = await stream.finalChatCompletion();
+    const streamed = final.choices[0].message.tool_calls[0];
+    assert.equal(streamed.function.name, 'get_weather');
+    assert.ok(['celsius', 'fahrenheit'].includes(JSON.parse(streamed.function.arguments).unit));
+    assert.equal(final.choices[0].finish_reason, 'tool_calls');
+
+    // A named function.
+    const named = await c.chat.completions.create({
+      ...request, tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    });
+    assert.equal(named.choices[0].message.tool_calls[0].function.name, 'get_weather');
+
+    await assert.rejects(c.chat.completions.create({ ...request, model: 'tiny' }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.match(e.message, /registry\.ollama\.ai\/library\/tiny:latest does not support tools/);
+      return true;
+    });
+  } finally {
+    await s.stop();
+  }
+});
+
+// Thinking through openai-node (issue 15): a model whose template thinks answers its thinking
+// in `reasoning` (Ollama's OpenAI layer's name), reasoning_effort "none" turns it off, and an
+// effort Ollama does not know is a BadRequestError with its words.
+test('thinking: reasoning by default, none turns it off, an unknown effort is a BadRequestError', async () => {
+  const s = await startServer({}, { r1: { template: 'deepseek-r1' } });
+  try {
+    const c = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'resident', maxRetries: 0 });
+    const request = { model: 'r1', messages: [{ role: 'user', content: '2+2?' }], max_tokens: 6, seed: 1 };
+    const r = await c.chat.completions.create(request);
+    assert.ok(r.choices[0].message.reasoning?.length > 0, JSON.stringify(r.choices[0].message));
+    const off = await c.chat.completions.create({ ...request, reasoning_effort: 'none' });
+    assert.equal(off.choices[0].message.reasoning, undefined, JSON.stringify(off.choices[0].message));
+    await assert.rejects(c.chat.completions.create({ ...request, reasoning_effort: 'lots' }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.match(e.message, /invalid reasoning value: "lots"/);
+      return true;
+    });
+  } finally {
+    await s.stop();
+  }
+});

@@ -35,9 +35,23 @@ export function synthModel(seed = 1) {
   return path;
 }
 
+// A synthetic model with a real model's chat template (`resident synth --chat-template NAME`:
+// qwen2.5, deepseek-r1...), cached as the C++ integration tests cache theirs.
+export function synthTemplateModel(template, seed = 1) {
+  const cache = join(homedir(), '.cache/resident/test-models');
+  const path = join(cache, `synth-20M-${seed}-${template}.gguf`);
+  if (!existsSync(path)) {
+    mkdirSync(cache, { recursive: true });
+    const mine = `${path}.${process.pid}.tmp`;
+    execFileSync(binary, ['synth', mine, '--params', '20M', '--seed', String(seed), '--chat-template', template]);
+    execFileSync('mv', [mine, path]);
+  }
+  return path;
+}
+
 // Returns {port, url, stop()}. The models "tiny" and "demo" are the same synthetic file.
 // extraEnv: more environment for the server (e.g. RESIDENT_CONTEXT_LENGTH). extraModels: more
-// models, {name: seed}, each its own synthetic file.
+// models, {name: seed} or {name: {template, seed}}, each its own synthetic file.
 export async function startServer(extraEnv = {}, extraModels = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'resident-clients-'));
   const models = join(dir, 'models');
@@ -45,7 +59,10 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
   const file = synthModel();
   symlinkSync(file, join(models, 'tiny.gguf'));
   symlinkSync(file, join(models, 'demo.gguf'));
-  for (const [name, seed] of Object.entries(extraModels)) symlinkSync(synthModel(seed), join(models, `${name}.gguf`));
+  for (const [name, m] of Object.entries(extraModels)) {
+    const file = typeof m === 'object' ? synthTemplateModel(m.template, m.seed ?? 1) : synthModel(m);
+    symlinkSync(file, join(models, `${name}.gguf`));
+  }
   const port = await freePort();
   const log = openSync(join(dir, 'serve.log'), 'w');
   const child = spawn(binary, ['serve', '--models-dir', models], {

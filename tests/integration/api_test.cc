@@ -368,7 +368,7 @@ TEST_F(ApiTest, SuffixContextRawAndOversizedBodies) {
   std::string big = json{{"model", "tiny"}, {"prompt", std::string(33u << 20, 'a')}}.dump();
   EXPECT_EQ(Post(port, "/api/generate", big).status, 413);
   EXPECT_TRUE(server.alive());
-  EXPECT_EQ(Get(port, "/api/version").json()["version"], RESIDENT_VERSION);
+  EXPECT_EQ(Get(port, "/api/version").json()["resident_version"], RESIDENT_VERSION);
 }
 
 }  // namespace

@@ -336,7 +336,7 @@ TEST_F(ServerTest, PsPrintsOllamasColumns) {
   EXPECT_EQ(cell(1), ps["digest"].get<std::string>().substr(0, 12)) << loaded.out;  // none for a folder's model
   EXPECT_NE(cell(2).find(" MB"), std::string::npos) << loaded.out;
   EXPECT_EQ(cell(3), "100% CPU") << loaded.out;
-  EXPECT_EQ(cell(4), "2048") << loaded.out;
+  EXPECT_EQ(cell(4), "4096") << loaded.out;  // Ollama's default context
   const std::string until = cell(5);  // 10m ahead, read a moment later: "9 minutes from now"
   const std::string from_now = " minutes from now";
   EXPECT_TRUE(until.size() > from_now.size() && until.substr(until.size() - from_now.size()) == from_now)

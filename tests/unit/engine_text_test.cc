@@ -2,6 +2,8 @@
 // HasNonFinite.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <limits>
 #include <vector>
 
@@ -86,6 +88,24 @@ TEST(HasNonFiniteTest, NaNAndInfinitiesAnywhereInTheRow) {
     EXPECT_TRUE(HasNonFinite(v.data(), v.size())) << at;
     EXPECT_FALSE(HasNonFinite(v.data(), v.size(), /*allow_minus_infinity=*/true)) << at;
   }
+}
+
+
+TEST(LogSoftmaxAtTest, TheTokensLogProbabilityAndTheMostLikelyFirst) {
+  const float logits[] = {1.0f, 3.0f, 2.0f, 3.0f};
+  const double lse = std::log(std::exp(1.0) + 2 * std::exp(3.0) + std::exp(2.0));
+  TokenLogprobIds lp = LogSoftmaxAt(logits, 4, 2, 3);
+  EXPECT_NEAR(lp.logprob, 2.0 - lse, 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].first, 1);  // ties: the lower id first
+  EXPECT_EQ(lp.top[1].first, 3);
+  EXPECT_EQ(lp.top[2].first, 2);
+  EXPECT_NEAR(lp.top[0].second, 3.0 - lse, 1e-6);
+  double sum = 0;
+  for (int i = 0; i < 4; ++i) sum += std::exp(LogSoftmaxAt(logits, 4, i, 0).logprob);
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+  EXPECT_TRUE(LogSoftmaxAt(logits, 4, 0, 0).top.empty());
+  EXPECT_EQ(LogSoftmaxAt(logits, 4, 0, 20).top.size(), 4u);
 }
 
 }  // namespace

@@ -9,20 +9,28 @@ namespace resident::api {
 namespace {
 
 using runner::DoneEvent;
-using OnText = std::function<bool(std::string_view)>;
+using runner::TokenEvent;
+using OnPiece = std::function<bool(const TokenEvent&)>;
+
+// A generation's callback handed text alone, as most tests need.
+struct OnText {
+  const OnPiece& on_piece;
+  bool operator()(const char* text) const { return on_piece(TokenEvent{0, text}); }
+};
 
 TEST(GenerationStream, AFailureBeforeAnyTextIsReturnedByWaitForFirst) {
-  GenerationStream s([](const OnText&) -> Result<DoneEvent> {
+  GenerationStream s([](const OnPiece&) -> Result<DoneEvent> {
     return Status::InvalidArgument("the prompt is 600 tokens, more than the context of 256 tokens can hold");
   });
   Status first = s.WaitForFirst();
   EXPECT_EQ(first.code(), StatusCode::kInvalidArgument);
-  std::string piece;
+  TokenEvent piece;
   EXPECT_FALSE(s.Next(&piece));
 }
 
 TEST(GenerationStream, HandsOverEveryPieceInOrderThenTheEnd) {
-  GenerationStream s([](const OnText& on_text) -> Result<DoneEvent> {
+  GenerationStream s([](const OnPiece& on_piece) -> Result<DoneEvent> {
+    OnText on_text{on_piece};
     for (const char* p : {"a", "b", "c"}) {
       if (!on_text(p)) return Status::Cancelled("request cancelled");
     }
@@ -31,10 +39,11 @@ TEST(GenerationStream, HandsOverEveryPieceInOrderThenTheEnd) {
     return d;
   });
   ASSERT_TRUE(s.WaitForFirst().ok());
-  std::string piece, all;
+  TokenEvent piece;
+  std::string all;
   int n = 0;
   while (s.Next(&piece)) {
-    all += piece;
+    all += piece.text;
     ++n;
   }
   EXPECT_EQ(all, "abc");
@@ -44,12 +53,13 @@ TEST(GenerationStream, HandsOverEveryPieceInOrderThenTheEnd) {
 }
 
 TEST(GenerationStream, AFailureAfterTextIsTheResultNotTheStatus) {
-  GenerationStream s([](const OnText& on_text) -> Result<DoneEvent> {
+  GenerationStream s([](const OnPiece& on_piece) -> Result<DoneEvent> {
+    OnText on_text{on_piece};
     on_text("x");
     return Status::Unavailable("the runner died");
   });
   EXPECT_TRUE(s.WaitForFirst().ok());
-  std::string piece;
+  TokenEvent piece;
   EXPECT_TRUE(s.Next(&piece));
   EXPECT_FALSE(s.Next(&piece));
   EXPECT_EQ(s.result().status().code(), StatusCode::kUnavailable);
@@ -59,14 +69,15 @@ TEST(GenerationStream, CancelStopsAGenerationThatRunsAheadOfAWriterThatIsGone) {
   std::atomic<int> produced{0};
   std::promise<void> ended;
   {
-    GenerationStream s([&](const OnText& on_text) -> Result<DoneEvent> {
+    GenerationStream s([&](const OnPiece& on_piece) -> Result<DoneEvent> {
+      OnText on_text{on_piece};
       // Endless: only a cancel stops it. Beyond kMaxAhead unread pieces, on_text waits.
       while (on_text("t")) ++produced;
       ended.set_value();
       return Status::Cancelled("request cancelled");
     });
     ASSERT_TRUE(s.WaitForFirst().ok());
-    std::string piece;
+    TokenEvent piece;
     ASSERT_TRUE(s.Next(&piece));
     s.Cancel();
     EXPECT_EQ(ended.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
@@ -80,7 +91,8 @@ TEST(GenerationStream, CancelStopsAGenerationThatRunsAheadOfAWriterThatIsGone) {
 TEST(GenerationStream, DestroyingItUnblocksAndJoinsTheGeneration) {
   std::atomic<bool> returned{false};
   {
-    GenerationStream s([&](const OnText& on_text) -> Result<DoneEvent> {
+    GenerationStream s([&](const OnPiece& on_piece) -> Result<DoneEvent> {
+      OnText on_text{on_piece};
       while (on_text("t")) {
       }
       returned = true;

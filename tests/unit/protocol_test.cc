@@ -8,6 +8,8 @@
 #include <thread>
 #include <typeinfo>
 
+#include <nlohmann/json.hpp>
+
 namespace resident::runner {
 namespace {
 
@@ -219,6 +221,66 @@ TEST(Protocol, NumbersThatDoNotFitTheirFieldAreRejected) {
   decoded = DecodePayload(EncodeFrame(err).substr(4));
   ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
   EXPECT_EQ(std::get<ErrorEvent>(*decoded).code, StatusCode::kInternal);
+}
+
+
+TEST(Protocol, RoundTripsToolsThinkingAndLogprobs) {
+  GenerateRequest r;
+  ChatMessage call{"assistant", ""};
+  call.thinking = "hmm";
+  call.tool_calls = {{"call_1", "get_weather", R"({"city":"Paris"})"}};
+  ChatMessage result{"tool", "sunny"};
+  result.tool_name = "get_weather";
+  result.tool_call_id = "call_1";
+  r.messages = {{"user", "weather?"}, call, result};
+  r.tools = {{"get_weather", "the weather", R"({"type":"object"})"}};
+  r.tool_choice = ToolChoice::kRequired;
+  r.think = Think::kOn;
+  r.think_level = "high";
+  r.logprobs = true;
+  r.top_logprobs = 5;
+  r.parallel_tool_calls = false;
+  auto decoded = DecodePayload(EncodeFrame(r).substr(4));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  const auto& g = std::get<GenerateRequest>(*decoded);
+  ASSERT_EQ(g.messages.size(), 3u);
+  EXPECT_EQ(g.messages[1].thinking, "hmm");
+  ASSERT_EQ(g.messages[1].tool_calls.size(), 1u);
+  EXPECT_EQ(g.messages[1].tool_calls[0].arguments, R"({"city":"Paris"})");
+  EXPECT_EQ(g.messages[2].tool_name, "get_weather");
+  EXPECT_EQ(g.messages[2].tool_call_id, "call_1");
+  ASSERT_EQ(g.tools.size(), 1u);
+  EXPECT_EQ(g.tools[0].parameters, R"({"type":"object"})");
+  EXPECT_EQ(g.tool_choice, ToolChoice::kRequired);
+  EXPECT_EQ(g.think, Think::kOn);
+  EXPECT_EQ(g.think_level, "high");
+  EXPECT_TRUE(g.logprobs);
+  EXPECT_EQ(g.top_logprobs, 5);
+  EXPECT_FALSE(g.parallel_tool_calls);
+
+  TokenEvent t;
+  t.id = 4;
+  t.text = "a";
+  t.thinking = "b";
+  t.tool_calls = {{"call_2", "f", "{}"}};
+  t.logprobs = {{"a", -0.5f, {{"a", -0.5f}, {"b", -1.5f}}}};
+  auto back = DecodePayload(EncodeFrame(t).substr(4));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  const auto& e = std::get<TokenEvent>(*back);
+  EXPECT_EQ(e.thinking, "b");
+  ASSERT_EQ(e.tool_calls.size(), 1u);
+  EXPECT_EQ(e.tool_calls[0].id, "call_2");
+  ASSERT_EQ(e.logprobs.size(), 1u);
+  EXPECT_FLOAT_EQ(e.logprobs[0].logprob, -0.5f);
+  ASSERT_EQ(e.logprobs[0].top.size(), 2u);
+  EXPECT_EQ(e.logprobs[0].top[1].token, "b");
+
+  // A think or tool_choice value outside the enumerations is a malformed frame.
+  std::string frame = EncodeFrame(r).substr(4);
+  auto j = nlohmann::json::from_msgpack(frame);
+  j["think"] = 7;
+  std::vector<uint8_t> packed = nlohmann::json::to_msgpack(j);
+  EXPECT_FALSE(DecodePayload(std::string(packed.begin(), packed.end())).ok());
 }
 
 }  // namespace

@@ -223,8 +223,6 @@ TEST(OpenAiRequestDecoding, ChatFieldsBecomeOllamaOptionsAndMessages) {
   const std::vector<std::string> bads = {std::string(R"({"model":"tiny","messages":[]})"),
                                  std::string(R"({"model":"tiny","messages":[{"content":"x"}]})"),
                                  std::string(R"({"model":"tiny","messages":["x"]})"),
-                                 R"({"model":"tiny","n":2,)" + user + "}",
-                                 R"({"model":"tiny","n":"1",)" + user + "}",
                                  R"({"model":"tiny","temperature":"hot",)" + user + "}",
                                  R"({"model":"tiny","stream":1,)" + user + "}",
                                  R"({"model":"tiny","tools":[{"type":"function"}],)" + user + "}",
@@ -258,11 +256,15 @@ TEST(RequestDecoding, NoFieldOfAnyTypeMakesADecoderThrow) {
       "suffix", "template", "images", "messages", "tools", "input", "truncate", "source", "destination",
       "modelfile", "from", "parameters", "license", "quantize", "adapters", "files", "stream_options", "n",
       "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "response_format",
-      "encoding_format"};
+      "encoding_format", "tool_choice", "parallel_tool_calls", "think", "reasoning_effort", "reasoning", "logprobs",
+      "top_logprobs", "dimensions", "verbose"};
   const std::vector<std::string> values = {
       "null", "true", "0", "-1", "1e400", "\"\"", "\"x\"", "[]", "[1]", "[\"x\"]", "[[]]", "{}", "{\"type\":3}",
       "{\"include_usage\":\"yes\"}", "{\"type\":\"json_schema\",\"json_schema\":3}", "[{\"role\":3}]",
-      "[{\"role\":\"user\",\"content\":[{\"type\":7}]}]", "{\"stop\":[1]}", "{\"temperature\":{}}"};
+      "[{\"role\":\"user\",\"content\":[{\"type\":7}]}]", "{\"stop\":[1]}", "{\"temperature\":{}}",
+      "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":3}}]", "{\"type\":\"function\"}",
+      "[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"[1\"}}]}]",
+      "[{\"role\":\"tool\",\"tool_calls\":3}]", "\"high\"", "99999999999999999999", "{\"effort\":\"max\"}"};
   for (const std::string& field : fields) {
     for (const std::string& value : values) {
       const std::string body = R"({"model":"m","from":"b","messages":[{"role":"user","content":"x"}],")" + field +

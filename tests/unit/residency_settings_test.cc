@@ -59,7 +59,7 @@ TEST_F(SettingsTest, DefaultsMatchOllama) {
   EXPECT_EQ(s->scheduler.num_parallel, 1);
   EXPECT_EQ(s->scheduler.max_queue, 512);
   EXPECT_EQ(s->scheduler.default_keep_alive, KeepAlive::Of(Duration(5min)));
-  EXPECT_EQ(s->num_ctx, 2048);
+  EXPECT_EQ(s->num_ctx, 4096);  // Ollama's default without a large GPU
   EXPECT_EQ(s->load_timeout, 5min);
   EXPECT_EQ(s->health_timeout, 20s);
   EXPECT_TRUE(s->spare_runner);
