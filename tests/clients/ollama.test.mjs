@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
-import { startServer } from './server.mjs';
+import { startServer, weather } from './server.mjs';
 
 let server, ollama;
 before(async () => {
@@ -100,14 +100,6 @@ test('an unknown model is a ResponseError with status 404', async () => {
 // Tools and thinking with real models' templates on random weights (issue 15): a call forced by
 // tool_choice "required" (resident's addition on /api/chat: ollama-js passes the field through)
 // comes back as message.tool_calls with arguments as an object.
-const weather = {
-  type: 'function',
-  function: {
-    name: 'get_weather',
-    description: 'The weather in a city',
-    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
-  },
-};
 
 test('tools: a required call, whole and streamed; a template without tools is Ollama\'s error', async () => {
   const s = await startServer({}, { qwen: { template: 'qwen2.5' }, r1: { template: 'deepseek-r1' } });

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer } from './server.mjs';
+import { startServer, weather } from './server.mjs';
 
 let server, client;
 before(async () => {
@@ -65,14 +65,6 @@ test('an unknown model is a NotFoundError', async () => {
 
 // Tools with a real model's template on random weights (issue 15): tool_choice "required" makes
 // the chat layer's grammar force a call, which comes back as tool_calls with JSON arguments.
-const weather = {
-  type: 'function',
-  function: {
-    name: 'get_weather',
-    description: 'The weather in a city',
-    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
-  },
-};
 
 test('tools: a required call, whole and streamed; no tools is a BadRequestError', async () => {
   const s = await startServer({}, { qwen: { template: 'qwen2.5' } });

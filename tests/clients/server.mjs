@@ -52,6 +52,16 @@ export function synthTemplateModel(template, seed = 1) {
 // Returns {port, url, stop()}. The models "tiny" and "demo" are the same synthetic file.
 // extraEnv: more environment for the server (e.g. RESIDENT_CONTEXT_LENGTH). extraModels: more
 // models, {name: seed} or {name: {template, seed}}, each its own synthetic file.
+// A tool both clients' tests offer the models (OpenAI's function shape, which Ollama takes too).
+export const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['unit'] },
+  },
+};
+
 export async function startServer(extraEnv = {}, extraModels = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'resident-clients-'));
   const models = join(dir, 'models');

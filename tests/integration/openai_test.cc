@@ -22,19 +22,6 @@ class OpenAiTest : public ::testing::Test {
   std::string dir_;
 };
 
-// The JSON payloads of an SSE body ("data: ..." events), [DONE] as the string "[DONE]".
-std::vector<json> SseEvents(const std::string& body) {
-  std::vector<json> out;
-  std::stringstream ss(body);
-  std::string line;
-  while (std::getline(ss, line)) {
-    if (line.rfind("data: ", 0) != 0) continue;
-    std::string data = line.substr(6);
-    out.push_back(data == "[DONE]" ? json("[DONE]") : json::parse(data, nullptr, false));
-  }
-  return out;
-}
-
 TEST_F(OpenAiTest, ChatCompletionsWholeAndStreamedWithUsage) {
   ServerProcess server(dir_);
   json body{{"model", "tiny"},

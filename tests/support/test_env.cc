@@ -197,6 +197,19 @@ std::vector<nlohmann::json> HttpReply::lines() const {
   return out;
 }
 
+// The JSON payloads of an SSE body ("data: ..." events), [DONE] as the string "[DONE]".
+std::vector<nlohmann::json> SseEvents(const std::string& body) {
+  std::vector<nlohmann::json> out;
+  std::stringstream ss(body);
+  std::string line;
+  while (std::getline(ss, line)) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    std::string data = line.substr(6);
+    out.push_back(data == "[DONE]" ? nlohmann::json("[DONE]") : nlohmann::json::parse(data, nullptr, false));
+  }
+  return out;
+}
+
 HttpReply Post(int port, const std::string& path, const std::string& body) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(std::chrono::minutes(5));

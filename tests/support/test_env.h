@@ -62,6 +62,9 @@ struct HttpReply {
   std::vector<nlohmann::json> lines() const;
 };
 
+// The JSON payloads of an SSE body ("data: ..." events), [DONE] as the string "[DONE]".
+std::vector<nlohmann::json> SseEvents(const std::string& body);
+
 HttpReply Post(int port, const std::string& path, const std::string& body);
 HttpReply Get(int port, const std::string& path);
 

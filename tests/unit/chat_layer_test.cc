@@ -157,9 +157,9 @@ TEST(ChatLayer, ACallCutByTheTokenLimitIsNoCall) {
   EXPECT_TRUE((*out)->Finish(/*truncated=*/true).tool_calls.empty());
 }
 
-// Qwen's grammar allows one <tool_call> after another whatever parallel_tool_calls says: without
-// parallel calls the answer is its first call.
-TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
+// Qwen 2.5 with one tool, a call required and no parallel calls: the parser of its answer, and
+// what the render said to parse.
+void RequiredCallWithoutParallelCalls(std::unique_ptr<ChatOutput>* out, ChatParseSpec* spec = nullptr) {
   auto t = Template(kQwen);
   ASSERT_NE(t, nullptr);
   ChatRenderOptions o;
@@ -168,14 +168,23 @@ TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
   o.parallel_tool_calls = false;
   auto chat = t->Render({{"user", "weather?"}}, o);
   ASSERT_TRUE(chat.ok());
-  auto out = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
-  ASSERT_TRUE(out.ok());
+  auto made = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
+  ASSERT_TRUE(made.ok());
+  *out = std::move(made).value();
+  if (spec != nullptr) *spec = chat->parse;
+}
+
+// Qwen's grammar allows one <tool_call> after another whatever parallel_tool_calls says: without
+// parallel calls the answer is its first call.
+TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
+  std::unique_ptr<ChatOutput> out;
+  ASSERT_NO_FATAL_FAILURE(RequiredCallWithoutParallelCalls(&out));
   std::vector<ToolCall> calls;
-  ChatDelta d = (*out)->Add(
+  ChatDelta d = out->Add(
       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"celsius\"}}\n</tool_call>\n"
       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"fahrenheit\"}}\n</tool_call>");
   calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
-  d = (*out)->Finish(false);
+  d = out->Finish(false);
   calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].arguments, R"({"unit": "celsius"})");
@@ -184,33 +193,26 @@ TEST(ChatLayer, WithoutParallelCallsOnlyTheFirstCallIsReported) {
 // Without parallel calls the answer is whole once its call's arguments close: the call is
 // reported then and the runner generates no more.
 TEST(ChatLayer, WithoutParallelCallsTheAnswerIsCompleteOnceItsCallCloses) {
-  auto t = Template(kQwen);
-  ASSERT_NE(t, nullptr);
-  ChatRenderOptions o;
-  o.tools = {Weather()};
-  o.tool_choice = ToolChoice::kRequired;
-  o.parallel_tool_calls = false;
-  auto chat = t->Render({{"user", "weather?"}}, o);
-  ASSERT_TRUE(chat.ok());
-  auto out = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
-  ASSERT_TRUE(out.ok());
+  std::unique_ptr<ChatOutput> out;
+  ChatParseSpec spec;
+  ASSERT_NO_FATAL_FAILURE(RequiredCallWithoutParallelCalls(&out, &spec));
   const std::string call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"celsius\"}}\n</tool_call>";
   std::vector<ToolCall> calls;
   size_t complete_at = 0;
   for (size_t i = 0; i < call.size(); ++i) {
-    ChatDelta d = (*out)->Add(call.substr(i, 1));
+    ChatDelta d = out->Add(call.substr(i, 1));
     calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
-    if ((*out)->Complete() && complete_at == 0) complete_at = i + 1;
+    if (out->Complete() && complete_at == 0) complete_at = i + 1;
   }
   // Once the arguments' object closes, not before.
   EXPECT_GE(complete_at, call.find("}}") + 1);
   EXPECT_LE(complete_at, call.size());
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].name, "get_weather");
-  EXPECT_TRUE((*out)->Finish(false).tool_calls.empty());  // reported once
+  EXPECT_TRUE(out->Finish(false).tool_calls.empty());  // reported once
 
   // With parallel calls another may follow: never complete before the end.
-  auto parallel = ChatOutput::Create(chat->parse);
+  auto parallel = ChatOutput::Create(spec);
   ASSERT_TRUE(parallel.ok());
   (*parallel)->Add(call);
   EXPECT_FALSE((*parallel)->Complete());
