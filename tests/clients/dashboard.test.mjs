@@ -91,7 +91,12 @@ test('the dashboard shows two models, the eviction and why, memory per model and
   await page.waitForFunction(() => /would have cost least/.test(document.getElementById('advice').textContent), WAIT);
   await page.waitForFunction(() => document.querySelector('#whatif-chart circle.current'), WAIT);
 
-  // Loaded now: m2, loaded, its sizes, keep_alive and a countdown.
+  // Loaded now: m2, loaded, its sizes, keep_alive and a countdown. The poll that showed m2 may
+  // have come while its request still ran ("serving"): wait for one after it ended.
+  await page.waitForFunction(() => {
+    const cells = document.querySelectorAll('#loaded tr[data-model="m2:latest"] td');
+    return cells.length > 1 && cells[1].textContent.trim() === 'loaded';
+  }, WAIT);
   const loaded = await rows(page, '#loaded');
   assert.equal(loaded.length, 1, JSON.stringify(loaded));
   const [name, st, measured, predicted, keepAlive, unloadsIn] = loaded[0];

@@ -57,8 +57,9 @@ class ObservabilityTest : public ::testing::Test {
 };
 
 TEST_F(ObservabilityTest, MetricsAndEventsShowLoadsEvictionsAndStopsWithTheirReasons) {
-  // Each 20M model is predicted at about 80 MB and measures about 70 MB: 200 MB holds two.
-  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}});
+  // Each 20M model is predicted at about 80 MB and measures about 70 MB (context 2048; more under a
+  // sanitizer): 200 MB holds two.
+  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}, {"RESIDENT_CONTEXT_LENGTH", "2048"}});
   const int port = server.port();
   Generate(port, "m1");
   Generate(port, "m2");

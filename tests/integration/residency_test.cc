@@ -29,7 +29,9 @@ class ResidencyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = TestCaseDir();
-    // Three distinct ~80 MB (measured) models.
+    // Three distinct ~80 MB (measured) models. The tests with a 200 MB budget load them with a
+    // context of 2048 (RESIDENT_CONTEXT_LENGTH), so that two fit under a sanitizer too, whose
+    // instrumented runners hold more.
     for (int i = 1; i <= 3; ++i) {
       fs::create_symlink(SynthModel("20M", i), dir_ + "/m" + std::to_string(i) + ".gguf");
     }
@@ -87,7 +89,7 @@ TEST_F(ResidencyTest, KeepAliveZeroReleasesAtOnceAndForeverStays) {
 
 TEST_F(ResidencyTest, ThreeModelsCompeteForABudgetThatFitsTwo) {
   // Each 20M model measures about 70 MB and is predicted at about 80 MB: 200 MB fits two.
-  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}});
+  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}, {"RESIDENT_CONTEXT_LENGTH", "2048"}});
   Load(server.port(), "m1");
   Load(server.port(), "m2");
   EXPECT_EQ(Loaded(server.port()).size(), 2u);
@@ -108,7 +110,7 @@ TEST_F(ResidencyTest, ThreeModelsCompeteForABudgetThatFitsTwo) {
 TEST_F(ResidencyTest, APinnedModelIsNeverEvictedAndAModelTooBigFailsClearly) {
   std::string config = dir_ + "/resident.toml";
   std::ofstream(config) << "[models.m1]\npin = true\n";
-  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}, {"RESIDENT_CONFIG", config}});
+  ServerProcess server(dir_, {{"RESIDENT_MEMORY_LIMIT", "200MB"}, {"RESIDENT_CONTEXT_LENGTH", "2048"}, {"RESIDENT_CONFIG", config}});
   Load(server.port(), "m1", "0");  // keep_alive 0 from a request still unloads a pinned model
   EXPECT_TRUE(Loaded(server.port()).empty());
   Load(server.port(), "m1");

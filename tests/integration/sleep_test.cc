@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "runner/runner_limits.h"  // RESIDENT_UNDER_SANITIZER
 #include "support/test_env.h"
 
 namespace resident::testing {
@@ -75,9 +76,11 @@ TEST_F(SleepTest, AnIdleModelSleepsHoldingLessAndTheNextRequestWakesIt) {
   json asleep = Ps(port);
   const uint64_t asleep_size = asleep["size"].get<uint64_t>();
   EXPECT_GT(asleep_size, 0u);
-  EXPECT_LT(asleep_size, awake_size) << "asleep it should hold less than awake (its KV cache is freed)";
   EXPECT_EQ(asleep["size_measured"].get<uint64_t>(), asleep_size);
+#ifndef RESIDENT_UNDER_SANITIZER  // a sanitizer's allocator keeps freed memory (its quarantine)
+  EXPECT_LT(asleep_size, awake_size) << "asleep it should hold less than awake (its KV cache is freed)";
   EXPECT_GE(asleep["size_awake"].get<uint64_t>(), asleep_size);
+#endif
   // The same runner process lives on.
   ASSERT_EQ(server.Children().size(), 1u);
   EXPECT_EQ(server.Children()[0], runner);

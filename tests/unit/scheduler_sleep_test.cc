@@ -160,7 +160,7 @@ TEST_F(SchedulerSleepTest, KeepAliveShorterThanSleepAfterUnloadsFirst) {
   clock_.Advance(5min);
   s.Tick();
   EXPECT_TRUE(s.Snapshot().empty());
-  EXPECT_EQ(factory_.last->sleeps, 0);
+  EXPECT_TRUE(Events(s, ResidencyEvent::Type::kSleep).empty()) << "it never slept (its runner is gone: ask the event log)";
 }
 
 TEST_F(SchedulerSleepTest, WithoutSleepAfterNothingSleeps) {
@@ -234,7 +234,7 @@ TEST_F(SchedulerSleepTest, MemoryPressureUnloadsWhenSleepingFreesTooLittle) {
   auto models = s.Snapshot();
   ASSERT_EQ(models.size(), 1u);
   EXPECT_EQ(models[0].name, "b");
-  EXPECT_EQ(factory_.runners["a"]->sleeps, 0);
+  EXPECT_TRUE(Events(s, ResidencyEvent::Type::kSleep).empty()) << "a was evicted, never put to sleep";
   auto evictions = Events(s, ResidencyEvent::Type::kEvict);
   ASSERT_EQ(evictions.size(), 1u);
   EXPECT_EQ(evictions[0].reason, UnloadReason::kMemory);
@@ -247,7 +247,7 @@ TEST_F(SchedulerSleepTest, WithoutSleepAfterMemoryPressureEvictsAsBefore) {
   Use(s, "a");
   Use(s, "b");
   ASSERT_EQ(s.Snapshot().size(), 1u);
-  EXPECT_EQ(factory_.runners["a"]->sleeps, 0);
+  EXPECT_TRUE(Events(s, ResidencyEvent::Type::kSleep).empty()) << "a was evicted, never put to sleep";
   EXPECT_EQ(Events(s, ResidencyEvent::Type::kEvict).size(), 1u);
 }
 
