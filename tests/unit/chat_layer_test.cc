@@ -36,13 +36,19 @@ ToolDefinition Weather() {
           R"({"type":"object","properties":{"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["unit"]})"};
 }
 
-TEST(ChatLayer, QwenRendersToolsAndRequiredConstrainsTheAnswerToCallsOnly) {
+// Qwen 2.5 asked for the weather, offered the weather tool, with a call required.
+Result<RenderedChat> QwenRequiredCall(bool parallel_tool_calls = true) {
   auto t = Template(kQwen);
-  ASSERT_NE(t, nullptr);
+  if (t == nullptr) return Status::NotFound(std::string("no template ") + kQwen);
   ChatRenderOptions o;
   o.tools = {Weather()};
   o.tool_choice = ToolChoice::kRequired;
-  auto chat = t->Render({{"user", "weather?"}}, o);
+  o.parallel_tool_calls = parallel_tool_calls;
+  return t->Render({{"user", "weather?"}}, o);
+}
+
+TEST(ChatLayer, QwenRendersToolsAndRequiredConstrainsTheAnswerToCallsOnly) {
+  auto chat = QwenRequiredCall();
   ASSERT_TRUE(chat.ok()) << chat.status().message();
   EXPECT_NE(chat->prompt.find("\"name\": \"get_weather\""), std::string::npos) << chat->prompt;
   EXPECT_TRUE(chat->prompt.ends_with("<|im_start|>assistant\n")) << chat->prompt;
@@ -143,12 +149,7 @@ TEST(ChatLayer, ToolCallsAreReadBackWholeOnceCompleteWhileStreaming) {
 }
 
 TEST(ChatLayer, ACallCutByTheTokenLimitIsNoCall) {
-  auto t = Template(kQwen);
-  ASSERT_NE(t, nullptr);
-  ChatRenderOptions o;
-  o.tools = {Weather()};
-  o.tool_choice = ToolChoice::kRequired;
-  auto chat = t->Render({{"user", "weather?"}}, o);
+  auto chat = QwenRequiredCall();
   ASSERT_TRUE(chat.ok());
   auto out = ChatOutput::Create(chat->parse);
   ASSERT_TRUE(out.ok());
@@ -160,13 +161,7 @@ TEST(ChatLayer, ACallCutByTheTokenLimitIsNoCall) {
 // Qwen 2.5 with one tool, a call required and no parallel calls: the parser of its answer, and
 // what the render said to parse.
 void RequiredCallWithoutParallelCalls(std::unique_ptr<ChatOutput>* out, ChatParseSpec* spec = nullptr) {
-  auto t = Template(kQwen);
-  ASSERT_NE(t, nullptr);
-  ChatRenderOptions o;
-  o.tools = {Weather()};
-  o.tool_choice = ToolChoice::kRequired;
-  o.parallel_tool_calls = false;
-  auto chat = t->Render({{"user", "weather?"}}, o);
+  auto chat = QwenRequiredCall(false);
   ASSERT_TRUE(chat.ok());
   auto made = ChatOutput::Create(chat->parse, /*parallel_tool_calls=*/false);
   ASSERT_TRUE(made.ok());
