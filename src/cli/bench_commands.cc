@@ -120,6 +120,21 @@ Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
   return c;
 }
 
+// What every simulation takes from the command line: the default model size, load, prompt and
+// generation speeds, and what a model holds and costs asleep.
+Result<sim::SetupDefaults> SetupDefaultsOf(const SimulateArgs& args) {
+  sim::SetupDefaults d;
+  auto size = ParseBytes(args.model_size);
+  if (!size.ok()) return Status::InvalidArgument("--model-size: " + size.status().message());
+  d.default_bytes = *size;
+  d.load_s_per_gb = args.load_s_per_gb;
+  d.prompt_tps = args.prompt_tps;
+  d.gen_tps = args.gen_tps;
+  d.sleep_fraction = args.sleep_fraction;
+  d.wake_fraction = args.wake_fraction;
+  return d;
+}
+
 int SimulateOwn(const SimulateArgs& args);
 
 int Simulate(const SimulateArgs& args) {
@@ -130,16 +145,10 @@ int Simulate(const SimulateArgs& args) {
   if (args.trace.trace.empty()) return Fail(Status::InvalidArgument("simulate needs a trace file, or --own"));
   auto trace = ReadTrace(args.trace);
   if (!trace.ok()) return Fail(trace.status());
-  sim::SetupDefaults d;
-  auto size = ParseBytes(args.model_size);
-  if (!size.ok()) return Fail(Status::InvalidArgument("--model-size: " + size.status().message()));
-  d.default_bytes = *size;
+  auto defaults = SetupDefaultsOf(args);
+  if (!defaults.ok()) return Fail(defaults.status());
+  sim::SetupDefaults d = *defaults;
   d.load_s = args.load_seconds;
-  d.load_s_per_gb = args.load_s_per_gb;
-  d.prompt_tps = args.prompt_tps;
-  d.gen_tps = args.gen_tps;
-  d.sleep_fraction = args.sleep_fraction;
-  d.wake_fraction = args.wake_fraction;
   if (args.max_loaded >= 1) {
     d.max_loaded = args.max_loaded;
   } else {
@@ -300,13 +309,9 @@ int SimulateOwn(const SimulateArgs& args) {
   for (const auto& m : args.measured) {
     if (Status st = ParseMeasured(m, &measured); !st.ok()) return Fail(st);
   }
-  sim::SetupDefaults d;
-  auto size = ParseBytes(args.model_size);
-  if (!size.ok()) return Fail(Status::InvalidArgument("--model-size: " + size.status().message()));
-  d.default_bytes = *size;
-  d.load_s_per_gb = args.load_s_per_gb;
-  d.prompt_tps = args.prompt_tps;
-  d.gen_tps = args.gen_tps;
+  auto defaults = SetupDefaultsOf(args);
+  if (!defaults.ok()) return Fail(defaults.status());
+  sim::SetupDefaults d = *defaults;
   d.max_loaded = args.max_loaded >= 1 ? args.max_loaded : so.max_loaded;
   d.memory_budget = so.memory_budget;
   if (!args.memory_limit.empty()) {
