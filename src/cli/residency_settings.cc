@@ -111,11 +111,13 @@ Result<ResidencySettings> LoadResidencySettings(const std::string& config_flag, 
                  cgroup ? "cgroup limit" : "physical memory", FormatBytes(ceiling), FormatBytes(ceiling));
     so.memory_budget = ceiling;
   }
-  // Sleeping models create their context again at every wake: where a page fault is dear (a
-  // sandboxed or virtual machine: tens of microseconds per 4 KiB page measured here), 2 MiB pages
-  // make that 5-20 times faster. Without sleep_after nothing changes unless asked for.
-  rs.huge_pages = policy.sleep_after.has_value();
-  for (const auto& [name, entry] : policy.models) rs.huge_pages = rs.huge_pages || entry.sleep_after.has_value();
+  // A sleeping model's context gives its pages back, and the requests after its wake fault them in
+  // again: where a page fault is dear (a sandboxed or virtual machine: tens of microseconds per
+  // 4 KiB page measured here), 2 MiB pages make that 5-20 times faster. Without sleep_after nothing
+  // changes unless asked for.
+  rs.may_sleep = policy.sleep_after.has_value();
+  for (const auto& [name, entry] : policy.models) rs.may_sleep = rs.may_sleep || entry.sleep_after.has_value();
+  rs.huge_pages = rs.may_sleep;
   if (auto v = EnvFirst({"RESIDENT_HUGE_PAGES"})) rs.huge_pages = *v != "0" && *v != "false";
   so.policy = std::move(policy);
   so.predictor = sched::MakeGgufPredictor();

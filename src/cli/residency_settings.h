@@ -29,6 +29,8 @@ struct ResidencySettings {
   // (runner_process.h): RESIDENT_HUGE_PAGES (0/false: no, anything else: yes), by default yes when
   // models may sleep (a sleep_after anywhere: its wakes create contexts again), else no.
   bool huge_pages = false;
+  // A sleep_after is set somewhere: runners sleep in place (Engine::Sleep).
+  bool may_sleep = false;
 };
 
 // Reads RESIDENT_KEEP_ALIVE ("auto" allowed) / OLLAMA_KEEP_ALIVE (invalid: 5m with a warning;

@@ -165,6 +165,7 @@ int Serve(const ServeArgs& args) {
   scheduler_options.page_cache_fraction = [&page_cache](const std::string& path) { return page_cache.Fraction(path); };
   runner::RunnerProcess::Options runner_options{runner::SelfExecutable(), settings->load_timeout, settings->health_timeout,
                                                 settings->memory_margin, settings->huge_pages};
+  runner_options.may_sleep = settings->may_sleep;
   runner_options.prompt_cache_dir = prompt_cache->dir;
   runner_options.prompt_cache_max_bytes = prompt_cache->max_bytes;
   runner_options.prompt_cache_stats = &prompt_cache_stats;

@@ -1,6 +1,7 @@
 #include "runner/engine.h"
 
 #include <dlfcn.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -265,6 +266,13 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   cparams.no_perf = true;
   cparams.abort_callback = AbortCheck;
   cparams.abort_callback_data = engine.get();
+  engine->may_sleep_ = request.may_sleep;
+  if (request.may_sleep) {
+    // Notes the buffers each graph uses, to sleep in place (Sleep). It never asks for a node's
+    // data, so the scheduler still computes each graph whole.
+    cparams.cb_eval = NoteGraphBuffers;
+    cparams.cb_eval_user_data = engine.get();
+  }
   // Meanwhile the prompt cache's folder is read, and its most recently used entry checked
   // (engine_prompt_cache.cc); joined below, or on any return before.
   std::jthread prompt_cache;
@@ -348,24 +356,71 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   return engine;
 }
 
+bool Engine::NoteGraphBuffers(ggml_tensor* t, bool ask, void* engine) {
+  if (!ask) return true;
+  auto* e = static_cast<Engine*>(engine);
+  e->NoteBuffer(t->buffer);
+  for (ggml_tensor* src : t->src) {
+    if (src != nullptr) e->NoteBuffer(src->view_src != nullptr ? src->view_src->buffer : src->buffer);
+  }
+  return false;  // its data is not wanted: the graph is computed whole
+}
+
+void Engine::NoteBuffer(ggml_backend_buffer_t buffer) {
+  // A graph has a few thousand nodes and a context a handful of buffers: the last one noted is
+  // the likeliest, then a short scan.
+  if (buffer == nullptr || (!graph_buffers_.empty() && graph_buffers_.back() == buffer)) return;
+  if (std::find(graph_buffers_.begin(), graph_buffers_.end(), buffer) != graph_buffers_.end()) return;
+  if (ggml_backend_buffer_get_usage(buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS) return;
+  if (!ggml_backend_buffer_is_host(buffer)) return;
+  graph_buffers_.push_back(buffer);
+}
+
+int Engine::DecodeBatch(const llama_batch& batch) {
+  graph_buffers_.clear();
+  return Decode(ctx_, batch);
+}
+
 void Engine::Sleep() {
-  if (ctx_ == nullptr) return;
-  llama_free(ctx_);  // the KV cache, the compute buffers and the outputs; the thread pool stays
-  ctx_ = nullptr;
+  if (asleep_) return;
   for (auto& slot : slots_) {
     slot->cached.clear();
     slot->canonical = 0;
   }
+  asleep_ = true;
+  if (may_sleep_ && !graph_buffers_.empty()) {
+    // In place: the KV cache's cells are emptied (its data need not be: the pages given back read
+    // as zeros, which is what a new context's cleared cache holds), then every page that lies
+    // wholly inside a noted buffer goes back to the kernel. The pages at a buffer's two ends stay:
+    // they may hold the allocator's bookkeeping of a neighbour.
+    llama_memory_clear(llama_get_memory(ctx_), /*data=*/false);
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    for (ggml_backend_buffer_t buffer : graph_buffers_) {
+      const auto base = reinterpret_cast<uintptr_t>(ggml_backend_buffer_get_base(buffer));
+      const uintptr_t begin = (base + page - 1) / page * page;
+      const uintptr_t end = (base + ggml_backend_buffer_get_size(buffer)) / page * page;
+      if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
+    return;
+  }
+  llama_free(ctx_);  // the KV cache, the compute buffers and the outputs; the thread pool stays
+  ctx_ = nullptr;
+  graph_buffers_.clear();
 }
 
 Status Engine::Wake() {
-  if (ctx_ != nullptr) return Status::Ok();
+  if (!asleep_) return Status::Ok();
+  if (ctx_ != nullptr) {  // slept in place: nothing to do, the pages come back as they are touched
+    asleep_ = false;
+    return Status::Ok();
+  }
   ctx_ = llama_init_from_model(model_, cparams_);
   if (ctx_ == nullptr) {
     return Status::ResourceExhausted("could not create the context of model \"" + name_ + "\" again (out of memory?)");
   }
   if (threadpool_ != nullptr) llama_attach_threadpool(ctx_, threadpool_, nullptr);
   threads_now_ = cores_;  // cparams_' thread count
+  asleep_ = false;
   return Status::Ok();
 }
 
@@ -709,7 +764,7 @@ void Engine::Step() {
   }
 
   PickThreads(fixed_threads);
-  int rc = Decode(ctx_, batch);
+  int rc = DecodeBatch(batch);
   Beat();
   batch_cancel_.clear();
   if (rc != 0) {
@@ -829,7 +884,7 @@ Result<EmbedResult> Engine::Embed(const EmbedRequest& request, const std::atomic
         batch.logits[j] = 1;
       }
       PickThreads();
-      int rc = Decode(ctx_, batch);
+      int rc = DecodeBatch(batch);
       if (rc == 2) return Status::Cancelled("request cancelled");
       if (rc != 0) return Status::Internal("llama_decode failed with code " + std::to_string(rc));
       for (int32_t j = 0; j < n; ++j) {

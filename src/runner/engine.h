@@ -104,14 +104,22 @@ class Engine {
   // reaches Start with its messages rendered into its prompt (template_sandbox.h).
   const ChatTemplateSource& chat_template() const { return chat_template_; }
 
-  // Sleeping (sleep_after): Sleep frees the context (KV cache, compute buffers, outputs) and keeps
-  // the model, its weights' mapping and the thread pool; every slot's cached tokens are gone.
-  // Precondition: !Busy(). Wake creates the context again with the load's parameters (Start and
-  // Embed wake a sleeping engine themselves). Errors (Wake): kResourceExhausted when the context
-  // cannot be created; the engine then stays asleep.
+  // Sleeping (sleep_after): Sleep gives the context's memory back (KV cache, compute buffers) and
+  // keeps the model, its weights' mapping and the thread pool; every slot's cached tokens are gone.
+  // Precondition: !Busy(). Two ways, the same to callers:
+  // - in place (the load request's may_sleep, once a decode has shown which buffers the context's
+  //   graphs use): the context stays, its KV cache is emptied, and the pages of its host buffers
+  //   other than the weights are handed back to the kernel (MADV_DONTNEED); they come back as zero
+  //   pages at their next touch, so a wake costs nothing and a request after it faults in only what
+  //   it touches. A context whose buffers are not known yet is freed instead.
+  // - freed: llama_free; Wake creates the context again with the load's parameters.
+  // Start and Embed wake a sleeping engine themselves. Errors (Wake): kResourceExhausted when the
+  // context cannot be created; the engine then stays asleep.
   void Sleep();
   Status Wake();
-  bool asleep() const { return ctx_ == nullptr; }
+  bool asleep() const { return asleep_; }
+  // Whether the last Sleep kept the context (in place) rather than freeing it.
+  bool slept_in_place() const { return asleep_ && ctx_ != nullptr; }
 
   // Progress (runner_limits.h): while the engine computes, it stores the steady clock's now in
   // nanoseconds here at every decoded graph node, decode and sampled token. `beat` outlives the
@@ -153,6 +161,16 @@ class Engine {
 
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
+  bool asleep_ = false;
+  // Sleeping in place (see Sleep): whether the load asked for it, and the host buffers other than
+  // the weights that the last decode's graph used (its compute buffer, the KV cache), noted by
+  // llama.cpp's eval callback. Emptied before every decode, so that a buffer llama.cpp reallocated
+  // is never kept.
+  bool may_sleep_ = false;
+  std::vector<ggml_backend_buffer_t> graph_buffers_;
+  static bool NoteGraphBuffers(ggml_tensor* t, bool ask, void* engine);
+  void NoteBuffer(ggml_backend_buffer_t buffer);
+  int DecodeBatch(const llama_batch& batch);
   const llama_vocab* vocab_ = nullptr;
   ModelFacts facts_;
   uint64_t max_token_bytes_ = 1;

@@ -103,7 +103,7 @@ void ReadField(const json& j, const char* key, T& out) {
 RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
                          n_parallel, use_mmap, chat_template, model_name, predicted_bytes,
                          memory_margin_bytes, template_timeout_ms, prompt_cache_dir,
-                         prompt_cache_max_bytes)
+                         prompt_cache_max_bytes, may_sleep)
 RESIDENT_PROTOCOL_FIELDS(SamplingOptions, temperature, top_k, top_p, min_p, repeat_penalty,
                          repeat_last_n, presence_penalty, frequency_penalty, seed)
 RESIDENT_PROTOCOL_FIELDS(ToolCall, id, name, arguments)
@@ -139,7 +139,7 @@ RESIDENT_PROTOCOL_FIELDS(PromptCacheReport, id, saves, saved_bytes, hits, restor
                          evicted_bytes, dropped, notes, warnings)
 RESIDENT_PROTOCOL_FIELDS(SleepRequest, id)
 RESIDENT_PROTOCOL_FIELDS(WakeRequest, id)
-RESIDENT_PROTOCOL_FIELDS(SleepResult, id, rss_bytes, rss_anon_bytes, vram_bytes)
+RESIDENT_PROTOCOL_FIELDS(SleepResult, id, rss_bytes, rss_anon_bytes, vram_bytes, in_place)
 RESIDENT_PROTOCOL_FIELDS(WakeResult, id, wake_ns, rss_bytes)
 
 namespace {

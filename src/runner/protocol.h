@@ -42,6 +42,9 @@ struct LoadRequest {
   // The prompt cache (prompt_cache.h): the folder its entries live in (empty: off) and its size.
   std::string prompt_cache_dir;
   uint64_t prompt_cache_max_bytes = 0;
+  // The model may be put to sleep (a sleep_after is set): the engine notes its graphs' buffers,
+  // to sleep in place (Engine::Sleep).
+  bool may_sleep = false;
 };
 
 struct SamplingOptions {
@@ -255,6 +258,7 @@ struct SleepResult {
   uint64_t rss_bytes = 0;       // resident memory once asleep (what the budget counts)
   uint64_t rss_anon_bytes = 0;  // its private (anonymous) part: RssAnon
   uint64_t vram_bytes = 0;      // bytes still on a GPU device (0 on CPU)
+  bool in_place = false;        // the context was kept and its pages given back (Engine::Sleep)
 };
 struct WakeResult {
   uint64_t id = 0;

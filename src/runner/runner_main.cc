@@ -400,12 +400,12 @@ class Server {
     Beat("saving the prompt cache (sleep)");
     PromptCacheReport saved = engine_->SavePromptCache();
     if (!saved.empty()) writer_.Send(saved);  // id 0: unasked, counted and logged by the server
-    Beat("freeing the context (sleep)");
+    Beat("giving the context's memory back (sleep)");
     engine_->Sleep();
     // What llama.cpp freed goes back to the system now, not at the allocator's leisure.
-    ::malloc_trim(0);
+    if (!engine_->slept_in_place()) ::malloc_trim(0);
     const pid_t self = getpid();
-    writer_.Send(SleepResult{r.id, ProcessRssBytes(self), ProcessRssAnonBytes(self), 0});
+    writer_.Send(SleepResult{r.id, ProcessRssBytes(self), ProcessRssAnonBytes(self), 0, engine_->slept_in_place()});
     Finished(r.id);
   }
 

@@ -228,6 +228,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
       (options.health_timeout.count() > 0 ? options.health_timeout : kDefaultTemplateTimeout).count();
   request.prompt_cache_dir = options.prompt_cache_max_bytes > 0 ? options.prompt_cache_dir : "";
   request.prompt_cache_max_bytes = request.prompt_cache_dir.empty() ? 0 : options.prompt_cache_max_bytes;
+  request.may_sleep = options.may_sleep;
   if (!spare) {
     auto spawned = Spawn(options.executable, options.huge_pages);
     if (!spawned.ok()) return spawned.status();
@@ -618,6 +619,8 @@ Result<SleepResult> RunnerProcess::Sleep() {
   if (!ev.ok()) return ev.status();
   if (auto* m = std::get_if<SleepResult>(&*ev)) {
     if (m->rss_bytes > 0) sampled_rss_ = m->rss_bytes;  // the latest sample predates the sleep
+    spdlog::info("{}: asleep, its context {} ({} of private memory left)", name_,
+                 m->in_place ? "kept and its pages given back" : "freed", FormatBytes(m->rss_anon_bytes));
     return *m;
   }
   return ErrorOf(*ev);

@@ -47,6 +47,8 @@ class RunnerProcess final : public ModelRunner {
     // i.e. the KV cache and compute buffers, MADV_HUGEPAGE). Creating a context then faults 2 MiB
     // pages instead of 4 KiB ones. No effect where the kernel's THP mode is "never".
     bool huge_pages = false;
+    // Models may be put to sleep (a sleep_after is set): runners sleep in place (Engine::Sleep).
+    bool may_sleep = false;
     // The prompt cache (prompt_cache.h): its folder (empty: off) and size, given to every runner,
     // and where its reports are counted (not owned; nullptr: not counted). Close saves the idle
     // runner's prompt prefixes there before it stops the runner, waiting up to prompt_save_timeout.

@@ -34,6 +34,13 @@ class SleepTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     return r.json();
   }
+  // A seeded 24-token generation at the same context: its text.
+  static std::string SeededText(int port) {
+    auto r = Post(port, "/api/generate",
+                  R"({"model":"m1","prompt":"hi","stream":false,"options":{"num_predict":24,"num_ctx":8192,"seed":7}})");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json().value("response", "");
+  }
   // m1 in /api/ps (null when it is not listed).
   static json Ps(int port) {
     json ps = Get(port, "/api/ps").json();
@@ -61,7 +68,7 @@ class SleepTest : public ::testing::Test {
 TEST_F(SleepTest, AnIdleModelSleepsHoldingLessAndTheNextRequestWakesIt) {
   ServerProcess server(dir_, {{"RESIDENT_SLEEP_AFTER", "1s"}, {"RESIDENT_SPARE_RUNNER", "0"}});
   const int port = server.port();
-  Generate(port);
+  const std::string before = SeededText(port);
   json awake = Ps(port);
   ASSERT_TRUE(awake.is_object());
   EXPECT_EQ(awake["state"], "loaded");
@@ -81,6 +88,8 @@ TEST_F(SleepTest, AnIdleModelSleepsHoldingLessAndTheNextRequestWakesIt) {
   EXPECT_LT(asleep_size, awake_size) << "asleep it should hold less than awake (its KV cache is freed)";
   EXPECT_GE(asleep["size_awake"].get<uint64_t>(), asleep_size);
 #endif
+  // It slept in place: the context kept, its pages handed back.
+  EXPECT_TRUE(WaitForLog(server, "m1:latest: asleep, its context kept and its pages given back"));
   // The same runner process lives on.
   ASSERT_EQ(server.Children().size(), 1u);
   EXPECT_EQ(server.Children()[0], runner);
@@ -104,6 +113,27 @@ TEST_F(SleepTest, AnIdleModelSleepsHoldingLessAndTheNextRequestWakesIt) {
   EXPECT_EQ(MetricSample(metrics, R"(resident_model_wakes_total{model="m1:latest",reason="request"})"), 1);
   EXPECT_TRUE(WaitForLog(server, "put m1:latest to sleep"));
   EXPECT_TRUE(WaitForLog(server, "woke m1:latest in"));
+  // Woken in place, the model answers a seeded request as it did before it slept: its KV cache
+  // and buffers read back as zero pages, as a new context's cleared ones.
+  EXPECT_EQ(SeededText(port), before);
+}
+
+TEST_F(SleepTest, AModelThatNeverDecodedSleepsByFreeingItsContextAndWakesAnswering) {
+  // Loaded without a prompt, the engine has not seen which buffers its graphs use: it frees the
+  // context to sleep, and creates it again at the wake.
+  ServerProcess server(dir_, {{"RESIDENT_SLEEP_AFTER", "1s"}, {"RESIDENT_SPARE_RUNNER", "0"}});
+  const int port = server.port();
+  auto load = Post(port, "/api/generate", R"({"model":"m1","options":{"num_ctx":8192}})");
+  ASSERT_EQ(load.status, 200) << load.body;
+  ASSERT_TRUE(WaitFor([&] { return Ps(port).value("state", "") == "sleeping"; }, std::chrono::seconds(60)));
+  EXPECT_TRUE(WaitForLog(server, "m1:latest: asleep, its context freed"));
+  const std::string woken = SeededText(port);
+  EXPECT_FALSE(woken.empty());
+  EXPECT_EQ(CountEvents(port, "wake"), 1);
+  // It sleeps again, now in place, and still answers the same.
+  ASSERT_TRUE(WaitFor([&] { return Ps(port).value("state", "") == "sleeping"; }, std::chrono::seconds(60)));
+  EXPECT_TRUE(WaitForLog(server, "m1:latest: asleep, its context kept"));
+  EXPECT_EQ(SeededText(port), woken);
 }
 
 TEST_F(SleepTest, KeepAliveStillUnloadsASleepingModel) {
