@@ -18,6 +18,7 @@
 #include "store/gguf_values.h"
 #include "store/model_capabilities.h"
 #include "store/model_store.h"
+#include "store/model_transfer.h"
 #include "store/modelfile.h"
 
 namespace resident::api {
@@ -264,9 +265,64 @@ void HandleDelete(ApiContext& ctx, store::ModelStore* store, const httplib::Requ
   res.status = 200;
 }
 
+// /api/pull and /api/push: the transfer's progress as NDJSON lines ("success" last, or an error
+// line), or with "stream": false one object once it is done.
+void HandleTransfer(bool pull, const std::shared_ptr<store::ModelTransfers>& transfers, const httplib::Request& req,
+                    httplib::Response& res) {
+  auto call = DecodeTransfer(req.body);
+  if (!call.ok()) return SendError(res, call.status());
+  if (auto n = store::ParseModelName(call->model); !n.ok()) return SendError(res, n.status());
+  if (!transfers) return SendError(res, Status::InvalidArgument("this server has no writable model store"));
+  store::RegistryOptions options;
+  options.insecure = call->insecure;
+  auto run = [pull, transfers, model = call->model, options](const store::TransferProgress& progress) -> Status {
+    if (!pull) return transfers->Push(model, options, progress);
+    auto entry = transfers->Pull(model, options, progress);
+    if (entry.ok()) spdlog::info("pulled {} ({})", entry->name, FormatBytes(entry->size));
+    return entry.status();
+  };
+  const char* verb = pull ? "pull" : "push";
+  if (!call->stream) {
+    Status st = run(nullptr);
+    if (!st.ok()) {
+      spdlog::warn("{} {} failed: {}", verb, call->model, st.message());
+      return SendError(res, st);
+    }
+    return SendJson(res, json{{"status", "success"}});
+  }
+  res.set_chunked_content_provider("application/x-ndjson", [run, verb, model = call->model](size_t,
+                                                                                       httplib::DataSink& sink) {
+    bool client_gone = false;
+    Status st = run([&](const store::CreateEvent& ev) {
+      if (client_gone) return false;
+      std::string line = JsonLine(EventJson(ev));
+      if (!sink.write(line.data(), line.size())) client_gone = true;
+      return !client_gone;
+    });
+    if (!st.ok()) {
+      spdlog::warn("{} {} failed: {}", verb, model, st.message());
+      if (!client_gone) {
+        std::string line = JsonLine(json{{"error", st.message()}});
+        sink.write(line.data(), line.size());
+      }
+    }
+    sink.done();
+    return true;
+  });
+}
+
 }  // namespace
 
 void RegisterModelRoutes(httplib::Server& http, ApiContext& ctx, store::ModelStore* store) {
+  // One for the server's life: pulls of the same blob share its download.
+  std::shared_ptr<store::ModelTransfers> transfers =
+      store != nullptr ? std::make_shared<store::ModelTransfers>(*store) : nullptr;
+  http.Post("/api/pull", [transfers](const httplib::Request& req, httplib::Response& res) {
+    HandleTransfer(/*pull=*/true, transfers, req, res);
+  });
+  http.Post("/api/push", [transfers](const httplib::Request& req, httplib::Response& res) {
+    HandleTransfer(/*pull=*/false, transfers, req, res);
+  });
   http.Post("/api/show", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleShow(ctx, req, res); });
   http.Post("/api/create", [&ctx, store](const httplib::Request& req, httplib::Response& res) {
     HandleCreate(ctx, store, req, res);

@@ -10,7 +10,11 @@
 //                        (Ollama store, folder) is imported under the new name
 //   DELETE /api/delete  {"model"} → 200 empty; unloads the model first (after the requests in
 //                        flight) when no other name uses its weights, then prunes its blobs
-// Without a writable store (store == nullptr) create, copy and delete answer 400.
+//   POST   /api/pull    {"model", "insecure", "stream"}: from its registry into the store
+//   POST   /api/push    {"model", "insecure", "stream"}: from the store to its registry
+//                        (both: store/model_transfer.h; progress lines as Ollama's, "success"
+//                        last, or {"error"} as the last line; one object with "stream": false)
+// Without a writable store (store == nullptr) create, copy, delete, pull and push answer 400.
 #pragma once
 
 #include "api/http_util.h"

@@ -576,6 +576,16 @@ Result<DeleteCall> DecodeDelete(std::string_view body) {
   return c;
 }
 
+Result<TransferCall> DecodeTransfer(std::string_view body) {
+  auto parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
+  TransferCall c;
+  RESIDENT_RETURN_IF_ERROR(GetRequired(*parsed, "model", "name", &c.model));
+  RESIDENT_RETURN_IF_ERROR(GetBool(*parsed, "insecure", &c.insecure));
+  RESIDENT_RETURN_IF_ERROR(DecodeStream(*parsed, &c.stream));
+  return c;
+}
+
 namespace {
 
 // Ollama's structured create fields as a Modelfile.

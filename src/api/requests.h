@@ -133,6 +133,13 @@ struct DeleteCall {
   std::string model;
 };
 
+// /api/pull and /api/push: {"model" (or "name"), "insecure", "stream"}.
+struct TransferCall {
+  std::string model;
+  bool insecure = false;  // plain HTTP to the registry
+  bool stream = true;
+};
+
 // Arrays and objects nest at most this deep in a request body. Serializing or walking a JSON value
 // recurses once per level (nlohmann's dump, the JSON-schema converter), so a deeper body (a few
 // hundred KB of "[") would overflow a handler thread's stack and crash the whole server. Real
@@ -207,6 +214,7 @@ Result<EmbedCall> DecodeEmbed(std::string_view body, const RequestDefaults& defa
 Result<ShowCall> DecodeShow(std::string_view body);
 Result<CopyCall> DecodeCopy(std::string_view body);
 Result<DeleteCall> DecodeDelete(std::string_view body);
+Result<TransferCall> DecodeTransfer(std::string_view body);
 // Also: the Modelfile's own errors ("line N: ..."), "neither 'from' nor 'modelfile' was
 // specified", a parameter outside the option table, a message role other than system, user and
 // assistant, and what resident does not support (quantize, adapters, uploaded files).

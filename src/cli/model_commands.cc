@@ -1,5 +1,5 @@
-// Model management from the command line, as `ollama` does it: list, show, create, cp, rm talk
-// to the running server over HTTP. `create --local` writes resident's store directly, without a
+// Model management from the command line, as `ollama` does it: list, show, create, cp, rm, pull
+// and push talk to the running server over HTTP. `create --local` writes resident's store directly, without a
 // server (used by `make demo`; safe while a server runs, see store/model_store.h).
 #include <CLI/CLI.hpp>
 #include <httplib.h>
@@ -107,8 +107,10 @@ class ProgressLine {
  public:
   void Update(const std::string& what, uint64_t done, uint64_t total) {
     auto now = std::chrono::steady_clock::now();
-    // Each pass over the file ("hashing model", then "copying model") has its own rate and ETA.
+    // Each pass over the file ("hashing model", then "copying model") and each blob of a pull or
+    // push has its own line, rate and ETA.
     if (what != what_ || done < done_) {
+      if (what != what_) End();
       start_ = now;
       start_done_ = done;
     }
@@ -258,6 +260,8 @@ int CreateLocal(const CreateArgs& a, const store::Modelfile& mf) {
   return 0;
 }
 
+int StreamProgress(const std::string& path, const json& body, const std::string& what);
+
 int Create(const CreateArgs& a) {
   auto mf = ReadModelfile(a.file);
   if (!mf.ok()) return Fail(mf.status());
@@ -286,10 +290,16 @@ int Create(const CreateArgs& a) {
     body["messages"] = messages;
   }
   if (!mf->licenses.empty()) body["license"] = mf->licenses;
+  return StreamProgress("/api/create", body, "create");
+}
+
+// Sends a request whose answer is Ollama's progress lines, and shows them: a line per status, a
+// progress bar with rate and ETA for byte progress. 0 once "success" came.
+int StreamProgress(const std::string& path, const json& body, const std::string& what) {
   ProgressLine progress;
   std::string error;
   bool success = false;
-  auto reply = Call("POST", "/api/create", body, [&](const json& j) {
+  auto reply = Call("POST", path, body, [&](const json& j) {
     if (j.contains("error")) {
       error = j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump();
       return;
@@ -302,8 +312,13 @@ int Create(const CreateArgs& a) {
   progress.End();
   if (!reply.ok()) return Fail(reply.status());
   if (!error.empty()) return Fail(Status::Internal(error));
-  if (!success) return Fail(Status::Internal("the server ended the create without success"));
+  if (!success) return Fail(Status::Internal("the server ended the " + what + " without success"));
   return 0;
+}
+
+int Transfer(bool pull, const std::string& model, bool insecure) {
+  return StreamProgress(pull ? "/api/pull" : "/api/push", json{{"model", model}, {"insecure", insecure}, {"stream", true}},
+                        pull ? "pull" : "push");
 }
 
 int Copy(const std::string& from, const std::string& to) {
@@ -352,6 +367,16 @@ void AddModelCommands(CLI::App& app, CommandAction& chosen) {
   k->add_option("source", cp->first, "Existing model")->required();
   k->add_option("destination", cp->second, "New name")->required();
   k->callback([&chosen, cp] { chosen = [cp] { return Copy(cp->first, cp->second); }; });
+
+  for (bool pull : {true, false}) {
+    auto args = std::make_shared<std::pair<std::string, bool>>();
+    auto* t = app.add_subcommand(pull ? "pull" : "push",
+                                 pull ? "Pull a model from a registry (registry.ollama.ai unless the name has a host) into resident's store"
+                                      : "Push a model of resident's store to the registry its name names");
+    t->add_option("model", args->first, "[host/][namespace/]model[:tag]")->required();
+    t->add_flag("--insecure", args->second, "Plain HTTP to the registry (one on this machine or the local network)");
+    t->callback([&chosen, args, pull] { chosen = [args, pull] { return Transfer(pull, args->first, args->second); }; });
+  }
 
   auto rm = std::make_shared<std::vector<std::string>>();
   auto* r = app.add_subcommand("rm", "Remove models (unloading them first) and the blobs no other model uses");

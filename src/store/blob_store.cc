@@ -68,6 +68,12 @@ Result<std::string> BlobStore::PathFor(std::string_view digest) const {
   return dir_ + "/sha256-" + d->substr(7);
 }
 
+Result<std::string> BlobStore::PartialPath(std::string_view digest) const {
+  auto p = PathFor(digest);
+  if (!p.ok()) return p.status();
+  return *p + "-partial";
+}
+
 bool BlobStore::Has(std::string_view digest) const {
   auto p = PathFor(digest);
   std::error_code ec;

@@ -455,6 +455,53 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
   return entry;
 }
 
+Result<std::string> ModelStore::ManifestBytes(std::string_view raw) const {
+  auto name = ParseModelName(raw);
+  if (!name.ok()) return name.status();
+  auto path = ManifestPath(*name);
+  if (!path.ok()) return ModelNotFound(raw);
+  auto entry = LoadEntry(*name, *path);  // never hand out a broken model
+  if (!entry.ok()) return entry.status();
+  return ReadSmallFile(*path, kMaxManifestBytes);
+}
+
+Result<ModelEntry> ModelStore::Install(std::string_view raw, const std::string& manifest_bytes) {
+  RESIDENT_RETURN_IF_ERROR(CheckWritable());
+  auto name = ParseModelName(raw);
+  if (!name.ok()) return name.status();
+  auto manifest = ParseManifest(manifest_bytes);
+  if (!manifest.ok()) return manifest.status();
+  std::lock_guard lock(mu_);
+  auto store_lock = StoreLock::Acquire(root_, StoreLock::Mode::kShared);
+  if (!store_lock.ok()) return store_lock.status();
+  std::vector<const Layer*> layers{&manifest->config};
+  for (const Layer& l : manifest->layers) layers.push_back(&l);
+  std::error_code ec;
+  for (const Layer* l : layers) {
+    if (blobs_.Has(l->digest)) continue;
+    auto partial = blobs_.PartialPath(l->digest);
+    auto path = blobs_.PathFor(l->digest);
+    if (!partial.ok() || !path.ok()) return Status::InvalidArgument("corrupt manifest: bad digest " + l->digest);
+    fs::rename(*partial, *path, ec);
+    if (ec) return Status::Internal("cannot place blob " + l->digest + ": " + ec.message());
+  }
+  std::optional<std::string> previous;
+  if (auto old_path = ManifestPath(*name); old_path.ok()) {
+    if (auto bytes = ReadSmallFile(*old_path, kMaxManifestBytes); bytes.ok()) previous = std::move(*bytes);
+  }
+  RESIDENT_RETURN_IF_ERROR(WriteManifest(*name, manifest_bytes));
+  auto path = ManifestPath(*name);
+  if (!path.ok()) return path.status();
+  auto entry = LoadEntry(*name, *path);
+  if (!entry.ok()) {
+    Status undo = previous ? WriteManifest(*name, *previous) : Status::Ok();
+    if (!previous) fs::remove(*path, ec);
+    if (!undo.ok() || ec) spdlog::error("pull \"{}\": cannot undo its manifest {}", name->Display(), *path);
+    return Status::Internal("cannot install \"" + name->Display() + "\": " + entry.status().message());
+  }
+  return entry;
+}
+
 Status ModelStore::Copy(std::string_view from, std::string_view to) {
   RESIDENT_RETURN_IF_ERROR(CheckWritable());
   auto src = ParseModelName(from);

@@ -76,6 +76,18 @@ class ModelStore final : public ModelCatalog {
   // stores are never pruned. Returns the removed blob paths.
   Result<std::vector<std::string>> Prune();
 
+  // Pull and push (model_transfer.h). The manifest of a model of this store, as its file holds it.
+  // Errors: kInvalidArgument (bad name), kNotFound, kInternal (unreadable, or the model is broken).
+  Result<std::string> ManifestBytes(std::string_view name) const;
+  // Installs a pulled model (`manifest_bytes` as the registry sent them): under the shared store
+  // lock, every blob it names that the store lacks is moved in from its checked download
+  // (BlobStore::PartialPath), then the manifest is written and the model checked as Find checks
+  // it; a model that fails the check is undone (the previous manifest back). Errors:
+  // kInvalidArgument (read-only store, bad name, corrupt manifest), kInternal (a blob neither in
+  // the store nor downloaded, I/O, a broken model).
+  Result<ModelEntry> Install(std::string_view name, const std::string& manifest_bytes);
+  BlobStore& blobs() { return blobs_; }
+
   bool read_only() const { return read_only_; }
   const std::string& root() const { return root_; }
 

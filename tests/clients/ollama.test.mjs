@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
-import { startServer, weather } from './server.mjs';
+import { startServer, startRegistry, weather } from './server.mjs';
 
 let server, ollama;
 before(async () => {
@@ -87,6 +87,39 @@ test('create, copy and delete', async () => {
   const names = (await ollama.list()).models.map((m) => m.name);
   assert.ok(!names.includes('made:latest') && !names.includes('made-too:latest'), names.join(','));
   await assert.rejects(ollama.show({ model: 'made' }), (e) => e.status_code === 404);
+});
+
+test('push to a registry, delete, pull back with streamed progress', async () => {
+  const registry = await startRegistry();
+  try {
+    const model = `${registry.host}/library/pushed:latest`;
+    for await (const p of await ollama.create({ model, from: 'tiny', system: 'Be short.', stream: true })) void p;
+    const pushed = [];
+    for await (const p of await ollama.push({ model, insecure: true, stream: true })) pushed.push(p);
+    assert.equal(pushed.at(-1).status, 'success');
+    assert.ok(pushed.some((p) => p.status.startsWith('pushing ') && p.total > 0), JSON.stringify(pushed));
+    await ollama.delete({ model });
+    const pulled = [];
+    for await (const p of await ollama.pull({ model, insecure: true, stream: true })) pulled.push(p);
+    assert.equal(pulled[0].status, 'pulling manifest');
+    const layers = pulled.filter((p) => p.digest);
+    assert.ok(layers.length >= 3, JSON.stringify(pulled));
+    for (const p of layers) {
+      assert.equal(p.status, `pulling ${p.digest.slice(7, 19)}`);
+      assert.ok(p.completed <= p.total);
+    }
+    assert.deepEqual(pulled.slice(-3).map((p) => p.status), ['verifying sha256 digest', 'writing manifest', 'success']);
+    assert.equal((await ollama.show({ model })).system, 'Be short.');
+    const r = await ollama.generate({ model, prompt: 'hi', options: { num_predict: 2 } });
+    assert.equal(r.eval_count, 2);
+    // Not streamed: one answer once it is done; an unknown tag is Ollama's error.
+    assert.equal((await ollama.pull({ model, insecure: true })).status, 'success');
+    await assert.rejects(ollama.pull({ model: `${registry.host}/library/nope`, insecure: true }),
+      (e) => /file does not exist/.test(e.message));
+    await ollama.delete({ model });
+  } finally {
+    await registry.stop();
+  }
 });
 
 test('an unknown model is a ResponseError with status 404', async () => {

@@ -2,7 +2,7 @@
 // real-client tests. RESIDENT_BINARY names the binary (ctest passes the one it built); the
 // default is build/bin/resident of this checkout.
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, symlinkSync, rmSync, openSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, symlinkSync, rmSync, openSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, homedir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -100,6 +100,37 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
         const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
         await gone;
         clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Debian's docker-registry (the reference registry) on a free loopback port, its storage in a
+// temporary folder. Returns {host: "127.0.0.1:PORT", stop()}.
+export async function startRegistry() {
+  const dir = mkdtempSync(join(tmpdir(), 'resident-registry-'));
+  const port = await freePort();
+  const config = join(dir, 'config.yml');
+  writeFileSync(config, `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n` +
+    `storage:\n  filesystem:\n    rootdirectory: ${dir}/data\n` +
+    `http:\n  addr: 127.0.0.1:${port}\n`);
+  const log = openSync(join(dir, 'registry.log'), 'w');
+  const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', log, log] });
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/v2/`)).ok) break;
+    } catch {}
+    if (child.exitCode !== null) throw new Error(`docker-registry exited; see ${dir}/registry.log`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null) {
+        const gone = new Promise((ok) => child.once('exit', ok));
+        child.kill('SIGTERM');
+        await gone;
       }
       rmSync(dir, { recursive: true, force: true });
     },

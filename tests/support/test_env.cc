@@ -42,6 +42,9 @@ struct TempDir {
   }
 };
 
+
+}  // namespace
+
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -55,8 +58,6 @@ int FreePort() {
   ::close(fd);
   return port;
 }
-
-}  // namespace
 
 const std::string& TestDir() {
   static TempDir dir;

@@ -21,6 +21,9 @@ const std::string& TestDir();
 // TestDir()/<name of the running test>, created.
 std::string TestCaseDir();
 
+// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
+int FreePort();
+
 // A raw TCP connection to 127.0.0.1:port (the test fails if it cannot connect). The caller
 // closes it.
 int ConnectLoopback(int port);
