@@ -372,12 +372,14 @@ void Engine::NoteBuffer(ggml_backend_buffer_t buffer) {
   if (buffer == nullptr || (!graph_buffers_.empty() && graph_buffers_.back() == buffer)) return;
   if (std::find(graph_buffers_.begin(), graph_buffers_.end(), buffer) != graph_buffers_.end()) return;
   if (ggml_backend_buffer_get_usage(buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS) return;
-  if (!ggml_backend_buffer_is_host(buffer)) return;
+  // A device's memory cannot be handed back page by page: such a context is freed to sleep.
+  if (!ggml_backend_buffer_is_host(buffer)) graph_on_device_ = true;
   graph_buffers_.push_back(buffer);
 }
 
 int Engine::DecodeBatch(const llama_batch& batch) {
   graph_buffers_.clear();
+  graph_on_device_ = false;
   return Decode(ctx_, batch);
 }
 
@@ -388,7 +390,7 @@ void Engine::Sleep() {
     slot->canonical = 0;
   }
   asleep_ = true;
-  if (may_sleep_ && !graph_buffers_.empty()) {
+  if (may_sleep_ && !graph_buffers_.empty() && !graph_on_device_) {
     // In place: the KV cache's cells are emptied (its data need not be: the pages given back read
     // as zeros, which is what a new context's cleared cache holds), then every page that lies
     // wholly inside a noted buffer goes back to the kernel. The pages at a buffer's two ends stay:
