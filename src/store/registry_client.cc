@@ -332,7 +332,8 @@ std::string RegistryClient::BaseUrl() const { return impl_->Base(); }
 Result<std::string> RegistryClient::GetManifest() {
   Impl::Call call;
   call.url = impl_->Repo() + "/manifests/" + impl_->name.tag;
-  call.headers.push_back("Accept: " + std::string(kManifestMediaType));
+  // Ollama's manifests are Docker's v2 type; an OCI manifest has the same fields.
+  call.headers.push_back("Accept: " + std::string(kManifestMediaType) + ", application/vnd.oci.image.manifest.v1+json");
   auto r = impl_->Send(call);
   if (!r.ok()) return r.status();
   if (r->status == 404) return Status::NotFound("file does not exist");
