@@ -28,6 +28,8 @@ PACKAGES=(build-essential cmake ninja-build ccache git pkg-config curl ca-certif
   libtomlplusplus-dev libgtest-dev libgmock-dev libssl-dev
   # pull and push (libcurl), and the registry their tests run on loopback (docker-registry)
   libcurl4-openssl-dev docker-registry
+  # the cluster test: three nodes behind HAProxy (`resident cluster haproxy`)
+  haproxy
   # make fuzz, make check-sanitize: clang with libFuzzer and the sanitizer runtimes
   # (libclang-rt-14-dev), and llvm-symbolizer (llvm-14) for readable reports.
   clang-14 libclang-rt-14-dev llvm-14)

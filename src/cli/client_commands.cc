@@ -12,6 +12,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "cli/command.h"
 #include "cli/config.h"
@@ -229,18 +230,44 @@ int Run(RunArgs args) {
   return RunOnce(*server, args);
 }
 
-int Ps() {
-  auto server = ServerFromEnv();
-  if (!server.ok()) return Fail(server.status());
-  auto client = server->Connect();
-  auto res = client->Get("/api/ps");
-  if (!res) return Fail(server->Unreachable());
-  if (res->status != 200) return Fail(Status::Internal(ErrorOf(res->status, res->body)));
+// `nodes` empty: the server named by the environment. Otherwise each node's /api/ps, merged, with a
+// NODE column (a cluster behind HAProxy, docs/cluster.md); a node that does not answer is a line
+// on stderr and the exit code 1, the others still listed.
+int Ps(const std::vector<std::string>& nodes) {
+  auto env_server = ServerFromEnv();
+  if (!env_server.ok()) return Fail(env_server.status());
+  std::vector<Server> servers;
+  if (nodes.empty()) servers.push_back(*env_server);
+  for (const std::string& n : nodes) {
+    auto hp = ParseHostPort(n);
+    if (!hp.ok()) return Fail(Status::InvalidArgument("--node " + n + ": " + hp.status().message()));
+    servers.push_back(Server{hp->host, hp->port, env_server->api_key});
+  }
+  json merged{{"models", json::array()}};
+  int code = 0;
+  for (const Server& server : servers) {
+    auto client = server.Connect();
+    auto res = client->Get("/api/ps");
+    if (!res) {
+      if (nodes.empty()) return Fail(server.Unreachable());
+      code = Fail(server.Unreachable());
+      continue;
+    }
+    if (res->status != 200) return Fail(Status::Internal(server.Where() + ": " + ErrorOf(res->status, res->body)));
+    json ps = json::parse(res->body, nullptr, false);
+    if (!ps.is_object() || !ps.contains("models") || !ps["models"].is_array()) {
+      return Fail(Status::Internal(server.Where() + ": unexpected answer from /api/ps"));
+    }
+    for (json m : ps["models"]) {
+      if (!nodes.empty()) m["node"] = server.Where();
+      merged["models"].push_back(std::move(m));
+    }
+  }
   auto now = std::chrono::system_clock::now().time_since_epoch();
-  auto table = FormatPsTable(json::parse(res->body, nullptr, false), std::chrono::duration<double>(now).count());
+  auto table = FormatPsTable(merged, std::chrono::duration<double>(now).count());
   if (!table.ok()) return Fail(Status::Internal(table.status().message()));
   std::fputs(table->c_str(), stdout);
-  return 0;
+  return code;
 }
 
 int Stop(const std::string& model) {
@@ -271,7 +298,10 @@ void AddClientCommands(CLI::App& app, CommandAction& chosen) {
 
   auto* ps = app.add_subcommand(
       "ps", "List the models loaded now: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL (as `ollama ps` prints them), and STATE when one is asleep");
-  ps->callback([&chosen] { chosen = [] { return Ps(); }; });
+  auto ps_nodes = std::make_shared<std::vector<std::string>>();
+  ps->add_option("--node", *ps_nodes,
+                 "HOST:PORT of a node of a cluster (repeat for each): every node's models, with a NODE column");
+  ps->callback([&chosen, ps_nodes] { chosen = [ps_nodes] { return Ps(*ps_nodes); }; });
 
   auto stop_model = std::make_shared<std::string>();
   auto* stop = app.add_subcommand("stop", "Unload a model now (after the requests it is serving)");

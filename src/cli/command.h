@@ -21,6 +21,7 @@ void AddModelCommands(CLI::App& app, CommandAction& chosen);    // model_command
 void AddSynthCommand(CLI::App& app, CommandAction& chosen);     // synth_command.cc
 void AddRunnerCommand(CLI::App& app, CommandAction& chosen);    // runner_command.cc (hidden)
 void AddBenchCommands(CLI::App& app, CommandAction& chosen);    // bench_commands.cc: bench simulate, bench replay
+void AddClusterCommands(CLI::App& app, CommandAction& chosen);  // cluster_command.cc: cluster haproxy
 
 // Prints "Error: <message>" to stderr and returns the exit code 1.
 int Fail(const Status& status);

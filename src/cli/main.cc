@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   AddSynthCommand(app, chosen);
   AddRunnerCommand(app, chosen);
   AddBenchCommands(app, chosen);
+  AddClusterCommands(app, chosen);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   return chosen ? chosen() : 1;

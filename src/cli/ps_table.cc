@@ -101,13 +101,15 @@ Result<std::string> FormatPsTable(const nlohmann::json& ps, double now_s) {
   };
   // STATE (resident's addition) only when a model is not plainly loaded (asleep): otherwise the
   // table is Ollama's, column for column.
-  bool with_state = false;
+  bool with_state = false, with_node = false;
   for (const auto& m : ps["models"]) {
     if (m.is_object() && !text(m, "state").empty() && text(m, "state") != "loaded") with_state = true;
+    if (m.is_object() && !text(m, "node").empty()) with_node = true;
   }
   using Row = std::vector<std::string>;
   std::vector<Row> rows{{"NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"}};
   if (with_state) rows[0].push_back("STATE");
+  if (with_node) rows[0].push_back("NODE");
   for (const auto& m : ps["models"]) {
     if (!m.is_object()) continue;
     std::string digest = text(m, "digest");
@@ -119,6 +121,7 @@ Result<std::string> FormatPsTable(const nlohmann::json& ps, double now_s) {
                     std::to_string(number(m, "context_length")),
                     expires_at.empty() ? "Never" : expires.ok() ? Until(*expires, now_s) : expires_at});
     if (with_state) rows.back().push_back(text(m, "state").empty() ? "loaded" : text(m, "state"));
+    if (with_node) rows.back().push_back(text(m, "node"));
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const Row& r : rows) {

@@ -41,7 +41,8 @@ std::string Processor(uint64_t size, uint64_t size_vram);
 // offset "+01:00"). Errors: kInvalidArgument when it is not one.
 Result<double> ParseRfc3339Seconds(const std::string& text);
 
-// The whole table for an /api/ps answer, one line per model, each ending in a newline.
+// The whole table for an /api/ps answer, one line per model, each ending in a newline. Models
+// that carry a "node" (`resident ps --node`: several nodes' answers merged) get a last column NODE.
 // Errors: kInvalidArgument when `ps` is not an object with a "models" array.
 Result<std::string> FormatPsTable(const nlohmann::json& ps, double now_s);
 

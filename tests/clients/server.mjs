@@ -73,11 +73,17 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
     const file = typeof m === 'object' ? synthTemplateModel(m.template, m.seed ?? 1) : synthModel(m);
     symlinkSync(file, join(models, `${name}.gguf`));
   }
+  return startResident(models, dir, { RESIDENT_MODELS: join(dir, 'store'), ...extraEnv }, { removeDir: true });
+}
+
+// Starts `resident serve --models-dir MODELS` on a free loopback port, its log in DIR/serve-PORT.log.
+// Returns {port, url, dir, pid, stop()}; stop() removes DIR when opts.removeDir.
+export async function startResident(models, dir, env = {}, opts = {}) {
   const port = await freePort();
-  const log = openSync(join(dir, 'serve.log'), 'w');
+  const log = openSync(join(dir, `serve-${port}.log`), 'w');
   const child = spawn(binary, ['serve', '--models-dir', models], {
     env: { ...process.env, RESIDENT_HOST: `127.0.0.1:${port}`, RESIDENT_GGUF_DIR: models,
-           RESIDENT_MODELS: join(dir, 'store'), RESIDENT_OLLAMA_MODELS: '', ...extraEnv },
+           RESIDENT_OLLAMA_MODELS: '', ...env },
     stdio: ['ignore', log, log],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -86,13 +92,14 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
       const r = await fetch(url + '/');
       if (r.ok) break;
     } catch {}
-    if (child.exitCode !== null) throw new Error(`resident serve exited; see ${dir}/serve.log`);
+    if (child.exitCode !== null) throw new Error(`resident serve exited; see ${dir}/serve-${port}.log`);
     await new Promise((ok) => setTimeout(ok, 50));
   }
   return {
     port,
     url,
     dir,
+    pid: child.pid,
     async stop() {
       if (child.exitCode === null) {
         const gone = new Promise((ok) => child.once('exit', ok));
@@ -101,7 +108,7 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
         await gone;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (opts.removeDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -95,5 +95,19 @@ TEST(PsTable, AStateColumnOnlyWhileAModelSleeps) {
   EXPECT_EQ(plain->rfind("NAME           ID              SIZE      PROCESSOR    CONTEXT    UNTIL\n", 0), 0u) << *plain;
 }
 
+TEST(PsTable, ANodeColumnForSeveralNodesAnswersMerged) {
+  json ps = json::parse(R"({"models":[
+    {"name":"tiny:latest","digest":"0f4c7e1d2a3b4c5d6e7f","size":68599808,"size_vram":0,"context_length":2048,
+     "expires_at":"2027-01-15T08:04:59.900000000Z","node":"10.0.0.1:11434"},
+    {"name":"big:latest","digest":"aabbccddeeff00112233","size":1634567890,"size_vram":0,"context_length":8192,
+     "expires_at":"2027-01-15T08:04:59.900000000Z","node":"10.0.0.2:11434"}]})");
+  auto table = FormatPsTable(ps, 1800000000.0);
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(*table,
+            "NAME           ID              SIZE      PROCESSOR    CONTEXT    UNTIL                 NODE\n"
+            "tiny:latest    0f4c7e1d2a3b    68 MB     100% CPU     2048       4 minutes from now    10.0.0.1:11434\n"
+            "big:latest     aabbccddeeff    1.6 GB    100% CPU     8192       4 minutes from now    10.0.0.2:11434\n");
+}
+
 }  // namespace
 }  // namespace resident::cli

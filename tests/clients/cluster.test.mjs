@@ -1,0 +1,184 @@
+// Three resident nodes behind HAProxy (Debian's haproxy 2.6) configured by `resident cluster
+// haproxy`, driven with ollama-js: each model lives on exactly one node, streaming works through
+// the proxy, keep_alive 0 unloads on the right node, a stopped node's models move to the others
+// while the rest keep answering, and a replayed trace costs at least 2x fewer cold starts than the
+// same replay through a round-robin HAProxy. The figures are printed (the closing note's).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, rmSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ollama } from 'ollama';
+import { binary, synthModel, startResident } from './server.mjs';
+
+const MODELS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
+const haproxyBin = '/usr/sbin/haproxy';
+let dir, models;
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+    s.on('error', fail);
+  });
+}
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'resident-cluster-'));
+  models = join(dir, 'models');  // the nodes' shared, read-only model folder
+  mkdirSync(models);
+  MODELS.forEach((name, i) => symlinkSync(synthModel(i + 1), join(models, `${name}.gguf`)));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+// Three nodes (each loads at most two models: RESIDENT_MAX_LOADED_MODELS=2) and HAProxy in front.
+async function startCluster(extraArgs = []) {
+  const nodes = [];
+  for (let i = 0; i < 3; i++) {
+    const d = join(dir, `node${i}-${Date.now()}`);
+    mkdirSync(d);
+    nodes.push(await startResident(models, d, {
+      RESIDENT_MODELS: join(d, 'store'), RESIDENT_MAX_LOADED_MODELS: '2', RESIDENT_CONTEXT_LENGTH: '512',
+      RESIDENT_SPARE_RUNNER: '0', RESIDENT_REQUEST_LOG: 'off',
+    }));
+  }
+  const port = await freePort();
+  const args = ['cluster', 'haproxy', '--listen', `127.0.0.1:${port}`, '--check-interval', '300ms', ...extraArgs];
+  for (const n of nodes) args.push('--node', `127.0.0.1:${n.port}`);
+  const config = join(dir, `haproxy-${port}.cfg`);
+  writeFileSync(config, execFileSync(binary, args));
+  execFileSync(haproxyBin, ['-c', '-q', '-f', config]);
+  const log = openSync(join(dir, `haproxy-${port}.log`), 'w');
+  const proxy = spawn(haproxyBin, ['-db', '-f', config], { stdio: ['ignore', log, log] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(url + '/')).ok) break;
+    } catch {}
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  return {
+    nodes,
+    url,
+    ollama: new Ollama({ host: url }),
+    async stop() {
+      const gone = new Promise((ok) => proxy.once('exit', ok));
+      proxy.kill('SIGTERM');
+      await gone;
+      for (const n of nodes) await n.stop();
+    },
+  };
+}
+
+// Which node has each model loaded: {model: [node index...]}.
+async function placement(nodes) {
+  const where = {};
+  for (const [i, n] of nodes.entries()) {
+    let ps;
+    try {
+      ps = await (await fetch(n.url + '/api/ps')).json();
+    } catch {
+      continue;  // a stopped node
+    }
+    for (const m of ps.models) (where[m.name.replace(/:latest$/, '')] ??= []).push(i);
+  }
+  return where;
+}
+
+async function loads(nodes) {
+  let total = 0;
+  for (const n of nodes) {
+    const events = (await (await fetch(n.url + '/api/events')).json()).events;
+    total += events.filter((e) => e.type === 'load').length;
+  }
+  return total;
+}
+
+test('each model on one node, streaming, keep_alive 0 and a node that stops', async () => {
+  const c = await startCluster();
+  try {
+    // Every model twice, through the proxy, spelled two ways: one node each.
+    for (const m of MODELS) {
+      const r = await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 2 } });
+      assert.equal(r.eval_count, 2);
+      let chunks = 0;
+      for await (const part of await c.ollama.generate({ model: `library/${m}:latest`, prompt: 'hi', stream: true,
+        options: { num_predict: 3 } })) chunks++;
+      assert.equal(chunks, 4, 'three tokens and the final chunk, streamed through HAProxy');
+    }
+    const where = await placement(c.nodes);
+    for (const m of MODELS) {
+      // At most two per node: a model may have been evicted by its node's third, but never loaded twice.
+      assert.ok((where[m] ?? []).length <= 1, `${m} on ${JSON.stringify(where[m])}`);
+    }
+    const home = {};
+    for (const m of MODELS) {
+      await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 1 } });
+      const w = await placement(c.nodes);
+      assert.equal(w[m]?.length, 1, `${m} is loaded on exactly one node: ${JSON.stringify(w)}`);
+      if (home[m] !== undefined) assert.equal(w[m][0], home[m]);
+      home[m] = w[m][0];
+    }
+    // Routes without a model go to any node.
+    assert.equal((await c.ollama.list()).models.length, MODELS.length);
+    // keep_alive 0 through the proxy unloads it on its node.
+    const m0 = MODELS[5];
+    await c.ollama.generate({ model: m0, prompt: 'hi', options: { num_predict: 1 } });
+    assert.equal((await placement(c.nodes))[m0]?.length, 1);
+    await c.ollama.generate({ model: m0, prompt: '', keep_alive: 0 });
+    assert.equal((await placement(c.nodes))[m0], undefined, 'unloaded on the node that had it');
+
+    // One node stops: the others' models keep answering at once, its own move within the checks.
+    const victim = home[MODELS[0]];
+    await c.nodes[victim].stop();
+    const others = MODELS.filter((m) => home[m] !== victim);
+    for (const m of others) {
+      const r = await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 1 } });
+      assert.equal(r.eval_count, 1);
+    }
+    await new Promise((ok) => setTimeout(ok, 1500));  // a few health checks
+    for (const m of MODELS.filter((x) => home[x] === victim)) {
+      const r = await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 1 } });
+      assert.equal(r.eval_count, 1);
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+// A trace over the six models (a fixed pseudo-random order, some models more often), replayed
+// one request at a time. Cold starts: loads summed over the nodes.
+async function replay(c) {
+  let x = 12345;
+  const next = () => (x = (x * 1103515245 + 12345) % 2147483648);
+  for (let i = 0; i < 48; i++) {
+    const r = (next() >> 16) % 10;
+    const m = MODELS[r < 6 ? r : r - 6];  // alpha..delta twice as often as echo and foxtrot
+    await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 1 } });
+  }
+  return loads(c.nodes);
+}
+
+test('a replayed trace: model-affine routing against round-robin', async () => {
+  const affine = await startCluster();
+  let affineLoads, rrLoads;
+  try {
+    affineLoads = await replay(affine);
+  } finally {
+    await affine.stop();
+  }
+  const rr = await startCluster(['--round-robin']);
+  try {
+    rrLoads = await replay(rr);
+  } finally {
+    await rr.stop();
+  }
+  console.log(`cluster replay, 48 requests over 6 models, 3 nodes of 2 models each: ` +
+    `cold starts ${affineLoads} model-affine, ${rrLoads} round-robin (${(rrLoads / affineLoads).toFixed(2)}x)`);
+  assert.ok(affineLoads * 2 <= rrLoads, `affine ${affineLoads} vs round-robin ${rrLoads}`);
+});
