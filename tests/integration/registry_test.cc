@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/manifest.h"
@@ -291,6 +292,37 @@ TEST_F(RegistryTest, APullWhoseClientLeftResumesAtTheNextPull) {
   EXPECT_TRUE(ranged) << "the second pull asks for the bytes after the " << kept << " it kept";
   EXPECT_EQ(ReadAll(BlobPath(weights.digest)), original);
   EXPECT_FALSE(fs::exists(partial));
+}
+
+TEST_F(RegistryTest, TwoPullsOfOneModelAtOnceShareItsDownload) {
+  ServerProcess server(dir_ + "/models", Env());
+  const int port = server.port();
+  const std::string name = Name(registry_->host());
+  CreateModel(port, name);
+  ASSERT_EQ(Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump()).status, 200);
+  const store::Layer weights = StoreManifest(name).layers[0];
+  const std::string original = ReadAll(BlobPath(weights.digest));
+  ASSERT_EQ(RunCli(port, "rm " + name).code, 0);
+
+  // Slowly (8 MB/s), so that the second pull starts while the first downloads.
+  TcpProxy proxy(registry_->port());
+  proxy.Slow("/blobs/" + weights.digest, 8'000'000);
+  const std::string via = "127.0.0.1:" + std::to_string(proxy.port()) + "/library/m1:latest";
+  HttpReply first, second;
+  std::thread a([&] { first = Post(port, "/api/pull", json{{"model", via}, {"insecure", true}}.dump()); });
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(BlobPath(weights.digest) + "-partial"); }, std::chrono::seconds(60)));
+  second = Post(port, "/api/pull", json{{"model", via}, {"insecure", true}}.dump());
+  a.join();
+  for (const HttpReply* r : {&first, &second}) {
+    auto lines = r->lines();
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back()["status"], "success") << r->body;
+  }
+  // The second pull watched the first one's download: the weights were fetched once.
+  int gets = 0;
+  for (const std::string& head : proxy.Requests()) gets += head.find("/blobs/" + weights.digest) != std::string::npos;
+  EXPECT_EQ(gets, 1);
+  EXPECT_EQ(ReadAll(BlobPath(weights.digest)), original);
 }
 
 }  // namespace
