@@ -8,9 +8,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <unistd.h>
 #include <string>
 #include <thread>
 
+#include "store/model_store.h"
+#include "store/model_transfer.h"
 #include "store/registry_client.h"
 
 namespace resident::store {
@@ -135,6 +139,47 @@ TEST(RegistryClientTest, ARegistryThatIgnoresTheRangeSendsFromByteZero) {
   ASSERT_EQ(starts.size(), 1u);
   EXPECT_EQ(starts[0], 0u);
   EXPECT_EQ(got, "0123456789");
+}
+
+TEST(RegistryClientTest, APullFromARegistryThatAnswersGarbageFailsAndWritesNothing) {
+  FakeRegistry fake;
+  fake.server().Get("/v2/library/junk/manifests/latest", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("<html>welcome to the captive portal</html>", "text/html");
+  });
+  // A manifest whose weights the registry then serves with more bytes than it names.
+  const std::string digest = "sha256:" + std::string(64, 'c');
+  const std::string config = "sha256:" + std::string(64, 'd');
+  fake.server().Get("/v2/library/long/manifests/latest", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",)"
+                    R"("config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":")" + config +
+                        R"(","size":4},"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":")" +
+                        digest + R"(","size":4}]})",
+                    "application/vnd.docker.distribution.manifest.v2+json");
+  });
+  fake.server().Get(R"(/v2/library/long/blobs/.*)", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("far more than four bytes", "application/octet-stream");
+  });
+  const std::string root = ::testing::TempDir() + "/transfer-" + std::to_string(::getpid());
+  std::filesystem::remove_all(root);
+  ModelStore store(root, /*read_only=*/false, "store");
+  ModelTransfers transfers(store);
+  const std::string host = "127.0.0.1:" + std::to_string(fake.port());
+  auto junk = transfers.Pull(host + "/library/junk", Plain(), nullptr);
+  ASSERT_FALSE(junk.ok());
+  EXPECT_NE(junk.status().message().find("answered something that is not a model manifest"), std::string::npos)
+      << junk.status().message();
+  auto long_blob = transfers.Pull(host + "/library/long", Plain(), nullptr);
+  ASSERT_FALSE(long_blob.ok());
+  EXPECT_NE(long_blob.status().message().find("sent more than the 4 bytes the manifest names"), std::string::npos)
+      << long_blob.status().message();
+  EXPECT_TRUE(store.List().empty());
+  // Nothing half-written: no blob and no partial file of either.
+  std::error_code ec;
+  for (const auto& d : {digest, config}) {
+    EXPECT_FALSE(std::filesystem::exists(root + "/blobs/sha256-" + d.substr(7), ec));
+    EXPECT_FALSE(std::filesystem::exists(root + "/blobs/sha256-" + d.substr(7) + "-partial", ec));
+  }
+  std::filesystem::remove_all(root, ec);
 }
 
 }  // namespace
