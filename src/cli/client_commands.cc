@@ -253,10 +253,15 @@ int Ps(const std::vector<std::string>& nodes) {
       code = Fail(server.Unreachable());
       continue;
     }
-    if (res->status != 200) return Fail(Status::Internal(server.Where() + ": " + ErrorOf(res->status, res->body)));
     json ps = json::parse(res->body, nullptr, false);
-    if (!ps.is_object() || !ps.contains("models") || !ps["models"].is_array()) {
-      return Fail(Status::Internal(server.Where() + ": unexpected answer from /api/ps"));
+    Status bad = res->status != 200 ? Status::Internal(server.Where() + ": " + ErrorOf(res->status, res->body))
+                 : !ps.is_object() || !ps.contains("models") || !ps["models"].is_array()
+                     ? Status::Internal(server.Where() + ": unexpected answer from /api/ps")
+                     : Status::Ok();
+    if (!bad.ok()) {
+      if (nodes.empty()) return Fail(bad);
+      code = Fail(bad);
+      continue;
     }
     for (json m : ps["models"]) {
       if (!nodes.empty()) m["node"] = server.Where();

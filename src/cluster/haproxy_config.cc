@@ -8,6 +8,8 @@
 namespace resident::cluster {
 namespace {
 
+constexpr uint64_t kHeaderRoom = 32 * 1024;  // headers and tune.maxrewrite, beside the body
+
 // HOST:PORT with a plain host name or IPv4 address, or [IPv6]:PORT.
 Status CheckAddress(const std::string& address, const std::string& what) {
   auto bad = [&](const std::string& why) {
@@ -30,6 +32,7 @@ Status CheckAddress(const std::string& address, const std::string& what) {
     }
     return Status::Ok();
   }
+  if (host == "*") return Status::Ok();  // every address (a bind only)
   if (host.size() > 253) return bad("the host name is too long");
   for (char c : host) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') {
@@ -43,6 +46,9 @@ Status CheckAddress(const std::string& address, const std::string& what) {
 
 Result<std::string> HaproxyConfig(const HaproxyOptions& o) {
   RESIDENT_RETURN_IF_ERROR(CheckAddress(o.listen, "--listen"));
+  for (const std::string& n : o.nodes) {
+    if (n.rfind("*:", 0) == 0) return Status::InvalidArgument("--node " + n + ": a node needs a host name or address");
+  }
   if (o.nodes.empty()) return Status::InvalidArgument("no node: give each resident node with --node HOST:PORT");
   std::set<std::string> seen;
   for (const std::string& n : o.nodes) {
@@ -53,8 +59,9 @@ Result<std::string> HaproxyConfig(const HaproxyOptions& o) {
     return Status::InvalidArgument("the balance factor must be 100-1000 (a node's most load in % of the average), or 0 for none");
   }
   if (o.check_interval_ms < 100) return Status::InvalidArgument("the health check interval must be at least 100 ms");
-  if (o.max_body < 16 * 1024 || o.max_body > (64u << 20)) {
-    return Status::InvalidArgument("the largest routed body must be 16 KiB - 64 MiB");
+  if (o.max_body < 16 * 1024 || o.max_body > (16u << 20)) {
+    return Status::InvalidArgument("the largest routed body must be 16 KiB - 16 MiB (HAProxy allocates a buffer of "
+                                   "that size for each request in flight)");
   }
 
   std::string servers;
@@ -72,9 +79,11 @@ Result<std::string> HaproxyConfig(const HaproxyOptions& o) {
   out += fmt::format(
       "global\n"
       "    maxconn 4096\n"
-      "    # The largest request body whose model HAProxy can read (it buffers the body to read it).\n"
-      "    tune.bufsize {}\n\n",
-      o.max_body);
+      "    # Room for the request's headers and a body of {} bytes, whose model HAProxy reads (it\n"
+      "    # buffers the body to read it; tune.maxrewrite is kept out of the buffer).\n"
+      "    tune.bufsize {}\n"
+      "    tune.maxrewrite 1024\n\n",
+      o.max_body, o.max_body + kHeaderRoom);
   out += "defaults\n"
          "    mode http\n"
          "    timeout connect 5s\n"

@@ -29,13 +29,13 @@ struct HaproxyOptions {
   bool round_robin = false;         // no model affinity (to compare against): every request round-robin
   int check_interval_ms = 1000;     // health checks: GET / every this often; 2 failures mark a node down
   int balance_factor = 150;         // hash-balance-factor: a node takes at most this % of the average load
-  uint64_t max_body = 256 * 1024;   // tune.bufsize: the largest body whose model can be read
+  uint64_t max_body = 256 * 1024;   // the largest body whose model can be read (tune.bufsize: this + 32 KiB)
 };
 
 // The configuration text. Errors: kInvalidArgument for a listen address or node that is not
-// HOST:PORT (host: letters, digits, '.', '-', or [IPv6]; port 1-65535), no node, the same node
-// twice, a balance factor outside 100-1000 (0: off), a check interval below 100 ms, a max_body
-// outside 16 KiB - 64 MiB.
+// HOST:PORT (host: letters, digits, '.', '-', or [IPv6]; `*` for --listen only; port 1-65535), no
+// node, the same node twice, a balance factor outside 100-1000 (0: off), a check interval below
+// 100 ms, a max_body outside 16 KiB - 16 MiB.
 Result<std::string> HaproxyConfig(const HaproxyOptions& options);
 
 }  // namespace resident::cluster

@@ -266,8 +266,14 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   cparams.no_perf = true;
   cparams.abort_callback = AbortCheck;
   cparams.abort_callback_data = engine.get();
-  engine->may_sleep_ = request.may_sleep;
-  if (request.may_sleep) {
+  // With a GPU in use the context lives (partly) in device memory, which a sleep must free.
+  bool gpu = false;
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+    const auto type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+    gpu = gpu || type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU;
+  }
+  engine->may_sleep_ = request.may_sleep && !(gpu && request.n_gpu_layers != 0);
+  if (engine->may_sleep_) {
     // Notes the buffers each graph uses, to sleep in place (Sleep). It never asks for a node's
     // data, so the scheduler still computes each graph whole.
     cparams.cb_eval = NoteGraphBuffers;
@@ -372,14 +378,15 @@ void Engine::NoteBuffer(ggml_backend_buffer_t buffer) {
   if (buffer == nullptr || (!graph_buffers_.empty() && graph_buffers_.back() == buffer)) return;
   if (std::find(graph_buffers_.begin(), graph_buffers_.end(), buffer) != graph_buffers_.end()) return;
   if (ggml_backend_buffer_get_usage(buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS) return;
-  // A device's memory cannot be handed back page by page: such a context is freed to sleep.
-  if (!ggml_backend_buffer_is_host(buffer)) graph_on_device_ = true;
+  // Only the CPU backend's own buffers (plain host memory) are handed back page by page; a
+  // device's buffer, or a GPU backend's pinned host buffer, makes the context one that is freed to
+  // sleep, for its whole life.
+  if (std::string_view(ggml_backend_buft_name(ggml_backend_buffer_get_type(buffer))) != "CPU") graph_on_device_ = true;
   graph_buffers_.push_back(buffer);
 }
 
 int Engine::DecodeBatch(const llama_batch& batch) {
   graph_buffers_.clear();
-  graph_on_device_ = false;
   return Decode(ctx_, batch);
 }
 
@@ -390,20 +397,22 @@ void Engine::Sleep() {
     slot->canonical = 0;
   }
   asleep_ = true;
-  if (may_sleep_ && !graph_buffers_.empty() && !graph_on_device_) {
+  if (may_sleep_ && !graph_buffers_.empty() && !graph_on_device_ && ctx_ != nullptr) {
     // In place: the KV cache's cells are emptied (its data need not be: the pages given back read
     // as zeros, which is what a new context's cleared cache holds), then every page that lies
     // wholly inside a noted buffer goes back to the kernel. The pages at a buffer's two ends stay:
     // they may hold the allocator's bookkeeping of a neighbour.
     llama_memory_clear(llama_get_memory(ctx_), /*data=*/false);
     const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    bool given_back = true;
     for (ggml_backend_buffer_t buffer : graph_buffers_) {
       const auto base = reinterpret_cast<uintptr_t>(ggml_backend_buffer_get_base(buffer));
       const uintptr_t begin = (base + page - 1) / page * page;
       const uintptr_t end = (base + ggml_backend_buffer_get_size(buffer)) / page * page;
-      if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+      if (end > begin && ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) given_back = false;
     }
-    return;
+    if (given_back) return;
+    graph_on_device_ = true;  // not memory madvise takes: never again, freed now
   }
   llama_free(ctx_);  // the KV cache, the compute buffers and the outputs; the thread pool stays
   ctx_ = nullptr;

@@ -1,6 +1,7 @@
 #include "store/model_store.h"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -478,12 +479,20 @@ Result<ModelEntry> ModelStore::Install(std::string_view raw, const std::string& 
   for (const Layer& l : manifest->layers) layers.push_back(&l);
   std::error_code ec;
   for (const Layer* l : layers) {
-    if (blobs_.Has(l->digest)) continue;
     auto partial = blobs_.PartialPath(l->digest);
     auto path = blobs_.PathFor(l->digest);
     if (!partial.ok() || !path.ok()) return Status::InvalidArgument("corrupt manifest: bad digest " + l->digest);
+    if (blobs_.Has(l->digest)) {
+      fs::remove(*partial, ec);  // a download another pull finished first
+      continue;
+    }
     fs::rename(*partial, *path, ec);
     if (ec) return Status::Internal("cannot place blob " + l->digest + ": " + ec.message());
+  }
+  // The renames are on disk before the manifest that names their blobs.
+  if (int dir = ::open(blobs_.dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
   }
   std::optional<std::string> previous;
   if (auto old_path = ManifestPath(*name); old_path.ok()) {
@@ -579,6 +588,14 @@ Result<std::vector<std::string>> ModelStore::PruneLocked() {
     std::error_code fec;
     if (f.rfind(".tmp-", 0) == 0) {
       if (e.last_write_time(fec) < day_ago) fs::remove(e.path(), fec);
+      continue;
+    }
+    // A pull's download left behind (abandoned, or its model pulled another way): kept a week for
+    // a pull to resume, then removed.
+    if (f.size() == 71 + 8 && f.rfind("sha256-", 0) == 0 && f.ends_with("-partial")) {
+      if (e.last_write_time(fec) < fs::file_time_type::clock::now() - std::chrono::hours(24 * 7)) {
+        fs::remove(e.path(), fec);
+      }
       continue;
     }
     if (f.size() != 71 || f.rfind("sha256-", 0) != 0 || !IsSha256Hex(f.substr(7))) continue;

@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 constexpr auto kProgressEvery = std::chrono::milliseconds(100);
 constexpr int kMaxFailuresInARow = 3;
+constexpr uint64_t kSyncEvery = 64u << 20;  // bytes written before their writeback is started
 
 // The config first, then the layers, each digest once.
 std::vector<Layer> Blobs(const Manifest& m) {
@@ -103,6 +104,7 @@ Status ModelTransfers::Fetch(RegistryClient& client, const Layer& layer, Downloa
   }
 
   int failures = 0;
+  uint64_t synced = pos;
   while (pos < layer.size) {
     int write_errno = 0;
     bool too_many = false, stopped = false;
@@ -133,13 +135,20 @@ Status ModelTransfers::Fetch(RegistryClient& client, const Layer& layer, Downloa
       }
       hash->Update(data, n);
       pos += n;
+      // Written back as it goes, so that the final sync is short.
+      if (pos - synced >= kSyncEvery) {
+        ::sync_file_range(fd, static_cast<off_t>(synced), static_cast<off_t>(pos - synced), SYNC_FILE_RANGE_WRITE);
+        synced = pos;
+      }
+      bool unwatched;
       {
         std::lock_guard lock(shared.mu);
         shared.completed = pos;
-        if (shared.watchers == 0) {
-          stopped = true;
-          return false;
-        }
+        unwatched = shared.watchers == 0;
+      }
+      if (unwatched && StopUnwatched(digest, shared)) {
+        stopped = true;
+        return false;
       }
       shared.cv.notify_all();
       tick();
@@ -179,7 +188,20 @@ Status ModelTransfers::Fetch(RegistryClient& client, const Layer& layer, Downloa
     discard();
     return Status::Internal("digest mismatch, file must be downloaded again: want " + digest + ", got " + got);
   }
+  // On disk before the manifest that names it is written (ModelStore::Install).
+  if (::fdatasync(fd) != 0) return Status::Internal("cannot sync " + path + ": " + std::strerror(errno));
   return Status::Ok();
+}
+
+bool ModelTransfers::StopUnwatched(const std::string& digest, Download& shared) {
+  // Decided under the map's lock: a pull that comes now either joins before (and the download goes
+  // on) or finds no download and starts its own (resuming the partial file).
+  std::lock_guard lock(mu_);
+  std::lock_guard dl(shared.mu);
+  if (shared.watchers > 0) return false;
+  auto it = downloads_.find(digest);
+  if (it != downloads_.end() && it->second.get() == &shared) downloads_.erase(it);
+  return true;
 }
 
 Result<ModelEntry> ModelTransfers::Pull(std::string_view raw, const RegistryOptions& options,
@@ -260,18 +282,32 @@ Result<ModelEntry> ModelTransfers::Pull(std::string_view raw, const RegistryOpti
       }
     };
     if (owner) {
-      say({status, l.digest, l.size, 0});
-      Status st = Fetch(client, l, *d, report);
+      // Whatever happens (an exception included), the download ends for its watchers too.
+      Status st = Status::Internal("the download of " + l.digest + " stopped unexpectedly");
+      struct Ending {
+        ModelTransfers* self;
+        const std::string& digest;
+        const std::shared_ptr<Download>& d;
+        Status& st;
+        ~Ending() {
+          {
+            std::lock_guard lock(self->mu_);
+            auto it = self->downloads_.find(digest);
+            if (it != self->downloads_.end() && it->second == d) self->downloads_.erase(it);
+          }
+          {
+            std::lock_guard dl(d->mu);
+            d->done = true;
+            d->result = st;
+          }
+          d->cv.notify_all();
+        }
+      };
       {
-        std::lock_guard lock(mu_);
-        downloads_.erase(l.digest);
+        Ending ending{this, l.digest, d, st};
+        say({status, l.digest, l.size, 0});
+        st = Fetch(client, l, *d, report);
       }
-      {
-        std::lock_guard dl(d->mu);
-        d->done = true;
-        d->result = st;
-      }
-      d->cv.notify_all();
       if (!st.ok()) return st;
     } else {
       std::unique_lock dl(d->mu);

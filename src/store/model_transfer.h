@@ -70,6 +70,8 @@ class ModelTransfers {
   // Downloads `layer` into its partial file and checks it (the owner's work); `tick` after every
   // chunk (the owner's progress lines).
   Status Fetch(RegistryClient& client, const Layer& layer, Download& shared, const std::function<void()>& tick);
+  // True when no pull watches `shared` any more; then it leaves the map (the download stops).
+  bool StopUnwatched(const std::string& digest, Download& shared);
 
   ModelStore& store_;
   std::mutex mu_;

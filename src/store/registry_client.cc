@@ -193,13 +193,19 @@ struct RegistryClient::Impl {
     Transfer t{&response, &call};
     curl_slist* headers = nullptr;
     for (const std::string& h : call.headers) headers = curl_slist_append(headers, h.c_str());
-    if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+    // The token goes to the registry itself only, never to another host an upload's Location or a
+    // redirect names (a CDN, a storage bucket).
+    if (!token.empty() && HostOf(call.url) == name.host) {
+      headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+    }
     headers = curl_slist_append(headers, "User-Agent: resident (ollama-compatible)");
     curl_easy_setopt(curl, CURLOPT_URL, call.url.c_str());
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, call.method == "GET" ? 1L : 0L);
+    // GET and HEAD follow redirects (blob downloads go to a CDN; a registry on S3 answers a blob's
+    // HEAD with a redirect too); uploads never.
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, call.method == "GET" || call.method == "HEAD" ? 1L : 0L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, options.insecure ? "http,https" : "https");
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, options.insecure ? "http,https" : "https");
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options.connect_timeout.count()));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -306,6 +312,15 @@ struct RegistryClient::Impl {
     return Status::FailedPrecondition(name.host + " answered its token request without a token");
   }
 
+  // "host[:port]" of an http(s) URL.
+  static std::string HostOf(const std::string& url) {
+    size_t start = url.find("://");
+    if (start == std::string::npos) return "";
+    start += 3;
+    size_t end = url.find_first_of("/?#", start);
+    return Lower(url.substr(start, end == std::string::npos ? std::string::npos : end - start));
+  }
+
   static std::string Describe(const Response& r) {
     std::string msg = RegistryMessage(r.body);
     return "HTTP " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg);
@@ -348,17 +363,12 @@ Status RegistryClient::GetBlob(std::string_view digest, uint64_t offset, const B
   call.sink = &sink;
   auto r = impl_->Send(call);
   if (!r.ok()) return r.status();
-  if (r->status == 206) {
-    // "bytes START-END/TOTAL" (the sink was told where its bytes started).
-    const std::string& cr = r->content_range;
-    size_t sp = cr.find(' ');
-    if (sp == std::string::npos || std::strtoull(cr.c_str() + sp + 1, nullptr, 10) != offset) {
-      return Status::Internal("blob " + std::string(digest) + ": " + impl_->name.host +
-                              " answered a range request with another range (\"" + cr + "\")");
-    }
-    return Status::Ok();
+  // 206: the sink was told where the range started (Content-Range); 200: from byte 0.
+  if (r->status == 206 || r->status == 200) return Status::Ok();
+  // Overloaded or failing for a moment (a CDN's 502, a rate limit): worth another try.
+  if (r->status == 429 || r->status >= 500) {
+    return Status::Unavailable(impl_->name.host + " answered blob " + std::string(digest) + " with " + Impl::Describe(*r));
   }
-  if (r->status == 200) return Status::Ok();
   if (r->status == 404) return Status::NotFound("blob " + std::string(digest) + " does not exist on " + impl_->name.host);
   return impl_->Failed(*r, "blob " + std::string(digest));
 }
@@ -409,7 +419,14 @@ Status RegistryClient::PutManifest(const std::string& bytes) {
   Impl::Call call;
   call.method = "PUT";
   call.url = impl_->Repo() + "/manifests/" + impl_->name.tag;
-  call.headers.push_back("Content-Type: " + std::string(kManifestMediaType));
+  // Its own media type (a pulled OCI manifest is pushed as one), Docker's v2 by default.
+  std::string media_type(kManifestMediaType);
+  json j = json::parse(bytes, nullptr, false);
+  if (j.is_object() && j.contains("mediaType") && j["mediaType"].is_string()) {
+    const std::string declared = j["mediaType"].get<std::string>();
+    if (declared.find_first_of("\r\n") == std::string::npos && !declared.empty()) media_type = declared;
+  }
+  call.headers.push_back("Content-Type: " + media_type);
   call.body = &bytes;
   auto r = impl_->Send(call);
   if (!r.ok()) return r.status();

@@ -33,9 +33,12 @@ int Connect(int port) {
   return fd;
 }
 
-bool SendAll(int fd, const char* data, size_t n) {
+// Gives up when the proxy stops or the peer stops reading (the sockets have send timeouts).
+bool SendAll(int fd, const char* data, size_t n, const std::atomic<bool>& stop) {
   while (n > 0) {
+    if (stop) return false;
     ssize_t w = ::send(fd, data, n, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
     if (w <= 0) return false;
     data += w;
     n -= static_cast<size_t>(w);
@@ -124,6 +127,7 @@ void TcpProxy::Accept() {
     int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) {
       if (stop_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // EMFILE and the like: no spin
       continue;
     }
     std::lock_guard lock(mu_);
@@ -139,7 +143,10 @@ void TcpProxy::Serve(int client) {
   }
   // Timeouts let the threads notice stop_.
   timeval tv{0, 200000};
-  for (int fd : {client, upstream}) ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  for (int fd : {client, upstream}) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   // The request head, noted; then everything from the client goes on as it comes.
   std::string head;
   char buf[65536];
@@ -171,19 +178,19 @@ void TcpProxy::Serve(int client) {
   }
   std::atomic<bool> done{false};
   std::thread up([&] {
-    if (!SendAll(upstream, head.data(), head.size())) {
+    if (!SendAll(upstream, head.data(), head.size(), stop_)) {
       done = true;
       return;
     }
     while (!done && !stop_) {
       char b[65536];
       ssize_t got = ::recv(client, b, sizeof b, 0);
-      if (got == 0) break;
-      if (got < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (got <= 0 || !SendAll(upstream, b, static_cast<size_t>(got), stop_)) {
+        done = true;  // the client left: so does the answer
+        ::shutdown(upstream, SHUT_WR);
         break;
       }
-      if (!SendAll(upstream, b, static_cast<size_t>(got))) break;
     }
   });
   uint64_t sent = 0;
@@ -199,7 +206,7 @@ void TcpProxy::Serve(int client) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
       break;
     }
-    if (!SendAll(client, buf, static_cast<size_t>(n))) break;
+    if (!SendAll(client, buf, static_cast<size_t>(n), stop_)) break;
     sent += static_cast<uint64_t>(n);
     if (slow && rate > 0) {
       auto due = start + std::chrono::microseconds(sent * 1000000 / rate);
