@@ -437,21 +437,26 @@ Result<ModelEntry> ModelStore::Create(std::string_view raw_name, const Modelfile
                                    std::to_string(kMaxManifestBytes) + ")");
   }
   // The model this replaces, if any, so that a manifest that does not read back is undone.
-  std::optional<std::string> previous;
-  if (auto old_path = ManifestPath(*name); old_path.ok()) {
-    if (auto bytes = ReadSmallFile(*old_path, kMaxManifestBytes); bytes.ok()) previous = std::move(*bytes);
-  }
   say({"writing manifest"});
-  RESIDENT_RETURN_IF_ERROR(WriteManifest(*name, manifest));
-  auto path = ManifestPath(*name);
+  return CommitManifest(*name, manifest, "create");
+}
+
+Result<ModelEntry> ModelStore::CommitManifest(const ModelName& name, const std::string& bytes, const std::string& verb) {
+  std::optional<std::string> previous;
+  if (auto old_path = ManifestPath(name); old_path.ok()) {
+    if (auto old = ReadSmallFile(*old_path, kMaxManifestBytes); old.ok()) previous = std::move(*old);
+  }
+  RESIDENT_RETURN_IF_ERROR(WriteManifest(name, bytes));
+  auto path = ManifestPath(name);
   if (!path.ok()) return path.status();
-  auto entry = LoadEntry(*name, *path);
+  auto entry = LoadEntry(name, *path);
   if (!entry.ok()) {
     // Never "failed" with the model left behind: the store is as it was before.
-    Status undo = previous ? WriteManifest(*name, *previous) : Status::Ok();
+    std::error_code ec;
+    Status undo = previous ? WriteManifest(name, *previous) : Status::Ok();
     if (!previous) fs::remove(*path, ec);
-    if (!undo.ok() || ec) spdlog::error("create \"{}\": cannot undo its manifest {}", name->Display(), *path);
-    return Status::Internal("cannot create \"" + name->Display() + "\": " + entry.status().message());
+    if (!undo.ok() || ec) spdlog::error("{} \"{}\": cannot undo its manifest {}", verb, name.Display(), *path);
+    return Status::Internal("cannot " + verb + " \"" + name.Display() + "\": " + entry.status().message());
   }
   return entry;
 }
@@ -494,21 +499,7 @@ Result<ModelEntry> ModelStore::Install(std::string_view raw, const std::string& 
     ::fsync(dir);
     ::close(dir);
   }
-  std::optional<std::string> previous;
-  if (auto old_path = ManifestPath(*name); old_path.ok()) {
-    if (auto bytes = ReadSmallFile(*old_path, kMaxManifestBytes); bytes.ok()) previous = std::move(*bytes);
-  }
-  RESIDENT_RETURN_IF_ERROR(WriteManifest(*name, manifest_bytes));
-  auto path = ManifestPath(*name);
-  if (!path.ok()) return path.status();
-  auto entry = LoadEntry(*name, *path);
-  if (!entry.ok()) {
-    Status undo = previous ? WriteManifest(*name, *previous) : Status::Ok();
-    if (!previous) fs::remove(*path, ec);
-    if (!undo.ok() || ec) spdlog::error("pull \"{}\": cannot undo its manifest {}", name->Display(), *path);
-    return Status::Internal("cannot install \"" + name->Display() + "\": " + entry.status().message());
-  }
-  return entry;
+  return CommitManifest(*name, manifest_bytes, "install");
 }
 
 Status ModelStore::Copy(std::string_view from, std::string_view to) {

@@ -97,6 +97,9 @@ class ModelStore final : public ModelCatalog {
   Result<std::string> ManifestPath(const ModelName& name) const;
   Result<ModelEntry> LoadEntry(const ModelName& name, const std::string& manifest_path) const;
   Status WriteManifest(const ModelName& name, const std::string& bytes);
+  // Writes the manifest, then checks the model as Find does; a model that fails the check is
+  // undone (the previous manifest back, or none) and the error says "cannot <verb> ...".
+  Result<ModelEntry> CommitManifest(const ModelName& name, const std::string& bytes, const std::string& verb);
   Status CheckWritable() const;
   // Prune's work; the caller holds mu_ and the exclusive StoreLock.
   Result<std::vector<std::string>> PruneLocked();

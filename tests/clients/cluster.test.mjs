@@ -7,26 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, rmSync, openSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ollama } from 'ollama';
-import { binary, synthModel, startResident } from './server.mjs';
+import { binary, freePort, synthModel, startResident } from './server.mjs';
 
 const MODELS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
 const haproxyBin = '/usr/sbin/haproxy';
 let dir, models;
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-    s.on('error', fail);
-  });
-}
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'resident-cluster-'));

@@ -24,11 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string ReadAll(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 class RegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -62,6 +57,19 @@ class RegistryTest : public ::testing::Test {
     std::vector<store::Layer> out{m.config};
     out.insert(out.end(), m.layers.begin(), m.layers.end());
     return out;
+  }
+  // Creates the model in the store, pushes it to the registry and removes it from the store:
+  // its manifest, and the weights' bytes in *weights_bytes.
+  store::Manifest PushedAndRemoved(int port, std::string* weights_bytes) {
+    const std::string name = Name(registry_->host());
+    CreateModel(port, name);
+    auto pushed = Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump());
+    EXPECT_EQ(pushed.status, 200) << pushed.body;
+    store::Manifest manifest = StoreManifest(name);
+    if (weights_bytes != nullptr && !manifest.layers.empty()) *weights_bytes = ReadAll(BlobPath(manifest.layers[0].digest));
+    CliRun rm = RunCli(port, "rm " + name);
+    EXPECT_EQ(rm.code, 0) << rm.out;
+    return manifest;
   }
   // A pull through the API, streamed: its lines.
   static std::vector<json> PullLines(int port, const std::string& name) {
@@ -136,10 +144,7 @@ TEST_F(RegistryTest, ProgressLinesAreOllamasAndErrorsSayWhatWentWrong) {
   ServerProcess server(dir_ + "/models", Env());
   const int port = server.port();
   const std::string name = Name(registry_->host());
-  CreateModel(port, name);
-  ASSERT_EQ(Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump()).status, 200);
-  const store::Manifest manifest = StoreManifest(name);
-  ASSERT_EQ(RunCli(port, "rm " + name).code, 0);
+  const store::Manifest manifest = PushedAndRemoved(port, nullptr);
 
   auto lines = PullLines(port, name);
   ASSERT_GE(lines.size(), 6u);
@@ -188,10 +193,7 @@ TEST_F(RegistryTest, ACorruptBlobFailsTheDigestCheckAndLeavesTheStoreAsItWas) {
   ServerProcess server(dir_ + "/models", Env());
   const int port = server.port();
   const std::string name = Name(registry_->host());
-  CreateModel(port, name);
-  ASSERT_EQ(Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump()).status, 200);
-  const store::Manifest manifest = StoreManifest(name);
-  ASSERT_EQ(RunCli(port, "rm " + name).code, 0);
+  const store::Manifest manifest = PushedAndRemoved(port, nullptr);
   // One byte of the weights changed in the registry's storage, the size kept.
   const store::Layer& weights = manifest.layers[0];
   {
@@ -213,14 +215,9 @@ TEST_F(RegistryTest, ACorruptBlobFailsTheDigestCheckAndLeavesTheStoreAsItWas) {
 TEST_F(RegistryTest, ACutConnectionResumesWithARangeRequest) {
   ServerProcess server(dir_ + "/models", Env());
   const int port = server.port();
-  CreateModel(port, Name(registry_->host()));
-  ASSERT_EQ(Post(port, "/api/push", json{{"model", Name(registry_->host())}, {"insecure", true}, {"stream", false}}.dump())
-                .status,
-            200);
-  const store::Manifest manifest = StoreManifest(Name(registry_->host()));
+  std::string original;
+  const store::Manifest manifest = PushedAndRemoved(port, &original);
   const store::Layer& weights = manifest.layers[0];
-  const std::string original = ReadAll(BlobPath(weights.digest));
-  ASSERT_EQ(RunCli(port, "rm " + Name(registry_->host())).code, 0);
 
   // Through a proxy that cuts the first download of the weights after 5 MB: the pull goes on
   // from there with a range request and succeeds.
@@ -250,13 +247,9 @@ TEST_F(RegistryTest, ACutConnectionResumesWithARangeRequest) {
 TEST_F(RegistryTest, APullWhoseClientLeftResumesAtTheNextPull) {
   ServerProcess server(dir_ + "/models", Env());
   const int port = server.port();
-  const std::string name = Name(registry_->host());
-  CreateModel(port, name);
-  ASSERT_EQ(Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump()).status, 200);
-  const store::Manifest manifest = StoreManifest(name);
+  std::string original;
+  const store::Manifest manifest = PushedAndRemoved(port, &original);
   const store::Layer& weights = manifest.layers[0];
-  const std::string original = ReadAll(BlobPath(weights.digest));
-  ASSERT_EQ(RunCli(port, "rm " + name).code, 0);
 
   // The weights come slowly (4 MB/s); the client leaves once a few MB are in.
   TcpProxy proxy(registry_->port());
@@ -297,12 +290,8 @@ TEST_F(RegistryTest, APullWhoseClientLeftResumesAtTheNextPull) {
 TEST_F(RegistryTest, TwoPullsOfOneModelAtOnceShareItsDownload) {
   ServerProcess server(dir_ + "/models", Env());
   const int port = server.port();
-  const std::string name = Name(registry_->host());
-  CreateModel(port, name);
-  ASSERT_EQ(Post(port, "/api/push", json{{"model", name}, {"insecure", true}, {"stream", false}}.dump()).status, 200);
-  const store::Layer weights = StoreManifest(name).layers[0];
-  const std::string original = ReadAll(BlobPath(weights.digest));
-  ASSERT_EQ(RunCli(port, "rm " + name).code, 0);
+  std::string original;
+  const store::Layer weights = PushedAndRemoved(port, &original).layers[0];
 
   // Slowly (8 MB/s), so that the second pull starts while the first downloads.
   TcpProxy proxy(registry_->port());

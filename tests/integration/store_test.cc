@@ -21,11 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 HttpReply Delete(int port, const std::string& body) {
   httplib::Client c("127.0.0.1", port);
   auto r = c.Delete("/api/delete", body, "application/json");

@@ -45,8 +45,10 @@ struct TempDir {
 
 }  // namespace
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+int BindLoopback(int* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -54,9 +56,19 @@ int FreePort() {
   ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+int FreePort() {
+  int port = 0;
+  ::close(BindLoopback(&port));
   return port;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 const std::string& TestDir() {

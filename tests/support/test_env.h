@@ -23,6 +23,11 @@ std::string TestCaseDir();
 
 // A free TCP port on 127.0.0.1 (free when asked: bind it soon).
 int FreePort();
+// A socket bound to 127.0.0.1 on a free port (stored in *port), not yet listening. The caller closes it.
+int BindLoopback(int* port);
+
+// A file's bytes ("" when it cannot be read).
+std::string ReadAll(const std::string& path);
 
 // A raw TCP connection to 127.0.0.1:port (the test fails if it cannot connect). The caller
 // closes it.
