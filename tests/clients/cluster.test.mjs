@@ -24,17 +24,19 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-// Three nodes (each loads at most two models: RESIDENT_MAX_LOADED_MODELS=2) and HAProxy in front.
-async function startCluster(extraArgs = []) {
+// Three nodes (each loads at most two models: RESIDENT_MAX_LOADED_MODELS=2) and HAProxy in front;
+// with `apiKey`, every node wants it (RESIDENT_API_KEY) and the clients send it.
+async function startCluster(extraArgs = [], apiKey = '') {
   const nodes = [];
   for (let i = 0; i < 3; i++) {
     const d = join(dir, `node${i}-${Date.now()}`);
     mkdirSync(d);
     nodes.push(await startResident(models, d, {
       RESIDENT_MODELS: join(d, 'store'), RESIDENT_MAX_LOADED_MODELS: '2', RESIDENT_CONTEXT_LENGTH: '512',
-      RESIDENT_SPARE_RUNNER: '0', RESIDENT_REQUEST_LOG: 'off',
+      RESIDENT_SPARE_RUNNER: '0', RESIDENT_REQUEST_LOG: 'off', ...(apiKey ? { RESIDENT_API_KEY: apiKey } : {}),
     }));
   }
+  const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
   const port = await freePort();
   const args = ['cluster', 'haproxy', '--listen', `127.0.0.1:${port}`, '--check-interval', '300ms', ...extraArgs];
   for (const n of nodes) args.push('--node', `127.0.0.1:${n.port}`);
@@ -53,7 +55,8 @@ async function startCluster(extraArgs = []) {
   return {
     nodes,
     url,
-    ollama: new Ollama({ host: url }),
+    headers,
+    ollama: new Ollama({ host: url, headers }),
     async stop() {
       const gone = new Promise((ok) => proxy.once('exit', ok));
       proxy.kill('SIGTERM');
@@ -64,12 +67,12 @@ async function startCluster(extraArgs = []) {
 }
 
 // Which node has each model loaded: {model: [node index...]}.
-async function placement(nodes) {
+async function placement(nodes, headers = {}) {
   const where = {};
   for (const [i, n] of nodes.entries()) {
     let ps;
     try {
-      ps = await (await fetch(n.url + '/api/ps')).json();
+      ps = await (await fetch(n.url + '/api/ps', { headers })).json();
     } catch {
       continue;  // a stopped node
     }
@@ -87,9 +90,12 @@ async function loads(nodes) {
   return total;
 }
 
-test('each model on one node, streaming, keep_alive 0 and a node that stops', async () => {
-  const c = await startCluster();
+test('each model on one node, streaming, the API key, keep_alive 0 and a node that stops', async () => {
+  const c = await startCluster([], 'cluster-key');
   try {
+    // The key goes through HAProxy to the node; without it the node refuses.
+    const refused = await fetch(c.url + '/api/generate', { method: 'POST', body: JSON.stringify({ model: MODELS[0] }) });
+    assert.equal(refused.status, 401);
     // Every model twice, through the proxy, spelled two ways: one node each.
     for (const m of MODELS) {
       const r = await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 2 } });
@@ -99,7 +105,7 @@ test('each model on one node, streaming, keep_alive 0 and a node that stops', as
         options: { num_predict: 3 } })) chunks++;
       assert.equal(chunks, 4, 'three tokens and the final chunk, streamed through HAProxy');
     }
-    const where = await placement(c.nodes);
+    const where = await placement(c.nodes, c.headers);
     for (const m of MODELS) {
       // At most two per node: a model may have been evicted by its node's third, but never loaded twice.
       assert.ok((where[m] ?? []).length <= 1, `${m} on ${JSON.stringify(where[m])}`);
@@ -107,19 +113,37 @@ test('each model on one node, streaming, keep_alive 0 and a node that stops', as
     const home = {};
     for (const m of MODELS) {
       await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 1 } });
-      const w = await placement(c.nodes);
+      const w = await placement(c.nodes, c.headers);
       assert.equal(w[m]?.length, 1, `${m} is loaded on exactly one node: ${JSON.stringify(w)}`);
       if (home[m] !== undefined) assert.equal(w[m][0], home[m]);
       home[m] = w[m][0];
     }
     // Routes without a model go to any node.
     assert.equal((await c.ollama.list()).models.length, MODELS.length);
+    // OpenAI's streaming (SSE) passes through unbuffered, routed by its model too.
+    const sse = await fetch(c.url + '/v1/chat/completions', {
+      method: 'POST', headers: { ...c.headers, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: MODELS[1], stream: true, max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(sse.headers.get('content-type'), 'text/event-stream');
+    const events = (await sse.text()).split('\n').filter((l) => l.startsWith('data: '));
+    assert.equal(events.at(-1), 'data: [DONE]');
+    assert.ok(events.length >= 4, events.join('\n'));
+    assert.equal((await placement(c.nodes, c.headers))[MODELS[1]]?.[0], home[MODELS[1]]);
+    // `resident ps --node ...`: where each model lives, one table.
+    const table = execFileSync(binary, ['ps', ...c.nodes.flatMap((n) => ['--node', `127.0.0.1:${n.port}`])],
+      { env: { ...process.env, RESIDENT_API_KEY: 'cluster-key' } }).toString();
+    assert.match(table.split('\n')[0], /NAME\s+ID\s+SIZE\s+PROCESSOR\s+CONTEXT\s+UNTIL\s+NODE/);
+    for (const m of MODELS) {
+      const row = table.split('\n').find((l) => l.startsWith(`${m}:latest `));
+      if (row) assert.ok(row.trimEnd().endsWith(`127.0.0.1:${c.nodes[home[m]].port}`), row);
+    }
     // keep_alive 0 through the proxy unloads it on its node.
     const m0 = MODELS[5];
     await c.ollama.generate({ model: m0, prompt: 'hi', options: { num_predict: 1 } });
-    assert.equal((await placement(c.nodes))[m0]?.length, 1);
+    assert.equal((await placement(c.nodes, c.headers))[m0]?.length, 1);
     await c.ollama.generate({ model: m0, prompt: '', keep_alive: 0 });
-    assert.equal((await placement(c.nodes))[m0], undefined, 'unloaded on the node that had it');
+    assert.equal((await placement(c.nodes, c.headers))[m0], undefined, 'unloaded on the node that had it');
 
     // One node stops: the others' models keep answering at once, its own move within the checks.
     const victim = home[MODELS[0]];
