@@ -483,10 +483,16 @@ Result<ModelEntry> ModelStore::Install(std::string_view raw, const std::string& 
   std::vector<const Layer*> layers{&manifest->config};
   for (const Layer& l : manifest->layers) layers.push_back(&l);
   std::error_code ec;
+  for (const Layer* l : layers) {  // every blob there before anything moves
+    auto partial = blobs_.PartialPath(l->digest);
+    if (!partial.ok()) return Status::InvalidArgument("corrupt manifest: bad digest " + l->digest);
+    if (!blobs_.Has(l->digest) && !fs::exists(*partial, ec)) {
+      return Status::NotFound("blob " + l->digest + " is neither in the store nor downloaded");
+    }
+  }
   for (const Layer* l : layers) {
     auto partial = blobs_.PartialPath(l->digest);
     auto path = blobs_.PathFor(l->digest);
-    if (!partial.ok() || !path.ok()) return Status::InvalidArgument("corrupt manifest: bad digest " + l->digest);
     if (blobs_.Has(l->digest)) {
       fs::remove(*partial, ec);  // a download another pull finished first
       continue;

@@ -83,8 +83,8 @@ class ModelStore final : public ModelCatalog {
   // lock, every blob it names that the store lacks is moved in from its checked download
   // (BlobStore::PartialPath), then the manifest is written and the model checked as Find checks
   // it; a model that fails the check is undone (the previous manifest back). Errors:
-  // kInvalidArgument (read-only store, bad name, corrupt manifest), kInternal (a blob neither in
-  // the store nor downloaded, I/O, a broken model).
+  // kInvalidArgument (read-only store, bad name, corrupt manifest), kNotFound (a blob neither in
+  // the store nor downloaded: nothing written), kInternal (I/O, a broken model).
   Result<ModelEntry> Install(std::string_view name, const std::string& manifest_bytes);
   BlobStore& blobs() { return blobs_; }
 

@@ -244,87 +244,98 @@ Result<ModelEntry> ModelTransfers::Pull(std::string_view raw, const RegistryOpti
     }
   }
 
-  for (const Layer& l : blobs) {
-    const std::string status = "pulling " + Short(l.digest);
-    if (store_.blobs().Has(l.digest)) {
-      say({status, l.digest, l.size, l.size});
-      continue;
-    }
-    std::shared_ptr<Download> d;
-    bool owner = false;
-    {
-      std::lock_guard lock(mu_);
-      auto it = downloads_.find(l.digest);
-      if (it != downloads_.end()) {
-        d = it->second;
-        std::lock_guard dl(d->mu);
-        ++d->watchers;
-      } else {
-        d = std::make_shared<Download>();
-        d->total = l.size;
-        downloads_[l.digest] = d;
-        owner = true;
+  // Every blob the store lacks, downloaded and checked (or watched while another pull does it).
+  auto fetch_missing = [&]() -> Status {
+    for (const Layer& l : blobs) {
+      const std::string status = "pulling " + Short(l.digest);
+      if (store_.blobs().Has(l.digest)) {
+        say({status, l.digest, l.size, l.size});
+        continue;
       }
-    }
-    Throttle throttle;
-    bool left = false;  // this pull's client went away and it stopped watching
-    auto report = [&] {
-      uint64_t completed;
+      std::shared_ptr<Download> d;
+      bool owner = false;
       {
-        std::lock_guard dl(d->mu);
-        completed = d->completed;
+        std::lock_guard lock(mu_);
+        auto it = downloads_.find(l.digest);
+        if (it != downloads_.end()) {
+          d = it->second;
+          std::lock_guard dl(d->mu);
+          ++d->watchers;
+        } else {
+          d = std::make_shared<Download>();
+          d->total = l.size;
+          downloads_[l.digest] = d;
+          owner = true;
+        }
       }
-      if (throttle.Due(completed, l.size)) say({status, l.digest, l.size, completed});
-      if (client_gone && !left) {
-        left = true;
-        std::lock_guard dl(d->mu);
-        --d->watchers;
-      }
-    };
-    if (owner) {
-      // Whatever happens (an exception included), the download ends for its watchers too.
-      Status st = Status::Internal("the download of " + l.digest + " stopped unexpectedly");
-      struct Ending {
-        ModelTransfers* self;
-        const std::string& digest;
-        const std::shared_ptr<Download>& d;
-        Status& st;
-        ~Ending() {
-          {
-            std::lock_guard lock(self->mu_);
-            auto it = self->downloads_.find(digest);
-            if (it != self->downloads_.end() && it->second == d) self->downloads_.erase(it);
-          }
-          {
-            std::lock_guard dl(d->mu);
-            d->done = true;
-            d->result = st;
-          }
-          d->cv.notify_all();
+      Throttle throttle;
+      bool left = false;  // this pull's client went away and it stopped watching
+      auto report = [&] {
+        uint64_t completed;
+        {
+          std::lock_guard dl(d->mu);
+          completed = d->completed;
+        }
+        if (throttle.Due(completed, l.size)) say({status, l.digest, l.size, completed});
+        if (client_gone && !left) {
+          left = true;
+          std::lock_guard dl(d->mu);
+          --d->watchers;
         }
       };
-      {
-        Ending ending{this, l.digest, d, st};
-        say({status, l.digest, l.size, 0});
-        st = Fetch(client, l, *d, report);
+      if (owner) {
+        // Whatever happens (an exception included), the download ends for its watchers too.
+        Status st = Status::Internal("the download of " + l.digest + " stopped unexpectedly");
+        struct Ending {
+          ModelTransfers* self;
+          const std::string& digest;
+          const std::shared_ptr<Download>& d;
+          Status& st;
+          ~Ending() {
+            {
+              std::lock_guard lock(self->mu_);
+              auto it = self->downloads_.find(digest);
+              if (it != self->downloads_.end() && it->second == d) self->downloads_.erase(it);
+            }
+            {
+              std::lock_guard dl(d->mu);
+              d->done = true;
+              d->result = st;
+            }
+            d->cv.notify_all();
+          }
+        };
+        {
+          Ending ending{this, l.digest, d, st};
+          say({status, l.digest, l.size, 0});
+          st = Fetch(client, l, *d, report);
+        }
+        if (!st.ok()) return st;
+      } else {
+        std::unique_lock dl(d->mu);
+        while (!d->done) {
+          d->cv.wait_for(dl, kProgressEvery);
+          dl.unlock();
+          report();
+          dl.lock();
+          if (left) return Status::Cancelled("pull cancelled: its client went away");
+        }
+        if (!d->result.ok()) return d->result;
       }
-      if (!st.ok()) return st;
-    } else {
-      std::unique_lock dl(d->mu);
-      while (!d->done) {
-        d->cv.wait_for(dl, kProgressEvery);
-        dl.unlock();
-        report();
-        dl.lock();
-        if (left) return Status::Cancelled("pull cancelled: its client went away");
-      }
-      if (!d->result.ok()) return d->result;
+      say({status, l.digest, l.size, l.size});
     }
-    say({status, l.digest, l.size, l.size});
-  }
+    return Status::Ok();
+  };
+  RESIDENT_RETURN_IF_ERROR(fetch_missing());
   say({"verifying sha256 digest"});
   say({"writing manifest"});
   auto entry = store_.Install(name->Display(), *bytes);
+  if (entry.status().code() == StatusCode::kNotFound) {
+    // A blob the store had when this pull began was pruned since (another pull replaced the model
+    // that used it): fetched now, once.
+    RESIDENT_RETURN_IF_ERROR(fetch_missing());
+    entry = store_.Install(name->Display(), *bytes);
+  }
   if (!entry.ok()) return entry.status();
   // The blobs of the tag's previous version, unless another model names them.
   if (auto pruned = store_.Prune(); pruned.ok() && !pruned->empty()) {
