@@ -314,5 +314,38 @@ TEST_F(RegistryTest, TwoPullsOfOneModelAtOnceShareItsDownload) {
   EXPECT_EQ(ReadAll(BlobPath(weights.digest)), original);
 }
 
+TEST_F(RegistryTest, PullingANewVersionOfALoadedModelDoesNotDisturbIt) {
+  ServerProcess server(dir_ + "/models", Env());
+  const int port = server.port();
+  const std::string name = Name(registry_->host());
+  // The registry has one version; the store then gets another (other weights) under the same name.
+  const store::Manifest pushed = PushedAndRemoved(port, nullptr);
+  json other{{"model", name}, {"from", SynthModel("20M", 2)}, {"stream", false}};
+  ASSERT_EQ(Post(port, "/api/create", other.dump()).status, 200);
+  const store::Manifest local = StoreManifest(name);
+  ASSERT_NE(local.layers[0].digest, pushed.layers[0].digest);
+
+  // A long generation on the loaded local version, and the pull meanwhile.
+  HttpReply generation;
+  std::thread gen([&] {
+    generation = Post(port, "/api/generate", json{{"model", name}, {"prompt", "hi"}, {"stream", false},
+                                                  {"options", {{"num_predict", 200}, {"seed", 1}}}}.dump());
+  });
+  ASSERT_TRUE(WaitFor([&] { return Get(port, "/api/ps").json()["models"].size() == 1; }, std::chrono::seconds(60)));
+  auto lines = PullLines(port, name);
+  gen.join();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back()["status"], "success") << lines.back().dump();
+  // The generation that ran through the pull finished whole.
+  ASSERT_EQ(generation.status, 200) << generation.body;
+  EXPECT_EQ(generation.json()["done"], true);
+  EXPECT_GT(generation.json().value("eval_count", 0), 0);
+  // The store now has the registry's version, and the next request runs it.
+  EXPECT_EQ(StoreManifest(name).layers[0].digest, pushed.layers[0].digest);
+  auto next = Post(port, "/api/generate",
+                   json{{"model", name}, {"prompt", "hi"}, {"stream", false}, {"options", {{"num_predict", 2}}}}.dump());
+  EXPECT_EQ(next.status, 200) << next.body;
+}
+
 }  // namespace
 }  // namespace resident::testing
