@@ -88,7 +88,7 @@ struct SimulateArgs {
   size_t max_requests = 200'000;
   std::vector<std::string> measured;
   double sleep_fraction = 0.7;
-  double wake_fraction = 0.3;
+  double wake_fraction = 0.2;  // sim::SetupDefaults says where it comes from
 };
 
 Result<sched::LearnerConfig> ParseLearnerSettings(const std::string& text) {
