@@ -511,7 +511,10 @@ function renderWhatIf() {
   const auto = w.rows.filter((r) => r.kind === 'auto');
   const cur = w.current;
   const pts = w.rows.concat([cur]);
-  const xmax = Math.max(1, ...pts.map((r) => r.cold)) * 1.06;
+  // The bound's first point (each model loaded once) stays in view even when every simulated row
+  // has fewer cold starts (a model too big for the budget fails there instead of loading).
+  const firstBound = (w.bound || []).length ? w.bound[0][0] : 0;
+  const xmax = Math.max(1, firstBound, ...pts.map((r) => r.cold)) * 1.06;
   const ymax = Math.max(0.001, ...pts.map((r) => r.idle_gb_s)) * 1.1;
   const X = (c) => L + Math.sqrt(Math.max(0, c) / xmax) * (W - L - R);
   const Y = (v) => T + (1 - Math.sqrt(Math.max(0, Math.min(v, ymax)) / ymax)) * (H - T - B);
