@@ -100,10 +100,14 @@ test('each model on one node, streaming, the API key, keep_alive 0 and a node th
     for (const m of MODELS) {
       const r = await c.ollama.generate({ model: m, prompt: 'hi', options: { num_predict: 2 } });
       assert.equal(r.eval_count, 2);
-      let chunks = 0;
+      const parts = [];
       for await (const part of await c.ollama.generate({ model: `library/${m}:latest`, prompt: 'hi', stream: true,
-        options: { num_predict: 3 } })) chunks++;
-      assert.equal(chunks, 4, 'three tokens and the final chunk, streamed through HAProxy');
+        options: { num_predict: 3 } })) parts.push(part);
+      // Streamed through HAProxy: token chunks, then the final one. (A token that is only part of
+      // a UTF-8 character adds no chunk of its own, so the count of chunks may be below 4.)
+      assert.ok(parts.length >= 2, JSON.stringify(parts));
+      assert.equal(parts.at(-1).done, true);
+      assert.equal(parts.at(-1).eval_count, 3);
     }
     const where = await placement(c.nodes, c.headers);
     for (const m of MODELS) {
@@ -128,7 +132,7 @@ test('each model on one node, streaming, the API key, keep_alive 0 and a node th
     assert.equal(sse.headers.get('content-type'), 'text/event-stream');
     const events = (await sse.text()).split('\n').filter((l) => l.startsWith('data: '));
     assert.equal(events.at(-1), 'data: [DONE]');
-    assert.ok(events.length >= 4, events.join('\n'));
+    assert.ok(events.length >= 3, events.join('\n'));  // token chunks (fewer when a token is part of a character), the end, [DONE]
     assert.equal((await placement(c.nodes, c.headers))[MODELS[1]]?.[0], home[MODELS[1]]);
     // `resident ps --node ...`: where each model lives, one table.
     const table = execFileSync(binary, ['ps', ...c.nodes.flatMap((n) => ['--node', `127.0.0.1:${n.port}`])],
