@@ -234,14 +234,16 @@ int Run(RunArgs args) {
 // NODE column (a cluster behind HAProxy, docs/cluster.md); a node that does not answer is a line
 // on stderr and the exit code 1, the others still listed.
 int Ps(const std::vector<std::string>& nodes) {
-  auto env_server = ServerFromEnv();
-  if (!env_server.ok()) return Fail(env_server.status());
   std::vector<Server> servers;
-  if (nodes.empty()) servers.push_back(*env_server);
+  if (nodes.empty()) {
+    auto env_server = ServerFromEnv();
+    if (!env_server.ok()) return Fail(env_server.status());
+    servers.push_back(*env_server);
+  }
   for (const std::string& n : nodes) {
     auto hp = ParseHostPort(n);
     if (!hp.ok()) return Fail(Status::InvalidArgument("--node " + n + ": " + hp.status().message()));
-    servers.push_back(Server{hp->host, hp->port, env_server->api_key});
+    servers.push_back(Server{hp->host, hp->port, ApiKeyFromEnv()});
   }
   json merged{{"models", json::array()}};
   int code = 0;

@@ -1,6 +1,7 @@
 // Model management from the command line, as `ollama` does it: list, show, create, cp, rm, pull
-// and push talk to the running server over HTTP. `create --local` writes resident's store directly, without a
-// server (used by `make demo`; safe while a server runs, see store/model_store.h).
+// and push talk to the running server over HTTP. `create --local` writes resident's store
+// directly, without a server (used by `make demo`; safe while a server runs, see
+// store/model_store.h).
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <unistd.h>
@@ -260,7 +261,28 @@ int CreateLocal(const CreateArgs& a, const store::Modelfile& mf) {
   return 0;
 }
 
-int StreamProgress(const std::string& path, const json& body, const std::string& what);
+// Sends a request whose answer is Ollama's progress lines, and shows them: a line per status, a
+// progress bar with rate and ETA for byte progress. 0 once "success" came.
+int StreamProgress(const std::string& path, const json& body, const std::string& what) {
+  ProgressLine progress;
+  std::string error;
+  bool success = false;
+  auto reply = Call("POST", path, body, [&](const json& j) {
+    if (j.contains("error")) {
+      error = j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump();
+      return;
+    }
+    std::string status = j.value("status", "");
+    if (j.contains("total")) progress.Update(status, j.value("completed", uint64_t{0}), j.value("total", uint64_t{0}));
+    else progress.Message(status);
+    if (status == "success") success = true;
+  });
+  progress.End();
+  if (!reply.ok()) return Fail(reply.status());
+  if (!error.empty()) return Fail(Status::Internal(error));
+  if (!success) return Fail(Status::Internal("the server ended the " + what + " without success"));
+  return 0;
+}
 
 int Create(const CreateArgs& a) {
   auto mf = ReadModelfile(a.file);
@@ -291,29 +313,6 @@ int Create(const CreateArgs& a) {
   }
   if (!mf->licenses.empty()) body["license"] = mf->licenses;
   return StreamProgress("/api/create", body, "create");
-}
-
-// Sends a request whose answer is Ollama's progress lines, and shows them: a line per status, a
-// progress bar with rate and ETA for byte progress. 0 once "success" came.
-int StreamProgress(const std::string& path, const json& body, const std::string& what) {
-  ProgressLine progress;
-  std::string error;
-  bool success = false;
-  auto reply = Call("POST", path, body, [&](const json& j) {
-    if (j.contains("error")) {
-      error = j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump();
-      return;
-    }
-    std::string status = j.value("status", "");
-    if (j.contains("total")) progress.Update(status, j.value("completed", uint64_t{0}), j.value("total", uint64_t{0}));
-    else progress.Message(status);
-    if (status == "success") success = true;
-  });
-  progress.End();
-  if (!reply.ok()) return Fail(reply.status());
-  if (!error.empty()) return Fail(Status::Internal(error));
-  if (!success) return Fail(Status::Internal("the server ended the " + what + " without success"));
-  return 0;
 }
 
 int Transfer(bool pull, const std::string& model, bool insecure) {

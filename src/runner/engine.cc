@@ -381,7 +381,7 @@ void Engine::NoteBuffer(ggml_backend_buffer_t buffer) {
   // Only the CPU backend's own buffers (plain host memory) are handed back page by page; a
   // device's buffer, or a GPU backend's pinned host buffer, makes the context one that is freed to
   // sleep, for its whole life.
-  if (std::string_view(ggml_backend_buft_name(ggml_backend_buffer_get_type(buffer))) != "CPU") graph_on_device_ = true;
+  if (std::string_view(ggml_backend_buft_name(ggml_backend_buffer_get_type(buffer))) != "CPU") sleep_frees_ = true;
   graph_buffers_.push_back(buffer);
 }
 
@@ -397,7 +397,7 @@ void Engine::Sleep() {
     slot->canonical = 0;
   }
   asleep_ = true;
-  if (may_sleep_ && !graph_buffers_.empty() && !graph_on_device_ && ctx_ != nullptr) {
+  if (may_sleep_ && !graph_buffers_.empty() && !sleep_frees_ && ctx_ != nullptr) {
     // In place: the KV cache's cells are emptied (its data need not be: the pages given back read
     // as zeros, which is what a new context's cleared cache holds), then every page that lies
     // wholly inside a noted buffer goes back to the kernel. The pages at a buffer's two ends stay:
@@ -412,7 +412,7 @@ void Engine::Sleep() {
       if (end > begin && ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) given_back = false;
     }
     if (given_back) return;
-    graph_on_device_ = true;  // not memory madvise takes: never again, freed now
+    sleep_frees_ = true;  // not memory madvise takes: never again, freed now
   }
   llama_free(ctx_);  // the KV cache, the compute buffers and the outputs; the thread pool stays
   ctx_ = nullptr;

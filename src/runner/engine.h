@@ -108,10 +108,11 @@ class Engine {
   // keeps the model, its weights' mapping and the thread pool; every slot's cached tokens are gone.
   // Precondition: !Busy(). Two ways, the same to callers:
   // - in place (the load request's may_sleep, once a decode has shown which buffers the context's
-  //   graphs use, all of them in host memory): the context stays, its KV cache is emptied, and the pages of its host buffers
-  //   other than the weights are handed back to the kernel (MADV_DONTNEED); they come back as zero
-  //   pages at their next touch, so a wake costs nothing and a request after it faults in only what
-  //   it touches. A context whose buffers are not known yet is freed instead.
+  //   graphs use, all of them the CPU backend's): the context stays, its KV cache is emptied, and
+  //   the pages of its buffers other than the weights are handed back to the kernel
+  //   (MADV_DONTNEED); they come back as zero pages at their next touch, so a wake costs nothing
+  //   and a request after it faults in only what it touches. A context whose buffers are not known
+  //   yet is freed instead.
   // - freed: llama_free; Wake creates the context again with the load's parameters.
   // Start and Embed wake a sleeping engine themselves. Errors (Wake): kResourceExhausted when the
   // context cannot be created; the engine then stays asleep.
@@ -168,7 +169,9 @@ class Engine {
   // is never kept.
   bool may_sleep_ = false;
   std::vector<ggml_backend_buffer_t> graph_buffers_;
-  bool graph_on_device_ = false;  // one of them is a device's (a GPU's): no sleeping in place
+  // Sleep frees the context, for its whole life: a graph used a buffer that is not the CPU
+  // backend's own (a device's, a GPU backend's pinned host memory), or madvise refused one.
+  bool sleep_frees_ = false;
   static bool NoteGraphBuffers(ggml_tensor* t, bool ask, void* engine);
   void NoteBuffer(ggml_backend_buffer_t buffer);
   int DecodeBatch(const llama_batch& batch);

@@ -62,8 +62,8 @@ class BlobStore {
   Status Remove(std::string_view digest);
 
   // Where a pull downloads a blob: blobs/sha256-<hex>-partial. It grows there (an interrupted
-  // pull resumes from its length), and is moved to PathFor once its digest was checked. Prunes
-  // leave these files alone. Errors: kInvalidArgument for a malformed digest.
+  // pull resumes from its length), and is moved to PathFor once its digest was checked. A prune
+  // removes one only a week after its last write. Errors: kInvalidArgument for a malformed digest.
   Result<std::string> PartialPath(std::string_view digest) const;
   // Creates blobs/ when missing.
   Status Prepare() const { return EnsureDir(); }

@@ -107,18 +107,21 @@ Status ModelTransfers::Fetch(RegistryClient& client, const Layer& layer, Downloa
   uint64_t synced = pos;
   while (pos < layer.size) {
     int write_errno = 0;
-    bool too_many = false, stopped = false;
+    bool too_many = false, stopped = false, bad_range = false;
     const uint64_t attempt_start = pos;
     Status st = client.GetBlob(digest, pos, [&](uint64_t at, const char* data, size_t n) {
       if (at != pos) {
-        if (at != 0) return false;  // a range nobody asked for: the attempt fails below
+        if (at != 0) {  // a range nobody asked for
+          bad_range = true;
+          return false;
+        }
         // The registry sends the whole blob again: start over.
         if (::ftruncate(fd, 0) != 0) {
           write_errno = errno;
           return false;
         }
         hash = std::make_unique<Sha256>();
-        pos = 0;
+        pos = synced = 0;
       }
       if (pos + n > layer.size) {
         too_many = true;
@@ -168,11 +171,9 @@ Status ModelTransfers::Fetch(RegistryClient& client, const Layer& layer, Downloa
                               " bytes the manifest names");
     }
     if (stopped) return Status::Cancelled("pull cancelled: its clients went away (pulling again resumes the download)");
+    if (bad_range) return Status::Internal("blob " + digest + ": the registry answered a range request with another range");
     if (st.ok() && pos == layer.size) break;
-    if (!st.ok() && st.code() != StatusCode::kUnavailable && st.code() != StatusCode::kCancelled) return st;
-    if (st.code() == StatusCode::kCancelled) {
-      return Status::Internal("blob " + digest + ": the registry answered a range request with another range");
-    }
+    if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
     // The connection broke (or ended short): again from where it stopped, unless it keeps failing.
     failures = pos > attempt_start ? 1 : failures + 1;
     const std::string why = st.ok() ? "the connection ended after " + FormatBytes(pos) : st.message();
@@ -202,6 +203,76 @@ bool ModelTransfers::StopUnwatched(const std::string& digest, Download& shared) 
   auto it = downloads_.find(digest);
   if (it != downloads_.end() && it->second.get() == &shared) downloads_.erase(it);
   return true;
+}
+
+Status ModelTransfers::Obtain(RegistryClient& client, const Layer& l,
+                              const std::function<void(const CreateEvent&)>& say, const bool& client_gone) {
+  const std::string status = "pulling " + Short(l.digest);
+  std::shared_ptr<Download> d;
+  bool owner = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = downloads_.find(l.digest);
+    if (it != downloads_.end()) {
+      d = it->second;
+      std::lock_guard dl(d->mu);
+      ++d->watchers;
+    } else {
+      d = std::make_shared<Download>();
+      downloads_[l.digest] = d;
+      owner = true;
+    }
+  }
+  Throttle throttle;
+  bool left = false;  // this pull's client went away and it stopped watching
+  auto report = [&] {
+    uint64_t completed;
+    {
+      std::lock_guard dl(d->mu);
+      completed = d->completed;
+    }
+    if (throttle.Due(completed, l.size)) say({status, l.digest, l.size, completed});
+    if (client_gone && !left) {
+      left = true;
+      std::lock_guard dl(d->mu);
+      --d->watchers;
+    }
+  };
+  if (!owner) {
+    std::unique_lock dl(d->mu);
+    while (!d->done) {
+      d->cv.wait_for(dl, kProgressEvery);
+      dl.unlock();
+      report();
+      dl.lock();
+      if (left) return Status::Cancelled("pull cancelled: its client went away");
+    }
+    return d->result;
+  }
+  // Whatever happens (an exception included), the download ends for its watchers too.
+  Status st = Status::Internal("the download of " + l.digest + " stopped unexpectedly");
+  struct Ending {
+    ModelTransfers* self;
+    const std::string& digest;
+    const std::shared_ptr<Download>& d;
+    const Status& st;
+    ~Ending() {
+      {
+        std::lock_guard lock(self->mu_);
+        auto it = self->downloads_.find(digest);
+        if (it != self->downloads_.end() && it->second == d) self->downloads_.erase(it);
+      }
+      {
+        std::lock_guard dl(d->mu);
+        d->done = true;
+        d->result = st;
+      }
+      d->cv.notify_all();
+    }
+  } ending{this, l.digest, d, st};
+  say({status, l.digest, l.size, 0});
+  st = Fetch(client, l, *d, report);
+  return st;
 }
 
 Result<ModelEntry> ModelTransfers::Pull(std::string_view raw, const RegistryOptions& options,
@@ -247,82 +318,8 @@ Result<ModelEntry> ModelTransfers::Pull(std::string_view raw, const RegistryOpti
   // Every blob the store lacks, downloaded and checked (or watched while another pull does it).
   auto fetch_missing = [&]() -> Status {
     for (const Layer& l : blobs) {
-      const std::string status = "pulling " + Short(l.digest);
-      if (store_.blobs().Has(l.digest)) {
-        say({status, l.digest, l.size, l.size});
-        continue;
-      }
-      std::shared_ptr<Download> d;
-      bool owner = false;
-      {
-        std::lock_guard lock(mu_);
-        auto it = downloads_.find(l.digest);
-        if (it != downloads_.end()) {
-          d = it->second;
-          std::lock_guard dl(d->mu);
-          ++d->watchers;
-        } else {
-          d = std::make_shared<Download>();
-          d->total = l.size;
-          downloads_[l.digest] = d;
-          owner = true;
-        }
-      }
-      Throttle throttle;
-      bool left = false;  // this pull's client went away and it stopped watching
-      auto report = [&] {
-        uint64_t completed;
-        {
-          std::lock_guard dl(d->mu);
-          completed = d->completed;
-        }
-        if (throttle.Due(completed, l.size)) say({status, l.digest, l.size, completed});
-        if (client_gone && !left) {
-          left = true;
-          std::lock_guard dl(d->mu);
-          --d->watchers;
-        }
-      };
-      if (owner) {
-        // Whatever happens (an exception included), the download ends for its watchers too.
-        Status st = Status::Internal("the download of " + l.digest + " stopped unexpectedly");
-        struct Ending {
-          ModelTransfers* self;
-          const std::string& digest;
-          const std::shared_ptr<Download>& d;
-          Status& st;
-          ~Ending() {
-            {
-              std::lock_guard lock(self->mu_);
-              auto it = self->downloads_.find(digest);
-              if (it != self->downloads_.end() && it->second == d) self->downloads_.erase(it);
-            }
-            {
-              std::lock_guard dl(d->mu);
-              d->done = true;
-              d->result = st;
-            }
-            d->cv.notify_all();
-          }
-        };
-        {
-          Ending ending{this, l.digest, d, st};
-          say({status, l.digest, l.size, 0});
-          st = Fetch(client, l, *d, report);
-        }
-        if (!st.ok()) return st;
-      } else {
-        std::unique_lock dl(d->mu);
-        while (!d->done) {
-          d->cv.wait_for(dl, kProgressEvery);
-          dl.unlock();
-          report();
-          dl.lock();
-          if (left) return Status::Cancelled("pull cancelled: its client went away");
-        }
-        if (!d->result.ok()) return d->result;
-      }
-      say({status, l.digest, l.size, l.size});
+      if (!store_.blobs().Has(l.digest)) RESIDENT_RETURN_IF_ERROR(Obtain(client, l, say, client_gone));
+      say({"pulling " + Short(l.digest), l.digest, l.size, l.size});
     }
     return Status::Ok();
   };

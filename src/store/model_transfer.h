@@ -62,11 +62,15 @@ class ModelTransfers {
     std::mutex mu;
     std::condition_variable cv;
     uint64_t completed = 0;
-    uint64_t total = 0;
     int watchers = 1;  // pulls waiting for it, its owner included
     bool done = false;
     Status result;
   };
+  // Gets one blob the store lacks into its partial file: downloads it (the first pull that needs
+  // it) or watches the download another pull runs, reporting byte progress through `say`; stops
+  // watching once `client_gone` is set.
+  Status Obtain(RegistryClient& client, const Layer& layer, const std::function<void(const CreateEvent&)>& say,
+                const bool& client_gone);
   // Downloads `layer` into its partial file and checks it (the owner's work); `tick` after every
   // chunk (the owner's progress lines).
   Status Fetch(RegistryClient& client, const Layer& layer, Download& shared, const std::function<void()>& tick);

@@ -260,13 +260,12 @@ struct RegistryClient::Impl {
     return response;
   }
 
-  // Sends, answering one Bearer challenge. An upload's body cannot be sent twice; PutBlob asks
-  // for a token first with a HEAD.
+  // Sends, answering one Bearer challenge. Never for a blob's upload (its body is read once):
+  // PutBlob's upload session answers the challenge first, then its PUT goes by SendOnce.
   Result<Response> Send(const Call& call) {
     auto r = SendOnce(call);
     if (!r.ok() || r->status != 401) return r;
     RESIDENT_RETURN_IF_ERROR(Authenticate(r->www_authenticate));
-    if (call.body_fd >= 0 && ::lseek(call.body_fd, 0, SEEK_SET) != 0) return Status::Internal("cannot rewind the blob");
     r = SendOnce(call);
     if (r.ok() && r->status == 401) {
       return Status::FailedPrecondition(name.host + " refused the token it issued (" + Describe(*r) + ")");
