@@ -213,7 +213,8 @@ int Simulate(const SimulateArgs& args) {
       j.push_back({{"policy", r.label}, {"requests", r.requests}, {"cold", r.cold}, {"loads", r.loads},
                    {"waited_for_room", r.waited_for_room}, {"failed", r.failed}, {"idle_gb_s", r.idle_gbs},
                    {"resident_gb_s", r.resident_gbs}, {"peak_bytes", r.peak_bytes}, {"wall_s", r.wall_s},
-                   {"bound_idle_gb_s", bound.IdleAt(r.loads)}, {"cold_by_model", r.cold_by_model},
+                   {"bound_idle_gb_s", bound.IdleAt(r.loads)},
+                   {"hindsight_idle_gb_s", bound.HindsightAt(r.loads)}, {"cold_by_model", r.cold_by_model},
                    {"loads_by_model", r.loads_by_model}, {"idle_gb_s_by_model", r.idle_gbs_by_model},
                    {"sleeps", r.sleeps}, {"wakes", r.wakes}});
     }

@@ -37,6 +37,17 @@ struct LowerBound {
   double IdleAt(int cold) const;
   // Fewest cold starts that reach at most `idle_gbs` idle GB·s.
   int ColdFor(double idle_gbs_target) const;
+
+  // A second, higher reference: the best one fixed keep_alive per model can do, each model's
+  // value chosen knowing the whole trace (the least idle GB·s over every choice of one keep time
+  // per model that has at most the given loads; the lower convex hull, so between two choices the
+  // curve interpolates). On traffic whose gaps carry no sign of what comes next (a burst that ends
+  // at random), no policy that does not know the future does much better than this; the gap
+  // between it and the bound is what knowing the future is worth. (loads, idle GB·s), loads
+  // increasing from one per model.
+  std::vector<std::pair<double, double>> hindsight;
+  // The hindsight curve at `loads` (+infinity below one load per model, flat past its end).
+  double HindsightAt(double loads) const;
 };
 
 // bytes_of, load_s: each model's size and load time; service_s: each request's service time.

@@ -403,6 +403,14 @@ std::string FormatTable(const std::vector<SimResult>& rows, const LowerBound& bo
     out += fmt::format("{}: {} sleeps, {} wakes (each wake took the model's wake time, not a load; not cold)\n",
                        r.label, r.sleeps, r.wakes);
   }
+  for (const auto& r : rows) {
+    if (r.label.find("auto") == std::string::npos) continue;
+    const double h = bound.HindsightAt(r.loads), b = bound.IdleAt(r.loads);
+    if (!std::isfinite(h) || h < 0.05 || b < 0.05) continue;
+    out += fmt::format("{}: {:.2f}x the best fixed keep_alive per model chosen with hindsight ({:.1f} GB·s at "
+                       "its {} loads, itself {:.2f}x the bound)\n",
+                       r.label, r.idle_gbs / h, h, r.loads, h / b);
+  }
   if (any_waited) {
     out += "\n* requests waited for room (every loaded model busy at the model cap or budget): queueing\n"
            "  merges busy periods, which the bound (every request served on arrival) does not allow, so\n"

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "sched/policy.h"
 #include "sched/scheduler.h"
 #include "sim/lower_bound.h"
@@ -140,6 +142,57 @@ TEST(SimLowerBoundTest, UnloadsInTheLongestGapsFirst) {
   EXPECT_EQ(lb.ColdFor(50), 3);
   EXPECT_EQ(lb.ColdFor(98), 2);
   EXPECT_EQ(lb.ColdFor(0), 4);
+}
+
+// The best fixed keep_alive per model with hindsight: a keeps for 9 s (one load more, the 89 s gap
+// unloaded) or for nothing; between two choices the curve is their straight line.
+TEST(SimLowerBoundTest, HindsightCurveIsTheHullOfEachModelsFixedKeepTimes) {
+  Trace t = Csv("0,a,1,1\n10,a,1,1\n20,a,1,1\n120,a,1,1\n0,b,1,1\n50,b,1,1\n");
+  std::map<std::string, uint64_t> bytes{{"a", 1'000'000'000}, {"b", 2'000'000'000}};
+  std::vector<double> service(t.requests.size(), 1.0);
+  LowerBound lb = ComputeLowerBound(t, bytes, service);
+  // a's gaps: 9, 9, 99 (1 GB); b's: 49 (2 GB). Keeping everything: 117 + 98 GB·s at 2 loads.
+  // Steps, the most saved per load first: b unloaded in its gap (98 for one load); a kept 9 s
+  // instead of forever (117 - 27 = 90 for one load); a kept for nothing (27 for two loads).
+  EXPECT_TRUE(std::isinf(lb.HindsightAt(1)));
+  EXPECT_NEAR(lb.HindsightAt(2), 215, 1e-9);
+  EXPECT_NEAR(lb.HindsightAt(3), 117, 1e-9);  // b unloaded in its gap: 98 saved
+  EXPECT_NEAR(lb.HindsightAt(4), 27, 1e-9);   // a kept 9 s: its long gap costs only 9
+  EXPECT_NEAR(lb.HindsightAt(5), 13.5, 1e-9); // half-way to unloading a in every gap
+  EXPECT_NEAR(lb.HindsightAt(6), 0, 1e-9);
+  EXPECT_NEAR(lb.HindsightAt(60), 0, 1e-9);
+  // Never below the bound, which also knows which gap is long.
+  for (int loads = 2; loads <= 6; ++loads) EXPECT_GE(lb.HindsightAt(loads) + 1e-9, lb.IdleAt(loads)) << loads;
+  EXPECT_NEAR(lb.IdleAt(4), 18, 1e-9);
+}
+
+// A fixed keep_alive for every model is one choice of a keep time per model: with loads that take
+// no time (the curve's own assumption), every fixed row lies on or above the hindsight curve, and
+// auto stays above the bound.
+TEST(SimLowerBoundTest, FixedRowsLieOnOrAboveTheHindsightCurve) {
+  for (const char* shape : {"bursty", "mixed"}) {
+    SCOPED_TRACE(shape);
+    auto t = SynthesizeTrace({shape, 3, 24});
+    ASSERT_TRUE(t.ok());
+    SetupDefaults d;
+    d.max_loaded = 1000;
+    d.load_s_per_gb = 0;
+    SimSetup s = MakeSetup(*t, d);
+    std::map<std::string, uint64_t> bytes;
+    for (const auto& [n, p] : s.models) bytes[n] = p.bytes;
+    LowerBound lb = ComputeLowerBound(*t, bytes, s.service_s);
+    for (const auto& p : StandardPolicies()) {
+      SCOPED_TRACE(p.label);
+      auto r = Simulate(*t, s, p);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      EXPECT_GE(lb.HindsightAt(r->loads) + 1e-6, lb.IdleAt(r->loads));
+      // (keep_alive 0 is left out: it can end with fewer loads than the curve's last point, when
+      // the simulated runner's busy periods join two the curve counts apart.)
+      if (p.default_keep_alive != KeepAlive::Auto() && p.label != "keep_alive 0") {
+        EXPECT_GE(r->idle_gbs * (1 + 1e-9) + 1e-6, lb.HindsightAt(r->loads)) << r->loads << " loads";
+      }
+    }
+  }
 }
 
 TEST(SimLowerBoundTest, EverySimulatedPolicyIsAboveTheBound) {
