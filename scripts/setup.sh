@@ -4,10 +4,14 @@
 #
 #   scripts/setup.sh            system packages + llama.cpp cache
 #   scripts/setup.sh --print-llama-dir
+#   scripts/setup.sh --print-cuda-dir
 #
 # llama.cpp lands in $RESIDENT_CACHE (default ~/.cache/resident)/llama-<release>-nlc<version>/:
 #   lib/      prebuilt shared libraries (@node-llama-cpp/linux-x64)
 #   src/      the llama.cpp source tree cloned from node-llama-cpp's git bundle (headers, vocab models)
+#   cuda/     only on a machine with an NVIDIA GPU: the same release built with CUDA
+#             (@node-llama-cpp/linux-x64-cuda), for runners started with LD_LIBRARY_PATH there
+#             (docs/gpu.md). RESIDENT_FETCH_CUDA=1 fetches it without a GPU, =0 never.
 set -euo pipefail
 
 NLC_VERSION=3.21.1
@@ -16,6 +20,7 @@ CACHE=${RESIDENT_CACHE:-$HOME/.cache/resident}
 LLAMA_DIR=$CACHE/llama-$LLAMA_RELEASE-nlc$NLC_VERSION
 
 if [[ ${1:-} == --print-llama-dir ]]; then echo "$LLAMA_DIR"; exit 0; fi
+if [[ ${1:-} == --print-cuda-dir ]]; then echo "$LLAMA_DIR/cuda"; exit 0; fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -72,6 +77,62 @@ if [[ ! -f $LLAMA_DIR/.complete ]]; then
   touch "$LLAMA_DIR/.complete"
 fi
 log "llama.cpp ready in $LLAMA_DIR"
+
+# --- llama.cpp's CUDA build, only where there is an NVIDIA GPU ---------------------------------
+# The same release as lib/, its libraries under other file names (libllama.cuda.<release>.so):
+# the plain names the resident binary was linked against point at them, so that a runner started
+# with LD_LIBRARY_PATH=$LLAMA_DIR/cuda loads these instead of lib/'s, and the backends beside them
+# (libggml-cuda.so, libggml-cpu-*.so).
+has_nvidia_gpu() {
+  [[ -e /proc/driver/nvidia/version || -e /dev/nvidia0 ]] && return 0
+  command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1
+}
+case ${RESIDENT_FETCH_CUDA:-auto} in
+  1) fetch_cuda=1 ;;
+  0) fetch_cuda=0 ;;
+  *) fetch_cuda=0; has_nvidia_gpu && fetch_cuda=1 ;;
+esac
+CUDA_DIR=$LLAMA_DIR/cuda
+if ((fetch_cuda)); then
+  if [[ ! -f $CUDA_DIR/.complete ]]; then
+    log "fetching llama.cpp $LLAMA_RELEASE for CUDA (@node-llama-cpp/linux-x64-cuda@$NLC_VERSION, 143 MB) into $CUDA_DIR"
+    cuda_work=$(mktemp -d)
+    trap 'rm -rf "${work:-}" "$cuda_work"' EXIT
+    (cd "$cuda_work" && npm pack --silent "@node-llama-cpp/linux-x64-cuda@$NLC_VERSION" >/dev/null)
+    mkdir -p "$cuda_work/pkg"
+    tar xzf "$cuda_work/node-llama-cpp-linux-x64-cuda-$NLC_VERSION.tgz" -C "$cuda_work/pkg"
+    bins=$cuda_work/pkg/package/bins/linux-x64-cuda
+    grep -q "\"release\": *\"$LLAMA_RELEASE\"" "$bins/_nlcBuildMetadata.json" ||
+      { log "expected llama.cpp $LLAMA_RELEASE in the CUDA package: $(cat "$bins/_nlcBuildMetadata.json")"; exit 1; }
+    # The binary calls into these in place of lib/'s: the same exported functions, or nothing.
+    for pair in "libllama.$LLAMA_RELEASE.so libllama.cuda.$LLAMA_RELEASE.so" "libggml.$LLAMA_RELEASE.so libggml.cuda.$LLAMA_RELEASE.so"; do
+      read -r cpu gpu <<<"$pair"
+      if ! cmp -s <(nm -D --defined-only "$LLAMA_DIR/lib/$cpu" | awk '{print $2, $3}' | sort) \
+                  <(nm -D --defined-only "$bins/$gpu" | awk '{print $2, $3}' | sort); then
+        log "the CUDA package's $gpu does not export what lib/$cpu does; not installing it"; exit 1
+      fi
+    done
+    rm -rf "$CUDA_DIR.partial"
+    mkdir -p "$CUDA_DIR.partial"
+    cp "$bins/"*.so "$CUDA_DIR.partial/"
+    (cd "$CUDA_DIR.partial" &&
+      ln -sf "libllama.cuda.$LLAMA_RELEASE.so" "libllama.$LLAMA_RELEASE.so" &&
+      ln -sf "libggml.cuda.$LLAMA_RELEASE.so" "libggml.$LLAMA_RELEASE.so" &&
+      ln -sf "libllama.cuda.$LLAMA_RELEASE.so" libllama.so && ln -sf "libggml.cuda.$LLAMA_RELEASE.so" libggml.so)
+    rm -rf "$CUDA_DIR"
+    mv "$CUDA_DIR.partial" "$CUDA_DIR"
+    touch "$CUDA_DIR/.complete"
+  fi
+  log "llama.cpp for CUDA ready in $CUDA_DIR"
+  # The package carries no CUDA runtime: libggml-cuda.so needs it from the system.
+  cuda_major=$(readelf -d "$CUDA_DIR/libggml-cuda.so" | sed -n 's/.*\[libcudart\.so\.\([0-9]*\)\].*/\1/p')
+  cuda_missing=$(ldd "$CUDA_DIR/libggml-cuda.so" | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
+  if [[ -n $cuda_missing ]]; then
+    log "not found here: ${cuda_missing% }. The runners need libcudart.so.$cuda_major," \
+      "libcublas.so.$cuda_major and libcublasLt.so.$cuda_major from NVIDIA's CUDA $cuda_major runtime," \
+      "and libcuda.so.1 from an NVIDIA driver that supports CUDA $cuda_major; setup.sh installs none of them"
+  fi
+fi
 
 # --- real-client tests: ollama-js, openai-node and puppeteer-core (which downloads no browser: the
 # dashboard test drives Debian's chromium), pinned in tests/clients/package-lock.json ----------
