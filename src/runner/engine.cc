@@ -235,6 +235,10 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   llama_model_params mparams = llama_model_default_params();
   mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
   mparams.n_gpu_layers = request.n_gpu_layers;
+  if (request.main_gpu >= 0) {
+    mparams.split_mode = LLAMA_SPLIT_MODE_NONE;
+    mparams.main_gpu = request.main_gpu;
+  }
   struct ProgressData { const std::function<bool(float)>* fn; };
   ProgressData pd{&progress};
   if (progress) {

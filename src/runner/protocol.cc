@@ -100,7 +100,7 @@ void ReadField(const json& j, const char* key, T& out) {
     NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(RESIDENT_FIELD_FROM, __VA_ARGS__))                 \
   }
 
-RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers,
+RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers, main_gpu,
                          n_parallel, use_mmap, chat_template, model_name, predicted_bytes,
                          memory_margin_bytes, template_timeout_ms, prompt_cache_dir,
                          prompt_cache_max_bytes, may_sleep)

@@ -29,6 +29,9 @@ struct LoadRequest {
   int32_t n_batch = 512;
   int32_t n_threads = 0;      // 0: physical cores
   int32_t n_gpu_layers = -1;  // -1: as many as fit (no-op without a GPU backend)
+  // >= 0: the one GPU (its index) every offloaded layer goes to (the scheduler placed the model
+  // there, sched/gpu_split.h); -1: llama.cpp's default, layers spread over every device.
+  int32_t main_gpu = -1;
   int32_t n_parallel = 1;
   bool use_mmap = true;
   // A Jinja chat template that replaces the model's own (a Modelfile's TEMPLATE); empty: the GGUF's.

@@ -29,6 +29,13 @@
 //   idle models that may sleep (sleep_after set, not pinned) are put to sleep instead of being
 //   unloaded (kSleep), cheapest first, when sleeping them frees enough; else models are evicted as
 //   above (a sleeping model among them, at its sleeping bytes).
+//
+// GPUs (docs/gpu.md): a model placed on a GPU holds `vram_bytes` of that device's memory, and
+// `bytes` of host memory. Each device has its own budget (GpuBudget: what resident's models may
+// use there). A load (or a prewarm) fits when its host bytes fit the memory budget and its VRAM
+// fits its device; when VRAM is what it lacks, the idle models on that device are evicted first
+// (cheapest first), and models elsewhere only for what host memory or the count still lacks.
+// Sleeping frees host memory only: it is used when VRAM already fits.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +76,15 @@ struct ModelView {
   std::optional<TimePoint> sleep_at;  // idle and awake: when its sleep_after runs out
   uint64_t awake_bytes = 0;           // sleeping: what it holds awake (a wake needs the difference)
   uint64_t asleep_bytes = 0;          // awake: what it is expected to hold asleep
+  int gpu = -1;                       // the device index its layers are on (-1: none)
+  uint64_t vram_bytes = 0;            // what it holds there (measured, else predicted)
+};
+
+// What resident's models may hold on one GPU: its memory less a safety margin and less what other
+// processes use there.
+struct GpuBudget {
+  int index = 0;
+  uint64_t capacity = 0;
 };
 
 struct SchedulerView {
@@ -78,12 +94,15 @@ struct SchedulerView {
   bool loading = false;          // a load is running
   bool shutdown = false;
   int waiting = 0;               // requests inside Acquire
+  std::vector<GpuBudget> gpus;   // empty: no GPU
   // The eviction cost of an idle model (EvictionCost; lower goes first, equal costs least
   // recently used first). Called only for eviction candidates, when room is needed.
   std::function<double(const ModelView&)> eviction_cost;
 
   const ModelView* Find(std::string_view key) const;
   uint64_t MemoryInUse() const;  // the models' bytes and the unloading bytes
+  uint64_t VramInUse(int gpu) const;  // the models' VRAM on that device
+  const GpuBudget* Gpu(int index) const;
 };
 
 // Expected seconds lost per byte freed by evicting a model: its reload time × how likely it is to
@@ -127,7 +146,9 @@ struct AcquireAsk {
   std::string_view key;
   std::string_view name;               // for messages
   bool matches_loaded = true;          // the loaded model (if any) has this request's options and file
-  std::optional<uint64_t> predicted;   // the footprint, once predicted
+  std::optional<uint64_t> predicted;   // the footprint in host memory, once predicted
+  int gpu = -1;                        // with it: the device its offloaded layers go to (-1: none)
+  uint64_t predicted_vram = 0;         // and what they need there
   bool arriving = false;               // first decision of this request (the queue limit applies)
 };
 
@@ -146,6 +167,7 @@ std::vector<SleepOrder> DecideSleep(const SchedulerView& view, TimePoint now);
 // Whether a prewarm of a model of `bytes` loads now: kLoad, or kWait (no room now, or a load or
 // unload is running: the prewarm is skipped or retried by the caller), or kLease when it is
 // already loaded or loading (nothing to do).
-Decision DecidePrewarm(const SchedulerView& view, const Limits& limits, std::string_view key, uint64_t bytes);
+Decision DecidePrewarm(const SchedulerView& view, const Limits& limits, std::string_view key, uint64_t bytes,
+                       int gpu = -1, uint64_t vram = 0);
 
 }  // namespace resident::sched

@@ -23,14 +23,33 @@ Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadReques
   return f;
 }
 
+namespace {
+
+// The file's metadata, checked before any runner starts: llama.cpp would abort on bad values, or
+// compute NaN from them.
+Result<store::GgufInfo> CheckedInfo(const ModelSpec& spec) {
+  const std::string who = "model \"" + spec.name + "\" cannot be loaded: ";
+  auto info = store::ReadGgufInfo(spec.load.model_path);  // cached by path, size and mtime
+  if (!info.ok()) return Status(info.status().code(), who + info.status().message());
+  if (Status st = store::CheckGgufHyperparameters(*info); !st.ok()) return Status(st.code(), who + st.message());
+  return info;
+}
+
+}  // namespace
+
 FootprintPredictor MakeGgufPredictor() {
   return [](const ModelSpec& spec) -> Result<uint64_t> {
-    const std::string who = "model \"" + spec.name + "\" cannot be loaded: ";
-    auto info = store::ReadGgufInfo(spec.load.model_path);  // cached by path, size and mtime
-    if (!info.ok()) return Status(info.status().code(), who + info.status().message());
-    // Before any runner starts: llama.cpp would abort on these values, or compute NaN from them.
-    if (Status st = store::CheckGgufHyperparameters(*info); !st.ok()) return Status(st.code(), who + st.message());
+    auto info = CheckedInfo(spec);
+    if (!info.ok()) return info.status();
     return PredictFootprint(*info, spec.load).total();
+  };
+}
+
+GpuPlanner MakeGgufGpuPlanner() {
+  return [](const ModelSpec& spec, const std::vector<GpuRoom>& rooms) -> Result<GpuPlacement> {
+    auto info = CheckedInfo(spec);
+    if (!info.ok()) return info.status();
+    return SplitLayers(*info, spec.load, spec.load.n_gpu_layers, rooms);
   };
 }
 

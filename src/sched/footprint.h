@@ -29,4 +29,8 @@ Footprint PredictFootprint(const store::GgufInfo& info, const runner::LoadReques
 // (kInvalidArgument naming the key: no runner is started for a file llama.cpp would abort on).
 FootprintPredictor MakeGgufPredictor();
 
+// The same for a machine with GPUs: places each model (gpu_split.h, num_gpu from its load
+// options) and predicts what stays in host memory. Errors as MakeGgufPredictor's.
+GpuPlanner MakeGgufGpuPlanner();
+
 }  // namespace resident::sched

@@ -200,8 +200,11 @@ SchedulerView Scheduler::ViewLocked() const {
     if (e->refs == 0 && !e->sleeping) m.sleep_at = e->sleep_at;
     m.awake_bytes = e->measured_bytes ? e->measured_bytes : e->predicted_bytes;
     m.asleep_bytes = e->state == State::kReady ? ExpectedSleepingBytes(*e) : m.bytes;
+    m.gpu = e->placement.gpu;
+    m.vram_bytes = e->Vram();
     view.models.push_back(m);
   }
+  view.gpus = GpuBudgetsLocked();
   view.unloading_bytes = unloading_bytes_;
   view.unloading = unloading_;
   view.loading = loading_;
@@ -235,13 +238,24 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   runner::LoadRequest load = spec.load;
   load.model_name = spec.name;
   load.predicted_bytes = e->predicted_bytes;
+  const GpuPlacement placement = e->placement;
+  if (!gpu_devices_.empty()) {  // the scheduler placed it: on one device, or on none
+    load.n_gpu_layers = placement.gpu >= 0 ? placement.layers : 0;
+    load.main_gpu = placement.gpu;
+  }
   loading_ = true;
   lock.unlock();
-  spdlog::info("loading {} from {} (predicted {})", spec.name, key, FormatBytes(load.predicted_bytes));
+  spdlog::info("loading {} from {} (predicted {}{})", spec.name, key, FormatBytes(load.predicted_bytes),
+               placement.gpu >= 0 ? "; " + DescribePlacement(placement) : std::string());
   std::optional<double> cached_at_load;
   if (options_.page_cache_fraction) cached_at_load = options_.page_cache_fraction(key);
   const TimePoint load_start = clock_.Now();
   auto runner = factory_.Start(load, nullptr);
+  uint64_t measured_vram = 0;
+  if (runner.ok() && placement.gpu >= 0 && options_.gpus != nullptr) {
+    const auto held = options_.gpus->ProcessMemory((*runner)->pid());
+    if (auto it = held.find(placement.gpu); it != held.end()) measured_vram = it->second;
+  }
   lock.lock();
   loading_ = false;
   auto fail = [&](Status error) {
@@ -277,6 +291,7 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   e->load_duration = loaded_at - load_start;
   e->last_used = loaded_at;
   e->measured_bytes = e->runner->facts().rss_bytes;
+  e->measured_vram = measured_vram;
   e->measured_at = loaded_at;
   e->cached_at_load = cached_at_load;
   ModelStats& stats = stats_[spec.name];
@@ -347,6 +362,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
     lock.lock();
   };
   bool cold = false;  // this request waited for a load (its own or another's)
+  GpuPlacement placement;  // where a load of it goes (kPredict)
   bool loaded_here = false;  // it performed that load: it takes the lease even if stopped
 
   while (true) {
@@ -387,6 +403,14 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         }
         continue;
       case Decision::Kind::kPredict: {
+        if (auto placed = PlaceLocked(lock, spec)) {
+          if (!placed->ok()) return placed->status();
+          placement = **placed;
+          ask.predicted = placement.host_bytes;
+          ask.gpu = placement.gpu;
+          ask.predicted_vram = placement.vram_bytes;
+          continue;
+        }
         uint64_t bytes = 0;
         if (options_.predictor) {
           lock.unlock();
@@ -427,6 +451,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         fresh->pinned = options_.policy && options_.policy->Pinned(spec.name);
         fresh->sleep_after = SleepAfterFor(spec.name);
         fresh->predicted_bytes = ask.predicted.value_or(0);
+        fresh->placement = placement;
         fresh->accrued_at = clock_.Now();  // it counts against the budget from now on
         entries_[key] = fresh;
         queue_on(fresh);
@@ -648,19 +673,83 @@ Scheduler::Detached Scheduler::Detach(const std::string& key, UnloadReason reaso
   }
   ev.for_model = for_model;
   Emit(std::move(ev), log_detail);
-  Detached d{std::move(e.runner), e.Bytes()};
+  Detached d{std::move(e.runner), e.Bytes(), e.placement.gpu, e.Vram()};
   entries_.erase(it);
   ++unloading_;
   unloading_bytes_ += d.bytes;
   return d;
 }
 
+std::vector<GpuBudget> Scheduler::GpuBudgetsLocked() const {
+  std::vector<GpuBudget> out;
+  for (const GpuDevice& d : gpu_devices_) {
+    uint64_t ours = 0;
+    for (const auto& [key, e] : entries_) ours += e->placement.gpu == d.index ? e->Vram() : 0;
+    // What other processes hold: the device's use less ours (a load not yet allocated counts as
+    // ours already, so this errs towards room, which the next reading corrects).
+    const uint64_t used = d.total_bytes > d.free_bytes ? d.total_bytes - d.free_bytes : 0;
+    const uint64_t others = used > ours ? used - ours : 0;
+    const uint64_t reserved = others + options_.gpu_margin_bytes;
+    out.push_back({d.index, d.total_bytes > reserved ? d.total_bytes - reserved : 0});
+  }
+  return out;
+}
+
+std::optional<Result<GpuPlacement>> Scheduler::PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec) {
+  if (options_.gpus == nullptr || !options_.gpu_planner) return std::nullopt;
+  lock.unlock();
+  std::vector<GpuDevice> devices = options_.gpus->Devices();
+  lock.lock();
+  gpu_devices_ = std::move(devices);
+  if (gpu_devices_.empty()) return std::nullopt;
+  // The room on each device: its budget less what models that cannot go now hold there (in use,
+  // waited for, pinned, loading); idle ones can be evicted for it (decision.h).
+  std::vector<GpuRoom> rooms;
+  for (const GpuBudget& b : GpuBudgetsLocked()) {
+    uint64_t staying = 0;
+    for (const auto& [key, e] : entries_) {
+      if (e->placement.gpu != b.index || key == spec.load.model_path) continue;
+      const bool can_go = e->state == State::kReady && e->refs == 0 && e->queued == 0 && !e->pinned && !e->changing_tier;
+      staying += can_go ? 0 : e->Vram();
+    }
+    rooms.push_back({b.index, b.capacity > staying ? b.capacity - staying : 0});
+  }
+  lock.unlock();
+  Result<GpuPlacement> placed = options_.gpu_planner(spec, rooms);
+  lock.lock();
+  return placed;
+}
+
+void Scheduler::AwaitVramBack(const Detached& d, uint64_t free_before) const {
+  // Ollama's rule: the driver may take a moment to return a dead process's memory; the next load
+  // waits for it (the unload counts as in progress until then), at most gpu_release_wait.
+  const uint64_t want = free_before + d.vram - d.vram / 50;  // within 2 %
+  const auto deadline = std::chrono::steady_clock::now() + options_.gpu_release_wait;
+  uint64_t free_now = 0;
+  while (true) {
+    for (const GpuDevice& g : options_.gpus->Devices()) free_now = g.index == d.gpu ? g.free_bytes : free_now;
+    if (free_now >= want) {
+      spdlog::info("GPU {}: {} of VRAM back ({} free)", d.gpu, FormatBytes(d.vram), FormatBytes(free_now));
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  spdlog::warn("GPU {}: {} of VRAM not back after {} s ({} free, {} expected)", d.gpu, FormatBytes(d.vram),
+               ToSeconds(options_.gpu_release_wait), FormatBytes(free_now), FormatBytes(want));
+}
+
 void Scheduler::CloseDetached(std::vector<Detached> runners) {
   if (runners.empty()) return;
   for (auto& d : runners) {
     if (d.runner) {
+      uint64_t free_before = 0;
+      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) {
+        for (const GpuDevice& g : options_.gpus->Devices()) free_before = g.index == d.gpu ? g.free_bytes : free_before;
+      }
       d.runner->Close();
       spdlog::info("runner pid {} exited: {} returned", d.runner->pid(), FormatBytes(d.bytes));
+      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) AwaitVramBack(d, free_before);
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -741,6 +830,11 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
     m.prewarmed = e->prewarmed;
     m.predicted_bytes = e->predicted_bytes;
     m.measured_bytes = e->measured_bytes;
+    m.gpu = e->placement.gpu;
+    m.gpu_layers = e->placement.layers;
+    m.total_layers = e->placement.total_layers;
+    m.vram_bytes = e->Vram();
+    m.facts.vram_bytes = m.vram_bytes;
     m.load_duration = e->load_duration;
     if (e->expires_at) m.expires_at = clock_.ToWall(*e->expires_at);
     m.sleeping = e->sleeping;
@@ -992,8 +1086,19 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     }
   }
   const std::string key = spec.load.model_path;
+  GpuPlacement placement;
+  if (auto placed = PlaceLocked(lock, spec)) {
+    if (!placed->ok()) {
+      spdlog::warn("cannot place {} on a GPU: {}", spec.name, placed->status().message());
+      if (origin == Origin::kPrewarm) prewarms_.erase(key);
+      if (auto again = preloads_.find(key); again != preloads_.end()) again->second.wanted = false;
+      return true;
+    }
+    placement = **placed;
+    if (origin != Origin::kPrewarm || bytes == 0) bytes = placement.host_bytes;  // a prewarm: as last measured
+  }
   RefreshMeasuredLocked();
-  const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes);
+  const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes, placement.gpu, placement.vram_bytes);
   if (d.kind == Decision::Kind::kLease) {  // loaded or loading already
     if (origin == Origin::kPrewarm) prewarms_.erase(key);
     if (origin == Origin::kPreload) preloads_[key].wanted = false;
@@ -1024,6 +1129,7 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
   e->pinned = options_.policy && options_.policy->Pinned(spec.name);
   e->sleep_after = SleepAfterFor(spec.name);
   e->predicted_bytes = bytes;
+  e->placement = placement;
   e->accrued_at = now;
   entries_[key] = e;
   Status st = LoadLocked(lock, e);

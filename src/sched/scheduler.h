@@ -41,11 +41,13 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/gpu_discovery.h"
 #include "core/keep_alive.h"
 #include "core/status.h"
 #include "runner/model_runner.h"
 #include "sched/decision.h"
 #include "sched/event_log.h"
+#include "sched/gpu_split.h"
 #include "sched/learner.h"
 #include "sched/policy.h"
 #include "sched/residency_stats.h"
@@ -64,6 +66,10 @@ struct ModelSpec {
 // unreadable file) fail the request before any runner starts.
 using FootprintPredictor = std::function<Result<uint64_t>(const ModelSpec&)>;
 
+// Places a model on a GPU (gpu_split.h), given the room each device has for it; its num_gpu is
+// spec.load.n_gpu_layers. Errors as the predictor's.
+using GpuPlanner = std::function<Result<GpuPlacement>(const ModelSpec&, const std::vector<GpuRoom>&)>;
+
 struct LoadedModel {
   std::string name;
   std::string path;
@@ -78,6 +84,12 @@ struct LoadedModel {
   bool prewarmed = false;              // loaded ahead of a predicted request, not used yet
   uint64_t predicted_bytes = 0;
   uint64_t measured_bytes = 0;         // 0 until measured
+  // On a GPU: the device, its layers there, and the VRAM it holds (measured, else predicted);
+  // the bytes above are host memory. gpu -1: CPU only.
+  int gpu = -1;
+  int gpu_layers = 0;
+  int total_layers = 0;
+  uint64_t vram_bytes = 0;
   Duration load_duration{0};           // how long its load took
   // Sleeping (sleep_after): asleep, the runner holds its weights and process but no context;
   // sleeping_bytes is then its measured memory (what the budget counts) and measured_bytes what it
@@ -144,6 +156,14 @@ class Scheduler {
     std::function<std::optional<double>(const std::string& path)> page_cache_fraction;
     // How fast a model file's bytes that are not in the page cache are read back at a reload.
     double disk_read_bytes_per_s = 250e6;
+    // GPUs (docs/gpu.md): the devices, read before each load decision (unset, or none found:
+    // every model runs on the CPU and nothing below applies); how a model is placed on them; and
+    // the VRAM left free on every device. After an unload, the device's free memory is awaited
+    // (at most gpu_release_wait) until the model's VRAM is back.
+    const GpuDiscovery* gpus = nullptr;
+    GpuPlanner gpu_planner;
+    uint64_t gpu_margin_bytes = 512ull << 20;
+    Duration gpu_release_wait = std::chrono::seconds(5);
   };
 
   Scheduler(Options options, runner::RunnerFactory& factory, const Clock& clock);
@@ -246,6 +266,9 @@ class Scheduler {
     bool changing_tier = false;
     uint64_t sleeping_bytes = 0;     // measured after its latest sleep (0: never slept)
     std::optional<double> cached_at_load;  // share of its file in the page cache when its load began
+    GpuPlacement placement;          // where its layers are (gpu -1: CPU only)
+    uint64_t measured_vram = 0;      // its runner's VRAM, measured after the load (0: not yet)
+    uint64_t Vram() const { return placement.gpu < 0 ? 0 : measured_vram ? measured_vram : placement.vram_bytes; }
     uint64_t Bytes() const {
       if (sleeping && sleeping_bytes) return sleeping_bytes;
       return measured_bytes ? measured_bytes : predicted_bytes;
@@ -277,6 +300,8 @@ class Scheduler {
   struct Detached {
     std::unique_ptr<runner::ModelRunner> runner;
     uint64_t bytes = 0;
+    int gpu = -1;
+    uint64_t vram = 0;
   };
 
   Result<Lease> AcquireLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
@@ -334,6 +359,13 @@ class Scheduler {
   static uint64_t ExpectedSleepingBytes(const Entry& e);
   // The model's sleep_after (the policy's entry, else the default); nullopt: it never sleeps.
   std::optional<KeepAlive> SleepAfterFor(const std::string& name) const;
+  // The GPUs' budgets (decision.h) from gpu_devices_ and what resident's models hold there.
+  std::vector<GpuBudget> GpuBudgetsLocked() const;
+  // Reads the devices (unlocked) and places `spec` on them (gpu_planner); with no device, or no
+  // planner: nullopt (the predictor decides, CPU only).
+  std::optional<Result<GpuPlacement>> PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec);
+  // Waits (at most gpu_release_wait) until `vram` more bytes are free on `gpu` than `free_before`.
+  void AwaitVramBack(const Detached& d, uint64_t free_before) const;
   // The seconds a reload of the model would take: its measured load time, corrected by how much
   // more (or less) of its file must be read from disk now than at its load.
   double ReloadSecondsLocked(const Entry& e) const;
@@ -358,6 +390,7 @@ class Scheduler {
   int unloading_ = 0;                 // runners being closed outside the lock; guarded by mu_
   uint64_t unloading_bytes_ = 0;      // their bytes, still in use until closed; guarded by mu_
   bool loading_ = false;              // one load at a time; guarded by mu_
+  std::vector<GpuDevice> gpu_devices_;  // as last read (before a load decision); guarded by mu_
   bool shutdown_ = false;             // guarded by mu_
   std::map<std::string, ModelStats> stats_;  // by model name; guarded by mu_
   int changing_tier_ = 0;             // entries falling asleep or waking now; guarded by mu_

@@ -74,6 +74,12 @@ struct M : ModelView {
     changing_tier = true;
     return *this;
   }
+  // On GPU `g`, holding `v` bytes of its VRAM.
+  M& Gpu(int g, uint64_t v) {
+    gpu = g;
+    vram_bytes = v;
+    return *this;
+  }
 };
 
 Limits L(int max_loaded, uint64_t budget = 0, int num_parallel = 1, int max_queue = 512) {
@@ -345,6 +351,74 @@ TEST(DecidePrewarm, Table) {
     SCOPED_TRACE(c.name);
     Check(DecidePrewarm(c.view, c.limits, "p", c.bytes), c.expect);
   }
+}
+
+// ---- GPUs ----------------------------------------------------------------------------------------
+
+// Two devices: GPU 0 with 1000 bytes for resident's models, GPU 1 with 500.
+SchedulerView WithGpus(SchedulerView v) {
+  v.gpus = {{0, 1000}, {1, 500}};
+  return v;
+}
+
+AcquireAsk OnGpu(AcquireAsk a, int gpu, uint64_t vram) {
+  a.gpu = gpu;
+  a.predicted_vram = vram;
+  return a;
+}
+
+TEST(DecideAcquire, GpuTable) {
+  const AcquireCase cases[] = {
+      {"VRAM free on its device: load", WithGpus(View({M("a").Gpu(0, 400)})), L(3), OnGpu(Ask("n", 10), 0, 600),
+       Load()},
+      {"VRAM short: the idle model on that device goes, not the cheaper one elsewhere",
+       WithGpus(View({M("a").Gpu(0, 500).UsedAt(1), M("b").Gpu(1, 400)}, {}, {{"a", 5.0}, {"b", 0.1}})), L(3),
+       OnGpu(Ask("n", 10), 0, 600), Unload({{"a", UnloadReason::kMemory}})},
+      {"VRAM short: the cheapest of the models on that device first",
+       WithGpus(View({M("a").Gpu(0, 300), M("b").Gpu(0, 300), M("c").Gpu(0, 300)},
+                     {}, {{"a", 3.0}, {"b", 1.0}, {"c", 2.0}})),
+       L(5), OnGpu(Ask("n", 10), 0, 500), Unload({{"b", UnloadReason::kMemory}, {"c", UnloadReason::kMemory}})},
+      {"a model on the CPU frees no VRAM: it stays", WithGpus(View({M("cpu", 100), M("g").Gpu(0, 800)}, {},
+                                                                 {{"cpu", 0.1}, {"g", 9.0}})),
+       L(3), OnGpu(Ask("n", 10), 0, 300), Unload({{"g", UnloadReason::kMemory}})},
+      {"VRAM held by a busy model: wait for room", WithGpus(View({M("a").Gpu(0, 800).Refs(1)})), L(3),
+       OnGpu(Ask("n", 10), 0, 300), WaitFor(Wait::kRoom)},
+      {"VRAM held by a pinned model, for good: fail", WithGpus(View({M("a").Gpu(0, 800).Pin()})), L(3),
+       OnGpu(Ask("n", 10), 0, 300),
+       Fail(StatusCode::kFailedPrecondition,
+            "model \"n\" needs about " + FormatBytes(300) + " on GPU 0 and does not fit there next to the pinned "
+            "models (" + FormatBytes(1000) + " usable); lower num_gpu to offload fewer layers")},
+      {"more VRAM than the device has: fail", WithGpus(View({})), L(3), OnGpu(Ask("n", 10), 1, 600),
+       Fail(StatusCode::kFailedPrecondition)},
+      {"a device that is gone: fail", WithGpus(View({})), L(3), OnGpu(Ask("n", 10), 7, 1),
+       Fail(StatusCode::kFailedPrecondition)},
+      {"VRAM fits, host memory short: any idle model goes, the CPU one first by cost",
+       WithGpus(View({M("cpu", 600), M("g", 100).Gpu(0, 100)}, {}, {{"cpu", 0.1}, {"g", 0.2}})), L(3, 1000),
+       OnGpu(Ask("n", 500), 0, 100), Unload({{"cpu", UnloadReason::kMemory}})},
+      {"VRAM and host memory both short: the device's model first, then host memory",
+       WithGpus(View({M("cpu", 600), M("g", 100).Gpu(0, 900)}, {}, {{"cpu", 0.1}, {"g", 9.0}})), L(3, 1000),
+       OnGpu(Ask("n", 500), 0, 500), Unload({{"g", UnloadReason::kMemory}, {"cpu", UnloadReason::kMemory}})},
+      {"VRAM short and the count reached: one eviction on the device serves both",
+       WithGpus(View({M("cpu"), M("g").Gpu(0, 900)}, {}, {{"cpu", 0.1}, {"g", 9.0}})), L(2),
+       OnGpu(Ask("n", 10), 0, 500), Unload({{"g", UnloadReason::kMemory}})},
+      {"VRAM short: sleeping (host memory only) is not offered",
+       WithGpus(View({M("g").Gpu(0, 900).MaySleep(10)})), L(3, 10000), OnGpu(Ask("n", 10), 0, 500),
+       Unload({{"g", UnloadReason::kMemory}})},
+      {"a CPU-only model on a GPU machine: VRAM plays no part", WithGpus(View({M("g").Gpu(0, 1000)})), L(3),
+       Ask("n", 10), Load()},
+  };
+  for (const AcquireCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    Check(DecideAcquire(c.view, c.limits, c.ask), c.expect);
+  }
+}
+
+TEST(DecidePrewarm, NeverEvictsForVram) {
+  SchedulerView v = WithGpus(View({M("a").Gpu(0, 700)}));
+  Check(DecidePrewarm(v, L(3), "p", 10, 0, 300), Load());
+  Check(DecidePrewarm(v, L(3), "p", 10, 0, 301), WaitFor(Wait::kRoom));
+  Check(DecidePrewarm(v, L(3), "p", 10, 1, 500), Load());
+  Check(DecidePrewarm(v, L(3), "p", 10, -1, 5000), Load());  // CPU only
 }
 
 TEST(EvictionCost, ReloadTimeTimesReuseProbabilityPerByte) {
