@@ -720,27 +720,32 @@ std::optional<Result<GpuPlacement>> Scheduler::PlaceLocked(std::unique_lock<std:
   return placed;
 }
 
-void Scheduler::AwaitVramBack(const Detached& d, uint64_t free_before) const {
+std::vector<GpuDevice> Scheduler::AwaitVramBack(const Detached& d, uint64_t free_before) const {
   // Ollama's rule: the driver may take a moment to return a dead process's memory; the next load
   // waits for it (the unload counts as in progress until then), at most gpu_release_wait.
   const uint64_t want = free_before + d.vram - d.vram / 50;  // within 2 %
   const auto deadline = std::chrono::steady_clock::now() + options_.gpu_release_wait;
   uint64_t free_now = 0;
+  std::vector<GpuDevice> devices;
   while (true) {
-    for (const GpuDevice& g : options_.gpus->Devices()) free_now = g.index == d.gpu ? g.free_bytes : free_now;
+    devices = options_.gpus->Devices();
+    for (const GpuDevice& g : devices) free_now = g.index == d.gpu ? g.free_bytes : free_now;
     if (free_now >= want) {
       spdlog::info("GPU {}: {} of VRAM back ({} free)", d.gpu, FormatBytes(d.vram), FormatBytes(free_now));
-      return;
+      return devices;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  spdlog::warn("GPU {}: {} of VRAM not back after {} s ({} free, {} expected)", d.gpu, FormatBytes(d.vram),
-               ToSeconds(options_.gpu_release_wait), FormatBytes(free_now), FormatBytes(want));
+  spdlog::warn("GPU {}: {} of VRAM not back after {} s ({} free, {} expected); what stays held counts as another "
+               "process's", d.gpu, FormatBytes(d.vram), ToSeconds(options_.gpu_release_wait), FormatBytes(free_now),
+               FormatBytes(want));
+  return devices;
 }
 
 void Scheduler::CloseDetached(std::vector<Detached> runners) {
   if (runners.empty()) return;
+  std::optional<std::vector<GpuDevice>> devices;  // read once the VRAM is back: the budgets' new base
   for (auto& d : runners) {
     if (d.runner) {
       uint64_t free_before = 0;
@@ -749,10 +754,11 @@ void Scheduler::CloseDetached(std::vector<Detached> runners) {
       }
       d.runner->Close();
       spdlog::info("runner pid {} exited: {} returned", d.runner->pid(), FormatBytes(d.bytes));
-      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) AwaitVramBack(d, free_before);
+      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) devices = AwaitVramBack(d, free_before);
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (devices) gpu_devices_ = std::move(*devices);
   for (auto& d : runners) {
     --unloading_;
     unloading_bytes_ -= d.bytes;

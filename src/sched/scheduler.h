@@ -364,8 +364,9 @@ class Scheduler {
   // Reads the devices (unlocked) and places `spec` on them (gpu_planner); with no device, or no
   // planner: nullopt (the predictor decides, CPU only).
   std::optional<Result<GpuPlacement>> PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec);
-  // Waits (at most gpu_release_wait) until `vram` more bytes are free on `gpu` than `free_before`.
-  void AwaitVramBack(const Detached& d, uint64_t free_before) const;
+  // Waits (at most gpu_release_wait) until d.vram more bytes are free on d.gpu than `free_before`;
+  // returns the devices as last read (with the memory back, or what the driver still holds).
+  std::vector<GpuDevice> AwaitVramBack(const Detached& d, uint64_t free_before) const;
   // The seconds a reload of the model would take: its measured load time, corrected by how much
   // more (or less) of its file must be read from disk now than at its load.
   double ReloadSecondsLocked(const Entry& e) const;

@@ -1,10 +1,13 @@
 // Fake runners for scheduler tests: no processes, no sleeping. A FakeFactory's loads succeed at
 // once, or wait at a gate the test opens, or fail for one path; with a FakeClock attached, a load
-// moves that clock by the model's load time (so the scheduler measures that load time).
+// moves that clock by the model's load time (so the scheduler measures that load time). A runner
+// loaded with layers on a GPU holds that device's memory until it is closed (FakeFactory::held,
+// read by support/fake_gpu.h).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,15 +37,18 @@ class FakeRunner final : public runner::ModelRunner {
   Status Health(std::chrono::milliseconds) override { return Status::Ok(); }
   uint64_t SampledRssBytes() const override { return sampled_rss_; }
   const runner::ModelFacts& facts() const override { return facts_; }
-  pid_t pid() const override { return 1; }
+  pid_t pid() const override { return pid_; }
   bool alive() const override { return alive_; }
   std::string exit_reason() const override { return alive_ ? std::string() : death; }
   void Close() override {
     if (alive_.exchange(false) || !closed_) {
       closed_ = true;
       ++*closes_;
+      if (on_close) on_close();
     }
   }
+  pid_t pid_ = 1;
+  std::function<void()> on_close;  // the process is gone (its GPU memory returned)
   // Set false to play a runner that died (a crash, a failed health check); `death` (set first)
   // is then its exit_reason.
   std::atomic<bool> alive_{true};
@@ -102,6 +108,15 @@ class FakeFactory final : public runner::RunnerFactory {
     if (auto w = weights.find(request.model_path); w != weights.end()) r->SetWeights(w->second);
     r->clock = clock;
     if (auto t = wake_time.find(request.model_path); t != wake_time.end()) r->wake_time = t->second;
+    r->pid_ = next_pid++;
+    if (request.main_gpu >= 0 && request.n_gpu_layers != 0) {
+      auto v = vram.find(request.model_path);
+      held[r->pid_] = {request.main_gpu, v == vram.end() ? uint64_t{500} : v->second};
+      r->on_close = [this, pid = r->pid_] {
+        std::lock_guard<std::mutex> l(mu);
+        held.erase(pid);
+      };
+    }
     last = r.get();
     runners[request.model_path] = r.get();
     return std::unique_ptr<runner::ModelRunner>(std::move(r));
@@ -138,6 +153,11 @@ class FakeFactory final : public runner::RunnerFactory {
   std::map<std::string, uint64_t> asleep_sizes;
   std::map<std::string, uint64_t> weights;
   std::map<std::string, Duration> wake_time;
+  // GPUs: the VRAM a runner of each path holds once loaded with layers on a device (default 500),
+  // and what every live runner holds now, by pid: (device, bytes).
+  std::map<std::string, uint64_t> vram;
+  std::map<pid_t, std::pair<int, uint64_t>> held;
+  pid_t next_pid = 100;
 };
 
 }  // namespace resident::testing
