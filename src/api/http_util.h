@@ -22,6 +22,8 @@ struct Request;
 struct Response;
 }
 
+#include "core/gpu_discovery.h"
+
 namespace resident::api {
 
 class RequestLog;
@@ -39,6 +41,7 @@ struct ApiContext {
   RequestLog* request_log = nullptr;  // api/request_log.h; null: requests are not recorded
   const runner::PromptCacheStats* prompt_cache_stats = nullptr;  // for /metrics; nullptr: not shown
   PageCacheTracker* page_cache = nullptr;  // how much of each model file is cached; nullptr: unknown
+  const GpuDiscovery* gpus = nullptr;      // the machine's GPUs, for /metrics; nullptr: none shown
 };
 
 // HTTP status for a Status code (400, 404, 499, 503, 500).

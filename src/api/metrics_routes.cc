@@ -100,7 +100,7 @@ std::string RouteLabel(std::string_view method, std::string_view path, bool matc
 
 std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
                           const runner::PromptCacheCounters* prompt_cache,
-                          const std::vector<ModelPageCache>& page_cache) {
+                          const std::vector<ModelPageCache>& page_cache, const std::vector<GpuMetrics>& gpus) {
   PrometheusWriter w;
   PerModel(w, stats, "resident_model_loads_total", Type::kCounter, "Loads of the model that finished.",
            [](const ModelStats& m) { return Num(m.loads); });
@@ -171,6 +171,28 @@ std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<
     for (const ModelPageCache& p : page_cache) w.Sample({{"model", p.model}}, Num(p.cached_bytes));
     w.Family("resident_model_file_bytes", Type::kGauge, "Bytes of the model's weights file.");
     for (const ModelPageCache& p : page_cache) w.Sample({{"model", p.model}}, Num(p.file_bytes));
+  }
+
+  if (!gpus.empty()) {
+    auto labels = [](const GpuDevice& d) -> MetricLabels {
+      return {{"gpu", std::to_string(d.index)}, {"id", d.id}, {"name", d.name}};
+    };
+    w.Family("resident_gpu_memory_total_bytes", Type::kGauge, "A GPU's memory.");
+    for (const GpuMetrics& g : gpus) w.Sample(labels(g.device), Num(g.device.total_bytes));
+    w.Family("resident_gpu_memory_free_bytes", Type::kGauge, "A GPU's free memory now, as the driver counts it.");
+    for (const GpuMetrics& g : gpus) w.Sample(labels(g.device), Num(g.device.free_bytes));
+    w.Family("resident_gpu_models_bytes", Type::kGauge, "The GPU memory resident's loaded models hold on a GPU.");
+    for (const GpuMetrics& g : gpus) {
+      uint64_t sum = 0;
+      for (const auto& [model, bytes] : g.model_vram) sum += bytes;
+      w.Sample(labels(g.device), Num(sum));
+    }
+    w.Family("resident_model_vram_bytes", Type::kGauge, "The GPU memory a loaded model holds, by device.");
+    for (const GpuMetrics& g : gpus) {
+      for (const auto& [model, bytes] : g.model_vram) {
+        w.Sample({{"model", model}, {"gpu", std::to_string(g.device.index)}}, Num(bytes));
+      }
+    }
   }
 
   w.Family("resident_memory_budget_bytes", Type::kGauge, "The memory budget for loaded models (0: none).");
@@ -308,8 +330,17 @@ void RegisterMetricsRoutes(httplib::Server& http, ApiContext& ctx) {
         if (auto r = ctx.page_cache->Get(e.path)) page_cache.push_back({e.name, r->cached_bytes, r->file_bytes});
       }
     }
+    std::vector<GpuMetrics> gpus;
+    if (ctx.gpus != nullptr) {
+      for (const GpuDevice& d : ctx.gpus->Devices()) gpus.push_back({d, {}});
+      for (const sched::LoadedModel& m : ctx.scheduler.Snapshot()) {
+        for (GpuMetrics& g : gpus) {
+          if (m.gpu == g.device.index && m.vram_bytes > 0) g.model_vram[m.name] += m.vram_bytes;
+        }
+      }
+    }
     res.set_content(RenderMetrics(ctx.scheduler.Stats(), http_metrics->Snapshot(),
-                                  ctx.prompt_cache_stats != nullptr ? &prompt_cache : nullptr, page_cache),
+                                  ctx.prompt_cache_stats != nullptr ? &prompt_cache : nullptr, page_cache, gpus),
                     kPrometheusContentType);
   });
   http.Get("/api/events", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleEvents(ctx, req, res); });

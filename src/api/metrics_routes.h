@@ -76,12 +76,18 @@ struct ModelPageCache {
   uint64_t file_bytes = 0;
 };
 
+// One GPU: the device as read now, and the VRAM each loaded model holds there.
+struct GpuMetrics {
+  GpuDevice device;
+  std::map<std::string, uint64_t> model_vram;  // by model name
+};
+
 // The whole /metrics answer; the prompt cache's families only when `prompt_cache` is given (the
 // cache is counted whether on or off: all zero when off); `page_cache`: every model the catalog
-// lists, loaded or not.
+// lists, loaded or not; `gpus`: every device (none on a machine without one).
 std::string RenderMetrics(const sched::ResidencyStats& stats, const std::vector<HttpMetrics::Series>& http,
                           const runner::PromptCacheCounters* prompt_cache = nullptr,
-                          const std::vector<ModelPageCache>& page_cache = {});
+                          const std::vector<ModelPageCache>& page_cache = {}, const std::vector<GpuMetrics>& gpus = {});
 
 // One event as /api/events writes it, keys in this order: seq, time (RFC 3339), type, model, and
 // what applies of reason, for_model, error, duration_s, bytes, predicted_bytes, idle_s,

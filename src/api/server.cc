@@ -114,7 +114,7 @@ ConnectionLimits LimitsWithBody(ConnectionLimits limits, size_t max_body_bytes) 
 ApiServer::ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog,
                      const Clock& clock)
     : options_(std::move(options)), ctx_{scheduler, catalog, clock, options_.defaults, options_.request_log,
-          options_.prompt_cache_stats, options_.page_cache},
+          options_.prompt_cache_stats, options_.page_cache, options_.gpus},
       origins_(options_.origins), hosts_(options_.origins, options_.host),
       http_(std::make_unique<BoundedHttpServer>(LimitsWithBody(options_.limits, options_.max_body_bytes))) {
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -564,13 +564,14 @@ void ApiServer::HandlePs(httplib::Response& res) {
     const uint64_t size = m.sleeping && m.sleeping_bytes ? m.sleeping_bytes
                           : m.measured_bytes             ? m.measured_bytes
                                                          : m.facts.rss_bytes;
+    // As Ollama's: size is the whole model, size_vram the part of it on a GPU.
     json model{{"name", m.name},
                {"model", m.name},
-               {"size", size},
+               {"size", size + m.vram_bytes},
                {"digest", entry.ok() ? entry->digest : ""},
                {"details", EntryDetails(entry.ok() ? *entry : store::ModelEntry{}, &m.facts)},
                {"expires_at", FormatRfc3339(expires)},
-               {"size_vram", m.facts.vram_bytes},
+               {"size_vram", m.vram_bytes},
                {"context_length", m.facts.n_ctx},
                // resident's additions: what it predicted, what it measured, and why the model stays.
                {"size_predicted", m.predicted_bytes},
@@ -587,6 +588,8 @@ void ApiServer::HandlePs(httplib::Response& res) {
     if (m.sleeping) model["size_awake"] = m.measured_bytes;
     if (m.sleep_after) model["sleep_after"] = m.sleep_after->ToString();
     if (m.sleeps_at) model["sleeps_at"] = FormatRfc3339(*m.sleeps_at);
+    // resident's addition: where its layers are.
+    if (m.gpu >= 0) model["gpu"] = json{{"index", m.gpu}, {"layers", m.gpu_layers}, {"total_layers", m.total_layers}};
     models.push_back(std::move(model));
   }
   json out{{"models", models}};

@@ -51,6 +51,7 @@ class ApiServer {
     // How much of each model file is in the page cache, for /api/tags and /metrics (not owned;
     // nullptr: not reported).
     PageCacheTracker* page_cache = nullptr;
+    const GpuDiscovery* gpus = nullptr;  // /metrics per device (nullptr: none)
   };
 
   ApiServer(Options options, sched::Scheduler& scheduler, const store::ModelCatalog& catalog, const Clock& clock);

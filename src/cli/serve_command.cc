@@ -14,10 +14,12 @@
 #include "api/server.h"
 #include "cli/command.h"
 #include "cli/config.h"
+#include "cli/gpu_settings.h"
 #include "cli/http_settings.h"
 #include "cli/prompt_cache_settings.h"
 #include "cli/residency_settings.h"
 #include "cli/state_paths.h"
+#include "sched/footprint.h"
 #include "core/bytes.h"
 #include "core/keep_alive.h"
 #include "runner/prompt_cache.h"
@@ -169,6 +171,15 @@ int Serve(const ServeArgs& args) {
   runner_options.prompt_cache_dir = prompt_cache->dir;
   runner_options.prompt_cache_max_bytes = prompt_cache->max_bytes;
   runner_options.prompt_cache_stats = &prompt_cache_stats;
+  // GPUs (docs/gpu.md): found through NVML; with llama.cpp's CUDA build, models are placed on them.
+  auto gpus = GpuSettingsFromEnv();
+  if (!gpus.ok()) return Fail(gpus.status());
+  runner_options.library_dir = gpus->library_dir;
+  if (gpus->use) {
+    scheduler_options.gpus = gpus->discovery.get();
+    scheduler_options.gpu_planner = sched::MakeGgufGpuPlanner();
+    scheduler_options.gpu_margin_bytes = gpus->margin_bytes;
+  }
   runner::ProcessRunnerFactory factory(runner_options, settings->spare_runner);
   sched::Scheduler scheduler(scheduler_options, factory, clock);
 
@@ -198,6 +209,7 @@ int Serve(const ServeArgs& args) {
   ao.store = &own_store;
   ao.prompt_cache_stats = &prompt_cache_stats;
   ao.page_cache = &page_cache;
+  ao.gpus = gpus->discovery.get();
   if (Status st = ApplyHttpSettingsFromEnv(ConnectionsForScheduler(so), &ao); !st.ok()) return Fail(st);
   api::ApiServer server(ao, scheduler, catalog, clock);
   if (Status st = server.Bind(); !st.ok()) return Fail(st);
@@ -248,6 +260,8 @@ int Serve(const ServeArgs& args) {
                  so.policy->sleep_after->ToString());
   }
   if (settings->huge_pages) spdlog::info("runners allocate their contexts in transparent huge pages");
+  if (gpus->warn) spdlog::warn("{}", gpus->summary);
+  else spdlog::info("{}", gpus->summary);
   if (!server.loopback_only() && ao.api_key.empty()) {
     spdlog::warn("listening on {}:{}, which other machines can reach, without an API key: anyone who can "
                  "connect can run and manage models. Set RESIDENT_API_KEY, or listen on 127.0.0.1 "

@@ -227,7 +227,19 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
       request.model_name.empty() ? std::filesystem::path(request.model_path).filename().string() : request.model_name;
   const std::string shown = "model \"" + name + "\"";
   RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path, shown));
+  // The device the scheduler chose is the only one this runner's CUDA sees: set before the
+  // backends start (a runner loads one model, once).
+  if (!request.gpu_id.empty()) ::setenv("CUDA_VISIBLE_DEVICES", request.gpu_id.c_str(), 1);
   InitBackendsOnce();
+  const bool gpu_backend = HasGpuBackend();
+  // VRAM in use on the first GPU before the load: what the load adds is this model's.
+  ggml_backend_dev_t first_gpu = nullptr;
+  for (size_t i = 0; i < ggml_backend_dev_count() && first_gpu == nullptr; ++i) {
+    ggml_backend_dev_t d = ggml_backend_dev_get(i);
+    if (ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_GPU) first_gpu = d;
+  }
+  size_t gpu_free_before = 0, gpu_total = 0;
+  if (first_gpu != nullptr) ggml_backend_dev_memory(first_gpu, &gpu_free_before, &gpu_total);
   auto start = Clock::now();
   std::unique_ptr<Engine> engine(new Engine());
   engine->name_ = name;
@@ -235,9 +247,12 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   llama_model_params mparams = llama_model_default_params();
   mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
   mparams.n_gpu_layers = request.n_gpu_layers;
-  if (request.main_gpu >= 0) {
+  if (!request.gpu_id.empty() && gpu_backend) {
     mparams.split_mode = LLAMA_SPLIT_MODE_NONE;
-    mparams.main_gpu = request.main_gpu;
+    mparams.main_gpu = 0;  // the only device it sees
+  } else if (!request.gpu_id.empty()) {
+    std::fprintf(stderr, "runner: %s was placed on %s, but this runner has no GPU backend (llama.cpp's CUDA build "
+                         "or its runtime is missing): it runs on the CPU\n", shown.c_str(), request.gpu_id.c_str());
   }
   struct ProgressData { const std::function<bool(float)>* fn; };
   ProgressData pd{&progress};
@@ -362,6 +377,13 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
           llama_vocab_fim_mid(engine->vocab_) != LLAMA_TOKEN_NULL;
   if (prompt_cache.joinable()) prompt_cache.join();
   f.rss_bytes = ProcessRssBytes(getpid());
+  if (gpu_backend && request.n_gpu_layers != 0) {
+    const int32_t all = llama_model_n_layer(engine->model_) + 1;
+    f.gpu_layers = request.n_gpu_layers < 0 ? all : std::min(request.n_gpu_layers, all);
+    size_t free_after = 0, total = 0;
+    if (first_gpu != nullptr) ggml_backend_dev_memory(first_gpu, &free_after, &total);
+    f.vram_bytes = gpu_free_before > free_after ? gpu_free_before - free_after : 0;
+  }
   f.load_ns = NanosSince(start);
   return engine;
 }

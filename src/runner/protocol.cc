@@ -100,7 +100,7 @@ void ReadField(const json& j, const char* key, T& out) {
     NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(RESIDENT_FIELD_FROM, __VA_ARGS__))                 \
   }
 
-RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers, main_gpu,
+RESIDENT_PROTOCOL_FIELDS(LoadRequest, model_path, n_ctx, n_batch, n_threads, n_gpu_layers, main_gpu, gpu_id,
                          n_parallel, use_mmap, chat_template, model_name, predicted_bytes,
                          memory_margin_bytes, template_timeout_ms, prompt_cache_dir,
                          prompt_cache_max_bytes, may_sleep)
@@ -120,7 +120,7 @@ RESIDENT_PROTOCOL_FIELDS(MemoryRequest, id)
 inline void to_json(json& j, const ShutdownRequest&) { j = json::object(); }
 inline void from_json(const json&, ShutdownRequest&) {}
 RESIDENT_PROTOCOL_FIELDS(ModelFacts, size_bytes, n_params, n_ctx, n_ctx_train, n_embd, n_vocab, n_batch,
-                         n_threads, architecture, chat_template, rss_bytes, vram_bytes, load_ns, fim)
+                         n_threads, architecture, chat_template, rss_bytes, vram_bytes, load_ns, fim, gpu_layers)
 RESIDENT_PROTOCOL_FIELDS(LoadedEvent, facts)
 RESIDENT_PROTOCOL_FIELDS(LoadProgressEvent, progress)
 RESIDENT_PROTOCOL_FIELDS(LoadFailedEvent, code, message)

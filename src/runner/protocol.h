@@ -29,9 +29,12 @@ struct LoadRequest {
   int32_t n_batch = 512;
   int32_t n_threads = 0;      // 0: physical cores
   int32_t n_gpu_layers = -1;  // -1: as many as fit (no-op without a GPU backend)
-  // >= 0: the one GPU (its index) every offloaded layer goes to (the scheduler placed the model
-  // there, sched/gpu_split.h); -1: llama.cpp's default, layers spread over every device.
+  // The one GPU every offloaded layer goes to (the scheduler placed the model there,
+  // sched/gpu_split.h): its index (for messages) and its id (the driver's UUID, "GPU-8f3c..."),
+  // which the runner makes the only device it sees (CUDA_VISIBLE_DEVICES) before its backends
+  // start. -1 and "": llama.cpp's default, layers spread over every device.
   int32_t main_gpu = -1;
+  std::string gpu_id;
   int32_t n_parallel = 1;
   bool use_mmap = true;
   // A Jinja chat template that replaces the model's own (a Modelfile's TEMPLATE); empty: the GGUF's.
@@ -160,6 +163,7 @@ struct ModelFacts {
   uint64_t rss_bytes = 0;       // measured resident memory of the runner right after the load
   uint64_t vram_bytes = 0;      // bytes placed on a GPU device (0 on CPU)
   int64_t load_ns = 0;          // model + context, measured in the runner
+  int32_t gpu_layers = 0;       // layers offloaded to a GPU (0: none, or no GPU backend)
 };
 
 struct LoadedEvent { ModelFacts facts; };

@@ -153,12 +153,18 @@ std::string RunnerProcess::Who() const { return "the runner for " + name_ + " (p
 namespace {
 
 // The environment of a runner: the server's, with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES
-// when asked for (kept after any tunables already set).
-std::vector<std::string> RunnerEnvironment(bool huge_pages) {
+// when asked for (kept after any tunables already set), and `library_dir` first in
+// LD_LIBRARY_PATH when given (llama.cpp's CUDA build, docs/gpu.md).
+std::vector<std::string> RunnerEnvironment(bool huge_pages, const std::string& library_dir) {
   std::vector<std::string> env;
-  bool tunables = false;
+  bool tunables = false, library_path = false;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string var(*e);
+    if (!library_dir.empty() && var.rfind("LD_LIBRARY_PATH=", 0) == 0) {
+      const std::string rest = var.substr(std::strlen("LD_LIBRARY_PATH="));
+      var = "LD_LIBRARY_PATH=" + library_dir + (rest.empty() ? "" : ":" + rest);
+      library_path = true;
+    }
     if (huge_pages && var.rfind("GLIBC_TUNABLES=", 0) == 0) {
       var += (var.size() > std::strlen("GLIBC_TUNABLES=") ? ":" : "") + std::string("glibc.malloc.hugetlb=1");
       tunables = true;
@@ -166,16 +172,20 @@ std::vector<std::string> RunnerEnvironment(bool huge_pages) {
     env.push_back(std::move(var));
   }
   if (huge_pages && !tunables) env.push_back("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+  if (!library_dir.empty() && !library_path) env.push_back("LD_LIBRARY_PATH=" + library_dir);
   return env;
 }
 
 }  // namespace
 
-Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool huge_pages) {
-  return Forker::Get().Run([&executable, huge_pages] { return SpawnHere(executable, huge_pages); });
+Result<SpawnedRunner> RunnerProcess::Spawn(const std::string& executable, bool huge_pages,
+                                           const std::string& library_dir) {
+  return Forker::Get().Run(
+      [&executable, huge_pages, &library_dir] { return SpawnHere(executable, huge_pages, library_dir); });
 }
 
-Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bool huge_pages) {
+Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bool huge_pages,
+                                               const std::string& library_dir) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::Internal(std::string("socketpair failed: ") + std::strerror(errno));
@@ -185,7 +195,7 @@ Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bo
   std::string fd_arg = "3";
   const int share_fd = CpuShare::ForServer().fd();
   const char* argv[] = {exe.c_str(), "runner", "--fd", fd_arg.c_str(), share_fd >= 0 ? "--cpu-share-fd" : nullptr, "4", nullptr};
-  const std::vector<std::string> env_strings = RunnerEnvironment(huge_pages);
+  const std::vector<std::string> env_strings = RunnerEnvironment(huge_pages, library_dir);
   std::vector<const char*> envp;
   for (const std::string& e : env_strings) envp.push_back(e.c_str());
   envp.push_back(nullptr);
@@ -230,7 +240,7 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::Start(const Options& optio
   request.prompt_cache_max_bytes = request.prompt_cache_dir.empty() ? 0 : options.prompt_cache_max_bytes;
   request.may_sleep = options.may_sleep;
   if (!spare) {
-    auto spawned = Spawn(options.executable, options.huge_pages);
+    auto spawned = Spawn(options.executable, options.huge_pages, options.library_dir);
     if (!spawned.ok()) return spawned.status();
     spare = *spawned;
   }
@@ -717,7 +727,7 @@ void ProcessRunnerFactory::RefillLoop() {
     }
     if (stopping_) break;
     lock.unlock();
-    auto spawned = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
+    auto spawned = RunnerProcess::Spawn(options_.executable, options_.huge_pages, options_.library_dir);
     lock.lock();
     if (spawned.ok()) {
       spare_ = *spawned;
@@ -731,7 +741,7 @@ Result<std::unique_ptr<ModelRunner>> ProcessRunnerFactory::Start(const LoadReque
                                                                  const std::function<void(float)>& progress) {
   auto start_once = [&](std::optional<SpawnedRunner> spawned) -> Result<std::unique_ptr<RunnerProcess>> {
     if (!spawned) {
-      auto fresh = RunnerProcess::Spawn(options_.executable, options_.huge_pages);
+      auto fresh = RunnerProcess::Spawn(options_.executable, options_.huge_pages, options_.library_dir);
       if (!fresh.ok()) return fresh.status();
       spawned = *fresh;
     }

@@ -49,6 +49,9 @@ class RunnerProcess final : public ModelRunner {
     bool huge_pages = false;
     // Models may be put to sleep (a sleep_after is set): runners sleep in place (Engine::Sleep).
     bool may_sleep = false;
+    // Searched first for llama.cpp's libraries (LD_LIBRARY_PATH): the CUDA build's folder on a
+    // machine with a GPU (docs/gpu.md); empty: the build's own (its RUNPATH).
+    std::string library_dir;
     // The prompt cache (prompt_cache.h): its folder (empty: off) and size, given to every runner,
     // and where its reports are counted (not owned; nullptr: not counted). Close saves the idle
     // runner's prompt prefixes there before it stops the runner, waiting up to prompt_save_timeout.
@@ -71,7 +74,8 @@ class RunnerProcess final : public ModelRunner {
   // Starts a runner process that waits for a load request (`huge_pages`: see Options), forked by
   // a thread that lives as long as this process (its parent-death signal follows that thread).
   // Errors: kInternal when fork fails.
-  static Result<SpawnedRunner> Spawn(const std::string& executable, bool huge_pages = false);
+  static Result<SpawnedRunner> Spawn(const std::string& executable, bool huge_pages = false,
+                                     const std::string& library_dir = "");
   // Ends a spawned runner that will not be used.
   static void Discard(SpawnedRunner spawned);
   ~RunnerProcess() override;
@@ -100,7 +104,8 @@ class RunnerProcess final : public ModelRunner {
 
  private:
   // Spawn's work, on the calling thread.
-  static Result<SpawnedRunner> SpawnHere(const std::string& executable, bool huge_pages);
+  static Result<SpawnedRunner> SpawnHere(const std::string& executable, bool huge_pages,
+                                         const std::string& library_dir);
   struct Pending {
     std::deque<Message> events;  // guarded by RunnerProcess::mu_
     bool finished = false;       // guarded by mu_: a terminal event arrived

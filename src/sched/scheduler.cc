@@ -242,6 +242,9 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   if (!gpu_devices_.empty()) {  // the scheduler placed it: on one device, or on none
     load.n_gpu_layers = placement.gpu >= 0 ? placement.layers : 0;
     load.main_gpu = placement.gpu;
+    for (const GpuDevice& d : gpu_devices_) {
+      if (d.index == placement.gpu) load.gpu_id = d.id;
+    }
   }
   loading_ = true;
   lock.unlock();
@@ -251,10 +254,21 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   if (options_.page_cache_fraction) cached_at_load = options_.page_cache_fraction(key);
   const TimePoint load_start = clock_.Now();
   auto runner = factory_.Start(load, nullptr);
+  // What it holds on its device: the driver's count for its process, else the runner's own.
   uint64_t measured_vram = 0;
+  bool on_cpu_after_all = false;
   if (runner.ok() && placement.gpu >= 0 && options_.gpus != nullptr) {
+    const runner::ModelFacts& facts = (*runner)->facts();
+    on_cpu_after_all = facts.gpu_layers == 0 && facts.vram_bytes == 0;
     const auto held = options_.gpus->ProcessMemory((*runner)->pid());
     if (auto it = held.find(placement.gpu); it != held.end()) measured_vram = it->second;
+    if (measured_vram == 0) measured_vram = facts.vram_bytes;
+    if (on_cpu_after_all && measured_vram == 0) {
+      spdlog::warn("{} was placed on GPU {}, but its runner has no GPU backend (llama.cpp's CUDA build or the CUDA "
+                   "runtime is missing: docs/gpu.md); it runs on the CPU", spec.name, placement.gpu);
+    } else {
+      on_cpu_after_all = false;
+    }
   }
   lock.lock();
   loading_ = false;
@@ -292,6 +306,7 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   e->last_used = loaded_at;
   e->measured_bytes = e->runner->facts().rss_bytes;
   e->measured_vram = measured_vram;
+  if (on_cpu_after_all) e->placement = GpuPlacement{-1, 0, placement.total_layers, 0, e->predicted_bytes};
   e->measured_at = loaded_at;
   e->cached_at_load = cached_at_load;
   ModelStats& stats = stats_[spec.name];

@@ -73,6 +73,7 @@ class FakeRunner final : public runner::ModelRunner {
     return runner::WakeResult{0, 0, facts_.rss_bytes};
   }
   void SetWeights(uint64_t bytes) { facts_.size_bytes = bytes; }
+  void SetGpuLayers(int32_t layers) { facts_.gpu_layers = layers; }
   uint64_t asleep_rss = 0;
   FakeClock* clock = nullptr;
   Duration wake_time{0};
@@ -109,7 +110,8 @@ class FakeFactory final : public runner::RunnerFactory {
     r->clock = clock;
     if (auto t = wake_time.find(request.model_path); t != wake_time.end()) r->wake_time = t->second;
     r->pid_ = next_pid++;
-    if (request.main_gpu >= 0 && request.n_gpu_layers != 0) {
+    if (request.main_gpu >= 0 && request.n_gpu_layers != 0 && gpu_backend) {
+      r->SetGpuLayers(request.n_gpu_layers);
       auto v = vram.find(request.model_path);
       held[r->pid_] = {request.main_gpu, v == vram.end() ? uint64_t{500} : v->second};
       r->on_close = [this, pid = r->pid_] {
@@ -157,6 +159,7 @@ class FakeFactory final : public runner::RunnerFactory {
   // and what every live runner holds now, by pid: (device, bytes).
   std::map<std::string, uint64_t> vram;
   std::map<pid_t, std::pair<int, uint64_t>> held;
+  bool gpu_backend = true;  // false: plays a runner without llama.cpp's CUDA build (it loads on the CPU)
   pid_t next_pid = 100;
 };
 

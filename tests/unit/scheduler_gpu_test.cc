@@ -101,6 +101,29 @@ TEST_F(SchedulerGpuTest, PlacesOnTheDeviceWithRoomAndMeasuresItsVram) {
   EXPECT_EQ(a->predicted_bytes, 100u);  // host memory only
 }
 
+TEST_F(SchedulerGpuTest, TheRunnerIsToldItsDeviceById) {
+  gpu_.Add(0, 1000);
+  gpu_.Add(3, 1000);
+  predicted_["a"] = 900;
+  gpu_.others[0] = 500;
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(5min)).ok());
+  EXPECT_EQ(LastLoad().main_gpu, 3);
+  EXPECT_EQ(LastLoad().gpu_id, "GPU-fake-3");
+}
+
+TEST_F(SchedulerGpuTest, ARunnerWithoutAGpuBackendCountsAsOnTheCpu) {
+  gpu_.Add(0, 1000);
+  factory_.gpu_backend = false;
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(5min)).ok());
+  EXPECT_EQ(LastLoad().main_gpu, 0);  // it was asked
+  auto models = s.Snapshot();
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].gpu, -1);        // but it runs on the CPU, and holds no VRAM
+  EXPECT_EQ(models[0].vram_bytes, 0u);
+}
+
 TEST_F(SchedulerGpuTest, NumGpuZeroLoadsOnTheCpu) {
   gpu_.Add(0, 10000);
   Scheduler s(Opts(), factory_, clock_);
