@@ -589,7 +589,12 @@ void ApiServer::HandlePs(httplib::Response& res) {
     if (m.sleep_after) model["sleep_after"] = m.sleep_after->ToString();
     if (m.sleeps_at) model["sleeps_at"] = FormatRfc3339(*m.sleeps_at);
     // resident's addition: where its layers are.
-    if (m.gpu >= 0) model["gpu"] = json{{"index", m.gpu}, {"layers", m.gpu_layers}, {"total_layers", m.total_layers}};
+    if (m.gpu >= 0) {
+      model["gpu"] = json{{"index", m.gpu},
+                          {"layers", m.gpu_layers},
+                          {"total_layers", m.total_layers},
+                          {"vram_predicted", m.vram_predicted}};
+    }
     models.push_back(std::move(model));
   }
   json out{{"models", models}};

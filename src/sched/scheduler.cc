@@ -855,6 +855,7 @@ std::vector<LoadedModel> Scheduler::Snapshot() const {
     m.gpu_layers = e->placement.layers;
     m.total_layers = e->placement.total_layers;
     m.vram_bytes = e->Vram();
+    m.vram_predicted = e->placement.vram_bytes;
     m.facts.vram_bytes = m.vram_bytes;
     m.load_duration = e->load_duration;
     if (e->expires_at) m.expires_at = clock_.ToWall(*e->expires_at);

@@ -90,6 +90,7 @@ struct LoadedModel {
   int gpu_layers = 0;
   int total_layers = 0;
   uint64_t vram_bytes = 0;
+  uint64_t vram_predicted = 0;
   Duration load_duration{0};           // how long its load took
   // Sleeping (sleep_after): asleep, the runner holds its weights and process but no context;
   // sleeping_bytes is then its measured memory (what the budget counts) and measured_bytes what it
