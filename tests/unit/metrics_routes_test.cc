@@ -110,6 +110,32 @@ TEST(MetricsRoutesTest, ThePromptCacheCountersAreShownWhenGiven) {
   }
 }
 
+TEST(MetricsRoutesTest, EveryGpuAndTheVramOfEachModelOnIt) {
+  sched::ResidencyStats stats;
+  EXPECT_EQ(RenderMetrics(stats, {}).find("resident_gpu"), std::string::npos);  // none on a CPU machine
+  GpuMetrics a;
+  a.device.index = 0;
+  a.device.id = "GPU-aaa";
+  a.device.name = "Fake GPU";
+  a.device.total_bytes = 24'000'000'000;
+  a.device.free_bytes = 14'000'000'000;
+  a.model_vram = {{"big:latest", 8'000'000'000}, {"small:latest", 1'500'000'000}};
+  GpuMetrics b = a;
+  b.device.index = 1;
+  b.device.id = "GPU-bbb";
+  b.model_vram.clear();
+  std::string text = RenderMetrics(stats, {}, nullptr, {}, {a, b});
+  for (const char* line :
+       {R"(resident_gpu_memory_total_bytes{gpu="0",id="GPU-aaa",name="Fake GPU"} 24000000000)",
+        R"(resident_gpu_memory_free_bytes{gpu="1",id="GPU-bbb",name="Fake GPU"} 14000000000)",
+        R"(resident_gpu_models_bytes{gpu="0",id="GPU-aaa",name="Fake GPU"} 9500000000)",
+        R"(resident_gpu_models_bytes{gpu="1",id="GPU-bbb",name="Fake GPU"} 0)",
+        R"(resident_model_vram_bytes{model="big:latest",gpu="0"} 8000000000)",
+        "# TYPE resident_gpu_memory_free_bytes gauge"}) {
+    EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
+  }
+}
+
 TEST(MetricsRoutesTest, RouteLabelsAreTemplatesNotPaths) {
   EXPECT_EQ(RouteLabel("POST", "/api/generate", true, {}), "/api/generate");
   EXPECT_EQ(RouteLabel("GET", "/v1/models/demo:latest", true, {{11, 11}}), "/v1/models/*");

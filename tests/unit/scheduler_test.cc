@@ -649,7 +649,7 @@ TEST_F(BudgetTest, ALoadCountsItsPredictionUntilMeasuredAndIsNeverIdle) {
   EXPECT_EQ(events[0].duration, Duration(10s));
   EXPECT_EQ(events[0].bytes, 400u);
   EXPECT_EQ(events[0].predicted_bytes, 900u);
-  EXPECT_EQ(Describe(events[0]), "loaded a in 10.00 s (400 B measured, predicted 900 B, pid 1)");
+  EXPECT_EQ(Describe(events[0]), "loaded a in 10.00 s (400 B measured, predicted 900 B, pid 100)");
   EXPECT_EQ(events[1].type, ResidencyEvent::Type::kUnload);
   EXPECT_EQ(events[1].reason, UnloadReason::kExpired);
   EXPECT_EQ(events[1].keep_alive, KeepAlive::Of(Duration(1min)));
