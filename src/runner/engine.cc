@@ -50,9 +50,12 @@ void LogCallback(ggml_log_level level, const char* text, void*) {
 
 // The prebuilt libraries carry no backend: load the CPU (and any GPU) backends that lie beside
 // libllama, wherever the dynamic linker found it.
+std::atomic<bool> g_backends_started{false};
+
 void InitBackendsOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
+    g_backends_started = true;
     llama_log_set(LogCallback, nullptr);
     Dl_info info{};
     if (dladdr(reinterpret_cast<void*>(&llama_backend_init), &info) && info.dli_fname) {
@@ -227,9 +230,17 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
       request.model_name.empty() ? std::filesystem::path(request.model_path).filename().string() : request.model_name;
   const std::string shown = "model \"" + name + "\"";
   RESIDENT_RETURN_IF_ERROR(CheckGgufFile(request.model_path, shown));
-  // The device the scheduler chose is the only one this runner's CUDA sees: set before the
-  // backends start (a runner loads one model, once).
-  if (!request.gpu_id.empty()) ::setenv("CUDA_VISIBLE_DEVICES", request.gpu_id.c_str(), 1);
+  // The device the scheduler chose is the only one this runner's CUDA sees ("-1": none, a model
+  // placed on the CPU): set before the backends start (a runner loads one model, once; with a GPU
+  // in use runner_main does not start them early).
+  if (!request.gpu_id.empty()) {
+    if (g_backends_started) {
+      std::fprintf(stderr, "runner: the backends started before the device was chosen: %s may use another GPU\n",
+                   shown.c_str());
+    }
+    ::setenv("CUDA_VISIBLE_DEVICES", request.gpu_id.c_str(), 1);
+    if (request.gpu_id != "-1") std::fprintf(stderr, "runner: %s sees only %s\n", shown.c_str(), request.gpu_id.c_str());
+  }
   InitBackendsOnce();
   const bool gpu_backend = HasGpuBackend();
   // VRAM in use on the first GPU before the load: what the load adds is this model's.
@@ -247,10 +258,11 @@ Result<std::unique_ptr<Engine>> Engine::Load(const LoadRequest& request,
   llama_model_params mparams = llama_model_default_params();
   mparams.load_mode = request.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
   mparams.n_gpu_layers = request.n_gpu_layers;
-  if (!request.gpu_id.empty() && gpu_backend) {
+  const bool on_gpu = !request.gpu_id.empty() && request.gpu_id != "-1";
+  if (on_gpu && gpu_backend) {
     mparams.split_mode = LLAMA_SPLIT_MODE_NONE;
     mparams.main_gpu = 0;  // the only device it sees
-  } else if (!request.gpu_id.empty()) {
+  } else if (on_gpu) {
     std::fprintf(stderr, "runner: %s was placed on %s, but this runner has no GPU backend (llama.cpp's CUDA build "
                          "or its runtime is missing): it runs on the CPU\n", shown.c_str(), request.gpu_id.c_str());
   }

@@ -473,7 +473,9 @@ int RunnerMain(int fd, int cpu_share_fd) {
   // (reader, worker, renderer, the CPU backend's pool) allocate little, so more only make its
   // address space, and the limit ConfineMemory sets, harder to predict.
   ::mallopt(M_ARENA_MAX, 2);
-  Engine::PrepareBackends();  // before the load request: a spare runner does this while idle
+  // Before the load request (a spare runner does this while idle), unless a GPU is in use: CUDA
+  // must start after the load request chose the one device the runner sees.
+  if (std::getenv("RESIDENT_RUNNER_DEFER_BACKENDS") == nullptr) Engine::PrepareBackends();
   FrameReader reader(fd);
   auto first = reader.Next();
   if (!first.ok()) return 0;

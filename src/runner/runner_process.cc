@@ -173,6 +173,9 @@ std::vector<std::string> RunnerEnvironment(bool huge_pages, const std::string& l
   }
   if (huge_pages && !tunables) env.push_back("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
   if (!library_dir.empty() && !library_path) env.push_back("LD_LIBRARY_PATH=" + library_dir);
+  // With a GPU the backends start only once the load request says which device the runner may
+  // see (runner_main.cc, Engine::Load).
+  if (!library_dir.empty()) env.push_back("RESIDENT_RUNNER_DEFER_BACKENDS=1");
   return env;
 }
 

@@ -104,14 +104,18 @@ bool CouldEverFit(const SchedulerView& view, const Limits& limits, uint64_t need
          FitsVram(view, gpu, stay_vram, vram);
 }
 
+// Which limit the pinned models leave no room under, in words: the memory budget, the device's
+// VRAM, or the number of models.
 std::string CannotFit(const std::string& name, uint64_t bytes, const Limits& limits, const SchedulerView& view,
-                      int gpu, uint64_t vram) {
-  if (limits.memory_budget != 0 && !CouldEverFit(view, limits, bytes, false, "", -1, 0)) {
+                      std::string_view self, int gpu, uint64_t vram) {
+  if (limits.memory_budget != 0 && !CouldEverFit(view, limits, bytes, false, self)) {
     return "model \"" + name + "\" needs about " + FormatBytes(bytes) +
            " and does not fit next to the pinned models within the memory budget of " + FormatBytes(limits.memory_budget);
   }
+  Limits vram_only = limits;
+  vram_only.memory_budget = 0;
   const GpuBudget* g = view.Gpu(gpu);
-  if (vram != 0 && gpu >= 0) {
+  if (vram != 0 && gpu >= 0 && !CouldEverFit(view, vram_only, 0, false, self, gpu, vram)) {
     return "model \"" + name + "\" needs about " + FormatBytes(vram) + " on GPU " + std::to_string(gpu) +
            " and does not fit there next to the pinned models (" + FormatBytes(g ? g->capacity : 0) +
            " usable); lower num_gpu to offload fewer layers";
@@ -231,7 +235,7 @@ Decision DecideAcquire(const SchedulerView& view, const Limits& limits, const Ac
   }
   // Could it ever fit? Only the pinned models stay.
   if (!CouldEverFit(view, limits, bytes, true, ask.key, gpu, vram)) {
-    return Fail(Status::FailedPrecondition(CannotFit(name, bytes, limits, view, gpu, vram)));
+    return Fail(Status::FailedPrecondition(CannotFit(name, bytes, limits, view, ask.key, gpu, vram)));
   }
   return MakeRoom(view, limits, bytes, true, ask.key, Decision::Kind::kLoad, gpu, vram);
 }

@@ -29,6 +29,8 @@ struct GpuRoom {
 };
 
 struct GpuPlacement {
+  bool placed = false;      // the scheduler placed it (on a device, or on none) with a GPU present
+  std::string gpu_id;       // the device's id (its UUID), set by the scheduler
   int gpu = -1;             // the device (-1: CPU only)
   int layers = 0;           // n_gpu_layers for llama.cpp (0 .. n_layer + 1)
   int total_layers = 0;     // n_layer + 1

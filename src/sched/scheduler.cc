@@ -239,12 +239,12 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   load.model_name = spec.name;
   load.predicted_bytes = e->predicted_bytes;
   const GpuPlacement placement = e->placement;
-  if (!gpu_devices_.empty()) {  // the scheduler placed it: on one device, or on none
+  if (placement.placed) {  // on one device, or on none: the runner sees that one, or none
     load.n_gpu_layers = placement.gpu >= 0 ? placement.layers : 0;
     load.main_gpu = placement.gpu;
-    for (const GpuDevice& d : gpu_devices_) {
-      if (d.index == placement.gpu) load.gpu_id = d.id;
-    }
+    load.gpu_id = placement.gpu >= 0 ? placement.gpu_id : "-1";
+    // Its memory cap covers a load on the CPU (a runner whose GPU backend does not start).
+    if (placement.gpu >= 0) load.predicted_bytes += placement.vram_bytes;
   }
   loading_ = true;
   lock.unlock();
@@ -254,9 +254,11 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   if (options_.page_cache_fraction) cached_at_load = options_.page_cache_fraction(key);
   const TimePoint load_start = clock_.Now();
   auto runner = factory_.Start(load, nullptr);
-  // What it holds on its device: the driver's count for its process, else the runner's own.
+  // The devices after the load: the budgets' new base. What it holds on its device: the driver's count for its process, else the runner's own.
   uint64_t measured_vram = 0;
   bool on_cpu_after_all = false;
+  std::optional<std::vector<GpuDevice>> devices_after;
+  if (placement.placed && options_.gpus != nullptr) devices_after = options_.gpus->Devices();
   if (runner.ok() && placement.gpu >= 0 && options_.gpus != nullptr) {
     const runner::ModelFacts& facts = (*runner)->facts();
     on_cpu_after_all = facts.gpu_layers == 0 && facts.vram_bytes == 0;
@@ -272,6 +274,8 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   }
   lock.lock();
   loading_ = false;
+  ++gpu_epoch_;
+  if (devices_after) gpu_devices_ = std::move(*devices_after);
   auto fail = [&](Status error) {
     Accrue(*e, clock_.Now());
     e->state = State::kFailed;
@@ -306,7 +310,12 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   e->last_used = loaded_at;
   e->measured_bytes = e->runner->facts().rss_bytes;
   e->measured_vram = measured_vram;
-  if (on_cpu_after_all) e->placement = GpuPlacement{-1, 0, placement.total_layers, 0, e->predicted_bytes};
+  if (on_cpu_after_all) {
+    e->placement.gpu = -1;
+    e->placement.layers = 0;
+    e->placement.vram_bytes = 0;
+    e->placement.gpu_id.clear();
+  }
   e->measured_at = loaded_at;
   e->cached_at_load = cached_at_load;
   ModelStats& stats = stats_[spec.name];
@@ -378,6 +387,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
   };
   bool cold = false;  // this request waited for a load (its own or another's)
   GpuPlacement placement;  // where a load of it goes (kPredict)
+  uint64_t placed_epoch = 0;
   bool loaded_here = false;  // it performed that load: it takes the lease even if stopped
 
   while (true) {
@@ -388,6 +398,8 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
     std::shared_ptr<Entry> e = it != entries_.end() ? it->second : nullptr;
     ask.matches_loaded = e == nullptr || (SameLoadOptions(e->spec.load, spec.load) &&
                                           e->spec.file_identity == spec.file_identity);
+    // A placement on a device reading from before another load or unload ended is made again.
+    if (ask.predicted && placement.placed && placed_epoch != gpu_epoch_) ask.predicted.reset();
     RefreshMeasuredLocked();
     const Decision d = DecideAcquire(ViewLocked(), limits(), ask);
     if (ask.arriving) {
@@ -418,7 +430,7 @@ Result<Lease> Scheduler::AcquireLocked(std::unique_lock<std::mutex>& lock, const
         }
         continue;
       case Decision::Kind::kPredict: {
-        if (auto placed = PlaceLocked(lock, spec)) {
+        if (auto placed = PlaceLocked(lock, spec, &placed_epoch)) {
           if (!placed->ok()) return placed->status();
           placement = **placed;
           ask.predicted = placement.host_bytes;
@@ -710,13 +722,15 @@ std::vector<GpuBudget> Scheduler::GpuBudgetsLocked() const {
   return out;
 }
 
-std::optional<Result<GpuPlacement>> Scheduler::PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec) {
+std::optional<Result<GpuPlacement>> Scheduler::PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
+                                                           uint64_t* epoch) {
   if (options_.gpus == nullptr || !options_.gpu_planner) return std::nullopt;
+  if (epoch != nullptr) *epoch = gpu_epoch_;
   lock.unlock();
-  std::vector<GpuDevice> devices = options_.gpus->Devices();
+  std::vector<GpuDevice> read = options_.gpus->Devices();
   lock.lock();
-  gpu_devices_ = std::move(devices);
-  if (gpu_devices_.empty()) return std::nullopt;
+  gpu_devices_ = std::move(read);
+  // (A reading without devices places it on the CPU: its runner then sees no GPU at all.)
   // The room on each device: its budget less what models that cannot go now hold there (in use,
   // waited for, pinned, loading); idle ones can be evicted for it (decision.h).
   std::vector<GpuRoom> rooms;
@@ -729,9 +743,17 @@ std::optional<Result<GpuPlacement>> Scheduler::PlaceLocked(std::unique_lock<std:
     }
     rooms.push_back({b.index, b.capacity > staying ? b.capacity - staying : 0});
   }
+  const std::vector<GpuDevice> devices = gpu_devices_;
   lock.unlock();
   Result<GpuPlacement> placed = options_.gpu_planner(spec, rooms);
   lock.lock();
+  if (placed.ok()) {
+    placed->placed = true;
+    for (const GpuDevice& d : devices) {
+      if (d.index == placed->gpu) placed->gpu_id = d.id;
+    }
+    if (placed->gpu >= 0 && placed->gpu_id.empty()) return Status::Internal("placed on an unknown GPU");
+  }
   return placed;
 }
 
@@ -763,16 +785,21 @@ void Scheduler::CloseDetached(std::vector<Detached> runners) {
   std::optional<std::vector<GpuDevice>> devices;  // read once the VRAM is back: the budgets' new base
   for (auto& d : runners) {
     if (d.runner) {
+      // A runner that is gone already (a crash) has given its VRAM back before this reading.
+      const bool on_gpu = d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr;
+      const bool await = on_gpu && d.runner->alive();
       uint64_t free_before = 0;
-      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) {
+      if (await) {
         for (const GpuDevice& g : options_.gpus->Devices()) free_before = g.index == d.gpu ? g.free_bytes : free_before;
       }
       d.runner->Close();
       spdlog::info("runner pid {} exited: {} returned", d.runner->pid(), FormatBytes(d.bytes));
-      if (d.gpu >= 0 && d.vram > 0 && options_.gpus != nullptr) devices = AwaitVramBack(d, free_before);
+      if (await) devices = AwaitVramBack(d, free_before);
+      else if (on_gpu) devices = options_.gpus->Devices();
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
+  ++gpu_epoch_;
   if (devices) gpu_devices_ = std::move(*devices);
   for (auto& d : runners) {
     --unloading_;
@@ -1118,6 +1145,12 @@ bool Scheduler::StartBackgroundLoadLocked(std::unique_lock<std::mutex>& lock) {
     }
     placement = **placed;
     if (origin != Origin::kPrewarm || bytes == 0) bytes = placement.host_bytes;  // a prewarm: as last measured
+  }
+  // Unlocked above: a request or a stop may have cancelled it meanwhile.
+  if (origin == Origin::kPrewarm && prewarms_.count(key) == 0) return true;
+  if (origin == Origin::kPreload) {
+    auto still = preloads_.find(key);
+    if (still == preloads_.end() || !still->second.wanted) return true;
   }
   RefreshMeasuredLocked();
   const Decision d = DecidePrewarm(ViewLocked(), limits(), key, bytes, placement.gpu, placement.vram_bytes);

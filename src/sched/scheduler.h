@@ -362,9 +362,11 @@ class Scheduler {
   std::optional<KeepAlive> SleepAfterFor(const std::string& name) const;
   // The GPUs' budgets (decision.h) from gpu_devices_ and what resident's models hold there.
   std::vector<GpuBudget> GpuBudgetsLocked() const;
-  // Reads the devices (unlocked) and places `spec` on them (gpu_planner); with no device, or no
-  // planner: nullopt (the predictor decides, CPU only).
-  std::optional<Result<GpuPlacement>> PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec);
+  // Reads the devices (unlocked) and places `spec` on them (gpu_planner); without GPUs configured
+  // (options_.gpus or the planner unset): nullopt (the predictor decides, CPU only). *epoch: gpu_epoch_ when the devices were
+  // read (a placement made before a later load or unload ended is made again).
+  std::optional<Result<GpuPlacement>> PlaceLocked(std::unique_lock<std::mutex>& lock, const ModelSpec& spec,
+                                                  uint64_t* epoch = nullptr);
   // Waits (at most gpu_release_wait) until d.vram more bytes are free on d.gpu than `free_before`;
   // returns the devices as last read (with the memory back, or what the driver still holds).
   std::vector<GpuDevice> AwaitVramBack(const Detached& d, uint64_t free_before) const;
@@ -393,6 +395,7 @@ class Scheduler {
   uint64_t unloading_bytes_ = 0;      // their bytes, still in use until closed; guarded by mu_
   bool loading_ = false;              // one load at a time; guarded by mu_
   std::vector<GpuDevice> gpu_devices_;  // as last read (before a load decision); guarded by mu_
+  uint64_t gpu_epoch_ = 0;            // loads and unloads ended (device readings before are stale); guarded by mu_
   bool shutdown_ = false;             // guarded by mu_
   std::map<std::string, ModelStats> stats_;  // by model name; guarded by mu_
   int changing_tier_ = 0;             // entries falling asleep or waking now; guarded by mu_

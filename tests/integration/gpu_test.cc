@@ -57,10 +57,15 @@ TEST_F(GpuTest, PlacedOnTheGpuARunnerWithoutItsBackendRunsOnTheCpuAndSaysSo) {
             std::string::npos) << log;
   EXPECT_NE(log.find("loading m1:latest"), std::string::npos);
   EXPECT_NE(log.find("layers on GPU 0"), std::string::npos) << log;       // the scheduler placed it
-  EXPECT_NE(log.find("has no GPU backend"), std::string::npos) << log;    // the runner could not
+  EXPECT_NE(log.find("runner: model \"m1:latest\" sees only GPU-fake-0"), std::string::npos) << log;
+  EXPECT_EQ(log.find("backends started before the device was chosen"), std::string::npos) << log;
+  EXPECT_NE(log.find("but this runner has no GPU backend"), std::string::npos) << log;  // the runner's words
+  EXPECT_NE(log.find("but its runner has no GPU backend"), std::string::npos) << log;   // the scheduler's
   // The runner was started with the CUDA build's folder first, and loaded on the CPU.
   ASSERT_EQ(server.Children().size(), 1u);
-  EXPECT_NE(Environment(server.Children()[0]).find("LD_LIBRARY_PATH=" + cuda_), std::string::npos);
+  const std::string env = Environment(server.Children()[0]);
+  EXPECT_NE(env.find("LD_LIBRARY_PATH=" + cuda_), std::string::npos);
+  EXPECT_NE(env.find("RESIDENT_RUNNER_DEFER_BACKENDS=1"), std::string::npos);  // CUDA starts after the choice
   json ps = Get(server.port(), "/api/ps").json();
   ASSERT_EQ(ps["models"].size(), 1u);
   EXPECT_EQ(ps["models"][0]["size_vram"], 0);

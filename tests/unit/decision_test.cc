@@ -388,6 +388,10 @@ TEST(DecideAcquire, GpuTable) {
        Fail(StatusCode::kFailedPrecondition,
             "model \"n\" needs about " + FormatBytes(300) + " on GPU 0 and does not fit there next to the pinned "
             "models (" + FormatBytes(1000) + " usable); lower num_gpu to offload fewer layers")},
+      {"pinned models fill the count, VRAM would fit: the count is named, not num_gpu",
+       WithGpus(View({M("p").Pin()})), L(1), OnGpu(Ask("n", 10), 0, 300),
+       Fail(StatusCode::kFailedPrecondition,
+            "model \"n\" does not fit next to the pinned models (at most 1 models loaded at once)")},
       {"more VRAM than the device has: fail", WithGpus(View({})), L(3), OnGpu(Ask("n", 10), 1, 600),
        Fail(StatusCode::kFailedPrecondition)},
       {"a device that is gone: fail", WithGpus(View({})), L(3), OnGpu(Ask("n", 10), 7, 1),

@@ -5,7 +5,10 @@
 // on that device first; an unload waits for the device's memory to come back.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <future>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,7 +46,10 @@ class SchedulerGpuTest : public ::testing::Test {
     o.gpu_margin_bytes = margin;
     o.gpu_release_wait = 0s;  // a test never sleeps: one look at the device
     o.gpu_planner = [this](const ModelSpec& spec, const std::vector<GpuRoom>& rooms) -> Result<GpuPlacement> {
+      std::lock_guard<std::mutex> lock(mu_);
       rooms_seen_[spec.name] = rooms;
+      ++placements_[spec.name];
+      placed_cv_.notify_all();
       GpuPlacement p;
       p.total_layers = 33;
       p.host_bytes = 100;
@@ -75,7 +81,10 @@ class SchedulerGpuTest : public ::testing::Test {
   FakeClock clock_;
   FakeGpu gpu_;
   std::map<std::string, uint64_t> predicted_;
+  std::mutex mu_;  // the planner may run on another thread
+  std::condition_variable placed_cv_;
   std::map<std::string, std::vector<GpuRoom>> rooms_seen_;
+  std::map<std::string, int> placements_;
 };
 
 TEST_F(SchedulerGpuTest, PlacesOnTheDeviceWithRoomAndMeasuresItsVram) {
@@ -130,17 +139,29 @@ TEST_F(SchedulerGpuTest, NumGpuZeroLoadsOnTheCpu) {
   ASSERT_TRUE(s.Acquire(Spec("a", 0), KeepAlive::Of(5min)).ok());
   EXPECT_EQ(LastLoad().n_gpu_layers, 0);
   EXPECT_EQ(LastLoad().main_gpu, -1);
+  EXPECT_EQ(LastLoad().gpu_id, "-1");  // its runner's CUDA sees no device: no context, no VRAM
   EXPECT_EQ(s.Snapshot()[0].vram_bytes, 0u);
   EXPECT_EQ(s.Snapshot()[0].gpu, -1);
 }
 
-TEST_F(SchedulerGpuTest, WithoutADeviceNothingChanges) {
-  Scheduler s(Opts(), factory_, clock_);  // the fake has no device
+TEST_F(SchedulerGpuTest, WithoutGpusConfiguredNothingChanges) {
+  Scheduler::Options o = Opts();
+  o.gpus = nullptr;  // a machine without a GPU, or without llama.cpp's CUDA build
+  Scheduler s(o, factory_, clock_);
   ASSERT_TRUE(s.Acquire(Spec("a", 7), KeepAlive::Of(5min)).ok());
   EXPECT_EQ(LastLoad().n_gpu_layers, 7);  // as the request asked (llama.cpp's CPU build ignores it)
   EXPECT_EQ(LastLoad().main_gpu, -1);
+  EXPECT_EQ(LastLoad().gpu_id, "");
   EXPECT_TRUE(rooms_seen_.empty());       // never asked to place it
-  EXPECT_GE(gpu_.reads, 1);               // but the devices were read before the decision
+}
+
+TEST_F(SchedulerGpuTest, AReadingWithoutDevicesPlacesItOnTheCpuWithNoGpuInSight) {
+  Scheduler s(Opts(), factory_, clock_);  // the GPUs were there at start; this reading has none
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(5min)).ok());
+  EXPECT_GE(gpu_.reads, 1);
+  EXPECT_TRUE(rooms_seen_.at("a").empty());
+  EXPECT_EQ(LastLoad().n_gpu_layers, 0);  // not llama.cpp's "every layer, on every device"
+  EXPECT_EQ(LastLoad().gpu_id, "-1");
 }
 
 TEST_F(SchedulerGpuTest, VramShortEvictsTheIdleModelOnThatDeviceNotTheCheaperCpuOne) {
@@ -223,6 +244,46 @@ TEST_F(SchedulerGpuTest, APinnedModelsVramIsNeverRoom) {
   ASSERT_TRUE(s.Acquire(Spec("b"), KeepAlive::Of(5min)).ok());
   EXPECT_EQ(rooms_seen_["b"].at(0).bytes, 500u);
   EXPECT_EQ(s.Snapshot().size(), 2u);  // p stays; b on the CPU
+}
+
+// A placement made while another model was loading rests on a reading from before that load took
+// its VRAM: it is made again once the load has ended.
+TEST_F(SchedulerGpuTest, APlacementMadeDuringAnotherLoadIsMadeAgainAfterIt) {
+  gpu_.Add(0, 2000);
+  predicted_["b"] = 1500;
+  factory_.vram["b"] = 1800;  // more than predicted
+  predicted_["a"] = 400;
+  Scheduler s(Opts(), factory_, clock_);
+  factory_.gated = true;
+  auto b = std::async(std::launch::async, [&] { return s.Acquire(Spec("b"), KeepAlive::Of(5min)); });
+  factory_.WaitForStarts(1);
+  auto a = std::async(std::launch::async, [&] { return s.Acquire(Spec("a"), KeepAlive::Of(5min)); });
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    placed_cv_.wait(lock, [&] { return placements_["a"] == 1; });
+    EXPECT_EQ(rooms_seen_["a"].at(0).bytes, 500u);  // b loading: its 1500 predicted stay
+  }
+  factory_.Open();
+  auto b_lease = b.get();  // b stays busy
+  ASSERT_TRUE(b_lease.ok());
+  ASSERT_TRUE(a.get().ok());
+  std::lock_guard<std::mutex> lock(mu_);
+  EXPECT_EQ(placements_["a"], 2);
+  EXPECT_EQ(rooms_seen_["a"].at(0).bytes, 200u);  // b measured 1800
+  EXPECT_EQ(factory_.requests.back().model_path, "a");
+  EXPECT_EQ(factory_.requests.back().n_gpu_layers, 0);  // no room left on the GPU: the CPU
+}
+
+TEST_F(SchedulerGpuTest, ACrashedRunnersVramIsNotWaitedFor) {
+  gpu_.Add(0, 2000);
+  Scheduler s(Opts(), factory_, clock_);
+  ASSERT_TRUE(s.Acquire(Spec("a"), KeepAlive::Of(5min)).ok());
+  factory_.runners["a"]->death = "killed by signal 9";
+  factory_.runners["a"]->alive_ = false;  // gone: the driver has its memory back already
+  const int before = gpu_.reads;
+  s.Tick();
+  EXPECT_TRUE(s.Snapshot().empty());
+  EXPECT_EQ(gpu_.reads - before, 1);  // one reading for the budgets, no wait for memory to come back
 }
 
 TEST_F(SchedulerGpuTest, AnUnloadLooksForTheVramBackAndGoesOnWhenItDoesNotCome) {
