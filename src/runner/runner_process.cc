@@ -202,11 +202,22 @@ Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bo
   std::vector<const char*> envp;
   for (const std::string& e : env_strings) envp.push_back(e.c_str());
   envp.push_back(nullptr);
+  // Closed by the child's exec (or its exit): Spawn returns once the child is the runner, not a
+  // copy of this server. Until then its memory is this process's, and a cap measured on it (the
+  // load's, Start) would count the server's pages as the runner's.
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return Status::Internal(std::string("pipe failed: ") + std::strerror(errno));
+  }
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(sv[0]);
     ::close(sv[1]);
+    ::close(exec_pipe[0]);
+    ::close(exec_pipe[1]);
     return Status::Internal(std::string("fork failed: ") + std::strerror(errno));
   }
   if (pid == 0) {
@@ -216,14 +227,30 @@ Result<SpawnedRunner> RunnerProcess::SpawnHere(const std::string& executable, bo
     // not carry FD_CLOEXEC.
     int sock = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
     int share = share_fd >= 0 ? ::fcntl(share_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    int exec_done = ::fcntl(exec_pipe[1], F_DUPFD_CLOEXEC, 10);
     ::dup2(sock, 3);
     if (share >= 0) ::dup2(share, 4);
-    ::syscall(SYS_close_range, 5u, ~0u, 0u);  // no listening socket or client fd leaks in
+    ::dup3(exec_done, 5, O_CLOEXEC);
+    ::syscall(SYS_close_range, 6u, ~0u, 0u);  // no listening socket or client fd leaks in
     ::signal(SIGPIPE, SIG_IGN);
     ::execve(exe.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp.data()));
+    const int error = errno;
+    (void)!::write(5, &error, sizeof error);
     ::_exit(127);
   }
   ::close(sv[1]);
+  ::close(exec_pipe[1]);
+  int exec_error = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_pipe[0], &exec_error, sizeof exec_error);
+  } while (n < 0 && errno == EINTR);
+  ::close(exec_pipe[0]);
+  if (n == static_cast<ssize_t>(sizeof exec_error)) {
+    ::close(sv[0]);
+    ReapWithin(pid, std::chrono::milliseconds(1000));
+    return Status::Internal("could not start a runner (" + exe + "): " + std::strerror(exec_error));
+  }
   return SpawnedRunner{pid, sv[0]};
 }
 
