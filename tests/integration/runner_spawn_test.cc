@@ -15,14 +15,15 @@ namespace resident::runner {
 namespace {
 
 TEST(RunnerSpawnTest, ARunnerIsItselfWhenSpawnReturnsNotACopyOfTheServer) {
-  // The "server" holds 256 MB of touched memory.
-  std::vector<char> held(256u << 20);
+  // The "server" holds 384 MB of touched memory; a runner just started holds far less (under a
+  // sanitizer too, whose runtime maps its shadow lazily).
+  std::vector<char> held(384u << 20);
   std::memset(held.data(), 1, held.size());
   for (int i = 0; i < 5; ++i) {
     auto spawned = RunnerProcess::Spawn(RESIDENT_BINARY);
     ASSERT_TRUE(spawned.ok()) << spawned.status().message();
     const uint64_t rss = ProcessRssBytes(spawned->pid);
-    EXPECT_LT(rss, 128u << 20) << "run " << i << ": the child still had the server's memory";
+    EXPECT_LT(rss, 256u << 20) << "run " << i << ": the child still had the server's memory";
     RunnerProcess::Discard(*spawned);
   }
   EXPECT_EQ(held[held.size() / 2], 1);
