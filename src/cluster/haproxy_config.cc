@@ -92,6 +92,9 @@ Result<std::string> HaproxyConfig(const HaproxyOptions& o) {
          "    timeout client 1h\n"
          "    timeout server 1h\n"
          "    timeout tunnel 1h\n"
+         "    # A health check's answer may wait this long: a node busy loading a model on a loaded\n"
+         "    # machine answers late, not never (without it the wait is the check interval).\n"
+         "    timeout check 5s\n"
          "    option redispatch\n"
          "    retries 2\n\n";
   out += fmt::format("frontend resident\n    bind {}\n", o.listen);

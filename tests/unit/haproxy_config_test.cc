@@ -22,7 +22,7 @@ TEST(HaproxyConfigTest, RoutesByTheNormalizedModelWithConsistentHashing) {
                            "json_query('$.name')", "balance hash var(txn.model)", "hash-type consistent",
                            "hash-balance-factor 150", "server node1 10.0.0.1:11434", "server node2 node-b.lan:11434",
                            "server node3 [fd00::3]:11434", "http-check send meth GET uri / ver HTTP/1.1",
-                           "default-server check inter 1000ms", "concat(':latest')", "tune.bufsize 294912",
+                           "default-server check inter 1000ms", "timeout check 5s", "concat(':latest')", "tune.bufsize 294912",
                            "balance leastconn"}) {
     EXPECT_NE(config->find(line), std::string::npos) << line << " in\n" << *config;
   }
