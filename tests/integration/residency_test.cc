@@ -293,7 +293,8 @@ int64_t SettledMachineUsedBytes(int64_t spread) {
 // level before the load, within 2% of the model's size. The model is loaded without mmap (1 GB of
 // anonymous memory, so "used" sees all of it; a mapped model would sit in the page cache, which
 // is not used memory). Runs alone (RUN_SERIAL); other processes on the machine still
-// move "used" by a few MB, so a try may be repeated: a real leak stays in every try.
+// move "used", so a try may be repeated (one whose rise did not show the model, or whose memory
+// did not come back): a real leak stays in every try.
 TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel) {
   std::string dir = TestDir() + "/memory-machine";
   fs::create_directories(dir);
@@ -305,7 +306,7 @@ TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel)
   ASSERT_EQ(Post(server.port(), "/api/generate", load).status, 200);
   ASSERT_EQ(Post(server.port(), "/api/generate", unload).status, 200);
   std::string report;
-  bool returned = false;
+  bool returned = false, seen_once = false;
   for (int attempt = 0; attempt < 3 && !returned; ++attempt) {
     const int64_t spread = 4 << 20;
     int64_t before = SettledMachineUsedBytes(spread);
@@ -320,12 +321,15 @@ TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel)
     report += "attempt " + std::to_string(attempt) + ": used before " + std::to_string(before) + ", loaded " +
               std::to_string(loaded) + ", after " + std::to_string(after) + ", model " + std::to_string(model_size) + "\n";
     RecordProperty("machine_residue_bytes_" + std::to_string(attempt), std::to_string(after - before));
-    // The measure sees the model (so the check can fail)...
-    ASSERT_GT(static_cast<double>(loaded - before), 0.8 * static_cast<double>(model_size)) << report;
-    // ...and it all comes back.
-    returned = std::abs(static_cast<double>(after - before)) < 0.02 * static_cast<double>(model_size);
+    // A try counts when the measure saw the model (so the check can fail: another process that
+    // freed memory meanwhile hides it, and the try is made again)...
+    const bool seen = static_cast<double>(loaded - before) > 0.8 * static_cast<double>(model_size);
+    seen_once = seen_once || seen;
+    // ...and it all came back.
+    returned = seen && std::abs(static_cast<double>(after - before)) < 0.02 * static_cast<double>(model_size);
   }
   std::printf("%s", report.c_str());
+  EXPECT_TRUE(seen_once) << "the machine's used memory never rose by the model's size while it was loaded\n" << report;
   EXPECT_TRUE(returned) << report;
 }
 
