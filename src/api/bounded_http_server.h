@@ -164,6 +164,8 @@ class BoundedHttpServer : public httplib::Server {
   // once the client has read it (see LingeringCloser in the .cc).
   void RejectBusy(socket_t sock);
   void WidenBacklog();
+  // Runs one refused request line through httplib's parser, so that its statics are built here.
+  void WarmUpParser();
 
   const ConnectionLimits limits_;
   std::unique_ptr<LingeringCloser> closer_;
