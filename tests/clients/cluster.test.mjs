@@ -90,8 +90,13 @@ async function loads(nodes) {
   return total;
 }
 
+// Without bounded load (--balance-factor 0): with it, HAProxy may send a request away from its
+// home while the previous one is still counted in flight there. Even one request at a time does
+// that now and then, because HAProxy's threads finish one stream while the next starts (seen: 1
+// request of 48, and a model on two nodes under TSan). This test checks where each model lives;
+// the replay below runs the default configuration.
 test('each model on one node, streaming, the API key, keep_alive 0 and a node that stops', async () => {
-  const c = await startCluster([], 'cluster-key');
+  const c = await startCluster(['--balance-factor', '0'], 'cluster-key');
   try {
     // The key goes through HAProxy to the node; without it the node refuses.
     const refused = await fetch(c.url + '/api/generate', { method: 'POST', body: JSON.stringify({ model: MODELS[0] }) });
@@ -180,11 +185,12 @@ async function replay(c) {
   return loads(c.nodes);
 }
 
-// Each node has room for three models, so every node can keep all its homes (the ring gives the
-// six models 1, 2 and 3 homes): model-affine routing loads each model once, whatever a node's
-// eviction policy picks, while round-robin sends every model to every node, where six models
-// contend for three places. (With room for two, the count for the node with three homes rested on
-// which of them its eviction kept: 12 one run, 17 another.)
+// The default configuration (bounded load on). Each node has room for three models, so every
+// node can keep all its homes (the ring gives the six models 1, 2 and 3 homes): model-affine
+// routing loads each model about once (6; a request that bounded load sends to the next node adds
+// a load, 7-10 seen), whatever a node's eviction keeps, while round-robin sends every model to
+// every node, where six models contend for three places (27-34 seen). With room for two, the node
+// with three homes thrashed by its eviction's pick (12 one run, 17 another), near the 2x line.
 test('a replayed trace: model-affine routing against round-robin', async () => {
   const affine = await startCluster([], '', 3);
   let affineLoads, rrLoads;
@@ -201,6 +207,5 @@ test('a replayed trace: model-affine routing against round-robin', async () => {
   }
   console.log(`cluster replay, 48 requests over 6 models, 3 nodes of 3 models each: ` +
     `cold starts ${affineLoads} model-affine, ${rrLoads} round-robin (${(rrLoads / affineLoads).toFixed(2)}x)`);
-  assert.equal(affineLoads, MODELS.length, 'each model loaded once, on its home');
   assert.ok(affineLoads * 2 <= rrLoads, `affine ${affineLoads} vs round-robin ${rrLoads}`);
 });
