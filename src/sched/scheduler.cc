@@ -254,7 +254,8 @@ Status Scheduler::LoadLocked(std::unique_lock<std::mutex>& lock, const std::shar
   if (options_.page_cache_fraction) cached_at_load = options_.page_cache_fraction(key);
   const TimePoint load_start = clock_.Now();
   auto runner = factory_.Start(load, nullptr);
-  // The devices after the load: the budgets' new base. What it holds on its device: the driver's count for its process, else the runner's own.
+  // The devices after the load: the budgets' new base. What it holds on its device: the driver's
+  // count for its process, else the runner's own.
   uint64_t measured_vram = 0;
   bool on_cpu_after_all = false;
   std::optional<std::vector<GpuDevice>> devices_after;
