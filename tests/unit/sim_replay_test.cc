@@ -23,14 +23,16 @@ TEST(SimReplayTest, SimulatorAndLiveServerAgreeOnColdStarts) {
   // The simulator serves every request on arrival (num_parallel unlimited): so does the server
   // here, or a request that arrives while the first one of its model still runs (a busy machine)
   // waits for the slot and counts as cold.
-  ServerProcess server(dir, {{"RESIDENT_KEEP_ALIVE", "3s"}, {"RESIDENT_NUM_PARALLEL", "4"}});
+  ServerProcess server(dir, {{"RESIDENT_KEEP_ALIVE", "6s"}, {"RESIDENT_NUM_PARALLEL", "4"}});
 
-  // keep_alive 3 s. Every gap is either well inside it (>= 1.5 s to spare, so a slow load on a
-  // busy machine does not matter) or well beyond it.
-  //   a: 0 cold, 2.5 warm, 9.0 cold (idle since ~2.6, expired ~5.6)
-  //   b: 3.0 cold, 4.5 warm, 9.5 cold (expired ~7.6)
+  // keep_alive 6 s. Every gap is either well inside it or well beyond it, with seconds to spare
+  // for a machine so busy (a TSan build beside other tests) that a 2-token request takes 2 s and a
+  // load 1.5 s: in one such CI run b's warm request at 4.5 ended at 6.5, and with a 3 s keep_alive
+  // its model was still loaded when the request at 9.5 came.
+  //   a: 0 cold, 4 warm (the load has 4 s), 20 cold (idle since ~4..7, expired by ~13)
+  //   b: 5 cold, 9 warm, 21 cold (idle since ~9..12, expired by ~18)
   auto trace = sim::ParseTrace("timestamp_s,model,prompt_tokens,output_tokens\n"
-                               "0,a,4,2\n2.5,a,4,2\n3.0,b,4,2\n4.5,b,4,2\n9.0,a,4,2\n9.5,b,4,2\n",
+                               "0,a,4,2\n4,a,4,2\n5,b,4,2\n9,b,4,2\n20,a,4,2\n21,b,4,2\n",
                                "agree.csv");
   ASSERT_TRUE(trace.ok()) << trace.status().message();
 
@@ -38,7 +40,7 @@ TEST(SimReplayTest, SimulatorAndLiveServerAgreeOnColdStarts) {
   d.load_s = 0.5;
   d.default_bytes = 80'000'000;
   sim::SimSetup setup = sim::MakeSetup(*trace, d);
-  auto simulated = sim::Simulate(*trace, setup, sim::SimPolicy{"3s", KeepAlive::Of(3s), std::nullopt});
+  auto simulated = sim::Simulate(*trace, setup, sim::SimPolicy{"6s", KeepAlive::Of(6s), std::nullopt});
   ASSERT_TRUE(simulated.ok()) << simulated.status().message();
   EXPECT_EQ(simulated->cold, 4);
 
