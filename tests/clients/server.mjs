@@ -87,12 +87,17 @@ export async function startResident(models, dir, env = {}, opts = {}) {
     stdio: ['ignore', log, log],
   });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  // A minute to answer (a sanitizer build on a busy machine is slow to start); then a clear error.
+  for (const deadline = Date.now() + 60000; ; ) {
     try {
       const r = await fetch(url + '/');
       if (r.ok) break;
     } catch {}
     if (child.exitCode !== null) throw new Error(`resident serve exited; see ${dir}/serve-${port}.log`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`resident serve did not answer in 60 s; see ${dir}/serve-${port}.log`);
+    }
     await new Promise((ok) => setTimeout(ok, 50));
   }
   return {
@@ -124,11 +129,15 @@ export async function startRegistry() {
     `http:\n  addr: 127.0.0.1:${port}\n`);
   const log = openSync(join(dir, 'registry.log'), 'w');
   const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', log, log] });
-  for (let i = 0; i < 200; i++) {
+  for (const deadline = Date.now() + 60000; ; ) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/v2/`)).ok) break;
     } catch {}
     if (child.exitCode !== null) throw new Error(`docker-registry exited; see ${dir}/registry.log`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`docker-registry did not answer in 60 s; see ${dir}/registry.log`);
+    }
     await new Promise((ok) => setTimeout(ok, 50));
   }
   return {

@@ -68,7 +68,8 @@ std::string StreamLong(int port, const std::function<void()>& at_first_bytes) {
 }
 
 bool ProcessGone(pid_t pid) {
-  for (int i = 0; i < 500; ++i) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);  // a busy sanitizer build is slow
+  while (Clock::now() < deadline) {
     if (::kill(pid, 0) != 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -76,7 +77,8 @@ bool ProcessGone(pid_t pid) {
 }
 
 TEST_F(FaultTest, AHungRunnerIsKilledByTheHealthCheckAndTheModelLoadsAgain) {
-  ServerProcess server(dir_, {{"RESIDENT_HEALTH_TIMEOUT", "1s"}});
+  // 2 s: short, but a runner on a busy machine (a sanitizer build) is not taken for a hung one.
+  ServerProcess server(dir_, {{"RESIDENT_HEALTH_TIMEOUT", "2s"}});
   pid_t runner = 0;
   Clock::time_point stopped;
   std::string body = StreamLong(server.port(), [&] {
@@ -92,7 +94,7 @@ TEST_F(FaultTest, AHungRunnerIsKilledByTheHealthCheckAndTheModelLoadsAgain) {
   json last = reply.lines().back();
   ASSERT_TRUE(last.contains("error")) << last.dump();
   EXPECT_NE(last["error"].get<std::string>().find("stopped answering"), std::string::npos) << last.dump();
-  EXPECT_LT(noticed, std::chrono::seconds(5));  // timeout 1 s, checked every 250 ms
+  EXPECT_LT(noticed, std::chrono::seconds(20));  // timeout 2 s, checked every 250 ms (loose: a busy machine)
   EXPECT_TRUE(ProcessGone(runner));
   EXPECT_EQ(EvalCount(server.port()), 2);  // a new runner
   RecordProperty("hang_noticed_ms",
@@ -100,19 +102,14 @@ TEST_F(FaultTest, AHungRunnerIsKilledByTheHealthCheckAndTheModelLoadsAgain) {
 }
 
 TEST_F(FaultTest, AnIdleRunnerThatHangsIsReplacedOnTheNextRequest) {
-  ServerProcess server(dir_, {{"RESIDENT_HEALTH_TIMEOUT", "500ms"}});
+  ServerProcess server(dir_, {{"RESIDENT_HEALTH_TIMEOUT", "1500ms"}});
   ASSERT_EQ(EvalCount(server.port()), 2);
   auto kids = server.Children();
   ASSERT_EQ(kids.size(), 1u);
   ::kill(kids[0], SIGSTOP);
   EXPECT_TRUE(ProcessGone(kids[0]));
   // It leaves /api/ps (and the memory budget) by itself, before any request asks for it.
-  bool listed = true;
-  for (int i = 0; i < 300 && listed; ++i) {
-    listed = !Get(server.port(), "/api/ps").json()["models"].empty();
-    if (listed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_FALSE(listed);
+  EXPECT_TRUE(WaitFor([&] { return Get(server.port(), "/api/ps").json()["models"].empty(); }, std::chrono::seconds(30)));
   // The log says it was killed, and why (it said the runner "had exited").
   const std::string killed = "unloaded tiny:latest";
   ASSERT_TRUE(WaitForLog(server, killed, 1, std::chrono::seconds(30)));
@@ -122,7 +119,7 @@ TEST_F(FaultTest, AnIdleRunnerThatHangsIsReplacedOnTheNextRequest) {
     if (line.find(killed) != std::string::npos) unload_line = line;
   }
   EXPECT_NE(unload_line.find("the runner for tiny:latest (pid " + std::to_string(kids[0]) +
-                             ") stopped answering (no health answer in 0.5 s) and was killed"),
+                             ") stopped answering (no health answer in 1.5 s) and was killed"),
             std::string::npos)
       << unload_line;
   EXPECT_EQ(CountInLog(server, "had exited"), 0);
@@ -134,7 +131,8 @@ TEST_F(FaultTest, SigtermDuringALoadExitsPromptlyAndLeavesNoRunner) {
   pid_t runner = 0;
   std::thread client([&] { Post(server.port(), "/api/generate", R"({"model":"tiny","prompt":"hi"})"); });
   // Freeze the runner as soon as it exists: the load cannot finish.
-  for (int i = 0; i < 1000 && runner == 0; ++i) {
+  const auto spot_deadline = Clock::now() + std::chrono::seconds(60);
+  while (runner == 0 && Clock::now() < spot_deadline) {
     auto kids = server.Children();
     if (!kids.empty()) {
       runner = kids[0];
@@ -148,7 +146,9 @@ TEST_F(FaultTest, SigtermDuringALoadExitsPromptlyAndLeavesNoRunner) {
   int status = server.Terminate();
   client.join();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+  // Without the fix the server waited for a load that never ends; a sanitizer build on a busy
+  // machine takes a few seconds to stop, so the bound is loose.
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
   EXPECT_TRUE(ProcessGone(runner));
 }
 
@@ -269,8 +269,10 @@ TEST_F(FaultTest, AClientThatLeavesIsLoggedOnceWithoutLlamaCppErrors) {
     r.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 20; };
     client.send(r);
   }
-  // Once the next request is served, every cancelled generation has ended and been logged.
+  // Once the next request is served, every cancelled generation has ended; its log line is
+  // written by the request's own thread, which a busy machine can hold back a little longer.
   ASSERT_EQ(EvalCount(server.port()), 2);
+  ASSERT_TRUE(WaitForLog(server, "the client went away", leaving, std::chrono::seconds(60)));
   std::ifstream in(server.log_path());
   std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(log.find("failed to decode"), std::string::npos) << log;

@@ -100,7 +100,7 @@ TEST_F(ObservabilityTest, MetricsAndEventsShowLoadsEvictionsAndStopsWithTheirRea
     return Sample(body, generate_count) >= 4 && Sample(body, bad_events_count) >= 1;
   };
   auto r = client.Get("/metrics");
-  for (auto start = Clock::now(); r && !timed(r->body) && Clock::now() - start < std::chrono::seconds(5);) {
+  for (auto start = Clock::now(); r && !timed(r->body) && Clock::now() - start < std::chrono::seconds(60);) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     r = client.Get("/metrics");
   }
@@ -177,10 +177,10 @@ TEST_F(ObservabilityTest, AnEventStreamFollowsNewEventsAndEndsWhenTheServerStops
   int status = server.Terminate();
   auto took = Clock::now() - stop_started;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_LT(took, std::chrono::seconds(5)) << "an open event stream held the server";
+  EXPECT_LT(took, std::chrono::seconds(30)) << "an open event stream held the server";  // until killed, without the fix
   {
     std::unique_lock<std::mutex> lock(mu);
-    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return ended; }));
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return ended; }));
   }
   reader.join();
 }

@@ -55,7 +55,7 @@ class ResidencyTest : public ::testing::Test {
 TEST_F(ResidencyTest, AModelUnloadsWhenItsKeepAliveExpires) {
   ServerProcess server(dir_);
   auto loaded_at = Clock::now();  // before the request: its keep_alive starts when it ends
-  Load(server.port(), "m1", R"("3s")");  // 3 s: still loaded when asked below, on a busy machine too
+  Load(server.port(), "m1", R"("5s")");  // 5 s: still loaded when asked below, on a busy machine too
   ASSERT_EQ(Loaded(server.port()), (std::set<std::string>{"m1:latest"}));
   // Poll until it is gone (the runner exit is checked below).
   while (!Loaded(server.port()).empty() && Clock::now() - loaded_at < std::chrono::seconds(60)) {
@@ -63,15 +63,12 @@ TEST_F(ResidencyTest, AModelUnloadsWhenItsKeepAliveExpires) {
   }
   auto gone_after = Clock::now() - loaded_at;
   EXPECT_TRUE(Loaded(server.port()).empty());
-  EXPECT_GE(gone_after, std::chrono::seconds(3)) << "unloaded before its keep_alive expired";
+  EXPECT_GE(gone_after, std::chrono::seconds(5)) << "unloaded before its keep_alive expired";
   // That it goes at the expiry itself, not later (about 5 ms late measured here), is checked
   // exactly, with a fake clock, by the unit test TheTimerThreadUnloadsAtTheExpiryNotLater: a
   // wall-clock bound here would fail on a busy machine.
   // The runner process exits right after (it is told to stop, then reaped).
-  for (int i = 0; i < 200 && !server.Children().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(server.Children().empty());
+  EXPECT_TRUE(WaitFor([&] { return server.Children().empty(); }, std::chrono::seconds(30)));
 }
 
 TEST_F(ResidencyTest, KeepAliveZeroReleasesAtOnceAndForeverStays) {
@@ -315,8 +312,7 @@ TEST(MemoryReturnTest, TheMachinesUsedMemoryComesBackWithinTwoPercentOfTheModel)
     int64_t model_size = ps["models"][0]["size"];
     int64_t loaded = SettledMachineUsedBytes(spread);
     ASSERT_EQ(Post(server.port(), "/api/generate", unload).status, 200);
-    for (int i = 0; i < 100 && !server.Children().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_TRUE(server.Children().empty());
+    ASSERT_TRUE(WaitFor([&] { return server.Children().empty(); }, std::chrono::seconds(30)));
     int64_t after = SettledMachineUsedBytes(spread);
     report += "attempt " + std::to_string(attempt) + ": used before " + std::to_string(before) + ", loaded " +
               std::to_string(loaded) + ", after " + std::to_string(after) + ", model " + std::to_string(model_size) + "\n";

@@ -248,14 +248,17 @@ TEST_F(SecurityTest, SlowClientsAreDroppedAfterTheIdleTimeoutWhileOthersAreServe
   int loris = ConnectLoopback(port);
   std::string head = "POST /api/generate HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(100, 'z') + "\r\n";
   size_t sent = 0;
-  int served = 0;
+  int served = 0, asked = 0;
   bool loris_closed = false;
-  while (SteadyClock::now() - t0 < 4s) {
+  // Without an idle timeout nothing closes and the loop runs to its end (a loose limit: a busy
+  // sanitizer build answers slowly; the loris's 140 bytes take 14 s at one per 100 ms).
+  while (SteadyClock::now() - t0 < 12s) {
     if (!loris_closed && sent < head.size()) {
       if (::send(loris, &head[sent], 1, MSG_NOSIGNAL) == 1) ++sent;
     }
     loris_closed = loris_closed || ClosedByServer(loris);
     // Others are served all along.
+    ++asked;
     if (Call(port, "GET", "/api/version").status == 200) ++served;
     bool all_closed = loris_closed;
     for (int fd : silent) all_closed = all_closed && ClosedByServer(fd);
@@ -270,13 +273,16 @@ TEST_F(SecurityTest, SlowClientsAreDroppedAfterTheIdleTimeoutWhileOthersAreServe
     ::close(fd);
   }
   ::close(loris);
-  EXPECT_LT(waited, 3500ms);
-  EXPECT_GE(served, 5);
+  EXPECT_LT(waited, 10s);
+  EXPECT_GE(served, 1);
+  EXPECT_EQ(served, asked);  // every other client was served while the slow ones were held
   EXPECT_TRUE(server.alive());
 }
 
 TEST_F(SecurityTest, BeyondTheConnectionLimitA503ComesAtOnce) {
-  ServerProcess server(dir_, {{"RESIDENT_IDLE_TIMEOUT", "5s"}, {"RESIDENT_MAX_CONNECTIONS", "2"}});
+  // The held connections stay held past any stall of a busy machine (they would be closed at the
+  // idle timeout, and the probe then served).
+  ServerProcess server(dir_, {{"RESIDENT_IDLE_TIMEOUT", "60s"}, {"RESIDENT_MAX_CONNECTIONS", "2"}});
   int port = server.port();
   std::vector<int> held;
   for (int i = 0; i < 4; ++i) {  // 2 served + 2 waiting for a worker
@@ -285,7 +291,7 @@ TEST_F(SecurityTest, BeyondTheConnectionLimitA503ComesAtOnce) {
   }
   auto t0 = SteadyClock::now();
   Reply r = Call(port, "GET", "/api/version");
-  EXPECT_LT(SteadyClock::now() - t0, 1s);
+  EXPECT_LT(SteadyClock::now() - t0, 10s);  // not after a held connection's 60 s
   EXPECT_EQ(r.status, 503);
   ASSERT_TRUE(r.error().is_string()) << r.body;
   // Ollama's words, which clients match to retry.

@@ -168,6 +168,10 @@ TEST_F(ServerTest, RunnerKilledMidGenerationFailsOnlyThatRequest) {
 TEST_F(ServerTest, ClientGoingAwayStopsTheGeneration) {
   ServerProcess server(dir_);
   ASSERT_EQ(Post(server.port(), "/api/generate", R"({"model":"tiny"})").status, 200);
+  // What a short request takes on this machine now (a sanitizer build is many times slower).
+  auto ref_start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Generate(server.port(), "hi", {{"num_predict", 2}})["eval_count"], 2);
+  const auto short_request = std::chrono::steady_clock::now() - ref_start;
   {
     httplib::Client client("127.0.0.1", server.port());
     int chunks = 0;
@@ -182,7 +186,8 @@ TEST_F(ServerTest, ClientGoingAwayStopsTheGeneration) {
   auto start = std::chrono::steady_clock::now();
   json reply = Generate(server.port(), "hi", {{"num_predict", 2}});
   EXPECT_EQ(reply["eval_count"], 2);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  // 100,000 tokens would take thousands of short requests' time; the bound is loose on purpose.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10) + 50 * short_request);
 }
 
 TEST_F(ServerTest, BadModelFilesGiveClearErrorsAndTheServerLivesOn) {
@@ -220,9 +225,7 @@ TEST_F(ServerTest, BadRequestsGetFourHundreds) {
 TEST_F(ServerTest, ASpareRunnerWaitsInReserveAndServesTheNextColdStart) {
   ServerProcess server(dir_, {{"RESIDENT_SPARE_RUNNER", "1"}});
   auto wait_children = [&](size_t n) {
-    for (int i = 0; i < 500 && server.Children().size() != n; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    WaitFor([&] { return server.Children().size() == n; }, std::chrono::seconds(30));
     return server.Children().size();
   };
   ASSERT_EQ(wait_children(1), 1u);  // the spare, a second after start
@@ -259,11 +262,13 @@ TEST_F(ServerTest, AnIdleRunnerUsesNoCpu) {
   ASSERT_EQ(Generate(server.port(), "hi", {{"num_predict", 8}})["eval_count"], 8);
   auto kids = server.Children();
   ASSERT_EQ(kids.size(), 1u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const long before = CpuTicks(kids[0]);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   const long used = CpuTicks(kids[0]) - before;
-  EXPECT_LE(used * 1000 / sysconf(_SC_CLK_TCK), 30) << "ms of CPU in 600 ms while idle";
+  // One spinning worker alone would burn about 600 ms; the margin is for a sanitizer build's own
+  // threads and a runner held back from pausing its pool on a busy machine.
+  EXPECT_LE(used * 1000 / sysconf(_SC_CLK_TCK), 120) << "ms of CPU in 600 ms while idle";
   EXPECT_EQ(Generate(server.port(), "hi", {{"num_predict", 8}})["eval_count"], 8) << "and it still works";
 }
 
@@ -279,7 +284,8 @@ TEST_F(ServerTest, SigtermDuringALongGenerationExitsPromptly) {
   int status = server.Terminate();
   client.join();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // 100000 tokens take minutes; a sanitizer build on a busy machine takes seconds to stop.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 TEST_F(ServerTest, RunnersStillStartAfterTheBinaryIsReplaced) {

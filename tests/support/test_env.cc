@@ -143,7 +143,10 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
-  for (int i = 0; i < 500; ++i) {
+  // A minute to answer: a sanitizer build on a busy machine can take seconds to start. A server
+  // that died is reported at once.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
     if (Get(port_, "/").status == 200) return;
     if (!alive()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -187,7 +190,10 @@ std::vector<pid_t> ServerProcess::Children() const {
 int ServerProcess::Terminate() {
   ::kill(pid_, SIGTERM);
   int status = 0;
-  for (int i = 0; i < 1000; ++i) {
+  // A minute before SIGKILL: the tests that care how fast a server stops measure it themselves;
+  // a slow stop on a busy machine must not become a killed one.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       return status;
@@ -233,6 +239,7 @@ HttpReply Post(int port, const std::string& path, const std::string& body) {
 
 HttpReply Get(int port, const std::string& path) {
   httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(std::chrono::minutes(5));  // as Post: httplib's 5 s is short for a busy sanitizer build
   auto r = c.Get(path);
   if (!r) return {};
   return {r->status, r->body};

@@ -144,11 +144,11 @@ TEST_F(BoundedHttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeoutWhileOt
   auto t0 = SteadyClock::now();
   EXPECT_EQ(Status(), 200);  // served while the idle connection holds a worker
   bool closed = false;
-  ReadUntilClosed(fd, 3s, &closed);
+  ReadUntilClosed(fd, 15s, &closed);
   auto waited = SteadyClock::now() - t0;
   EXPECT_TRUE(closed);
   EXPECT_GE(waited, 350ms);
-  EXPECT_LT(waited, 2s);
+  EXPECT_LT(waited, 10s);  // loose: a busy sanitizer build is slow to answer, never early
   ::close(fd);
 }
 
@@ -166,11 +166,11 @@ TEST_F(BoundedHttpServerTest, HeadersDribbledByteByByteAreCutOffAtTheIdleTimeout
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 50) > 0) break;  // the server answered or closed
   }
-  std::string got = ReadUntilClosed(fd, 3s, &closed);
+  std::string got = ReadUntilClosed(fd, 15s, &closed);
   auto waited = SteadyClock::now() - t0;
   EXPECT_TRUE(closed);
-  EXPECT_EQ(got.find("200 OK"), std::string::npos) << got;
-  EXPECT_LT(waited, 2s);
+  EXPECT_EQ(got.find("200 OK"), std::string::npos) << got;  // whole headers (4 s) would be answered
+  EXPECT_LT(waited, 10s);
   ::close(fd);
   EXPECT_EQ(Status(), 200);
 }
@@ -200,7 +200,7 @@ TEST_F(BoundedHttpServerTest, BeyondConnectionsAndQueueA503ComesAtOnce) {
   ConnectionLimits limits;
   limits.max_connections = 1;
   limits.max_queued = 1;
-  limits.idle_timeout = 3s;
+  limits.idle_timeout = 30s;  // the held connections stay held through any stall of a busy machine
   Start(limits);
   int busy = ConnectLoopback(port_);    // takes the one worker (sends nothing)
   std::this_thread::sleep_for(100ms);
@@ -214,7 +214,7 @@ TEST_F(BoundedHttpServerTest, BeyondConnectionsAndQueueA503ComesAtOnce) {
   EXPECT_EQ(r->status, 503);
   // Ollama's words, which clients match to retry.
   EXPECT_EQ(r->body, R"({"error":"server busy, please try again.  maximum pending requests exceeded"})");
-  EXPECT_LT(waited, 1s);
+  EXPECT_LT(waited, 5s);  // not after a held connection's 30 s
   ::close(busy);
   ::close(waiting);
   // Room again once those connections are gone.
