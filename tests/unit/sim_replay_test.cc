@@ -29,10 +29,11 @@ TEST(SimReplayTest, SimulatorAndLiveServerAgreeOnColdStarts) {
   // for a machine so busy (a TSan build beside other tests) that a 2-token request takes 2 s and a
   // load 1.5 s: in one such CI run b's warm request at 4.5 ended at 6.5, and with a 3 s keep_alive
   // its model was still loaded when the request at 9.5 came.
-  //   a: 0 cold, 4 warm (the load has 4 s), 20 cold (idle since ~4..7, expired by ~13)
-  //   b: 5 cold, 9 warm, 21 cold (idle since ~9..12, expired by ~18)
+  // A warm request comes 5 s after its model's cold one, so the load (1.5 s there) is over.
+  //   a: 0 cold, 5 warm, 23 cold (idle since ~5..8, expired by ~14)
+  //   b: 6 cold, 11 warm, 24 cold (idle since ~11..14, expired by ~20)
   auto trace = sim::ParseTrace("timestamp_s,model,prompt_tokens,output_tokens\n"
-                               "0,a,4,2\n4,a,4,2\n5,b,4,2\n9,b,4,2\n20,a,4,2\n21,b,4,2\n",
+                               "0,a,4,2\n5,a,4,2\n6,b,4,2\n11,b,4,2\n23,a,4,2\n24,b,4,2\n",
                                "agree.csv");
   ASSERT_TRUE(trace.ok()) << trace.status().message();
 
