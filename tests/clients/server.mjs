@@ -77,6 +77,22 @@ export async function startServer(extraEnv = {}, extraModels = {}) {
 }
 
 // Starts `resident serve --models-dir MODELS` on a free loopback port, its log in DIR/serve-PORT.log.
+// Waits until CHILD answers URL with a 2xx. A minute (a sanitizer build on a busy machine is slow
+// to start); a child that exits, or does not answer in time, is an error naming its LOG.
+async function answering(child, url, what, log) {
+  for (const deadline = Date.now() + 60000; ; ) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    if (child.exitCode !== null) throw new Error(`${what} exited; see ${log}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${what} did not answer in 60 s; see ${log}`);
+    }
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
 // Returns {port, url, dir, pid, stop()}; stop() removes DIR when opts.removeDir.
 export async function startResident(models, dir, env = {}, opts = {}) {
   const port = await freePort();
@@ -87,19 +103,7 @@ export async function startResident(models, dir, env = {}, opts = {}) {
     stdio: ['ignore', log, log],
   });
   const url = `http://127.0.0.1:${port}`;
-  // A minute to answer (a sanitizer build on a busy machine is slow to start); then a clear error.
-  for (const deadline = Date.now() + 60000; ; ) {
-    try {
-      const r = await fetch(url + '/');
-      if (r.ok) break;
-    } catch {}
-    if (child.exitCode !== null) throw new Error(`resident serve exited; see ${dir}/serve-${port}.log`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`resident serve did not answer in 60 s; see ${dir}/serve-${port}.log`);
-    }
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
+  await answering(child, url + '/', 'resident serve', `${dir}/serve-${port}.log`);
   return {
     port,
     url,
@@ -129,17 +133,7 @@ export async function startRegistry() {
     `http:\n  addr: 127.0.0.1:${port}\n`);
   const log = openSync(join(dir, 'registry.log'), 'w');
   const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', log, log] });
-  for (const deadline = Date.now() + 60000; ; ) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/v2/`)).ok) break;
-    } catch {}
-    if (child.exitCode !== null) throw new Error(`docker-registry exited; see ${dir}/registry.log`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`docker-registry did not answer in 60 s; see ${dir}/registry.log`);
-    }
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
+  await answering(child, `http://127.0.0.1:${port}/v2/`, 'docker-registry', `${dir}/registry.log`);
   return {
     host: `127.0.0.1:${port}`,
     async stop() {

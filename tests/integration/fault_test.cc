@@ -68,12 +68,7 @@ std::string StreamLong(int port, const std::function<void()>& at_first_bytes) {
 }
 
 bool ProcessGone(pid_t pid) {
-  const auto deadline = Clock::now() + std::chrono::seconds(30);  // a busy sanitizer build is slow
-  while (Clock::now() < deadline) {
-    if (::kill(pid, 0) != 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
+  return WaitFor([&] { return ::kill(pid, 0) != 0; }, std::chrono::seconds(30));  // a busy sanitizer build is slow
 }
 
 TEST_F(FaultTest, AHungRunnerIsKilledByTheHealthCheckAndTheModelLoadsAgain) {

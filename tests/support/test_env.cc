@@ -145,12 +145,9 @@ ServerProcess::ServerProcess(const std::string& models_dir, std::map<std::string
   }
   // A minute to answer: a sanitizer build on a busy machine can take seconds to start. A server
   // that died is reported at once.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Get(port_, "/").status == 200) return;
-    if (!alive()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  bool answered = false;
+  WaitFor([&] { return (answered = Get(port_, "/").status == 200) || !alive(); }, std::chrono::seconds(60));
+  if (answered) return;
   std::ifstream log(log_path_);
   std::stringstream ss;
   ss << log.rdbuf();
@@ -192,16 +189,10 @@ int ServerProcess::Terminate() {
   int status = 0;
   // A minute before SIGKILL: the tests that care how fast a server stops measure it themselves;
   // a slow stop on a busy machine must not become a killed one.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return status;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(60))) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
   }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &status, 0);
   pid_ = -1;
   return status;
 }
